@@ -1,0 +1,3 @@
+"""Ignition uptime and rewards snapshot engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""Column names and dtypes of every frame that crosses the core's boundary.
+
+Each schema is a named constant; `check_frame` runs where data enters the core so that a
+wrong or missing column fails by name instead of deep inside a join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+TIME = pl.Datetime("us", "UTC")
+
+HEARTBEATS: Mapping[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "observed_at": TIME,
+    "boot_id": pl.String(),
+    "agent_version": pl.String(),
+}
+
+INTERVALS: Mapping[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "start": TIME,
+    "end": TIME,
+    "first_boot_id": pl.String(),
+    "first_agent_version": pl.String(),
+    "last_boot_id": pl.String(),
+    "last_agent_version": pl.String(),
+}
+
+
+class FrameSchemaError(ValueError):
+    """A frame handed to the core lacks a column or has one of the wrong type."""
+
+
+def check_frame(frame: pl.DataFrame, schema: Mapping[str, pl.DataType], name: str) -> None:
+    """Raise FrameSchemaError naming every missing or mistyped column of `frame`."""
+    problems = []
+    for column, dtype in schema.items():
+        if column not in frame.columns:
+            problems.append(f"missing column {column!r}")
+        elif frame.schema[column] != dtype:
+            problems.append(f"column {column!r} is {frame.schema[column]}, expected {dtype}")
+    if problems:
+        raise FrameSchemaError(f"{name} frame: " + "; ".join(problems))
+
+
+def empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with exactly `schema`."""
+    return pl.DataFrame(schema=dict(schema))

@@ -1,0 +1,169 @@
+"""Tables of the engine. Hot tables (heartbeats, intervals) keep time as integer
+microseconds since the Unix epoch, UTC: exact, the same on both databases, and the native
+representation of the core's polars datetimes, so bulk loads convert nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from rewards.db.types import UTCDateTime
+
+# Equal constraint names on SQLite and PostgreSQL keep migrations and autogenerate honest.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+ID = 200  # longest device, owner, boot or version identifier accepted
+
+
+def _time(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Supplier(SQLModel, table=True):
+    """A supplier, known by the owner_id the uptime API reports for their devices."""
+
+    __tablename__ = "suppliers"
+    owner_id: str = Field(primary_key=True, max_length=ID)
+    first_seen_at: datetime = Field(sa_column=_time())
+
+
+class Device(SQLModel, table=True):
+    """A device known to the registry; its changing metadata lives in DeviceMetadata."""
+
+    __tablename__ = "devices"
+    device_id: str = Field(primary_key=True, max_length=ID)
+    first_seen_at: datetime = Field(sa_column=_time())
+
+
+class DeviceMetadata(SQLModel, table=True):
+    """One version of a device's metadata, valid over [valid_from, valid_to).
+
+    Versions are never overwritten: a change adds a row and closes the previous one.
+    """
+
+    __tablename__ = "device_metadata"
+    __table_args__ = (UniqueConstraint("device_id", "valid_from"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=ID, index=True, foreign_key="devices.device_id")
+    owner_id: str = Field(max_length=ID, index=True, foreign_key="suppliers.owner_id")
+    gpu_model: str = Field(max_length=ID)
+    gpu_count: int = Field(sa_type=BigInteger)
+    status: str = Field(max_length=40)
+    registered_at: datetime = Field(sa_column=_time())
+    valid_from: datetime = Field(sa_column=_time())
+    valid_to: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    actor: str = Field(max_length=ID)
+    source: str = Field(max_length=ID)
+    recorded_at: datetime = Field(sa_column=_time())
+
+
+class Heartbeat(SQLModel, table=True):
+    """A raw heartbeat, one per (device_id, observed_at); times in UTC microseconds."""
+
+    __tablename__ = "heartbeats"
+    device_id: str = Field(primary_key=True, max_length=ID)
+    observed_at: int = Field(primary_key=True, sa_type=BigInteger)
+    boot_id: str = Field(max_length=ID)
+    agent_version: str = Field(max_length=ID)
+    received_at: int = Field(sa_type=BigInteger)  # when the engine stored it, for lateness
+
+
+class OnlineInterval(SQLModel, table=True):
+    """A maximal online interval [start, end) of a device; derived from heartbeats."""
+
+    __tablename__ = "online_intervals"
+    __table_args__ = (Index("ix_online_intervals_device_id_end", "device_id", "end"),)
+    device_id: str = Field(primary_key=True, max_length=ID)
+    start: int = Field(primary_key=True, sa_type=BigInteger)
+    end: int = Field(sa_type=BigInteger)
+    first_boot_id: str = Field(max_length=ID)
+    first_agent_version: str = Field(max_length=ID)
+    last_boot_id: str = Field(max_length=ID)
+    last_agent_version: str = Field(max_length=ID)
+
+
+class IngestCursor(SQLModel, table=True):
+    """Where each stream of the uptime API was last read up to; moves with its data."""
+
+    __tablename__ = "ingest_cursors"
+    stream: str = Field(primary_key=True, max_length=40)
+    cursor: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(sa_column=_time())
+
+
+class JobRun(SQLModel, table=True):
+    """One execution of a job, scheduled or manual, with what it did or why it failed."""
+
+    __tablename__ = "job_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=80, index=True)
+    trigger: str = Field(max_length=80)
+    holder: str = Field(max_length=ID)
+    started_at: datetime = Field(sa_column=_time(index=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    status: str = Field(max_length=20, index=True)
+    pages: int = Field(default=0, sa_type=BigInteger)
+    records_pulled: int = Field(default=0, sa_type=BigInteger)
+    records_stored: int = Field(default=0, sa_type=BigInteger)
+    records_quarantined: int = Field(default=0, sa_type=BigInteger)
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class QuarantinedRecord(SQLModel, table=True):
+    """Input refused at the door: the raw record, where it came from and why."""
+
+    __tablename__ = "quarantined_records"
+    id: int | None = Field(default=None, primary_key=True)
+    stream: str = Field(max_length=40, index=True)
+    source: str = Field(sa_type=Text)
+    received_at: datetime = Field(sa_column=_time(index=True))
+    raw: str = Field(sa_type=Text)
+    reason: str = Field(sa_type=Text)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only record of admin actions and metadata changes (the database refuses edits)."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_time(index=True))
+    actor: str = Field(max_length=ID)
+    action: str = Field(max_length=80)
+    subject: str = Field(max_length=ID, index=True)
+    details: str = Field(sa_type=Text)
+
+
+class Lease(SQLModel, table=True):
+    """A named, expiring lock: the scheduler's leadership and each job's exclusive run."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True, max_length=80)
+    holder: str = Field(max_length=ID)
+    acquired_at: datetime = Field(sa_column=_time())
+    expires_at: datetime = Field(sa_column=_time())
+
+
+__all__ = [
+    "AuditEntry",
+    "Device",
+    "DeviceMetadata",
+    "Heartbeat",
+    "IngestCursor",
+    "JobRun",
+    "Lease",
+    "OnlineInterval",
+    "QuarantinedRecord",
+    "String",
+    "Supplier",
+    "metadata",
+]

@@ -1,0 +1,120 @@
+"""Typed settings: config/default.toml (or the file in REWARDS_CONFIG), then REWARDS_* env.
+
+Built once by `get_settings()` at the edge (CLI, scheduler, app factory) and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
+
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class SettingsError(ValueError):
+    """Settings could not be loaded; the message names each bad setting and its source."""
+
+
+class Settings(BaseSettings):
+    """The engine's settings. Relative paths are resolved against the repository root."""
+
+    model_config = SettingsConfigDict(env_prefix="REWARDS_", extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///var/rewards.db"
+    season: str = "ignition-s2"
+    seasons_dir: Path = Path("config/seasons")
+
+    uptime_api_url: str = "http://127.0.0.1:8600"
+    uptime_api_token: SecretStr = SecretStr("")
+    uptime_api_timeout_s: Positive = 30.0
+
+    page_size: Annotated[int, Field(gt=0, le=100_000)] = 10_000
+    max_page_bytes: PositiveInt = 32 * 1024 * 1024
+    max_attempts: PositiveInt = 6
+    backoff_base_s: Annotated[float, Field(ge=0)] = 0.5
+    backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 300.0
+    max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+    heartbeat_retention_days: PositiveInt = 400
+
+    heartbeats_every_s: PositiveInt = 60
+    devices_every_s: PositiveInt = 300
+    leader_lease_s: Annotated[int, Field(ge=3)] = 30
+    job_lock_s: Annotated[int, Field(ge=10)] = 600
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError(
+                "expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, got "
+                f"{value.split('://')[0]!r}://…"
+            )
+        if value.startswith("postgresql:"):
+            value = "postgresql+psycopg:" + value.removeprefix("postgresql:")
+        return value
+
+    @field_validator("uptime_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def season_file(self) -> Path:
+        """The TOML file of the configured season."""
+        base = self.seasons_dir if self.seasons_dir.is_absolute() else REPO_ROOT / self.seasons_dir
+        return base / f"{self.season}.toml"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with a relative SQLite path anchored at the repository root."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url.removeprefix(prefix)
+            if path and path != ":memory:" and not Path(path).is_absolute():
+                return prefix + str(REPO_ROOT / path)
+        return self.database_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = Path(os.environ.get("REWARDS_CONFIG", DEFAULT_CONFIG))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config))
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Load settings once at the edge; SettingsError names each bad setting and its source."""
+    config = os.environ.get("REWARDS_CONFIG", str(DEFAULT_CONFIG))
+    if not Path(config).is_file():
+        raise SettingsError(f"config file {config} does not exist (set REWARDS_CONFIG)")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            lines.append(
+                f"  {key} (REWARDS_{key.upper()} or {Path(config).name}): {error['msg']}"
+            )
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
