@@ -7,10 +7,22 @@ wrong or missing column fails by name instead of deep inside a join.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 TIME = pl.Datetime("us", "UTC")
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    """Exact integer microseconds since the Unix epoch of an aware datetime."""
+    return (moment - UNIX_EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """The aware UTC datetime `us` microseconds after the Unix epoch."""
+    return UNIX_EPOCH + timedelta(microseconds=us)
 
 HEARTBEATS: Mapping[str, pl.DataType] = {
     "device_id": pl.String(),

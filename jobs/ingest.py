@@ -1,0 +1,59 @@
+"""The ingestion jobs: pull devices and heartbeats from the uptime API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from rewards.core.policy import SeasonPolicy
+from rewards.services.ingest import IngestReport, pull_stream
+from rewards.services.runs import RunContext
+from rewards.settings import Settings
+from rewards.uptime.client import RetryPolicy, UptimeClient
+
+JOB_IDS = {"devices": "ingest-devices", "heartbeats": "ingest-heartbeats"}
+
+
+def make_client(settings: Settings) -> UptimeClient:
+    """An uptime API client configured from settings."""
+    return UptimeClient(
+        settings.uptime_api_url,
+        settings.uptime_api_token.get_secret_value(),
+        timeout_s=settings.uptime_api_timeout_s,
+        max_page_bytes=settings.max_page_bytes,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
+            max_retry_after_s=settings.max_retry_after_s,
+        ),
+    )
+
+
+def pull_job(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, stream: str, *,
+    clock: Callable[[], datetime],
+    on_page: Callable[[IngestReport], None] | None = None,
+) -> Callable[[RunContext], None]:
+    """The body of the ingest job for `stream`, for jobs.runner / services.runs."""
+
+    def body(context: RunContext) -> None:
+        def page_done(report: IngestReport) -> None:
+            context.pages, context.pulled = report.pages, report.pulled
+            context.stored, context.quarantined = report.stored, report.quarantined
+            context.renew()
+            if on_page:
+                on_page(report)
+
+        with make_client(settings) as client:
+            report = pull_stream(
+                engine=engine, client=client, stream=stream, policy=policy,
+                page_size=settings.page_size,
+                max_skew=timedelta(seconds=settings.max_clock_skew_s),
+                clock=clock, on_page=page_done,
+            )
+        context.error = report.error
+
+    return body

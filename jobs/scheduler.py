@@ -1,0 +1,82 @@
+"""Every scheduled job, registered in one place, and the leader lease that guards them.
+
+APScheduler 3 must not share a job store between processes, so each `rewards scheduler`
+keeps its jobs in memory and only the process holding the `scheduler-leader` lease runs
+them; the others wait as standbys and take over when the leader's lease lapses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from jobs.ingest import JOB_IDS, pull_job
+from jobs.runner import run_recorded, utc_now
+from rewards.core.policy import SeasonPolicy
+from rewards.services.runs import hold_lease, process_identity, release
+from rewards.settings import Settings
+
+log = logging.getLogger("rewards.scheduler")
+LEADER_LEASE = "scheduler-leader"
+
+
+def build_scheduler(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, *,
+    clock: Callable[[], datetime] = utc_now,
+) -> BackgroundScheduler:
+    """A scheduler with every job registered (not started)."""
+    scheduler = BackgroundScheduler(timezone=UTC)
+    lock_ttl = timedelta(seconds=settings.job_lock_s)
+    every = {"devices": settings.devices_every_s, "heartbeats": settings.heartbeats_every_s}
+    for stream in ("devices", "heartbeats"):
+        job_id = JOB_IDS[stream]
+        scheduler.add_job(
+            run_recorded,
+            "interval",
+            seconds=every[stream],
+            args=[engine, job_id, pull_job(engine, settings, policy, stream, clock=clock)],
+            kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
+            id=job_id,
+            name=f"pull {stream} from the uptime API",
+            replace_existing=True,
+            coalesce=True,  # a backlog of missed pulls is one pull: it reads until caught up
+            max_instances=1,
+            # A pull that starts late is still useful; one more than a period late is replaced
+            # by the next one anyway.
+            misfire_grace_time=every[stream],
+            next_run_time=clock(),
+        )
+    return scheduler
+
+
+def run_scheduler(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, *, stop: threading.Event,
+    clock: Callable[[], datetime] = utc_now, holder: str | None = None,
+) -> None:
+    """Lead or stand by until `stop` is set; jobs run only while this process leads."""
+    holder = holder or process_identity()
+    ttl = timedelta(seconds=settings.leader_lease_s)
+    scheduler: BackgroundScheduler | None = None
+    log.info("scheduler %s starting as standby", holder)
+    try:
+        while not stop.is_set():
+            leading = hold_lease(engine, name=LEADER_LEASE, holder=holder, now=clock(), ttl=ttl)
+            if leading and scheduler is None:
+                log.info("scheduler %s is now the leader", holder)
+                scheduler = build_scheduler(engine, settings, policy, clock=clock)
+                scheduler.start()
+            elif not leading and scheduler is not None:
+                log.warning("scheduler %s lost the leader lease; standing by", holder)
+                scheduler.shutdown(wait=False)
+                scheduler = None
+            stop.wait(ttl.total_seconds() / 3)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+        release(engine, name=LEADER_LEASE, holder=holder)
+        log.info("scheduler %s stopped", holder)

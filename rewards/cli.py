@@ -1,0 +1,312 @@
+"""The `rewards` command: parse, call one service, print. Bad input is a message, not a
+traceback; exit codes: 0 done, 1 the work failed (see the message), 2 bad input or
+settings, 3 another process holds the job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from rewards.core.policy import PolicyError, SeasonPolicy
+from rewards.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Ignition uptime and rewards snapshot engine.")
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
+sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
+intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
+app.add_typer(db_app, name="db")
+app.add_typer(sim_app, name="sim")
+app.add_typer(intervals_app, name="intervals")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@dataclass
+class Shell:
+    settings: Settings
+    policy: SeasonPolicy
+
+    def engine(self, *, migrated: bool = True):  # type: ignore[no-untyped-def]
+        from rewards.db.engine import make_engine
+        from rewards.db.migrate import current_revision, head_revision
+
+        url = self.settings.sqlalchemy_url
+        engine = make_engine(url)
+        if migrated:
+            try:
+                current = current_revision(engine)
+            except Exception as exc:  # noqa: BLE001 - any driver error means unreachable
+                fail(f"cannot reach the database ({type(exc).__name__}); "
+                     "check REWARDS_DATABASE_URL", 1)
+            if current != head_revision(url):
+                fail(f"the database is at revision {current or 'none'}, not the latest; "
+                     "run `rewards db upgrade` first")
+        return engine
+
+
+def shell() -> Shell:
+    from rewards.seasons import load_policy
+
+    try:
+        settings = get_settings()
+        return Shell(settings, load_policy(settings.season_file))
+    except (SettingsError, PolicyError) as exc:
+        fail(str(exc))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database up to REVISION (default: the latest)."""
+    from rewards.db.migrate import upgrade
+
+    settings = shell().settings
+    upgrade(settings.sqlalchemy_url, revision)
+    out.print(f"database at {revision}: {settings.database_url}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every table)."""
+    from rewards.db.migrate import downgrade
+
+    downgrade(shell().settings.sqlalchemy_url, revision)
+    out.print(f"database at {revision}")
+
+
+SpecOpts = tuple[int, int, int, str, int]
+
+
+def _spec(seed: int, devices: int, days: int, scenario: str, period: int, bad_rate: float = 0.0):  # type: ignore[no-untyped-def]
+    from rewards.sim.fleet import FleetSpec
+
+    try:
+        return FleetSpec(seed=seed, devices=devices, days=days, scenario=scenario,
+                         heartbeat_period_s=period, bad_record_rate=bad_rate)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+Seed = Annotated[int, typer.Option(help="Random seed; equal arguments give equal fleets.")]
+Devices = Annotated[int, typer.Option(min=1, help="Number of devices.")]
+Days = Annotated[int, typer.Option(min=1, help="Simulated days from 2024-04-20T00:00Z.")]
+Scenario = Annotated[str, typer.Option(help="steady or april-2024.")]
+Period = Annotated[int, typer.Option(min=1, help="Heartbeat period in seconds.")]
+BadRate = Annotated[float, typer.Option(min=0, max=1, help="Share of malformed records.")]
+
+
+@sim_app.command("serve")
+def sim_serve(
+    seed: Seed = 1, devices: Devices = 200, days: Days = 7, scenario: Scenario = "april-2024",
+    period: Period = 60, bad_rate: BadRate = 0.0,
+    host: str = "127.0.0.1", port: int = 8600,
+    token: Annotated[str | None, typer.Option(
+        help="Service token to require (default: REWARDS_UPTIME_API_TOKEN).")] = None,
+    error_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    throttle_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    retry_after: Annotated[int, typer.Option(min=0)] = 1,
+    slow_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    truncate_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    fault_seed: int = 0,
+) -> None:
+    """Serve a simulated uptime API over HTTP until interrupted."""
+    import uvicorn
+
+    from rewards.sim.server import Faults, UptimeSimulator, create_sim_app
+
+    secret = token or shell().settings.uptime_api_token.get_secret_value()
+    if not secret:
+        fail("the simulator needs a service token: --token or REWARDS_UPTIME_API_TOKEN")
+    faults = Faults(error_rate=error_rate, throttle_rate=throttle_rate, retry_after_s=retry_after,
+                    slow_rate=slow_rate, truncate_rate=truncate_rate, seed=fault_seed)
+    spec = _spec(seed, devices, days, scenario, period, bad_rate)
+    err.print(f"simulating {devices} devices over {days} days ({scenario}) ...")
+    simulator = UptimeSimulator(spec, token=secret, faults=faults)
+    err.print(f"serving {simulator.heartbeats.height:,} heartbeat deliveries and "
+              f"{simulator.devices.height:,} device records on http://{host}:{port}")
+    uvicorn.run(create_sim_app(simulator), host=host, port=port, log_level="warning",
+                access_log=False)
+
+
+@sim_app.command("dump")
+def sim_dump(
+    out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    seed: Seed = 1, devices: Devices = 200, days: Days = 7, scenario: Scenario = "april-2024",
+    period: Period = 60, bad_rate: BadRate = 0.0,
+) -> None:
+    """Write the heartbeats `sim serve` with the same arguments delivers, deduplicated."""
+    from rewards.sim.fleet import delivered_heartbeats, delivery_log
+
+    if out_file.suffix != ".parquet":
+        fail(f"--out {out_file}: expected a .parquet file")
+    truth = delivered_heartbeats(delivery_log(_spec(seed, devices, days, scenario, period,
+                                                    bad_rate)))
+    _write_parquet(truth, out_file)
+    out.print(f"wrote {truth.height:,} heartbeats to {out_file}")
+
+
+def _write_parquet(frame, path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Written beside the target and renamed, so a failure never leaves a half file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    frame.write_parquet(partial)
+    partial.replace(path)
+
+
+@app.command("ingest")
+def ingest(
+    once: Annotated[bool, typer.Option("--once", help="Pull until caught up, then exit.")] = False,
+    stream: Annotated[str, typer.Option(help="devices, heartbeats or all.")] = "all",
+) -> None:
+    """Pull devices and heartbeats from the uptime API until caught up."""
+    from jobs.ingest import JOB_IDS, pull_job
+    from rewards.services.runs import JobBusy, exclusive_run
+
+    if not once:
+        fail("use `rewards ingest --once` for one pull, or `rewards scheduler` to keep pulling")
+    streams = ["devices", "heartbeats"] if stream == "all" else [stream]
+    if any(s not in JOB_IDS for s in streams):
+        fail(f"--stream {stream}: expected devices, heartbeats or all")
+    sh = shell()
+    engine = sh.engine()
+    failed = False
+    for name in streams:
+        with _progress(name) as on_page:
+            try:
+                with exclusive_run(engine, job_id=JOB_IDS[name], trigger="manual",
+                                   clock=utc_now,
+                                   ttl=timedelta(seconds=sh.settings.job_lock_s)) as context:
+                    pull_job(engine, sh.settings, sh.policy, name, clock=utc_now,
+                             on_page=on_page)(context)
+            except JobBusy as busy:
+                fail(str(busy), 3)
+        summary = (f"{name}: {context.pages:,} pages, {context.pulled:,} records, "
+                   f"{context.stored:,} stored, {context.quarantined:,} quarantined")
+        if context.error:
+            failed = True
+            err.print(f"[bold red]{summary}; stopped:[/] {context.error}", highlight=False)
+        else:
+            out.print(summary + "; caught up", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+class _progress:
+    """A live line of counts while a stream is pulled, when stderr is a terminal."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.status = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        import time
+
+        from rewards.services.ingest import IngestReport
+
+        started = time.monotonic()
+        if err.is_terminal:
+            self.status = err.status(f"pulling {self.stream} ...")
+            self.status.__enter__()
+
+        def on_page(report: IngestReport) -> None:
+            if self.status is not None:
+                rate = report.pulled / max(time.monotonic() - started, 1e-9)
+                self.status.update(
+                    f"pulling {self.stream}: {report.pages:,} pages, {report.pulled:,} records "
+                    f"({rate:,.0f}/s), {report.quarantined:,} quarantined, "
+                    f"{report.retries} retries"
+                )
+
+        return on_page
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+
+
+@intervals_app.command("export")
+def intervals_export(
+    out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+) -> None:
+    """Write every stored online interval (device_id, start, end) to Parquet."""
+    from rewards.db.engine import unit_of_work
+    from rewards.db.heartbeats import load_intervals
+
+    if out_file.suffix != ".parquet":
+        fail(f"--out {out_file}: expected a .parquet file")
+    with unit_of_work(shell().engine()) as session:
+        intervals = load_intervals(session.connection())
+    _write_parquet(intervals.select("device_id", "start", "end"), out_file)
+    out.print(f"wrote {intervals.height:,} intervals to {out_file}")
+
+
+@app.command("scheduler")
+def scheduler() -> None:
+    """Run the scheduled jobs while this process holds the leader lease; stand by otherwise."""
+    import signal
+
+    from jobs.scheduler import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sh = shell()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_scheduler(sh.engine(), sh.settings, sh.policy, stop=stop)
+
+
+@app.command("runs")
+def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+    """The latest job runs, newest first."""
+    from rich.table import Table
+
+    from rewards.db import state
+    from rewards.db.engine import unit_of_work
+
+    table = Table("id", "job", "trigger", "started", "status", "pages", "records",
+                  "quarantined", "error")
+    with unit_of_work(shell().engine()) as session:
+        for run in state.job_runs(session, limit=limit):
+            table.add_row(str(run.id), run.job_id, run.trigger, f"{run.started_at:%F %T}",
+                          run.status, str(run.pages), str(run.records_pulled),
+                          str(run.records_quarantined), (run.error or "")[:80])
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    devices: Devices = 150, days: Days = 7,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
+        "var/demo"),
+) -> None:
+    """The story on the embedded SQLite default: simulate, ingest over HTTP, summarise."""
+    from rewards.demo import run_demo
+
+    sh = shell()
+    run_demo(sh.policy, devices=devices, days=days, workdir=workdir.resolve(), console=out)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

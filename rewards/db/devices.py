@@ -1,0 +1,98 @@
+"""The device registry and its metadata history (DESIGN 7): versions are never overwritten.
+
+A registry record valid from its `updated_at` becomes a version; it closes the version
+before it and is closed by the one after it, whatever order records arrive in. A record
+identical to the version in force is a redelivery and changes nothing. Every change of a
+known device is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session, col
+
+from rewards.db.tables import AuditEntry, Device, DeviceMetadata, Supplier
+
+_CONTENT = ("owner_id", "gpu_model", "gpu_count", "status")
+
+
+def _insert_missing(session: Session, model: type[Any], key: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    connection.execute(dialect_insert(model).on_conflict_do_nothing(index_elements=[key]), rows)
+
+
+def store_devices(
+    session: Session, records: list[dict[str, Any]], *, now: datetime, actor: str, source: str
+) -> int:
+    """Add registry records (validated dicts) to the history; returns versions added."""
+    if not records:
+        return 0
+    owners = {r["owner_id"]: r["updated_at"] for r in records}
+    _insert_missing(session, Supplier, "owner_id",
+                    [{"owner_id": o, "first_seen_at": now} for o in sorted(owners)])
+    _insert_missing(session, Device, "device_id",
+                    [{"device_id": d, "first_seen_at": now}
+                     for d in sorted({r["device_id"] for r in records})])
+
+    ids = sorted({r["device_id"] for r in records})
+    history: dict[str, list[DeviceMetadata]] = defaultdict(list)
+    for version in session.scalars(
+        select(DeviceMetadata).where(col(DeviceMetadata.device_id).in_(ids))
+    ):
+        history[version.device_id].append(version)
+
+    added = 0
+    audit: list[dict[str, Any]] = []
+    for record in sorted(records, key=lambda r: (r["device_id"], r["updated_at"])):
+        versions = sorted(history[record["device_id"]], key=lambda v: v.valid_from)
+        start = record["updated_at"]
+        if any(v.valid_from == start for v in versions):
+            continue  # the same version delivered again
+        before = [v for v in versions if v.valid_from < start]
+        after = [v for v in versions if v.valid_from > start]
+        previous = before[-1] if before else None
+        if previous and all(getattr(previous, k) == record[k] for k in _CONTENT):
+            continue  # nothing changed
+        version = DeviceMetadata(
+            device_id=record["device_id"], owner_id=record["owner_id"],
+            gpu_model=record["gpu_model"], gpu_count=record["gpu_count"],
+            status=record["status"], registered_at=record["registered_at"],
+            valid_from=start, valid_to=after[0].valid_from if after else None,
+            actor=actor, source=source, recorded_at=now,
+        )
+        session.add(version)
+        if previous is not None:
+            previous.valid_to = start
+            session.add(previous)
+            changed = {k: [getattr(previous, k), record[k]] for k in _CONTENT
+                       if getattr(previous, k) != record[k]}
+            audit.append({"at": now, "actor": actor, "action": "device.metadata.changed",
+                          "subject": record["device_id"],
+                          "details": json.dumps({"valid_from": start.isoformat(),
+                                                 "changed": changed}, sort_keys=True)})
+        history[record["device_id"]].append(version)
+        added += 1
+    session.flush()
+    if audit:
+        session.connection().execute(insert(AuditEntry), audit)
+    return added
+
+
+def device_history(session: Session, device_id: str) -> list[DeviceMetadata]:
+    """Every metadata version of a device, oldest first."""
+    return list(session.scalars(
+        select(DeviceMetadata).where(col(DeviceMetadata.device_id) == device_id)
+        .order_by(col(DeviceMetadata.valid_from))
+    ))
+

@@ -1,0 +1,127 @@
+"""Storing heartbeats and keeping online intervals up to date, one batch at a time.
+
+A batch goes to a temporary stage table; from there one statement upserts it into
+`heartbeats` (where two rows disagree the smallest (boot_id, agent_version) wins, DESIGN
+4.1, compared bytewise on both dialects), and the intervals near the batch are replaced by
+the core's merge of them with the batch. Everything happens in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlalchemy import Connection, text
+
+from rewards.core.frames import INTERVALS, TIME
+from rewards.core.intervals import merge_intervals, unique_heartbeats
+from rewards.core.policy import SeasonPolicy
+from rewards.db.bulk import fetch_frame, load_frame
+
+_STAGE = {
+    "hb_stage": "device_id TEXT, observed_at BIGINT, boot_id TEXT, agent_version TEXT",
+    "hb_touch": "device_id TEXT, lo BIGINT, hi BIGINT",
+}
+_INTERVAL_COLUMNS = list(INTERVALS)
+_INTERVAL_INTS = {**INTERVALS, "start": pl.Int64(), "end": pl.Int64()}
+
+# Intervals a batch can touch: within one liveness timeout of a new heartbeat.
+_NEAR = (
+    "t.device_id = i.device_id AND i.start <= t.hi + :timeout "
+    "AND i.\"end\" >= t.lo - :timeout + :period"
+)
+
+
+def _prepare_stage(connection: Connection) -> None:
+    pg = connection.dialect.name == "postgresql"
+    for name, columns in _STAGE.items():
+        suffix = " ON COMMIT DELETE ROWS" if pg else ""
+        connection.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}){suffix}")
+        connection.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - fixed identifiers
+
+
+def _upsert_sql(dialect: str) -> str:
+    collate = ' COLLATE "C"' if dialect == "postgresql" else ""
+    return (
+        "INSERT INTO heartbeats (device_id, observed_at, boot_id, agent_version, received_at) "
+        "SELECT device_id, observed_at, boot_id, agent_version, :received_at FROM hb_stage "
+        "WHERE true "  # lets SQLite parse ON CONFLICT after INSERT ... SELECT
+        "ON CONFLICT (device_id, observed_at) DO UPDATE SET "
+        "boot_id = excluded.boot_id, agent_version = excluded.agent_version "
+        f"WHERE (excluded.boot_id{collate}, excluded.agent_version{collate}) "
+        f"< (heartbeats.boot_id{collate}, heartbeats.agent_version{collate})"
+    )
+
+
+def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
+
+
+def store_heartbeats(
+    connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
+) -> int:
+    """Upsert a batch of heartbeats and fold it into online intervals.
+
+    Returns how many heartbeat rows were inserted or replaced by a winning duplicate.
+    """
+    batch = unique_heartbeats(heartbeats)
+    if batch.is_empty():
+        return 0
+    _prepare_stage(connection)
+    load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
+    stored = connection.execute(
+        text(_upsert_sql(connection.dialect.name)), {"received_at": received_at_us}
+    ).rowcount
+    connection.exec_driver_sql(
+        "INSERT INTO hb_touch (device_id, lo, hi) "
+        "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
+    )
+    window = {"timeout": policy.liveness_timeout_us, "period": policy.heartbeat_period_us}
+    columns = ", ".join(f'i."{c}"' for c in _INTERVAL_COLUMNS)
+    nearby = fetch_frame(
+        connection,
+        f"SELECT {columns} FROM online_intervals i JOIN hb_touch t ON {_NEAR}",  # noqa: S608
+        window,
+        _INTERVAL_INTS,
+    )
+    connection.execute(
+        text(
+            "DELETE FROM online_intervals WHERE EXISTS "
+            f"(SELECT 1 FROM hb_touch t, online_intervals i WHERE {_NEAR} "
+            "AND i.device_id = online_intervals.device_id AND i.start = online_intervals.start)"
+        ),
+        window,
+    )
+    merged = merge_intervals(
+        nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), batch, policy
+    )
+    load_frame(connection, "online_intervals", _as_int_times(merged, "start", "end"))
+    return int(stored)
+
+
+def load_intervals(connection: Connection) -> pl.DataFrame:
+    """Every stored online interval as an INTERVALS frame, sorted by device_id, start."""
+    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
+    frame = fetch_frame(
+        connection,
+        f"SELECT {columns} FROM online_intervals ORDER BY device_id, start",  # noqa: S608
+        {},
+        _INTERVAL_INTS,
+    )
+    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
+def load_heartbeats(connection: Connection) -> pl.DataFrame:
+    """Every stored heartbeat as a HEARTBEATS frame, sorted by device_id, observed_at."""
+    frame = fetch_frame(
+        connection,
+        "SELECT device_id, observed_at, boot_id, agent_version FROM heartbeats "
+        "ORDER BY device_id, observed_at",
+        {},
+        {"device_id": pl.String(), "observed_at": pl.Int64(), "boot_id": pl.String(),
+         "agent_version": pl.String()},
+    )
+    return frame.with_columns(pl.col("observed_at").cast(TIME))
+
+
+def count_heartbeats(connection: Connection) -> int:
+    """How many heartbeats are stored."""
+    return int(connection.exec_driver_sql("SELECT count(*) FROM heartbeats").scalar_one())

@@ -1,0 +1,138 @@
+"""Small bookkeeping tables: ingest cursors, quarantine, leases and job runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlmodel import Session, col
+
+from rewards.db.tables import IngestCursor, JobRun, Lease, QuarantinedRecord
+
+
+def get_cursor(session: Session, stream: str) -> str | None:
+    """Where `stream` was last read up to (None: from the beginning)."""
+    row = session.get(IngestCursor, stream)
+    return row.cursor if row else None
+
+
+def set_cursor(session: Session, stream: str, cursor: str | None, *, now: datetime) -> None:
+    """Move `stream`'s cursor; commits with the caller's data or not at all."""
+    row = session.get(IngestCursor, stream)
+    if row is None:
+        session.add(IngestCursor(stream=stream, cursor=cursor, updated_at=now))
+    else:
+        row.cursor, row.updated_at = cursor, now
+    session.flush()
+
+
+def quarantine(
+    session: Session, *, stream: str, source: str, items: Sequence[tuple[str, str]],
+    now: datetime,
+) -> None:
+    """Store refused records: (raw, reason) pairs from `source`."""
+    if items:
+        session.connection().execute(
+            insert(QuarantinedRecord),
+            [{"stream": stream, "source": source, "received_at": now, "raw": raw,
+              "reason": reason} for raw, reason in items],
+        )
+
+
+def quarantined(session: Session, stream: str | None = None) -> list[QuarantinedRecord]:
+    """Quarantined records, oldest first."""
+    query = select(QuarantinedRecord).order_by(col(QuarantinedRecord.id))
+    if stream:
+        query = query.where(col(QuarantinedRecord.stream) == stream)
+    return list(session.scalars(query))
+
+
+def try_acquire_lease(
+    session: Session, *, name: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Take or renew lease `name` for `holder` until now + ttl; False if another holds it.
+
+    Safe under concurrency on both dialects: the conditional UPDATE and the INSERT of a
+    missing lease each succeed for at most one contender.
+    """
+    connection: Connection = session.connection()
+    taken = connection.execute(
+        update(Lease)
+        .where(col(Lease.name) == name)
+        .where(or_(col(Lease.holder) == holder, col(Lease.expires_at) <= now))
+        .values(holder=holder, expires_at=now + ttl)
+    ).rowcount
+    if taken:
+        return True
+    if session.get(Lease, name) is not None:
+        return False
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    inserted = connection.execute(
+        dialect_insert(Lease)
+        .values(name=name, holder=holder, acquired_at=now, expires_at=now + ttl)
+        .on_conflict_do_nothing(index_elements=["name"])
+    ).rowcount
+    return bool(inserted)
+
+
+def release_lease(session: Session, *, name: str, holder: str) -> None:
+    """Give up lease `name` if `holder` has it."""
+    session.connection().execute(
+        delete(Lease).where(and_(col(Lease.name) == name, col(Lease.holder) == holder))
+    )
+
+
+def lease(session: Session, name: str) -> Lease | None:
+    """The current lease `name`, expired or not."""
+    return session.get(Lease, name)
+
+
+def start_job_run(
+    session: Session, *, job_id: str, trigger: str, holder: str, now: datetime,
+    status: str = "running",
+) -> int:
+    """Record the start of a run and return its id."""
+    run = JobRun(job_id=job_id, trigger=trigger, holder=holder, started_at=now, status=status)
+    session.add(run)
+    session.flush()
+    assert run.id is not None
+    return run.id
+
+
+def finish_job_run(
+    session: Session, *, run_id: int, now: datetime, status: str, pages: int = 0,
+    pulled: int = 0, stored: int = 0, quarantined: int = 0, error: str | None = None,
+) -> None:
+    """Record how run `run_id` ended."""
+    session.connection().execute(
+        update(JobRun).where(col(JobRun.id) == run_id).values(
+            finished_at=now, status=status, pages=pages, records_pulled=pulled,
+            records_stored=stored, records_quarantined=quarantined, error=error,
+        )
+    )
+
+
+def abandon_stale_runs(session: Session, *, job_id: str, now: datetime) -> int:
+    """Mark runs of `job_id` still 'running' as abandoned: their process died holding the
+    lock, which has since lapsed. Called by the next holder of the job's lock."""
+    return int(
+        session.connection().execute(
+            update(JobRun)
+            .where(col(JobRun.job_id) == job_id, col(JobRun.status) == "running")
+            .values(status="abandoned", finished_at=now,
+                    error="the process running this job stopped before finishing")
+        ).rowcount
+    )
+
+
+def job_runs(session: Session, *, job_id: str | None = None, limit: int = 50) -> list[JobRun]:
+    """The latest runs, newest first."""
+    query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit)
+    if job_id:
+        query = query.where(col(JobRun.job_id) == job_id)
+    return list(session.scalars(query))

@@ -1,0 +1,103 @@
+"""Use case: run a job exclusively and record the run, whatever happens to it.
+
+The job's lease in the database is the lock: a manual `rewards ingest --once` and a
+scheduled pull can never run side by side, in one process or several, on either
+database. A holder that dies leaves a lease that lapses after its ttl and a run the next
+holder marks abandoned.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from rewards.db import state
+from rewards.db.engine import unit_of_work
+
+
+def process_identity() -> str:
+    """host:pid, how leases and runs name their holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobBusy(RuntimeError):
+    """Another process holds the job's lock."""
+
+
+@dataclass
+class RunContext:
+    """Handed to a running job: renew the lock between steps; fill in the counts."""
+
+    run_id: int
+    renew: Callable[[], None]
+    pages: int = 0
+    pulled: int = 0
+    stored: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+@contextmanager
+def exclusive_run(
+    engine: Engine, *, job_id: str, trigger: str, clock: Callable[[], datetime],
+    ttl: timedelta, holder: str | None = None,
+) -> Iterator[RunContext]:
+    """Hold job `job_id`'s lock for the block and record the run (raises JobBusy)."""
+    holder = holder or process_identity()
+    name = f"job:{job_id}"
+    with unit_of_work(engine) as session:
+        if not state.try_acquire_lease(session, name=name, holder=holder, now=clock(), ttl=ttl):
+            current = state.lease(session, name)
+            who = f"{current.holder} until {current.expires_at:%Y-%m-%d %H:%M:%S}Z" if current else "?"
+            raise JobBusy(f"job {job_id} is already running ({who}); try again later")
+        state.abandon_stale_runs(session, job_id=job_id, now=clock())
+        run_id = state.start_job_run(session, job_id=job_id, trigger=trigger, holder=holder,
+                                     now=clock())
+
+    def renew() -> None:
+        with unit_of_work(engine) as s:
+            if not state.try_acquire_lease(s, name=name, holder=holder, now=clock(), ttl=ttl):
+                raise JobBusy(f"job {job_id} lost its lock to another process")
+
+    context = RunContext(run_id=run_id, renew=renew)
+    status, error = "succeeded", None
+    try:
+        yield context
+        if context.error:
+            status, error = "failed", context.error
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        with unit_of_work(engine) as session:
+            state.finish_job_run(
+                session, run_id=run_id, now=clock(), status=status, pages=context.pages,
+                pulled=context.pulled, stored=context.stored, quarantined=context.quarantined,
+                error=error,
+            )
+            state.release_lease(session, name=name, holder=holder)
+
+
+def hold_lease(engine: Engine, *, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew lease `name`; False while another holder's lease is unexpired."""
+    with unit_of_work(engine) as session:
+        return state.try_acquire_lease(session, name=name, holder=holder, now=now, ttl=ttl)
+
+
+def release(engine: Engine, *, name: str, holder: str) -> None:
+    """Give up lease `name` if `holder` has it."""
+    with unit_of_work(engine) as session:
+        state.release_lease(session, name=name, holder=holder)
+
+
+def current_holder(engine: Engine, name: str, now: datetime) -> str | None:
+    """Who holds lease `name` now, if anyone."""
+    with unit_of_work(engine) as session:
+        held = state.lease(session, name)
+        return held.holder if held and held.expires_at > now else None

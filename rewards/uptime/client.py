@@ -1,0 +1,204 @@
+"""HTTP client of the uptime API (DESIGN 6): one page at a time, retried with backoff.
+
+A page either comes back decoded, or the call raises UptimeApiError with a reason a
+person can act on. Transient failures (network errors, 5xx, 429, truncated or non-JSON
+bodies) are retried; contract violations (oversized pages, wrong shapes, refused token)
+are not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+STREAMS = ("heartbeats", "devices")
+
+
+class UptimeApiError(RuntimeError):
+    """A page could not be had; the message says why and what the engine did."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_s = wait_s
+
+
+@dataclass(frozen=True)
+class Page:
+    """One decoded page: the raw records (validated later, one by one) and the next cursor."""
+
+    records: list[Any]
+    next_cursor: str | None
+    has_more: bool
+    source: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_retry_after_s: float = 300.0
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON body; falls back to the standard library for what orjson refuses
+    (NaN, integers beyond 64 bits, lone surrogates) so such records can be quarantined
+    one by one instead of failing the whole page."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body.decode("utf-8", errors="strict"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+class UptimeClient:
+    """Fetches pages of one uptime API with a bearer service token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 30.0,
+        max_page_bytes: int = 32 * 1024 * 1024,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout_s,
+        )
+        self.base_url = base_url
+        self.max_page_bytes = max_page_bytes
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self.retries = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> UptimeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def fetch_page(self, stream: str, cursor: str | None, limit: int) -> Page:
+        """The page of `stream` after `cursor`, retried per the RetryPolicy."""
+        if stream not in STREAMS:
+            raise ValueError(f"unknown stream {stream!r}")
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        source = f"{self.base_url}/v1/{stream}?cursor={cursor or ''}&limit={limit}"
+        reason = ""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                body = self._get(f"/v1/{stream}", params)
+                return self._decode(stream, body, limit, source, attempt)
+            except _Retryable as failure:
+                reason = failure.reason
+                if attempt == self.retry.max_attempts:
+                    break
+                wait = failure.wait_s
+                if wait is None:
+                    ceiling = min(self.retry.backoff_max_s,
+                                  self.retry.backoff_base_s * 2 ** (attempt - 1))
+                    wait = random.uniform(ceiling / 2, ceiling)  # jitter spreads retries out
+                self.retries += 1
+                self._sleep(wait)
+        raise UptimeApiError(
+            f"{stream} page at cursor {cursor!r} failed after {self.retry.max_attempts} "
+            f"attempts; last: {reason}. The cursor stays where the last good page left it."
+        )
+
+    def _get(self, path: str, params: dict[str, str | int]) -> bytes:
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                status = response.status_code
+                if status == 429:
+                    wait = _retry_after(response.headers.get("retry-after"))
+                    if wait is not None and wait > self.retry.max_retry_after_s:
+                        raise UptimeApiError(
+                            f"uptime API asked to retry after {wait:.0f} s, more than the "
+                            f"{self.retry.max_retry_after_s:.0f} s allowed (max_retry_after_s)"
+                        )
+                    raise _Retryable("HTTP 429 Too Many Requests", wait)
+                if status in (401, 403):
+                    raise UptimeApiError(
+                        f"uptime API refused the service token (HTTP {status}); "
+                        "check REWARDS_UPTIME_API_TOKEN"
+                    )
+                if status >= 500:
+                    raise _Retryable(f"HTTP {status} from the uptime API")
+                if status != 200:
+                    raise UptimeApiError(f"uptime API answered HTTP {status} to {path}")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > self.max_page_bytes:
+                    raise self._oversized(int(declared))
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_page_bytes:
+                        raise self._oversized(size)
+                    chunks.append(chunk)
+                kind = response.headers.get("content-type", "")
+                if "json" not in kind:
+                    raise _Retryable(f"the body is {kind or 'untyped'}, not JSON")
+                return b"".join(chunks)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"network error: {type(exc).__name__}: {exc}") from None
+
+    def _oversized(self, size: int) -> UptimeApiError:
+        return UptimeApiError(
+            f"page of {size} bytes exceeds max_page_bytes={self.max_page_bytes}; "
+            "refusing it rather than running out of memory"
+        )
+
+    def _decode(self, stream: str, body: bytes, limit: int, source: str, attempt: int) -> Page:
+        try:
+            document = decode_json(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Retryable(f"truncated or invalid JSON body ({len(body)} bytes)") from None
+        if not isinstance(document, dict) or not isinstance(document.get(stream), list):
+            raise UptimeApiError(f"uptime API page has no {stream!r} list; contract broken")
+        records = document[stream]
+        if len(records) > limit:
+            raise UptimeApiError(
+                f"uptime API returned {len(records)} records for limit={limit}; "
+                "an oversized page is refused"
+            )
+        next_cursor, has_more = document.get("next_cursor"), document.get("has_more")
+        if not isinstance(has_more, bool):
+            raise UptimeApiError("uptime API page lacks a boolean 'has_more'; contract broken")
+        if next_cursor is not None and (not isinstance(next_cursor, str) or
+                                        not 0 < len(next_cursor) <= 1024):
+            raise UptimeApiError("uptime API page has an invalid 'next_cursor'; contract broken")
+        if has_more and next_cursor is None:
+            raise UptimeApiError("uptime API says has_more but gives no next_cursor")
+        return Page(records, next_cursor, has_more, source, attempt)

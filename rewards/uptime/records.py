@@ -1,0 +1,171 @@
+"""Validation of uptime API records: good ones become frames, bad ones get a reason.
+
+Nothing here raises on bad input: each record is either accepted or rejected with the
+reason a person would need to chase it with the API's owners.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from rewards.core.frames import HEARTBEATS
+
+MAX_ID = 200
+MAX_INT = 2**63 - 1
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEARTBEAT_FIELDS = ("device_id", "observed_at", "boot_id", "agent_version")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A refused record: its raw form as safe ASCII JSON, and why it was refused."""
+
+    raw: str
+    reason: str
+
+
+def raw_text(record: Any) -> str:
+    """The record as ASCII JSON: NULs, lone surrogates and NaN survive as escapes/literals."""
+    try:
+        return json.dumps(record, ensure_ascii=True, sort_keys=True, default=repr)[:10_000]
+    except (TypeError, ValueError):
+        return repr(record)[:10_000]
+
+
+def _string_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        if isinstance(value, float) and value != value:
+            kind = "NaN"
+        return f"field {name!r} must be a string, got {kind}"
+    if not value:
+        return f"field {name!r} is empty"
+    if len(value) > MAX_ID:
+        return f"field {name!r} is longer than {MAX_ID} characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"field {name!r} contains a lone surrogate (invalid Unicode)"
+    if "\x00" in value:
+        return f"field {name!r} contains a NUL character"
+    return None
+
+
+def parse_time(name: str, value: Any) -> datetime | str:
+    """An aware UTC datetime from an RFC 3339 string, or the reason it is not one."""
+    if not isinstance(value, str):
+        return f"field {name!r} must be an RFC 3339 string"
+    if not _RFC3339.match(value):
+        naive = _RFC3339.match(value + "Z")
+        if naive:
+            return f"field {name!r} has no UTC offset: {value[:40]!r}"
+        return f"field {name!r} is not an RFC 3339 time: {value[:40]!r}"
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper())  # microseconds are the precision kept
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return f"field {name!r} is an impossible time: {value[:40]!r}"
+
+
+def validate_heartbeats(
+    records: list[Any], *, now: datetime, max_skew: timedelta
+) -> tuple[pl.DataFrame, list[Rejected]]:
+    """Split `records` into a HEARTBEATS frame and rejections (DESIGN 4.1, issue 2 item 5).
+
+    A heartbeat needs four non-empty strings without NUL or invalid Unicode, an RFC 3339
+    observed_at with an offset, a possible date, and no later than `now + max_skew`.
+    """
+    rejected: list[Rejected] = []
+    cols: dict[str, list[str]] = {f: [] for f in _HEARTBEAT_FIELDS}
+    kept: list[Any] = []
+    for record in records:
+        if type(record) is not dict:
+            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            continue
+        problem = None
+        for name in _HEARTBEAT_FIELDS:
+            if name not in record:
+                problem = f"missing field {name!r}"
+                break
+            problem = _string_problem(name, record[name])
+            if problem:
+                break
+        if problem:
+            rejected.append(Rejected(raw_text(record), problem))
+            continue
+        for name in _HEARTBEAT_FIELDS:
+            cols[name].append(record[name])
+        kept.append(record)
+    frame = pl.DataFrame(cols, schema=dict.fromkeys(_HEARTBEAT_FIELDS, pl.String))
+    parsed = frame.get_column("observed_at").str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
+    )
+    limit = now + max_skew
+    strict_form = frame.get_column("observed_at").str.contains(_RFC3339.pattern)
+    good = (parsed.is_not_null() & strict_form & (parsed <= limit)).fill_null(False)
+    if not good.all():
+        for index in (~good).arg_true().to_list():
+            record = kept[index]
+            moment = parse_time("observed_at", record["observed_at"])
+            if isinstance(moment, str):
+                reason = moment
+            else:
+                ahead = (moment - now).total_seconds()
+                reason = (f"observed_at is {ahead:.0f} s ahead of the engine clock "
+                          f"(max_clock_skew_s={max_skew.total_seconds():.0f})")
+            rejected.append(Rejected(raw_text(record), reason))
+    out = frame.with_columns(observed_at=parsed).filter(good).select(list(HEARTBEATS))
+    return out, rejected
+
+
+DEVICE_FIELDS = ("device_id", "owner_id", "gpu_model", "status")
+
+
+def _first_problem(record: dict[str, Any]) -> str | None:
+    for name in (*DEVICE_FIELDS, "gpu_count", "registered_at", "updated_at"):
+        if name not in record:
+            return f"missing field {name!r}"
+    for name in DEVICE_FIELDS:
+        problem = _string_problem(name, record[name])
+        if problem:
+            return problem
+    return None
+
+
+def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Device registry records as clean dicts with aware datetimes, and rejections."""
+    rejected: list[Rejected] = []
+    clean: list[dict[str, Any]] = []
+    for record in records:
+        if type(record) is not dict:
+            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            continue
+        problem = _first_problem(record)
+        count = record.get("gpu_count")
+        if problem is None and (type(count) is not int or not 0 <= count <= MAX_INT):
+            problem = "field 'gpu_count' must be an integer within 0..2^63-1"
+        if problem is None and len(record["status"]) > 40:
+            problem = "field 'status' is longer than 40 characters"
+        times: dict[str, datetime] = {}
+        for name in ("registered_at", "updated_at"):
+            if problem is None:
+                moment = parse_time(name, record[name])
+                if isinstance(moment, str):
+                    problem = moment
+                else:
+                    times[name] = moment
+        if problem:
+            rejected.append(Rejected(raw_text(record), problem))
+            continue
+        clean.append({**{n: record[n] for n in DEVICE_FIELDS}, "gpu_count": count, **times})
+    return clean, rejected
