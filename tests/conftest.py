@@ -1,0 +1,133 @@
+"""Databases for the tests: every test that asks for `db_url` runs on SQLite and on the
+real PostgreSQL server, each on a fresh database of its own copied from a template that
+went through the real migrations once per run. Everything made is dropped at the end.
+
+PostgreSQL unreachable: skipped with a message, except under CI (CI=true), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from rewards.db.engine import make_engine
+from rewards.db.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get(
+    "REWARDS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RUN = uuid.uuid4().hex[:8]
+_PG_PROBLEM: str | None = None
+
+
+def _pg_admin() -> Engine:
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _PG_PROBLEM
+    try:
+        with _pg_admin().connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means unreachable
+        _PG_PROBLEM = f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__})"
+        if os.environ.get("CI"):
+            raise pytest.UsageError(
+                f"{_PG_PROBLEM}; CI requires it. Start it with: pg_ctlcluster "
+                "--skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            ) from None
+
+
+def pytest_report_header() -> str:
+    return _PG_PROBLEM + ": PostgreSQL tests are SKIPPED" if _PG_PROBLEM else (
+        f"PostgreSQL tests run against {PG_ADMIN_URL}"
+    )
+
+
+def pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def create_pg_database(name: str, template: str | None = None) -> str:
+    suffix = f" TEMPLATE {template}" if template else ""
+    with _pg_admin().connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
+    return pg_url(name)
+
+
+def drop_pg_database(name: str) -> None:
+    with _pg_admin().connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class Databases:
+    """Fresh, migrated databases of one run, copied from per-dialect templates."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: list[str] = []
+        self._sqlite_template: Path | None = None
+        self._pg_template: str | None = None
+        self._count = 0
+
+    def fresh(self, dialect: str, *, migrated: bool = True) -> str:
+        self._count += 1
+        if dialect == "sqlite":
+            path = self.root / f"test-{self._count}.db"
+            if migrated:
+                shutil.copy(self._sqlite(), path)
+            return f"sqlite:///{path}"
+        if _PG_PROBLEM:
+            pytest.skip(f"{_PG_PROBLEM}; skipping the PostgreSQL half")
+        name = f"rewards_test_{RUN}_{self._count}"
+        self.made.append(name)
+        return create_pg_database(name, self._pg() if migrated else None)
+
+    def _sqlite(self) -> Path:
+        if self._sqlite_template is None:
+            self._sqlite_template = self.root / "template.db"
+            upgrade(f"sqlite:///{self._sqlite_template}")
+        return self._sqlite_template
+
+    def _pg(self) -> str:
+        if self._pg_template is None:
+            name = f"rewards_template_{RUN}"
+            self.made.append(name)
+            upgrade(create_pg_database(name))
+            self._pg_template = name
+        return self._pg_template
+
+    def drop_all(self) -> None:
+        for name in reversed(self.made):
+            drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    dbs = Databases(tmp_path_factory.mktemp("databases"))
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(databases: Databases, dialect: str) -> str:
+    """A fresh database at the latest migration, on each dialect."""
+    return databases.fresh(dialect)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()

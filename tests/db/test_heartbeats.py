@@ -1,0 +1,83 @@
+"""Storing heartbeats: idempotent, the dedupe rule in SQL, intervals kept incrementally."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rewards.core import online_intervals
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_heartbeats, load_intervals, store_heartbeats
+from tests.builders import at, concat, heartbeats, policy
+from tests.core.test_intervals import frame_of, record
+
+P = policy()
+
+
+def store(engine, *frames: pl.DataFrame) -> int:  # type: ignore[no-untyped-def]
+    stored = 0
+    for frame in frames:
+        with unit_of_work(engine) as session:
+            stored += store_heartbeats(session.connection(), frame, P, received_at_us=0)
+    return stored
+
+
+def stored_intervals(engine):  # type: ignore[no-untyped-def]
+    with unit_of_work(engine) as session:
+        return load_intervals(session.connection())
+
+
+def stored_heartbeats(engine):  # type: ignore[no-untyped-def]
+    with unit_of_work(engine) as session:
+        return load_heartbeats(session.connection())
+
+
+def test_storing_the_same_batch_twice_changes_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    batch = heartbeats("gpu-1", start="2024-04-25T08:00Z", n=10)
+    assert store(engine, batch) == 10
+    assert store(engine, batch) == 0
+    assert stored_heartbeats(engine).height == 10
+    assert stored_intervals(engine).height == 1
+
+
+def test_a_later_smaller_duplicate_replaces_the_stored_row_and_a_larger_one_does_not(engine) -> None:  # type: ignore[no-untyped-def]
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", boot="m", version="1"))
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", boot="z", version="0"))
+    assert stored_heartbeats(engine).get_column("boot_id").to_list() == ["m"]
+    # "B" < "m" in byte order although a case-insensitive collation would say otherwise
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", boot="B", version="1"))
+    assert stored_heartbeats(engine).get_column("boot_id").to_list() == ["B"]
+    assert stored_intervals(engine).get_column("first_boot_id").to_list() == ["B"]
+
+
+def test_late_heartbeat_joins_two_stored_intervals(engine) -> None:  # type: ignore[no-untyped-def]
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", n=3),
+          heartbeats("gpu-1", start="2024-04-25T08:04Z", n=3))
+    assert stored_intervals(engine).height == 2
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:03Z"))
+    assert stored_intervals(engine).select("start", "end").rows() == [
+        (at("2024-04-25T08:00Z"), at("2024-04-25T08:07Z"))
+    ]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(record, min_size=1, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=3))
+def test_batches_in_any_order_store_what_the_core_computes_from_all(engine, records, cuts) -> None:  # type: ignore[no-untyped-def]
+    with unit_of_work(engine) as session:
+        session.connection().exec_driver_sql("DELETE FROM heartbeats")
+        session.connection().exec_driver_sql("DELETE FROM online_intervals")
+    bounds = [0, *sorted(c for c in cuts if c <= len(records)), len(records)]
+    store(engine, *(frame_of(records[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)))
+    assert stored_intervals(engine).rows() == online_intervals(frame_of(records), P).rows()
+    assert stored_heartbeats(engine).height == frame_of(records).unique(
+        ["device_id", "observed_at"]).height
+
+
+def test_other_devices_intervals_are_left_alone(engine) -> None:  # type: ignore[no-untyped-def]
+    store(engine, concat(heartbeats("gpu-1", start="2024-04-25T08:00Z", n=2),
+                         heartbeats("gpu-2", start="2024-04-25T08:00Z", n=2)))
+    store(engine, heartbeats("gpu-1", start="2024-04-25T08:02Z", n=2))
+    assert stored_intervals(engine).select("device_id", "end").rows() == [
+        ("gpu-1", at("2024-04-25T08:04Z")), ("gpu-2", at("2024-04-25T08:02Z"))
+    ]
