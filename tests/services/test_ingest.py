@@ -1,0 +1,115 @@
+"""Pulling from the uptime API into the database: exact, idempotent, never half-committed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rewards.core import online_intervals
+from rewards.db import state
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.services.ingest import IngestReport, pull_stream
+from rewards.sim.fleet import FleetSpec, delivered_heartbeats
+from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
+from rewards.uptime.client import RetryPolicy, UptimeClient
+from tests.builders import policy
+from tests.uptime.hostile import heartbeat, hostile_app, json_response, page
+
+P = policy()
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+FAST = RetryPolicy(max_attempts=8, backoff_base_s=0.001, backoff_max_s=0.005)
+
+
+def pull(engine, url: str, stream: str = "heartbeats", page_size: int = 5_000,  # type: ignore[no-untyped-def]
+         retry: RetryPolicy = FAST, max_pages: int | None = None) -> IngestReport:
+    with UptimeClient(url, "secret", retry=retry) as client:
+        return pull_stream(engine=engine, client=client, stream=stream, policy=P,
+                           page_size=page_size, max_skew=timedelta(minutes=5),
+                           clock=lambda: NOW, max_pages=max_pages)
+
+
+def stored(engine):  # type: ignore[no-untyped-def]
+    with unit_of_work(engine) as session:
+        return load_heartbeats(session.connection()), load_intervals(session.connection())
+
+
+def test_a_faulty_at_least_once_api_is_stored_exactly(engine) -> None:  # type: ignore[no-untyped-def]
+    spec = FleetSpec(seed=5, devices=40, days=3, duplicate_rate=0.05, conflict_rate=0.01,
+                     late_rate=0.02, bad_record_rate=0.001)
+    sim = UptimeSimulator(spec, token="secret", faults=Faults(
+        error_rate=0.1, throttle_rate=0.05, retry_after_s=0, truncate_rate=0.05, seed=3))
+    with BackgroundServer(create_sim_app(sim)) as server:
+        report = pull(engine, server.url)
+        assert report.caught_up and report.error is None and report.retries > 0
+        again = pull(engine, server.url)  # caught up: nothing new, nothing doubled
+    truth = delivered_heartbeats(sim.heartbeats)
+    heartbeats, intervals = stored(engine)
+    assert heartbeats.equals(truth)
+    assert intervals.equals(online_intervals(truth, P))
+    bad = sim.heartbeats.get_column("raw").is_not_null().sum()
+    assert report.quarantined == bad > 0
+    assert again.pulled == 0 and again.stored == 0
+    with unit_of_work(engine) as session:
+        assert len(state.quarantined(session, "heartbeats")) == bad
+
+
+def test_devices_stream_builds_the_registry_history(engine) -> None:  # type: ignore[no-untyped-def]
+    sim = UptimeSimulator(FleetSpec(seed=2, devices=50, days=7), token="secret")
+    with BackgroundServer(create_sim_app(sim)) as server:
+        report = pull(engine, server.url, stream="devices", page_size=20)
+    assert report.caught_up and report.pages == -(-sim.devices.height // 20)
+    distinct = sim.devices.unique(["device_id", "updated_us"]).height
+    with unit_of_work(engine) as session:
+        versions = session.connection().exec_driver_sql(
+            "SELECT count(*) FROM device_metadata").scalar_one()
+        open_versions = session.connection().exec_driver_sql(
+            "SELECT count(*) FROM device_metadata WHERE valid_to IS NULL").scalar_one()
+    assert open_versions == 50
+    assert versions <= distinct  # unchanged redeliveries add no version
+
+
+def serve_pages(pages: dict[str, str]):  # type: ignore[no-untyped-def]
+    def handler(request: Request, _: int) -> Response:
+        body = pages.get(request.query_params.get("cursor", ""))
+        return json_response(body) if body else json_response("{}", 500)
+
+    return hostile_app(handler)[0]
+
+
+@pytest.mark.parametrize(("third", "problem"), [
+    (page(heartbeat("gpu-3"), next_cursor="20", has_more=True), "repeated cursor"),
+    (page(heartbeat("gpu-3"), next_cursor="10", has_more=True), "repeated cursor"),
+    (page(heartbeat("gpu-3"), next_cursor="5", has_more=True), "went backwards"),
+])
+def test_a_cursor_that_repeats_or_goes_backwards_ends_the_run_keeping_good_pages(  # type: ignore[no-untyped-def]
+    engine, third: str, problem: str
+) -> None:
+    app = serve_pages({
+        "": page(heartbeat("gpu-1"), next_cursor="10", has_more=True),
+        "10": page(heartbeat("gpu-2"), next_cursor="20", has_more=True),
+        "20": third,
+    })
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url)
+    assert report.error and problem in report.error and report.pages == 2
+    heartbeats, _ = stored(engine)
+    assert heartbeats.get_column("device_id").to_list() == ["gpu-1", "gpu-2"]
+    with unit_of_work(engine) as session:
+        assert state.get_cursor(session, "heartbeats") == "20"
+
+
+def test_a_page_failing_after_retries_keeps_the_cursor_and_a_rerun_resumes(engine) -> None:  # type: ignore[no-untyped-def]
+    pages = {"": page(heartbeat("gpu-1"), next_cursor="10", has_more=True)}
+    app = serve_pages(pages)
+    with BackgroundServer(app) as server:
+        first = pull(engine, server.url, retry=RetryPolicy(max_attempts=2, backoff_base_s=0))
+        assert first.error and "after 2 attempts" in first.error and first.pages == 1
+        pages["10"] = page(heartbeat("gpu-2"), next_cursor="20", has_more=False)
+        second = pull(engine, server.url)
+    assert second.caught_up and second.pages == 1
+    heartbeats, _ = stored(engine)
+    assert heartbeats.get_column("device_id").to_list() == ["gpu-1", "gpu-2"]
