@@ -51,6 +51,19 @@ def _upsert_sql(dialect: str) -> str:
     )
 
 
+def _take_nearby_sql(dialect: str) -> str:
+    """Delete the intervals near the batch and return them, in one statement."""
+    if dialect == "postgresql":
+        columns = ", ".join(f'i."{c}"' for c in _INTERVAL_COLUMNS)
+        return f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} RETURNING {columns}"
+    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
+    return (
+        "DELETE FROM online_intervals WHERE rowid IN "
+        f"(SELECT i.rowid FROM hb_touch t JOIN online_intervals i ON {_NEAR}) "
+        f"RETURNING {columns}"
+    )
+
+
 def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
 
@@ -75,21 +88,18 @@ def store_heartbeats(
         "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
     )
     window = {"timeout": policy.liveness_timeout_us, "period": policy.heartbeat_period_us}
-    columns = ", ".join(f'i."{c}"' for c in _INTERVAL_COLUMNS)
-    nearby = fetch_frame(
-        connection,
-        f"SELECT {columns} FROM online_intervals i JOIN hb_touch t ON {_NEAR}",  # noqa: S608
-        window,
-        _INTERVAL_INTS,
-    )
-    connection.execute(
-        text(
-            "DELETE FROM online_intervals WHERE EXISTS "
-            f"(SELECT 1 FROM hb_touch t, online_intervals i WHERE {_NEAR} "
-            "AND i.device_id = online_intervals.device_id AND i.start = online_intervals.start)"
-        ),
-        window,
-    )
+    pg = connection.dialect.name == "postgresql"
+    if pg:
+        # The planner cannot estimate the correlated range conditions and, once the table
+        # is large, picks a hash join that scans every interval per batch; the nested loop
+        # over ix_online_intervals_device_id_end touches a few rows per device instead.
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+    nearby = fetch_frame(connection, _take_nearby_sql(connection.dialect.name), window,
+                         _INTERVAL_INTS)
+    if pg:
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
     merged = merge_intervals(
         nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), batch, policy
     )
