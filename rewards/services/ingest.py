@@ -8,8 +8,12 @@ from the last committed cursor and upserts are idempotent.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
 
 from sqlalchemy import Engine
 
@@ -20,7 +24,7 @@ from rewards.db.devices import store_devices
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import store_heartbeats
 from rewards.uptime.client import Page, UptimeApiError, UptimeClient
-from rewards.uptime.records import validate_devices, validate_heartbeats
+from rewards.uptime.records import Rejected, validate_devices, validate_heartbeats
 
 @dataclass
 class IngestReport:
@@ -52,6 +56,15 @@ def _check_progress(report: IngestReport, cursor: str | None, page: Page) -> Non
         raise CursorError(f"uptime API cursor went backwards from {cursor!r} to {nxt!r}")
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    page: Page
+    heartbeats: pl.DataFrame | None
+    devices: list[dict[str, Any]]
+    rejected: list[Rejected]
+    now: datetime
+
+
 def pull_stream(
     *,
     engine: Engine,
@@ -64,47 +77,68 @@ def pull_stream(
     on_page: Callable[[IngestReport], None] | None = None,
     max_pages: int | None = None,
 ) -> IngestReport:
-    """Pull `stream` from its stored cursor until the API has no more (or `max_pages`)."""
+    """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
+
+    The next page is fetched and validated on a helper thread while the current one is
+    stored; pages still commit strictly in order, each with the cursor after it.
+    """
     report = IngestReport(stream=stream)
     with unit_of_work(engine) as session:
         cursor = state.get_cursor(session, stream)
     report.cursor = cursor
     retries_before = client.retries
-    try:
-        while max_pages is None or report.pages < max_pages:
-            page = client.fetch_page(stream, cursor, page_size)
-            _check_progress(report, cursor, page)
-            now = clock()
-            with unit_of_work(engine) as session:
-                if stream == "heartbeats":
-                    frame, rejected = validate_heartbeats(page.records, now=now, max_skew=max_skew)
-                    stored = store_heartbeats(
-                        session.connection(), frame, policy,
-                        received_at_us=to_us(now),
-                    )
-                else:
-                    devices, rejected = validate_devices(page.records)
-                    stored = store_devices(session, devices, now=now, actor="uptime-api",
-                                           source=page.source)
-                state.quarantine(session, stream=stream, source=page.source,
-                                 items=[(r.raw, r.reason) for r in rejected], now=now)
+
+    def fetch(after: str | None) -> _Fetched:
+        page = client.fetch_page(stream, after, page_size)
+        now = clock()
+        if stream == "heartbeats":
+            frame, rejected = validate_heartbeats(page.records, now=now, max_skew=max_skew)
+            return _Fetched(page, frame, [], rejected, now)
+        devices, rejected = validate_devices(page.records)
+        return _Fetched(page, None, devices, rejected, now)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{stream}") as pool:
+        pending: Future[_Fetched] | None = pool.submit(fetch, cursor)
+        try:
+            while pending is not None:
+                fetched = pending.result()
+                page, pending = fetched.page, None
+                _check_progress(report, cursor, page)
                 next_cursor = page.next_cursor if page.next_cursor is not None else cursor
-                state.set_cursor(session, stream, next_cursor, now=now)
-            if cursor is not None:
-                report.seen_cursors.add(cursor)
-            cursor = report.cursor = next_cursor
-            report.pages += 1
-            report.pulled += len(page.records)
-            report.stored += stored
-            report.quarantined += len(rejected)
-            report.retries = client.retries - retries_before
-            if on_page:
-                on_page(report)
-            if not page.has_more:
-                report.caught_up = True
-                break
-    except UptimeApiError as exc:
-        report.error = str(exc)
+                if page.has_more and (max_pages is None or report.pages + 1 < max_pages):
+                    pending = pool.submit(fetch, next_cursor)
+                stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
+                if cursor is not None:
+                    report.seen_cursors.add(cursor)
+                cursor = report.cursor = next_cursor
+                report.pages += 1
+                report.pulled += len(page.records)
+                report.stored += stored
+                report.quarantined += len(fetched.rejected)
+                report.retries = client.retries - retries_before
+                if on_page:
+                    on_page(report)
+                report.caught_up = not page.has_more
+        except UptimeApiError as exc:
+            report.error = str(exc)
+        finally:
+            if pending is not None:
+                pending.cancel()
     report.retries = client.retries - retries_before
     return report
 
+
+def _store(engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *,
+           cursor: str | None) -> int:
+    """One page's data, its quarantined records and the cursor after it: one transaction."""
+    with unit_of_work(engine) as session:
+        if fetched.heartbeats is not None:
+            stored = store_heartbeats(session.connection(), fetched.heartbeats, policy,
+                                      received_at_us=to_us(fetched.now))
+        else:
+            stored = store_devices(session, fetched.devices, now=fetched.now,
+                                   actor="uptime-api", source=fetched.page.source)
+        state.quarantine(session, stream=stream, source=fetched.page.source,
+                         items=[(r.raw, r.reason) for r in fetched.rejected], now=fetched.now)
+        state.set_cursor(session, stream, cursor, now=fetched.now)
+    return stored

@@ -1,0 +1,5 @@
+"""`python -m rewards` is the `rewards` command."""
+
+from rewards.cli import main
+
+main()
