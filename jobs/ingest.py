@@ -33,7 +33,11 @@ def make_client(settings: Settings) -> UptimeClient:
 
 
 def pull_job(
-    engine: Engine, settings: Settings, policy: SeasonPolicy, stream: str, *,
+    engine: Engine,
+    settings: Settings,
+    policy: SeasonPolicy,
+    stream: str,
+    *,
     clock: Callable[[], datetime],
     on_page: Callable[[IngestReport], None] | None = None,
 ) -> Callable[[RunContext], None]:
@@ -49,10 +53,14 @@ def pull_job(
 
         with make_client(settings) as client:
             report = pull_stream(
-                engine=engine, client=client, stream=stream, policy=policy,
+                engine=engine,
+                client=client,
+                stream=stream,
+                policy=policy,
                 page_size=settings.page_size,
                 max_skew=timedelta(seconds=settings.max_clock_skew_s),
-                clock=clock, on_page=page_done,
+                clock=clock,
+                on_page=page_done,
             )
         context.error = report.error
 

@@ -18,14 +18,20 @@ def utc_now() -> datetime:
 
 
 def run_recorded(
-    engine: Engine, job_id: str, body: Callable[[RunContext], None], *, trigger: str,
-    lock_ttl: timedelta, clock: Callable[[], datetime] = utc_now,
+    engine: Engine,
+    job_id: str,
+    body: Callable[[RunContext], None],
+    *,
+    trigger: str,
+    lock_ttl: timedelta,
+    clock: Callable[[], datetime] = utc_now,
 ) -> RunContext | None:
     """Run `body` exclusively; None when another process holds the job (logged, not raised,
     for the scheduler; a manual run calls exclusive_run itself to report who holds it)."""
     try:
-        with exclusive_run(engine, job_id=job_id, trigger=trigger, clock=clock,
-                           ttl=lock_ttl) as context:
+        with exclusive_run(
+            engine, job_id=job_id, trigger=trigger, clock=clock, ttl=lock_ttl
+        ) as context:
             body(context)
     except JobBusy as busy:
         log.warning("%s", busy)
@@ -33,6 +39,12 @@ def run_recorded(
     if context.error:
         log.error("job %s failed: %s", job_id, context.error)
     else:
-        log.info("job %s: %d pages, %d records, %d stored, %d quarantined", job_id,
-                 context.pages, context.pulled, context.stored, context.quarantined)
+        log.info(
+            "job %s: %d pages, %d records, %d stored, %d quarantined",
+            job_id,
+            context.pages,
+            context.pulled,
+            context.stored,
+            context.quarantined,
+        )
     return context

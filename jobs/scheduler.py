@@ -26,7 +26,10 @@ LEADER_LEASE = "scheduler-leader"
 
 
 def build_scheduler(
-    engine: Engine, settings: Settings, policy: SeasonPolicy, *,
+    engine: Engine,
+    settings: Settings,
+    policy: SeasonPolicy,
+    *,
     clock: Callable[[], datetime] = utc_now,
 ) -> BackgroundScheduler:
     """A scheduler with every job registered (not started)."""
@@ -55,8 +58,13 @@ def build_scheduler(
 
 
 def run_scheduler(
-    engine: Engine, settings: Settings, policy: SeasonPolicy, *, stop: threading.Event,
-    clock: Callable[[], datetime] = utc_now, holder: str | None = None,
+    engine: Engine,
+    settings: Settings,
+    policy: SeasonPolicy,
+    *,
+    stop: threading.Event,
+    clock: Callable[[], datetime] = utc_now,
+    holder: str | None = None,
 ) -> None:
     """Lead or stand by until `stop` is set; jobs run only while this process leads."""
     holder = holder or process_identity()

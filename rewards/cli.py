@@ -10,16 +10,21 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.status import Status
 
 from rewards.core.policy import PolicyError, SeasonPolicy
 from rewards.settings import Settings, SettingsError, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Ignition uptime and rewards snapshot engine.")
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Ignition uptime and rewards snapshot engine."
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
 intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
@@ -27,8 +32,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(intervals_app, name="intervals")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -41,22 +46,14 @@ class Shell:
     settings: Settings
     policy: SeasonPolicy
 
-    def engine(self, *, migrated: bool = True):  # type: ignore[no-untyped-def]
-        from rewards.db.engine import make_engine
-        from rewards.db.migrate import current_revision, head_revision
+    def engine(self) -> Engine:
+        """The configured database, reachable and migrated, or a message and exit."""
+        from rewards.services.database import DatabaseNotReady, open_database
 
-        url = self.settings.sqlalchemy_url
-        engine = make_engine(url)
-        if migrated:
-            try:
-                current = current_revision(engine)
-            except Exception as exc:  # noqa: BLE001 - any driver error means unreachable
-                fail(f"cannot reach the database ({type(exc).__name__}); "
-                     "check REWARDS_DATABASE_URL", 1)
-            if current != head_revision(url):
-                fail(f"the database is at revision {current or 'none'}, not the latest; "
-                     "run `rewards db upgrade` first")
-        return engine
+        try:
+            return open_database(self.settings.sqlalchemy_url)
+        except DatabaseNotReady as exc:
+            fail(str(exc))
 
 
 def shell() -> Shell:
@@ -76,7 +73,7 @@ def utc_now() -> datetime:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database up to REVISION (default: the latest)."""
-    from rewards.db.migrate import upgrade
+    from rewards.services.database import upgrade
 
     settings = shell().settings
     upgrade(settings.sqlalchemy_url, revision)
@@ -86,7 +83,7 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("downgrade")
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
-    from rewards.db.migrate import downgrade
+    from rewards.services.database import downgrade
 
     downgrade(shell().settings.sqlalchemy_url, revision)
     out.print(f"database at {revision}")
@@ -99,8 +96,14 @@ def _spec(seed: int, devices: int, days: int, scenario: str, period: int, bad_ra
     from rewards.sim.fleet import FleetSpec
 
     try:
-        return FleetSpec(seed=seed, devices=devices, days=days, scenario=scenario,
-                         heartbeat_period_s=period, bad_record_rate=bad_rate)
+        return FleetSpec(
+            seed=seed,
+            devices=devices,
+            days=days,
+            scenario=scenario,
+            heartbeat_period_s=period,
+            bad_record_rate=bad_rate,
+        )
     except ValueError as exc:
         fail(str(exc))
 
@@ -115,11 +118,18 @@ BadRate = Annotated[float, typer.Option(min=0, max=1, help="Share of malformed r
 
 @sim_app.command("serve")
 def sim_serve(
-    seed: Seed = 1, devices: Devices = 200, days: Days = 7, scenario: Scenario = "april-2024",
-    period: Period = 60, bad_rate: BadRate = 0.0,
-    host: str = "127.0.0.1", port: int = 8600,
-    token: Annotated[str | None, typer.Option(
-        help="Service token to require (default: REWARDS_UPTIME_API_TOKEN).")] = None,
+    seed: Seed = 1,
+    devices: Devices = 200,
+    days: Days = 7,
+    scenario: Scenario = "april-2024",
+    period: Period = 60,
+    bad_rate: BadRate = 0.0,
+    host: str = "127.0.0.1",
+    port: int = 8600,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Service token to require (default: REWARDS_UPTIME_API_TOKEN)."),
+    ] = None,
     error_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
     throttle_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
     retry_after: Annotated[int, typer.Option(min=0)] = 1,
@@ -135,40 +145,47 @@ def sim_serve(
     secret = token or shell().settings.uptime_api_token.get_secret_value()
     if not secret:
         fail("the simulator needs a service token: --token or REWARDS_UPTIME_API_TOKEN")
-    faults = Faults(error_rate=error_rate, throttle_rate=throttle_rate, retry_after_s=retry_after,
-                    slow_rate=slow_rate, truncate_rate=truncate_rate, seed=fault_seed)
+    faults = Faults(
+        error_rate=error_rate,
+        throttle_rate=throttle_rate,
+        retry_after_s=retry_after,
+        slow_rate=slow_rate,
+        truncate_rate=truncate_rate,
+        seed=fault_seed,
+    )
     spec = _spec(seed, devices, days, scenario, period, bad_rate)
     err.print(f"simulating {devices} devices over {days} days ({scenario}) ...")
     simulator = UptimeSimulator(spec, token=secret, faults=faults)
-    err.print(f"serving {simulator.heartbeats.height:,} heartbeat deliveries and "
-              f"{simulator.devices.height:,} device records on http://{host}:{port}")
-    uvicorn.run(create_sim_app(simulator), host=host, port=port, log_level="warning",
-                access_log=False)
+    err.print(
+        f"serving {simulator.heartbeats.height:,} heartbeat deliveries and "
+        f"{simulator.devices.height:,} device records on http://{host}:{port}"
+    )
+    uvicorn.run(
+        create_sim_app(simulator), host=host, port=port, log_level="warning", access_log=False
+    )
 
 
 @sim_app.command("dump")
 def sim_dump(
     out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
-    seed: Seed = 1, devices: Devices = 200, days: Days = 7, scenario: Scenario = "april-2024",
-    period: Period = 60, bad_rate: BadRate = 0.0,
+    seed: Seed = 1,
+    devices: Devices = 200,
+    days: Days = 7,
+    scenario: Scenario = "april-2024",
+    period: Period = 60,
+    bad_rate: BadRate = 0.0,
 ) -> None:
     """Write the heartbeats `sim serve` with the same arguments delivers, deduplicated."""
+    from rewards.services.intervals import write_parquet
     from rewards.sim.fleet import delivered_heartbeats, delivery_log
 
     if out_file.suffix != ".parquet":
         fail(f"--out {out_file}: expected a .parquet file")
-    truth = delivered_heartbeats(delivery_log(_spec(seed, devices, days, scenario, period,
-                                                    bad_rate)))
-    _write_parquet(truth, out_file)
+    truth = delivered_heartbeats(
+        delivery_log(_spec(seed, devices, days, scenario, period, bad_rate))
+    )
+    write_parquet(truth, out_file)
     out.print(f"wrote {truth.height:,} heartbeats to {out_file}")
-
-
-def _write_parquet(frame, path: Path) -> None:  # type: ignore[no-untyped-def]
-    # Written beside the target and renamed, so a failure never leaves a half file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.write_parquet(partial)
-    partial.replace(path)
 
 
 @app.command("ingest")
@@ -191,15 +208,22 @@ def ingest(
     for name in streams:
         with _progress(name) as on_page:
             try:
-                with exclusive_run(engine, job_id=JOB_IDS[name], trigger="manual",
-                                   clock=utc_now,
-                                   ttl=timedelta(seconds=sh.settings.job_lock_s)) as context:
-                    pull_job(engine, sh.settings, sh.policy, name, clock=utc_now,
-                             on_page=on_page)(context)
+                with exclusive_run(
+                    engine,
+                    job_id=JOB_IDS[name],
+                    trigger="manual",
+                    clock=utc_now,
+                    ttl=timedelta(seconds=sh.settings.job_lock_s),
+                ) as context:
+                    pull_job(engine, sh.settings, sh.policy, name, clock=utc_now, on_page=on_page)(
+                        context
+                    )
             except JobBusy as busy:
                 fail(str(busy), 3)
-        summary = (f"{name}: {context.pages:,} pages, {context.pulled:,} records, "
-                   f"{context.stored:,} stored, {context.quarantined:,} quarantined")
+        summary = (
+            f"{name}: {context.pages:,} pages, {context.pulled:,} records, "
+            f"{context.stored:,} stored, {context.quarantined:,} quarantined"
+        )
         if context.error:
             failed = True
             err.print(f"[bold red]{summary}; stopped:[/] {context.error}", highlight=False)
@@ -214,7 +238,7 @@ class _progress:
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
-        self.status = None
+        self.status: Status | None = None
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         import time
@@ -247,15 +271,12 @@ def intervals_export(
     out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
 ) -> None:
     """Write every stored online interval (device_id, start, end) to Parquet."""
-    from rewards.db.engine import unit_of_work
-    from rewards.db.heartbeats import load_intervals
+    from rewards.services.intervals import export_intervals
 
     if out_file.suffix != ".parquet":
         fail(f"--out {out_file}: expected a .parquet file")
-    with unit_of_work(shell().engine()) as session:
-        intervals = load_intervals(session.connection())
-    _write_parquet(intervals.select("device_id", "start", "end"), out_file)
-    out.print(f"wrote {intervals.height:,} intervals to {out_file}")
+    count = export_intervals(shell().engine(), out_file)
+    out.print(f"wrote {count:,} intervals to {out_file}")
 
 
 @app.command("scheduler")
@@ -278,24 +299,50 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     """The latest job runs, newest first."""
     from rich.table import Table
 
-    from rewards.db import state
-    from rewards.db.engine import unit_of_work
+    from rewards.services.runs import recent_runs
 
-    table = Table("id", "job", "trigger", "started", "status", "pages", "records",
-                  "quarantined", "error")
-    with unit_of_work(shell().engine()) as session:
-        for run in state.job_runs(session, limit=limit):
-            table.add_row(str(run.id), run.job_id, run.trigger, f"{run.started_at:%F %T}",
-                          run.status, str(run.pages), str(run.records_pulled),
-                          str(run.records_quarantined), (run.error or "")[:80])
+    headers = (
+        "id",
+        "job",
+        "trigger",
+        "started",
+        "status",
+        "pages",
+        "records",
+        "quarantined",
+        "error",
+    )
+    rows = [
+        (
+            str(run.id),
+            run.job_id,
+            run.trigger,
+            f"{run.started_at:%F %T}",
+            run.status,
+            str(run.pages),
+            str(run.records_pulled),
+            str(run.records_quarantined),
+            run.error or "",
+        )
+        for run in recent_runs(shell().engine(), limit)
+    ]
+    if not out.is_terminal:  # scripts and logs get one tab-separated line per run
+        for row in (headers, *rows):
+            out.print("\t".join(row), highlight=False, markup=False)
+        return
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row[:-1], row[-1][:80])
     out.print(table)
 
 
 @app.command("demo")
 def demo(
-    devices: Devices = 150, days: Days = 7,
+    devices: Devices = 150,
+    days: Days = 7,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
-        "var/demo"),
+        "var/demo"
+    ),
 ) -> None:
     """The story on the embedded SQLite default: simulate, ingest over HTTP, summarise."""
     from rewards.demo import run_demo

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ValueError(
                 "expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, got "
-                f"{value.split('://')[0]!r}://…"
+                f"{value.split('://', maxsplit=1)[0]!r}://…"
             )
         if value.startswith("postgresql:"):
             value = "postgresql+psycopg:" + value.removeprefix("postgresql:")
@@ -114,7 +114,5 @@ def get_settings(**overrides: object) -> Settings:
         lines = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
-            lines.append(
-                f"  {key} (REWARDS_{key.upper()} or {Path(config).name}): {error['msg']}"
-            )
+            lines.append(f"  {key} (REWARDS_{key.upper()} or {Path(config).name}): {error['msg']}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

@@ -16,15 +16,24 @@ def at(text: str) -> datetime:
 
 
 def heartbeats(
-    device: str, *, start: str, every: str = "60s", n: int = 1, boot: str = "boot-1",
+    device: str,
+    *,
+    start: str,
+    every: str = "60s",
+    n: int = 1,
+    boot: str = "boot-1",
     version: str = "1.0.0",
 ) -> pl.DataFrame:
     """`n` heartbeats of `device` from `start`, one every `every`."""
     step = timedelta(microseconds=parse_duration_us(every))
     first = at(start)
     return pl.DataFrame(
-        {"device_id": [device] * n, "observed_at": [first + i * step for i in range(n)],
-         "boot_id": [boot] * n, "agent_version": [version] * n},
+        {
+            "device_id": [device] * n,
+            "observed_at": [first + i * step for i in range(n)],
+            "boot_id": [boot] * n,
+            "agent_version": [version] * n,
+        },
         schema=dict(HEARTBEATS),
     )
 
@@ -36,8 +45,12 @@ def concat(*frames: pl.DataFrame) -> pl.DataFrame:
 def policy(**overrides: object) -> SeasonPolicy:
     """The default season policy of DESIGN 4 over a short test season."""
     data: dict[str, object] = {
-        "id": "test", "name": "Test season", "start": "2024-04-20T00:00:00Z",
-        "end": "2024-04-27T00:00:00Z", "pool_per_epoch": 1_000_000, "token_decimals": 6,
+        "id": "test",
+        "name": "Test season",
+        "start": "2024-04-20T00:00:00Z",
+        "end": "2024-04-27T00:00:00Z",
+        "pool_per_epoch": 1_000_000,
+        "token_decimals": 6,
     }
     data.update(overrides)
     return parse_policy(data)

@@ -23,7 +23,7 @@ PG_ADMIN_URL = os.environ.get(
     "REWARDS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 RUN = uuid.uuid4().hex[:8]
-_PG_PROBLEM: str | None = None
+_PG: dict[str, str] = {}  # "problem": why PostgreSQL is unreachable, when it is
 
 
 def _pg_admin() -> Engine:
@@ -31,22 +31,23 @@ def _pg_admin() -> Engine:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _PG_PROBLEM
     try:
         with _pg_admin().connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means unreachable
-        _PG_PROBLEM = f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__})"
+    except Exception as exc:
+        _PG["problem"] = f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__})"
         if os.environ.get("CI"):
             raise pytest.UsageError(
-                f"{_PG_PROBLEM}; CI requires it. Start it with: pg_ctlcluster "
+                f"{_PG['problem']}; CI requires it. Start it with: pg_ctlcluster "
                 "--skip-systemctl-redirect $(ls /etc/postgresql) main start"
             ) from None
 
 
 def pytest_report_header() -> str:
-    return _PG_PROBLEM + ": PostgreSQL tests are SKIPPED" if _PG_PROBLEM else (
-        f"PostgreSQL tests run against {PG_ADMIN_URL}"
+    return (
+        _PG["problem"] + ": PostgreSQL tests are SKIPPED"
+        if _PG
+        else (f"PostgreSQL tests run against {PG_ADMIN_URL}")
     )
 
 
@@ -83,8 +84,8 @@ class Databases:
             if migrated:
                 shutil.copy(self._sqlite(), path)
             return f"sqlite:///{path}"
-        if _PG_PROBLEM:
-            pytest.skip(f"{_PG_PROBLEM}; skipping the PostgreSQL half")
+        if _PG:
+            pytest.skip(f"{_PG['problem']}; skipping the PostgreSQL half")
         name = f"rewards_test_{RUN}_{self._count}"
         self.made.append(name)
         return create_pg_database(name, self._pg() if migrated else None)
@@ -131,3 +132,6 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+from tests.processes import fleet_simulator, season_dir  # noqa: E402, F401 - shared fixtures

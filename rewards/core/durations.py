@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 
-_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
-            "d": 86_400_000_000}
+_UNIT_US = {
+    "us": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+}
 _PART = re.compile(r"(\d+)(us|ms|s|m|h|d)")
 _WHOLE = re.compile(r"^(?:\d+(?:us|ms|s|m|h|d))+$")
 

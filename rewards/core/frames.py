@@ -24,6 +24,7 @@ def from_us(us: int) -> datetime:
     """The aware UTC datetime `us` microseconds after the Unix epoch."""
     return UNIX_EPOCH + timedelta(microseconds=us)
 
+
 HEARTBEATS: Mapping[str, pl.DataType] = {
     "device_id": pl.String(),
     "observed_at": TIME,

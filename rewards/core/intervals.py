@@ -78,9 +78,7 @@ def _join_segments(segments: pl.LazyFrame, policy: SeasonPolicy) -> pl.DataFrame
             (pl.col("last_at").max() + period).alias("end"),
             pl.col("first_boot_id").first(),
             pl.col("first_agent_version").first(),
-            pl.col("last_boot_id")
-            .sort_by(last_order, descending=[True, False, False])
-            .first(),
+            pl.col("last_boot_id").sort_by(last_order, descending=[True, False, False]).first(),
             pl.col("last_agent_version")
             .sort_by(last_order, descending=[True, False, False])
             .first(),

@@ -108,8 +108,7 @@ def _moment(data: Mapping[str, Any], key: str) -> datetime:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise PolicyError(
-                f"season key {key!r}: {value!r} is not an RFC 3339 time like "
-                "2024-04-20T00:00:00Z"
+                f"season key {key!r}: {value!r} is not an RFC 3339 time like 2024-04-20T00:00:00Z"
             ) from None
     if not isinstance(value, datetime):
         raise PolicyError(f"season key {key!r}: expected a UTC time, got {value!r}")

@@ -16,20 +16,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlmodel import Session, col
 
+from rewards.db.bulk import insert_missing
 from rewards.db.tables import AuditEntry, Device, DeviceMetadata, Supplier
 
 _CONTENT = ("owner_id", "gpu_model", "gpu_count", "status")
-
-
-def _insert_missing(session: Session, model: type[Any], key: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    connection.execute(dialect_insert(model).on_conflict_do_nothing(index_elements=[key]), rows)
 
 
 def store_devices(
@@ -39,11 +29,18 @@ def store_devices(
     if not records:
         return 0
     owners = {r["owner_id"]: r["updated_at"] for r in records}
-    _insert_missing(session, Supplier, "owner_id",
-                    [{"owner_id": o, "first_seen_at": now} for o in sorted(owners)])
-    _insert_missing(session, Device, "device_id",
-                    [{"device_id": d, "first_seen_at": now}
-                     for d in sorted({r["device_id"] for r in records})])
+    insert_missing(
+        session.connection(),
+        Supplier,
+        "owner_id",
+        [{"owner_id": o, "first_seen_at": now} for o in sorted(owners)],
+    )
+    insert_missing(
+        session.connection(),
+        Device,
+        "device_id",
+        [{"device_id": d, "first_seen_at": now} for d in sorted({r["device_id"] for r in records})],
+    )
 
     ids = sorted({r["device_id"] for r in records})
     history: dict[str, list[DeviceMetadata]] = defaultdict(list)
@@ -65,22 +62,38 @@ def store_devices(
         if previous and all(getattr(previous, k) == record[k] for k in _CONTENT):
             continue  # nothing changed
         version = DeviceMetadata(
-            device_id=record["device_id"], owner_id=record["owner_id"],
-            gpu_model=record["gpu_model"], gpu_count=record["gpu_count"],
-            status=record["status"], registered_at=record["registered_at"],
-            valid_from=start, valid_to=after[0].valid_from if after else None,
-            actor=actor, source=source, recorded_at=now,
+            device_id=record["device_id"],
+            owner_id=record["owner_id"],
+            gpu_model=record["gpu_model"],
+            gpu_count=record["gpu_count"],
+            status=record["status"],
+            registered_at=record["registered_at"],
+            valid_from=start,
+            valid_to=after[0].valid_from if after else None,
+            actor=actor,
+            source=source,
+            recorded_at=now,
         )
         session.add(version)
         if previous is not None:
             previous.valid_to = start
             session.add(previous)
-            changed = {k: [getattr(previous, k), record[k]] for k in _CONTENT
-                       if getattr(previous, k) != record[k]}
-            audit.append({"at": now, "actor": actor, "action": "device.metadata.changed",
-                          "subject": record["device_id"],
-                          "details": json.dumps({"valid_from": start.isoformat(),
-                                                 "changed": changed}, sort_keys=True)})
+            changed = {
+                k: [getattr(previous, k), record[k]]
+                for k in _CONTENT
+                if getattr(previous, k) != record[k]
+            }
+            audit.append(
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "device.metadata.changed",
+                    "subject": record["device_id"],
+                    "details": json.dumps(
+                        {"valid_from": start.isoformat(), "changed": changed}, sort_keys=True
+                    ),
+                }
+            )
         history[record["device_id"]].append(version)
         added += 1
     session.flush()
@@ -91,8 +104,10 @@ def store_devices(
 
 def device_history(session: Session, device_id: str) -> list[DeviceMetadata]:
     """Every metadata version of a device, oldest first."""
-    return list(session.scalars(
-        select(DeviceMetadata).where(col(DeviceMetadata.device_id) == device_id)
-        .order_by(col(DeviceMetadata.valid_from))
-    ))
-
+    return list(
+        session.scalars(
+            select(DeviceMetadata)
+            .where(col(DeviceMetadata.device_id) == device_id)
+            .order_by(col(DeviceMetadata.valid_from))
+        )
+    )

@@ -26,7 +26,7 @@ _INTERVAL_INTS = {**INTERVALS, "start": pl.Int64(), "end": pl.Int64()}
 # Intervals a batch can touch: within one liveness timeout of a new heartbeat.
 _NEAR = (
     "t.device_id = i.device_id AND i.start <= t.hi + :timeout "
-    "AND i.\"end\" >= t.lo - :timeout + :period"
+    'AND i."end" >= t.lo - :timeout + :period'
 )
 
 
@@ -38,10 +38,13 @@ def _prepare_stage(connection: Connection) -> None:
         connection.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - fixed identifiers
 
 
+# The SQL below interpolates only fixed identifiers and constants; every value is bound.
+
+
 def _upsert_sql(dialect: str) -> str:
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
     return (
-        "INSERT INTO heartbeats (device_id, observed_at, boot_id, agent_version, received_at) "
+        "INSERT INTO heartbeats (device_id, observed_at, boot_id, agent_version, received_at) "  # noqa: S608
         "SELECT device_id, observed_at, boot_id, agent_version, :received_at FROM hb_stage "
         "WHERE true "  # lets SQLite parse ON CONFLICT after INSERT ... SELECT
         "ON CONFLICT (device_id, observed_at) DO UPDATE SET "
@@ -55,10 +58,10 @@ def _take_nearby_sql(dialect: str) -> str:
     """Delete the intervals near the batch and return them, in one statement."""
     if dialect == "postgresql":
         columns = ", ".join(f'i."{c}"' for c in _INTERVAL_COLUMNS)
-        return f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} RETURNING {columns}"
+        return f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} RETURNING {columns}"  # noqa: S608
     columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
     return (
-        "DELETE FROM online_intervals WHERE rowid IN "
+        "DELETE FROM online_intervals WHERE rowid IN "  # noqa: S608
         f"(SELECT i.rowid FROM hb_touch t JOIN online_intervals i ON {_NEAR}) "
         f"RETURNING {columns}"
     )
@@ -95,8 +98,9 @@ def store_heartbeats(
         # over ix_online_intervals_device_id_end touches a few rows per device instead.
         connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
         connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-    nearby = fetch_frame(connection, _take_nearby_sql(connection.dialect.name), window,
-                         _INTERVAL_INTS)
+    nearby = fetch_frame(
+        connection, _take_nearby_sql(connection.dialect.name), window, _INTERVAL_INTS
+    )
     if pg:
         connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
         connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
@@ -126,8 +130,12 @@ def load_heartbeats(connection: Connection) -> pl.DataFrame:
         "SELECT device_id, observed_at, boot_id, agent_version FROM heartbeats "
         "ORDER BY device_id, observed_at",
         {},
-        {"device_id": pl.String(), "observed_at": pl.Int64(), "boot_id": pl.String(),
-         "agent_version": pl.String()},
+        {
+            "device_id": pl.String(),
+            "observed_at": pl.Int64(),
+            "boot_id": pl.String(),
+            "agent_version": pl.String(),
+        },
     )
     return frame.with_columns(pl.col("observed_at").cast(TIME))
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlmodel import Session, col
 
+from rewards.db.bulk import insert_missing
 from rewards.db.tables import IngestCursor, JobRun, Lease, QuarantinedRecord
 
 
@@ -28,15 +29,27 @@ def set_cursor(session: Session, stream: str, cursor: str | None, *, now: dateti
 
 
 def quarantine(
-    session: Session, *, stream: str, source: str, items: Sequence[tuple[str, str]],
+    session: Session,
+    *,
+    stream: str,
+    source: str,
+    items: Sequence[tuple[str, str]],
     now: datetime,
 ) -> None:
     """Store refused records: (raw, reason) pairs from `source`."""
     if items:
         session.connection().execute(
             insert(QuarantinedRecord),
-            [{"stream": stream, "source": source, "received_at": now, "raw": raw,
-              "reason": reason} for raw, reason in items],
+            [
+                {
+                    "stream": stream,
+                    "source": source,
+                    "received_at": now,
+                    "raw": raw,
+                    "reason": reason,
+                }
+                for raw, reason in items
+            ],
         )
 
 
@@ -67,16 +80,12 @@ def try_acquire_lease(
         return True
     if session.get(Lease, name) is not None:
         return False
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    inserted = connection.execute(
-        dialect_insert(Lease)
-        .values(name=name, holder=holder, acquired_at=now, expires_at=now + ttl)
-        .on_conflict_do_nothing(index_elements=["name"])
-    ).rowcount
+    inserted = insert_missing(
+        connection,
+        Lease,
+        "name",
+        [{"name": name, "holder": holder, "acquired_at": now, "expires_at": now + ttl}],
+    )
     return bool(inserted)
 
 
@@ -93,7 +102,12 @@ def lease(session: Session, name: str) -> Lease | None:
 
 
 def start_job_run(
-    session: Session, *, job_id: str, trigger: str, holder: str, now: datetime,
+    session: Session,
+    *,
+    job_id: str,
+    trigger: str,
+    holder: str,
+    now: datetime,
     status: str = "running",
 ) -> int:
     """Record the start of a run and return its id."""
@@ -105,14 +119,29 @@ def start_job_run(
 
 
 def finish_job_run(
-    session: Session, *, run_id: int, now: datetime, status: str, pages: int = 0,
-    pulled: int = 0, stored: int = 0, quarantined: int = 0, error: str | None = None,
+    session: Session,
+    *,
+    run_id: int,
+    now: datetime,
+    status: str,
+    pages: int = 0,
+    pulled: int = 0,
+    stored: int = 0,
+    quarantined: int = 0,
+    error: str | None = None,
 ) -> None:
     """Record how run `run_id` ended."""
     session.connection().execute(
-        update(JobRun).where(col(JobRun.id) == run_id).values(
-            finished_at=now, status=status, pages=pages, records_pulled=pulled,
-            records_stored=stored, records_quarantined=quarantined, error=error,
+        update(JobRun)
+        .where(col(JobRun.id) == run_id)
+        .values(
+            finished_at=now,
+            status=status,
+            pages=pages,
+            records_pulled=pulled,
+            records_stored=stored,
+            records_quarantined=quarantined,
+            error=error,
         )
     )
 
@@ -121,12 +150,17 @@ def abandon_stale_runs(session: Session, *, job_id: str, now: datetime) -> int:
     """Mark runs of `job_id` still 'running' as abandoned: their process died holding the
     lock, which has since lapsed. Called by the next holder of the job's lock."""
     return int(
-        session.connection().execute(
+        session.connection()
+        .execute(
             update(JobRun)
             .where(col(JobRun.job_id) == job_id, col(JobRun.status) == "running")
-            .values(status="abandoned", finished_at=now,
-                    error="the process running this job stopped before finishing")
-        ).rowcount
+            .values(
+                status="abandoned",
+                finished_at=now,
+                error="the process running this job stopped before finishing",
+            )
+        )
+        .rowcount
     )
 
 

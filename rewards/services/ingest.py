@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-
 from sqlalchemy import Engine
 
 from rewards.core.frames import to_us
@@ -25,6 +24,7 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import store_heartbeats
 from rewards.uptime.client import Page, UptimeApiError, UptimeClient
 from rewards.uptime.records import Rejected, validate_devices, validate_heartbeats
+
 
 @dataclass
 class IngestReport:
@@ -128,17 +128,29 @@ def pull_stream(
     return report
 
 
-def _store(engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *,
-           cursor: str | None) -> int:
+def _store(
+    engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *, cursor: str | None
+) -> int:
     """One page's data, its quarantined records and the cursor after it: one transaction."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
-            stored = store_heartbeats(session.connection(), fetched.heartbeats, policy,
-                                      received_at_us=to_us(fetched.now))
+            stored = store_heartbeats(
+                session.connection(), fetched.heartbeats, policy, received_at_us=to_us(fetched.now)
+            )
         else:
-            stored = store_devices(session, fetched.devices, now=fetched.now,
-                                   actor="uptime-api", source=fetched.page.source)
-        state.quarantine(session, stream=stream, source=fetched.page.source,
-                         items=[(r.raw, r.reason) for r in fetched.rejected], now=fetched.now)
+            stored = store_devices(
+                session,
+                fetched.devices,
+                now=fetched.now,
+                actor="uptime-api",
+                source=fetched.page.source,
+            )
+        state.quarantine(
+            session,
+            stream=stream,
+            source=fetched.page.source,
+            items=[(r.raw, r.reason) for r in fetched.rejected],
+            now=fetched.now,
+        )
         state.set_cursor(session, stream, cursor, now=fetched.now)
     return stored

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from rewards.db import state
 from rewards.db.engine import unit_of_work
+from rewards.db.tables import JobRun
 
 
 def process_identity() -> str:
@@ -45,8 +46,13 @@ class RunContext:
 
 @contextmanager
 def exclusive_run(
-    engine: Engine, *, job_id: str, trigger: str, clock: Callable[[], datetime],
-    ttl: timedelta, holder: str | None = None,
+    engine: Engine,
+    *,
+    job_id: str,
+    trigger: str,
+    clock: Callable[[], datetime],
+    ttl: timedelta,
+    holder: str | None = None,
 ) -> Iterator[RunContext]:
     """Hold job `job_id`'s lock for the block and record the run (raises JobBusy)."""
     holder = holder or process_identity()
@@ -54,11 +60,16 @@ def exclusive_run(
     with unit_of_work(engine) as session:
         if not state.try_acquire_lease(session, name=name, holder=holder, now=clock(), ttl=ttl):
             current = state.lease(session, name)
-            who = f"{current.holder} until {current.expires_at:%Y-%m-%d %H:%M:%S}Z" if current else "?"
+            who = (
+                f"{current.holder} until {current.expires_at:%Y-%m-%d %H:%M:%S}Z"
+                if current
+                else "?"
+            )
             raise JobBusy(f"job {job_id} is already running ({who}); try again later")
         state.abandon_stale_runs(session, job_id=job_id, now=clock())
-        run_id = state.start_job_run(session, job_id=job_id, trigger=trigger, holder=holder,
-                                     now=clock())
+        run_id = state.start_job_run(
+            session, job_id=job_id, trigger=trigger, holder=holder, now=clock()
+        )
 
     def renew() -> None:
         with unit_of_work(engine) as s:
@@ -77,8 +88,14 @@ def exclusive_run(
     finally:
         with unit_of_work(engine) as session:
             state.finish_job_run(
-                session, run_id=run_id, now=clock(), status=status, pages=context.pages,
-                pulled=context.pulled, stored=context.stored, quarantined=context.quarantined,
+                session,
+                run_id=run_id,
+                now=clock(),
+                status=status,
+                pages=context.pages,
+                pulled=context.pulled,
+                stored=context.stored,
+                quarantined=context.quarantined,
                 error=error,
             )
             state.release_lease(session, name=name, holder=holder)
@@ -101,3 +118,9 @@ def current_holder(engine: Engine, name: str, now: datetime) -> str | None:
     with unit_of_work(engine) as session:
         held = state.lease(session, name)
         return held.holder if held and held.expires_at > now else None
+
+
+def recent_runs(engine: Engine, limit: int) -> list[JobRun]:
+    """The latest job runs, newest first."""
+    with unit_of_work(engine) as session:
+        return state.job_runs(session, limit=limit)

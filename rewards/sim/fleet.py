@@ -9,6 +9,7 @@ disagreeing boot_id), some hours late, and optionally some malformed records.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,13 +62,15 @@ class FleetSpec:
         return self.start_us + self.days * 24 * HOUR
 
 
+Session = tuple[int, int, str, str]
 
 
-def _device_sessions(spec: FleetSpec, rng: np.random.Generator, index: int) -> list[tuple]:
+def _device_sessions(spec: FleetSpec, rng: np.random.Generator, index: int) -> list[Session]:
     """Sessions (start_us, end_us, boot_id, agent_version) of one device, in time order."""
     begin, finish = spec.start_us, spec.end_us
-    kind = rng.choice(["steady", "flaky", "joiner", "leaver", "outage"],
-                      p=[0.70, 0.13, 0.07, 0.05, 0.05])
+    kind = rng.choice(
+        ["steady", "flaky", "joiner", "leaver", "outage"], p=[0.70, 0.13, 0.07, 0.05, 0.05]
+    )
     if kind == "joiner":
         begin += int(rng.integers(0, (finish - begin) // 2))
     if kind == "leaver":
@@ -85,7 +88,7 @@ def _device_sessions(spec: FleetSpec, rng: np.random.Generator, index: int) -> l
         boots += 1
         return f"{index:06x}-{boots:04x}-{int(rng.integers(0, 1 << 32)):08x}"
 
-    sessions: list[tuple] = []
+    sessions: list[Session] = []
     t, boot = begin, new_boot()
     while t < finish:
         end = min(finish, t + int(rng.exponential(mean_up)) + 5 * MINUTE)
@@ -120,23 +123,30 @@ def _device_sessions(spec: FleetSpec, rng: np.random.Generator, index: int) -> l
 def fleet_sessions(spec: FleetSpec) -> pl.DataFrame:
     """Every device's online sessions: device_id, start_us, end_us, boot_id, agent_version."""
     rng = np.random.default_rng(spec.seed)
-    rows = []
+    rows: list[tuple[str, int, int, str, str]] = []
     for index in range(spec.devices):
         device_id = f"gpu-{index:06d}"
         rows.extend((device_id, *s) for s in _device_sessions(spec, rng, index))
     return pl.DataFrame(
         rows,
-        schema={"device_id": pl.String, "start_us": pl.Int64, "end_us": pl.Int64,
-                "boot_id": pl.String, "agent_version": pl.String},
+        schema={
+            "device_id": pl.String,
+            "start_us": pl.Int64,
+            "end_us": pl.Int64,
+            "boot_id": pl.String,
+            "agent_version": pl.String,
+        },
         orient="row",
     )
 
 
 def _heartbeats_of_sessions(spec: FleetSpec, sessions: pl.DataFrame) -> pl.DataFrame:
     period = spec.heartbeat_period_s * US
-    rows = sessions.filter(pl.col("end_us") > pl.col("start_us")).with_columns(
-        k=pl.int_ranges(0, (pl.col("end_us") - pl.col("start_us")) // period + 1)
-    ).explode("k")
+    rows = (
+        sessions.filter(pl.col("end_us") > pl.col("start_us"))
+        .with_columns(k=pl.int_ranges(0, (pl.col("end_us") - pl.col("start_us")) // period + 1))
+        .explode("k")
+    )
     rng = np.random.default_rng(spec.seed + 1)
     # Jitter under 2% of the period keeps consecutive gaps well inside a 1.5 P timeout.
     jitter = rng.integers(0, max(1, period // 50), rows.height)
@@ -149,9 +159,13 @@ def _heartbeats_of_sessions(spec: FleetSpec, sessions: pl.DataFrame) -> pl.DataF
 
 
 def _bad_records(spec: FleetSpec, count: int, rng: np.random.Generator) -> list[str]:
-    good = {"device_id": "gpu-bad", "observed_at": "2024-04-21T00:00:00Z",
-            "boot_id": "b", "agent_version": "0.9.9"}
-    kinds = [
+    good = {
+        "device_id": "gpu-bad",
+        "observed_at": "2024-04-21T00:00:00Z",
+        "boot_id": "b",
+        "agent_version": "0.9.9",
+    }
+    kinds: list[Callable[[], str]] = [
         lambda: json.dumps({k: v for k, v in good.items() if k != "boot_id"}),
         lambda: json.dumps({**good, "device_id": "gpu\u0000x"}),
         lambda: json.dumps({**good, "observed_at": "2024-04-21T00:00:00"}),
@@ -186,22 +200,26 @@ def delivery_log(spec: FleetSpec) -> pl.DataFrame:
     prefix = pl.Series(np.where(rng.random(conflicts.height) < 0.5, "!", "~"))
     conflicts = conflicts.with_columns(
         boot_id=pl.concat_str([prefix, pl.col("boot_id")]),
-        received_us=pl.col("received_us") + pl.Series(
-            rng.integers(0, 2 * HOUR, conflicts.height)),
+        received_us=pl.col("received_us") + pl.Series(rng.integers(0, 2 * HOUR, conflicts.height)),
     )
     parts = [log, dups, conflicts]
-    bad_count = int(round(n * spec.bad_record_rate))
+    bad_count = round(n * spec.bad_record_rate)
     parts = [p.with_columns(raw=pl.lit(None, pl.String)) for p in parts]
     if bad_count:
         raws = _bad_records(spec, bad_count, rng)
-        parts.append(pl.DataFrame({
-            "device_id": ["gpu-bad"] * bad_count,
-            "observed_us": [0] * bad_count,
-            "boot_id": [""] * bad_count,
-            "agent_version": [""] * bad_count,
-            "received_us": rng.integers(spec.start_us, spec.end_us, bad_count),
-            "raw": raws,
-        }, schema=parts[0].schema))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "device_id": ["gpu-bad"] * bad_count,
+                    "observed_us": [0] * bad_count,
+                    "boot_id": [""] * bad_count,
+                    "agent_version": [""] * bad_count,
+                    "received_us": rng.integers(spec.start_us, spec.end_us, bad_count),
+                    "raw": raws,
+                },
+                schema=parts[0].schema,
+            )
+        )
     combined = pl.concat(parts).with_row_index("seq")
     return combined.sort(["received_us", "seq"]).drop("seq")
 
@@ -227,15 +245,17 @@ def device_feed(spec: FleetSpec) -> pl.DataFrame:
     n = spec.devices
     owners = max(1, n // 5)
     registered = spec.start_us - rng.integers(1 * HOUR, 90 * 24 * HOUR, n)
-    base = pl.DataFrame({
-        "device_id": [f"gpu-{i:06d}" for i in range(n)],
-        "owner_id": [f"owner-{int(o):05d}" for o in rng.integers(0, owners, n)],
-        "gpu_model": [GPU_MODELS[int(m)] for m in rng.integers(0, len(GPU_MODELS), n)],
-        "gpu_count": rng.integers(1, 9, n),
-        "registered_us": registered,
-        "updated_us": registered,
-        "status": ["active"] * n,
-    })
+    base = pl.DataFrame(
+        {
+            "device_id": [f"gpu-{i:06d}" for i in range(n)],
+            "owner_id": [f"owner-{int(o):05d}" for o in rng.integers(0, owners, n)],
+            "gpu_model": [GPU_MODELS[int(m)] for m in rng.integers(0, len(GPU_MODELS), n)],
+            "gpu_count": rng.integers(1, 9, n),
+            "registered_us": registered,
+            "updated_us": registered,
+            "status": ["active"] * n,
+        }
+    )
     changes = base.filter(pl.Series(rng.random(n) < 0.05))
     changes = changes.with_columns(
         updated_us=pl.Series(rng.integers(spec.start_us, spec.end_us, changes.height)),

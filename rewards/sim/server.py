@@ -47,10 +47,15 @@ def _heartbeat_rows(page: pl.DataFrame) -> list[str]:
     # malformed records carry their own verbatim JSON in `raw`.
     row = pl.concat_str(
         [
-            pl.lit('{"device_id":"'), pl.col("device_id"),
-            pl.lit('","observed_at":"'), _as_time("observed_us"),
-            pl.lit('","boot_id":"'), pl.col("boot_id"),
-            pl.lit('","agent_version":"'), pl.col("agent_version"), pl.lit('"}'),
+            pl.lit('{"device_id":"'),
+            pl.col("device_id"),
+            pl.lit('","observed_at":"'),
+            _as_time("observed_us"),
+            pl.lit('","boot_id":"'),
+            pl.col("boot_id"),
+            pl.lit('","agent_version":"'),
+            pl.col("agent_version"),
+            pl.lit('"}'),
         ]
     )
     return page.select(pl.coalesce(pl.col("raw"), row)).to_series().to_list()
@@ -58,7 +63,10 @@ def _heartbeat_rows(page: pl.DataFrame) -> list[str]:
 
 def _device_rows(page: pl.DataFrame) -> list[str]:
     records = page.select(
-        "device_id", "owner_id", "gpu_model", "gpu_count",
+        "device_id",
+        "owner_id",
+        "gpu_model",
+        "gpu_count",
         _as_time("registered_us").alias("registered_at"),
         _as_time("updated_us").alias("updated_at"),
         "status",
@@ -84,8 +92,12 @@ class UptimeSimulator:
             self.requests += 1
             draw = self._rng.random()
         f = self.faults
-        for name, rate in (("error", f.error_rate), ("throttle", f.throttle_rate),
-                           ("truncate", f.truncate_rate), ("slow", f.slow_rate)):
+        for name, rate in (
+            ("error", f.error_rate),
+            ("throttle", f.throttle_rate),
+            ("truncate", f.truncate_rate),
+            ("slow", f.slow_rate),
+        ):
             if draw < rate:
                 return name
             draw -= rate
@@ -118,7 +130,8 @@ class UptimeSimulator:
             await asyncio.sleep(self.faults.slow_s)
         stream = request.url.path.rsplit("/", 1)[-1]
         log, render = (
-            (self.heartbeats, _heartbeat_rows) if stream == "heartbeats"
+            (self.heartbeats, _heartbeat_rows)
+            if stream == "heartbeats"
             else (self.devices, _device_rows)
         )
         rows = render(log.slice(offset, limit))

@@ -127,8 +127,9 @@ class UptimeClient:
                     break
                 wait = failure.wait_s
                 if wait is None:
-                    ceiling = min(self.retry.backoff_max_s,
-                                  self.retry.backoff_base_s * 2 ** (attempt - 1))
+                    ceiling = min(
+                        self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (attempt - 1)
+                    )
                     wait = random.uniform(ceiling / 2, ceiling)  # jitter spreads retries out
                 self.retries += 1
                 self._sleep(wait)
@@ -196,8 +197,9 @@ class UptimeClient:
         next_cursor, has_more = document.get("next_cursor"), document.get("has_more")
         if not isinstance(has_more, bool):
             raise UptimeApiError("uptime API page lacks a boolean 'has_more'; contract broken")
-        if next_cursor is not None and (not isinstance(next_cursor, str) or
-                                        not 0 < len(next_cursor) <= 1024):
+        if next_cursor is not None and (
+            not isinstance(next_cursor, str) or not 0 < len(next_cursor) <= 1024
+        ):
             raise UptimeApiError("uptime API page has an invalid 'next_cursor'; contract broken")
         if has_more and next_cursor is None:
             raise UptimeApiError("uptime API says has_more but gives no next_cursor")

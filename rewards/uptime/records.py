@@ -7,6 +7,7 @@ reason a person would need to chase it with the API's owners.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ def raw_text(record: Any) -> str:
 def _string_problem(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
-        if isinstance(value, float) and value != value:
+        if isinstance(value, float) and math.isnan(value):
             kind = "NaN"
         return f"field {name!r} must be a string, got {kind}"
     if not value:
@@ -121,8 +122,10 @@ def validate_heartbeats(
                 reason = moment
             else:
                 ahead = (moment - now).total_seconds()
-                reason = (f"observed_at is {ahead:.0f} s ahead of the engine clock "
-                          f"(max_clock_skew_s={max_skew.total_seconds():.0f})")
+                reason = (
+                    f"observed_at is {ahead:.0f} s ahead of the engine clock "
+                    f"(max_clock_skew_s={max_skew.total_seconds():.0f})"
+                )
             rejected.append(Rejected(raw_text(record), reason))
     out = frame.with_columns(observed_at=parsed).filter(good).select(list(HEARTBEATS))
     return out, rejected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,7 +43,9 @@ def test_storing_the_same_batch_twice_changes_nothing(engine) -> None:  # type: 
     assert stored_intervals(engine).height == 1
 
 
-def test_a_later_smaller_duplicate_replaces_the_stored_row_and_a_larger_one_does_not(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_later_smaller_duplicate_replaces_the_stored_row_and_a_larger_one_does_not(
+    engine,
+) -> None:  # type: ignore[no-untyped-def]
     store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", boot="m", version="1"))
     store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", boot="z", version="0"))
     assert stored_heartbeats(engine).get_column("boot_id").to_list() == ["m"]
@@ -52,8 +56,11 @@ def test_a_later_smaller_duplicate_replaces_the_stored_row_and_a_larger_one_does
 
 
 def test_late_heartbeat_joins_two_stored_intervals(engine) -> None:  # type: ignore[no-untyped-def]
-    store(engine, heartbeats("gpu-1", start="2024-04-25T08:00Z", n=3),
-          heartbeats("gpu-1", start="2024-04-25T08:04Z", n=3))
+    store(
+        engine,
+        heartbeats("gpu-1", start="2024-04-25T08:00Z", n=3),
+        heartbeats("gpu-1", start="2024-04-25T08:04Z", n=3),
+    )
     assert stored_intervals(engine).height == 2
     store(engine, heartbeats("gpu-1", start="2024-04-25T08:03Z"))
     assert stored_intervals(engine).select("start", "end").rows() == [
@@ -61,23 +68,35 @@ def test_late_heartbeat_joins_two_stored_intervals(engine) -> None:  # type: ign
     ]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=st.lists(record, min_size=1, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=3))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(record, min_size=1, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=3)
+)
 def test_batches_in_any_order_store_what_the_core_computes_from_all(engine, records, cuts) -> None:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as session:
         session.connection().exec_driver_sql("DELETE FROM heartbeats")
         session.connection().exec_driver_sql("DELETE FROM online_intervals")
     bounds = [0, *sorted(c for c in cuts if c <= len(records)), len(records)]
-    store(engine, *(frame_of(records[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)))
+    store(engine, *(frame_of(records[lo:hi]) for lo, hi in pairwise(bounds)))
     assert stored_intervals(engine).rows() == online_intervals(frame_of(records), P).rows()
-    assert stored_heartbeats(engine).height == frame_of(records).unique(
-        ["device_id", "observed_at"]).height
+    assert (
+        stored_heartbeats(engine).height
+        == frame_of(records).unique(["device_id", "observed_at"]).height
+    )
 
 
 def test_other_devices_intervals_are_left_alone(engine) -> None:  # type: ignore[no-untyped-def]
-    store(engine, concat(heartbeats("gpu-1", start="2024-04-25T08:00Z", n=2),
-                         heartbeats("gpu-2", start="2024-04-25T08:00Z", n=2)))
+    store(
+        engine,
+        concat(
+            heartbeats("gpu-1", start="2024-04-25T08:00Z", n=2),
+            heartbeats("gpu-2", start="2024-04-25T08:00Z", n=2),
+        ),
+    )
     store(engine, heartbeats("gpu-1", start="2024-04-25T08:02Z", n=2))
     assert stored_intervals(engine).select("device_id", "end").rows() == [
-        ("gpu-1", at("2024-04-25T08:04Z")), ("gpu-2", at("2024-04-25T08:02Z"))
+        ("gpu-1", at("2024-04-25T08:04Z")),
+        ("gpu-2", at("2024-04-25T08:02Z")),
     ]

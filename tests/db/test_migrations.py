@@ -31,18 +31,25 @@ def test_upgrade_downgrade_upgrade_and_no_autogenerate_difference(
     engine.dispose()
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_log SET actor = 'someone-else'",
-    "DELETE FROM audit_log",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET actor = 'someone-else'",
+        "DELETE FROM audit_log",
+    ],
+)
 def test_audit_log_refuses_raw_sql_updates_and_deletes(engine, statement: str) -> None:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as session:
-        session.connection().execute(text(
-            "INSERT INTO audit_log (at, actor, action, subject, details) "
-            "VALUES (:at, 'admin', 'incident.confirm', 'inc-1', '{}')"
-        ), {"at": "2024-04-25 08:05:00"})
+        session.connection().execute(
+            text(
+                "INSERT INTO audit_log (at, actor, action, subject, details) "
+                "VALUES (:at, 'admin', 'incident.confirm', 'inc-1', '{}')"
+            ),
+            {"at": "2024-04-25 08:05:00"},
+        )
     with pytest.raises(DBAPIError, match="append-only"), unit_of_work(engine) as session:
         session.connection().execute(text(statement))
     with unit_of_work(engine) as session:
         assert session.connection().execute(
-            text("SELECT actor FROM audit_log")).scalars().all() == ["admin"]
+            text("SELECT actor FROM audit_log")
+        ).scalars().all() == ["admin"]

@@ -54,8 +54,13 @@ def test_cursor_moves_only_with_its_transaction(engine) -> None:  # type: ignore
 
 def device(updated: str, **changes: object) -> dict[str, object]:
     record: dict[str, object] = {
-        "device_id": "gpu-1", "owner_id": "owner-1", "gpu_model": "A100", "gpu_count": 1,
-        "status": "active", "registered_at": at("2024-01-01T00:00Z"), "updated_at": at(updated),
+        "device_id": "gpu-1",
+        "owner_id": "owner-1",
+        "gpu_model": "A100",
+        "gpu_count": 1,
+        "status": "active",
+        "registered_at": at("2024-01-01T00:00Z"),
+        "updated_at": at(updated),
     }
     record.update(changes)
     return record
@@ -63,35 +68,62 @@ def device(updated: str, **changes: object) -> dict[str, object]:
 
 def test_metadata_history_keeps_every_version_whatever_the_arrival_order(engine) -> None:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as session:
-        store_devices(session, [device("2024-04-25T09:05Z", gpu_model="H100")], now=NOW,
-                      actor="uptime-api", source="test")
+        store_devices(
+            session,
+            [device("2024-04-25T09:05Z", gpu_model="H100")],
+            now=NOW,
+            actor="uptime-api",
+            source="test",
+        )
     with unit_of_work(engine) as session:  # an older version arrives late, then a redelivery
-        added = store_devices(session, [device("2024-04-01T00:00Z"),
-                                        device("2024-04-25T09:05Z", gpu_model="H100"),
-                                        device("2024-04-02T00:00Z")],
-                              now=NOW, actor="uptime-api", source="test")
+        added = store_devices(
+            session,
+            [
+                device("2024-04-01T00:00Z"),
+                device("2024-04-25T09:05Z", gpu_model="H100"),
+                device("2024-04-02T00:00Z"),
+            ],
+            now=NOW,
+            actor="uptime-api",
+            source="test",
+        )
     assert added == 1  # the redelivery and the unchanged 04-02 record add nothing
     with unit_of_work(engine) as session:
-        versions = [(v.gpu_model, v.valid_from, v.valid_to)
-                    for v in device_history(session, "gpu-1")]
-        changes = session.connection().execute(
-            text("SELECT subject FROM audit_log WHERE action = 'device.metadata.changed'")
-        ).scalars().all()
-    assert versions == [("A100", at("2024-04-01T00:00Z"), at("2024-04-25T09:05Z")),
-                        ("H100", at("2024-04-25T09:05Z"), None)]
+        versions = [
+            (v.gpu_model, v.valid_from, v.valid_to) for v in device_history(session, "gpu-1")
+        ]
+        changes = (
+            session.connection()
+            .execute(text("SELECT subject FROM audit_log WHERE action = 'device.metadata.changed'"))
+            .scalars()
+            .all()
+        )
+    assert versions == [
+        ("A100", at("2024-04-01T00:00Z"), at("2024-04-25T09:05Z")),
+        ("H100", at("2024-04-25T09:05Z"), None),
+    ]
     assert changes == []  # the H100 version came first, so no stored version was changed
 
 
 def test_a_change_closes_the_previous_version_and_is_audited(engine) -> None:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as session:
-        store_devices(session, [device("2024-04-01T00:00Z")], now=NOW, actor="uptime-api",
-                      source="test")
+        store_devices(
+            session, [device("2024-04-01T00:00Z")], now=NOW, actor="uptime-api", source="test"
+        )
     with unit_of_work(engine) as session:
-        store_devices(session, [device("2024-04-25T09:05Z", gpu_model="H100")], now=NOW,
-                      actor="uptime-api", source="test")
+        store_devices(
+            session,
+            [device("2024-04-25T09:05Z", gpu_model="H100")],
+            now=NOW,
+            actor="uptime-api",
+            source="test",
+        )
     with unit_of_work(engine) as session:
         history = device_history(session, "gpu-1")
-        audit = session.connection().execute(
-            text("SELECT actor, subject, details FROM audit_log")).all()
+        audit = (
+            session.connection()
+            .execute(text("SELECT actor, subject, details FROM audit_log"))
+            .all()
+        )
     assert [v.valid_to for v in history] == [at("2024-04-25T09:05Z"), None]
     assert len(audit) == 1 and audit[0][1] == "gpu-1" and '"H100"' in audit[0][2]

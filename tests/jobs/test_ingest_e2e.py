@@ -18,7 +18,7 @@ from rewards.core import online_intervals
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.heartbeats import load_heartbeats
 from rewards.seasons import load_policy
-from tests.jobs.conftest import FLEET, REWARDS, Simulator, cli_env, rewards
+from tests.processes import FLEET, REWARDS, Simulator, cli_env, rewards
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,17 @@ def dump(tmp_path_factory: pytest.TempPathFactory, season_dir: Path) -> pl.DataF
     return pl.read_parquet(out)
 
 
-def check_against_dump(db_url: str, env: dict[str, str], dump: pl.DataFrame, season_dir: Path,
-                       tmp_path: Path) -> None:
+def check_against_dump(
+    db_url: str, env: dict[str, str], dump: pl.DataFrame, season_dir: Path, tmp_path: Path
+) -> None:
     engine = make_engine(db_url)
     with unit_of_work(engine) as session:
         stored = load_heartbeats(session.connection())
-        runs = session.connection().execute(text(
-            "SELECT job_id, status, records_quarantined FROM job_runs ORDER BY id")).all()
+        runs = (
+            session.connection()
+            .execute(text("SELECT job_id, status, records_quarantined FROM job_runs ORDER BY id"))
+            .all()
+        )
     engine.dispose()
     assert stored.equals(dump), "stored heartbeats differ from sim dump"
     exported = tmp_path / "intervals.parquet"
@@ -49,9 +53,9 @@ def check_against_dump(db_url: str, env: dict[str, str], dump: pl.DataFrame, sea
     assert runs[-1][:2] == ("ingest-heartbeats", "succeeded")
 
 
-def test_faulty_fleet_is_ingested_exactly(db_url: str, fleet_simulator: Simulator,
-                                          season_dir: Path, dump: pl.DataFrame,
-                                          tmp_path: Path) -> None:
+def test_faulty_fleet_is_ingested_exactly(
+    db_url: str, fleet_simulator: Simulator, season_dir: Path, dump: pl.DataFrame, tmp_path: Path
+) -> None:
     env = cli_env(db_url, fleet_simulator.url, season_dir)
     done = rewards("ingest", "--once", env=env)
     assert done.returncode == 0, done.stderr
@@ -60,21 +64,32 @@ def test_faulty_fleet_is_ingested_exactly(db_url: str, fleet_simulator: Simulato
 
 
 def test_a_kill_mid_ingest_then_a_rerun_loses_and_doubles_nothing(
-    db_url: str, fleet_simulator: Simulator, season_dir: Path, dump: pl.DataFrame,
+    db_url: str,
+    fleet_simulator: Simulator,
+    season_dir: Path,
+    dump: pl.DataFrame,
     tmp_path: Path,
 ) -> None:
-    env = cli_env(db_url, fleet_simulator.url, season_dir, REWARDS_PAGE_SIZE="5000",
-                  REWARDS_JOB_LOCK_S="10")
-    process = subprocess.Popen([*REWARDS, "ingest", "--once", "--stream", "heartbeats"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = cli_env(
+        db_url, fleet_simulator.url, season_dir, REWARDS_PAGE_SIZE="5000", REWARDS_JOB_LOCK_S="10"
+    )
+    process = subprocess.Popen(
+        [*REWARDS, "ingest", "--once", "--stream", "heartbeats"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     engine = make_engine(db_url)
     cursor = 0
     deadline = time.monotonic() + 300
     while cursor < 1_000_000 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
         with unit_of_work(engine) as session:
-            value = session.connection().execute(text(
-                "SELECT cursor FROM ingest_cursors WHERE stream = 'heartbeats'")).scalar()
+            value = (
+                session.connection()
+                .execute(text("SELECT cursor FROM ingest_cursors WHERE stream = 'heartbeats'"))
+                .scalar()
+            )
         cursor = int(value or 0)
     assert process.poll() is None, "ingest finished before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
@@ -86,9 +101,14 @@ def test_a_kill_mid_ingest_then_a_rerun_loses_and_doubles_nothing(
     done = rewards("ingest", "--once", env=env)
     assert done.returncode == 0, done.stderr
     with unit_of_work(engine) as session:
-        statuses = session.connection().execute(text(
-            "SELECT status FROM job_runs WHERE job_id = 'ingest-heartbeats' ORDER BY id"
-        )).scalars().all()
+        statuses = (
+            session.connection()
+            .execute(
+                text("SELECT status FROM job_runs WHERE job_id = 'ingest-heartbeats' ORDER BY id")
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert statuses == ["abandoned", "succeeded"]
     check_against_dump(db_url, env, dump, season_dir, tmp_path)

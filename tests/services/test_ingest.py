@@ -24,12 +24,26 @@ NOW = datetime(2024, 5, 1, tzinfo=UTC)
 FAST = RetryPolicy(max_attempts=8, backoff_base_s=0.001, backoff_max_s=0.005)
 
 
-def pull(engine, url: str, stream: str = "heartbeats", page_size: int = 5_000,  # type: ignore[no-untyped-def]
-         retry: RetryPolicy = FAST, max_pages: int | None = None) -> IngestReport:
+def pull(
+    engine,
+    url: str,
+    *,
+    stream: str = "heartbeats",
+    page_size: int = 5_000,  # type: ignore[no-untyped-def]
+    retry: RetryPolicy = FAST,
+    max_pages: int | None = None,
+) -> IngestReport:
     with UptimeClient(url, "secret", retry=retry) as client:
-        return pull_stream(engine=engine, client=client, stream=stream, policy=P,
-                           page_size=page_size, max_skew=timedelta(minutes=5),
-                           clock=lambda: NOW, max_pages=max_pages)
+        return pull_stream(
+            engine=engine,
+            client=client,
+            stream=stream,
+            policy=P,
+            page_size=page_size,
+            max_skew=timedelta(minutes=5),
+            clock=lambda: NOW,
+            max_pages=max_pages,
+        )
 
 
 def stored(engine):  # type: ignore[no-untyped-def]
@@ -38,10 +52,22 @@ def stored(engine):  # type: ignore[no-untyped-def]
 
 
 def test_a_faulty_at_least_once_api_is_stored_exactly(engine) -> None:  # type: ignore[no-untyped-def]
-    spec = FleetSpec(seed=5, devices=40, days=3, duplicate_rate=0.05, conflict_rate=0.01,
-                     late_rate=0.02, bad_record_rate=0.001)
-    sim = UptimeSimulator(spec, token="secret", faults=Faults(
-        error_rate=0.1, throttle_rate=0.05, retry_after_s=0, truncate_rate=0.05, seed=3))
+    spec = FleetSpec(
+        seed=5,
+        devices=40,
+        days=3,
+        duplicate_rate=0.05,
+        conflict_rate=0.01,
+        late_rate=0.02,
+        bad_record_rate=0.001,
+    )
+    sim = UptimeSimulator(
+        spec,
+        token="secret",
+        faults=Faults(
+            error_rate=0.1, throttle_rate=0.05, retry_after_s=0, truncate_rate=0.05, seed=3
+        ),
+    )
     with BackgroundServer(create_sim_app(sim)) as server:
         report = pull(engine, server.url)
         assert report.caught_up and report.error is None and report.retries > 0
@@ -64,10 +90,16 @@ def test_devices_stream_builds_the_registry_history(engine) -> None:  # type: ig
     assert report.caught_up and report.pages == -(-sim.devices.height // 20)
     distinct = sim.devices.unique(["device_id", "updated_us"]).height
     with unit_of_work(engine) as session:
-        versions = session.connection().exec_driver_sql(
-            "SELECT count(*) FROM device_metadata").scalar_one()
-        open_versions = session.connection().exec_driver_sql(
-            "SELECT count(*) FROM device_metadata WHERE valid_to IS NULL").scalar_one()
+        versions = (
+            session.connection()
+            .exec_driver_sql("SELECT count(*) FROM device_metadata")
+            .scalar_one()
+        )
+        open_versions = (
+            session.connection()
+            .exec_driver_sql("SELECT count(*) FROM device_metadata WHERE valid_to IS NULL")
+            .scalar_one()
+        )
     assert open_versions == 50
     assert versions <= distinct  # unchanged redeliveries add no version
 
@@ -80,19 +112,24 @@ def serve_pages(pages: dict[str, str]):  # type: ignore[no-untyped-def]
     return hostile_app(handler)[0]
 
 
-@pytest.mark.parametrize(("third", "problem"), [
-    (page(heartbeat("gpu-3"), next_cursor="20", has_more=True), "repeated cursor"),
-    (page(heartbeat("gpu-3"), next_cursor="10", has_more=True), "repeated cursor"),
-    (page(heartbeat("gpu-3"), next_cursor="5", has_more=True), "went backwards"),
-])
+@pytest.mark.parametrize(
+    ("third", "problem"),
+    [
+        (page(heartbeat("gpu-3"), next_cursor="20", has_more=True), "repeated cursor"),
+        (page(heartbeat("gpu-3"), next_cursor="10", has_more=True), "repeated cursor"),
+        (page(heartbeat("gpu-3"), next_cursor="5", has_more=True), "went backwards"),
+    ],
+)
 def test_a_cursor_that_repeats_or_goes_backwards_ends_the_run_keeping_good_pages(  # type: ignore[no-untyped-def]
     engine, third: str, problem: str
 ) -> None:
-    app = serve_pages({
-        "": page(heartbeat("gpu-1"), next_cursor="10", has_more=True),
-        "10": page(heartbeat("gpu-2"), next_cursor="20", has_more=True),
-        "20": third,
-    })
+    app = serve_pages(
+        {
+            "": page(heartbeat("gpu-1"), next_cursor="10", has_more=True),
+            "10": page(heartbeat("gpu-2"), next_cursor="20", has_more=True),
+            "20": third,
+        }
+    )
     with BackgroundServer(app) as server:
         report = pull(engine, server.url)
     assert report.error and problem in report.error and report.pages == 2

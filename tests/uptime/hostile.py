@@ -28,11 +28,12 @@ def json_response(body: str | bytes, status: int = 200, **headers: str) -> Respo
 
 
 def heartbeat(device: str = "gpu-1", at: str = "2024-04-25T08:00:00Z") -> str:
-    return (f'{{"device_id":"{device}","observed_at":"{at}","boot_id":"b",'
-            '"agent_version":"0.9.9"}')
+    return f'{{"device_id":"{device}","observed_at":"{at}","boot_id":"b","agent_version":"0.9.9"}}'
 
 
 def page(*records: str, next_cursor: str | None = "1", has_more: bool = False) -> str:
     cursor = "null" if next_cursor is None else f'"{next_cursor}"'
-    return (f'{{"heartbeats":[{",".join(records)}],"next_cursor":{cursor},'
-            f'"has_more":{"true" if has_more else "false"}}}')
+    return (
+        f'{{"heartbeats":[{",".join(records)}],"next_cursor":{cursor},'
+        f'"has_more":{"true" if has_more else "false"}}}'
+    )

@@ -5,22 +5,21 @@ from __future__ import annotations
 import time
 
 import pytest
-from starlette.requests import Request
 from starlette.responses import Response
 
 from rewards.sim.server import BackgroundServer
 from rewards.uptime.client import RetryPolicy, UptimeApiError, UptimeClient
 from tests.uptime.hostile import Handler, heartbeat, hostile_app, json_response, page
 
-FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.02,
-                   max_retry_after_s=5)
+FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.02, max_retry_after_s=5)
 
 
 def fetch(handler: Handler, *, max_page_bytes: int = 1 << 20, limit: int = 10):  # type: ignore[no-untyped-def]
     app, seen = hostile_app(handler)
-    with BackgroundServer(app) as server, UptimeClient(
-        server.url, "secret", retry=FAST, max_page_bytes=max_page_bytes
-    ) as client:
+    with (
+        BackgroundServer(app) as server,
+        UptimeClient(server.url, "secret", retry=FAST, max_page_bytes=max_page_bytes) as client,
+    ):
         try:
             return client.fetch_page("heartbeats", "0", limit), seen
         except UptimeApiError as exc:
@@ -28,15 +27,21 @@ def fetch(handler: Handler, *, max_page_bytes: int = 1 << 20, limit: int = 10): 
 
 
 def test_server_errors_are_retried_until_a_page_comes() -> None:
-    result, seen = fetch(lambda r, n: json_response("{}", 500) if n < 3 else
-                         json_response(page(heartbeat())))
+    result, seen = fetch(
+        lambda r, n: json_response("{}", 500) if n < 3 else json_response(page(heartbeat()))
+    )
     assert len(seen) == 3 and len(result.records) == 1 and result.attempts == 3
 
 
 def test_retry_after_is_honoured() -> None:
     started = time.monotonic()
-    result, seen = fetch(lambda r, n: json_response("{}", 429, **{"Retry-After": "1"}) if n == 1
-                         else json_response(page(heartbeat())))
+    result, seen = fetch(
+        lambda r, n: (
+            json_response("{}", 429, **{"Retry-After": "1"})
+            if n == 1
+            else json_response(page(heartbeat()))
+        )
+    )
     assert len(seen) == 2 and result.records
     assert time.monotonic() - started >= 1.0
 
@@ -60,8 +65,9 @@ def test_a_200_with_an_html_body_is_not_taken_for_data() -> None:
 
 
 def test_an_oversized_body_is_refused_without_retrying() -> None:
-    result, seen = fetch(lambda r, n: json_response(page(*[heartbeat()] * 200)),
-                         max_page_bytes=2_000)
+    result, seen = fetch(
+        lambda r, n: json_response(page(*[heartbeat()] * 200)), max_page_bytes=2_000
+    )
     assert isinstance(result, UptimeApiError) and "max_page_bytes" in str(result)
     assert len(seen) == 1
 
@@ -83,16 +89,24 @@ def test_the_service_token_is_sent_as_a_bearer_token() -> None:
 
 
 def test_records_orjson_refuses_still_arrive_for_quarantine() -> None:
-    body = page(heartbeat().replace('"b"', "NaN"), heartbeat().replace('"b"', '"\\ud800"'),
-                heartbeat().replace('"b"', "123456789012345678901234567890"))
+    body = page(
+        heartbeat().replace('"b"', "NaN"),
+        heartbeat().replace('"b"', '"\\ud800"'),
+        heartbeat().replace('"b"', "123456789012345678901234567890"),
+    )
     result, _ = fetch(lambda r, n: json_response(body))
     assert [r["boot_id"] for r in result.records][1:] == ["\ud800", 123456789012345678901234567890]
 
 
-@pytest.mark.parametrize("shape", ['[]', '{"heartbeats": 5}', '{"heartbeats": [], "has_more": 1}',
-                                   '{"heartbeats": [], "has_more": true, "next_cursor": null}'])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "[]",
+        '{"heartbeats": 5}',
+        '{"heartbeats": [], "has_more": 1}',
+        '{"heartbeats": [], "has_more": true, "next_cursor": null}',
+    ],
+)
 def test_a_page_of_the_wrong_shape_ends_the_run(shape: str) -> None:
     result, _ = fetch(lambda r, n: json_response(shape))
     assert isinstance(result, UptimeApiError)
-
-

@@ -47,7 +47,8 @@ def start_simulator(args: list[str]) -> Simulator:
     port = free_port()
     process = subprocess.Popen(
         [*REWARDS, "sim", "serve", "--port", str(port), "--token", TOKEN, *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -57,22 +58,48 @@ def start_simulator(args: list[str]) -> Simulator:
                 return Simulator(url, args, process)
         except httpx.TransportError:
             if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode() if process.stderr else "") from None
+                raise RuntimeError(
+                    process.stderr.read().decode() if process.stderr else ""
+                ) from None
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("simulator did not start")
 
 
-FLEET = ["--seed", "2024", "--devices", "2000", "--days", "7", "--scenario", "april-2024",
-         "--period", "600"]
+FLEET = [
+    "--seed",
+    "2024",
+    "--devices",
+    "2000",
+    "--days",
+    "7",
+    "--scenario",
+    "april-2024",
+    "--period",
+    "600",
+]
 
 
 @pytest.fixture(scope="session")
 def fleet_simulator() -> Iterator[Simulator]:
     """2,000 devices, 7 days, april-2024, with 10% HTTP 500s, 429s and truncated bodies."""
-    sim = start_simulator([*FLEET, "--bad-rate", "0.0002", "--error-rate", "0.1",
-                           "--throttle-rate", "0.02", "--retry-after", "1",
-                           "--truncate-rate", "0.03", "--fault-seed", "11"])
+    sim = start_simulator(
+        [
+            *FLEET,
+            "--bad-rate",
+            "0.0002",
+            "--error-rate",
+            "0.1",
+            "--throttle-rate",
+            "0.02",
+            "--retry-after",
+            "1",
+            "--truncate-rate",
+            "0.03",
+            "--fault-seed",
+            "11",
+        ]
+    )
     yield sim
     sim.process.terminate()
     sim.process.wait(timeout=10)
@@ -87,16 +114,24 @@ def season_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cli_env(db_url: str, sim_url: str, season_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
-    env.update({
-        "REWARDS_DATABASE_URL": db_url, "REWARDS_UPTIME_API_URL": sim_url,
-        "REWARDS_UPTIME_API_TOKEN": TOKEN, "REWARDS_SEASONS_DIR": str(season_dir),
-        "REWARDS_SEASON": "e2e", "REWARDS_BACKOFF_BASE_S": "0.05",
-        "REWARDS_PAGE_SIZE": "10000",
-    })
+    env.update(
+        {
+            "REWARDS_DATABASE_URL": db_url,
+            "REWARDS_UPTIME_API_URL": sim_url,
+            "REWARDS_UPTIME_API_TOKEN": TOKEN,
+            "REWARDS_SEASONS_DIR": str(season_dir),
+            "REWARDS_SEASON": "e2e",
+            "REWARDS_BACKOFF_BASE_S": "0.05",
+            "REWARDS_PAGE_SIZE": "10000",
+        }
+    )
     env.update(extra)
     return env
 
 
-def rewards(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*REWARDS, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def rewards(
+    *args: str, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*REWARDS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )

@@ -1,0 +1,41 @@
+"""Use cases over stored online intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine
+
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import count_heartbeats, load_intervals
+
+
+def stored_intervals(engine: Engine) -> pl.DataFrame:
+    """Every stored online interval (INTERVALS frame), sorted by device and start."""
+    with unit_of_work(engine) as session:
+        return load_intervals(session.connection())
+
+
+def stored_heartbeat_count(engine: Engine) -> int:
+    """How many distinct heartbeats are stored."""
+    with unit_of_work(engine) as session:
+        return count_heartbeats(session.connection())
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write `frame` beside `path` and rename it into place: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        frame.write_parquet(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def export_intervals(engine: Engine, path: Path) -> int:
+    """Write device_id, start, end of every stored interval to Parquet; returns the count."""
+    intervals = stored_intervals(engine).select("device_id", "start", "end")
+    write_parquet(intervals, path)
+    return intervals.height

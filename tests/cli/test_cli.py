@@ -1,0 +1,78 @@
+"""The command line: bad input and bad settings are messages that name the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
+from tests.processes import cli_env, rewards
+
+
+def env_for(tmp_path: Path, season_dir: Path, **extra: str) -> dict[str, str]:
+    return cli_env(f"sqlite:///{tmp_path / 'cli.db'}", "http://127.0.0.1:9", season_dir, **extra)
+
+
+def test_a_bad_setting_fails_at_start_naming_the_setting(tmp_path: Path, season_dir: Path) -> None:
+    done = rewards("ingest", "--once", env=env_for(tmp_path, season_dir, REWARDS_PAGE_SIZE="lots"))
+    assert done.returncode == 2
+    assert "page_size (REWARDS_PAGE_SIZE" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_database_scheme_is_refused(tmp_path: Path, season_dir: Path) -> None:
+    done = rewards(
+        "ingest", "--once", env=env_for(tmp_path, season_dir, REWARDS_DATABASE_URL="mysql://x/y")
+    )
+    assert done.returncode == 2 and "database_url" in done.stderr
+
+
+def test_a_missing_season_file_is_named(tmp_path: Path, season_dir: Path) -> None:
+    done = rewards("ingest", "--once", env=env_for(tmp_path, season_dir, REWARDS_SEASON="nope"))
+    assert done.returncode == 2 and "nope.toml: season file not found" in done.stderr
+
+
+def test_ingest_into_an_unmigrated_database_says_what_to_run(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    done = rewards("ingest", "--once", env=env_for(tmp_path, season_dir))
+    assert done.returncode == 2 and "rewards db upgrade" in done.stderr
+
+
+def test_an_unreachable_uptime_api_ends_the_run_with_a_reason_and_a_recorded_failure(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    env = env_for(tmp_path, season_dir, REWARDS_MAX_ATTEMPTS="2", REWARDS_BACKOFF_BASE_S="0")
+    assert rewards("db", "upgrade", env=env).returncode == 0
+    done = rewards("ingest", "--once", "--stream", "heartbeats", env=env)
+    assert done.returncode == 1 and "network error" in done.stderr
+    assert "Traceback" not in done.stderr
+    runs = rewards("runs", env=env)
+    assert "ingest-heartbeats" in runs.stdout and "failed" in runs.stdout
+
+
+def test_sim_dump_writes_the_deduplicated_delivered_heartbeats(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    out = tmp_path / "dump.parquet"
+    done = rewards(
+        "sim",
+        "dump",
+        "--devices",
+        "5",
+        "--days",
+        "1",
+        "--seed",
+        "9",
+        "--out",
+        str(out),
+        env=env_for(tmp_path, season_dir),
+    )
+    assert done.returncode == 0, done.stderr
+    expected = delivered_heartbeats(delivery_log(FleetSpec(seed=9, devices=5, days=1)))
+    assert pl.read_parquet(out).equals(expected)
+    wrong = rewards(
+        "sim", "dump", "--out", str(tmp_path / "dump.csv"), env=env_for(tmp_path, season_dir)
+    )
+    assert wrong.returncode == 2 and "expected a .parquet file" in wrong.stderr
+    assert not (tmp_path / "dump.csv").exists()

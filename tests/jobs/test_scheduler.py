@@ -1,0 +1,89 @@
+"""The scheduler: one leader runs the jobs, a standby takes over when the leader dies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import text
+
+from rewards.db.engine import make_engine, unit_of_work
+from rewards.sim.fleet import FleetSpec
+from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
+from tests.processes import REWARDS, TOKEN, cli_env
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: Path) -> None:
+    sim = UptimeSimulator(
+        FleetSpec(seed=3, devices=20, days=2, heartbeat_period_s=600), token=TOKEN
+    )
+    engine = make_engine(db_url)
+
+    def query(sql: str, **params: object) -> list[tuple[object, ...]]:
+        with unit_of_work(engine) as session:
+            return [tuple(r) for r in session.connection().execute(text(sql), params).all()]
+
+    def leader() -> str | None:
+        rows = query("SELECT holder FROM leases WHERE name = 'scheduler-leader'")
+        return str(rows[0][0]) if rows else None
+
+    def runs_by(process: subprocess.Popen[bytes]) -> int:
+        return len(
+            query(
+                "SELECT id FROM job_runs WHERE holder LIKE :holder AND status = 'succeeded'",
+                holder=f"%:{process.pid}",
+            )
+        )
+
+    with BackgroundServer(create_sim_app(sim)) as server:
+        env = cli_env(
+            db_url,
+            server.url,
+            season_dir,
+            REWARDS_LEADER_LEASE_S="3",
+            REWARDS_HEARTBEATS_EVERY_S="1",
+            REWARDS_DEVICES_EVERY_S="1",
+        )
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [*REWARDS, "scheduler"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        first = start()
+        try:
+            wait_for(lambda: runs_by(first) >= 2, 30, "the first scheduler's job runs")
+            assert leader() is not None and leader().endswith(f":{first.pid}")  # type: ignore[union-attr]
+            second = start()
+            try:
+                time.sleep(3)
+                assert runs_by(second) == 0 and leader().endswith(f":{first.pid}")  # type: ignore[union-attr]
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                wait_for(lambda: runs_by(second) >= 1, 30, "the standby to take over")
+                assert leader().endswith(f":{second.pid}")  # type: ignore[union-attr]
+                heartbeats = query("SELECT count(*) FROM heartbeats")[0][0]
+                assert heartbeats == sim.heartbeats.unique(["device_id", "observed_us"]).height
+            finally:
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(timeout=30) == 0
+            assert leader() is None  # a clean stop hands the lease back at once
+        finally:
+            if first.poll() is None:
+                first.kill()
+    engine.dispose()
