@@ -9,11 +9,28 @@ from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
 from rewards.services.ingest import IngestReport, pull_stream
+from rewards.services.intervals import apply_retention
 from rewards.services.runs import RunContext
 from rewards.settings import Settings
 from rewards.uptime.client import RetryPolicy, UptimeClient
 
 JOB_IDS = {"devices": "ingest-devices", "heartbeats": "ingest-heartbeats"}
+
+
+RETENTION_JOB_ID = "prune-heartbeats"
+
+
+def retention_job(
+    engine: Engine, settings: Settings, *, clock: Callable[[], datetime]
+) -> Callable[[RunContext], None]:
+    """The body of the retention job: drop raw heartbeats past heartbeat_retention_days."""
+
+    def body(context: RunContext) -> None:
+        context.deleted = apply_retention(
+            engine, now=clock(), keep=timedelta(days=settings.heartbeat_retention_days)
+        )
+
+    return body
 
 
 def make_client(settings: Settings) -> UptimeClient:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
-from jobs.ingest import JOB_IDS, pull_job
+from jobs.ingest import JOB_IDS, RETENTION_JOB_ID, pull_job, retention_job
 from jobs.runner import run_recorded, utc_now
 from rewards.core.policy import SeasonPolicy
 from rewards.services.runs import hold_lease, process_identity, release
@@ -54,6 +54,19 @@ def build_scheduler(
             misfire_grace_time=every[stream],
             next_run_time=clock(),
         )
+    scheduler.add_job(
+        run_recorded,
+        "interval",
+        hours=24,
+        args=[engine, RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)],
+        kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
+        id=RETENTION_JOB_ID,
+        name="drop raw heartbeats past the retention period",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=6 * 3600,  # a day's prune may run hours late; it is not urgent
+    )
     return scheduler
 
 

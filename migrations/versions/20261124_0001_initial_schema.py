@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("records_pulled", sa.BigInteger(), nullable=False),
         sa.Column("records_stored", sa.BigInteger(), nullable=False),
         sa.Column("records_quarantined", sa.BigInteger(), nullable=False),
+        sa.Column("records_deleted", sa.BigInteger(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_runs")),
     )

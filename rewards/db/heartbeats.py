@@ -143,3 +143,13 @@ def load_heartbeats(connection: Connection) -> pl.DataFrame:
 def count_heartbeats(connection: Connection) -> int:
     """How many heartbeats are stored."""
     return int(connection.exec_driver_sql("SELECT count(*) FROM heartbeats").scalar_one())
+
+
+def prune_heartbeats(connection: Connection, *, observed_before_us: int) -> int:
+    """Delete raw heartbeats observed before the cutoff; intervals are kept. Returns rows."""
+    return int(
+        connection.execute(
+            text("DELETE FROM heartbeats WHERE observed_at < :cutoff"),
+            {"cutoff": observed_before_us},
+        ).rowcount
+    )

@@ -128,6 +128,7 @@ def finish_job_run(
     pulled: int = 0,
     stored: int = 0,
     quarantined: int = 0,
+    deleted: int = 0,
     error: str | None = None,
 ) -> None:
     """Record how run `run_id` ended."""
@@ -141,6 +142,7 @@ def finish_job_run(
             records_pulled=pulled,
             records_stored=stored,
             records_quarantined=quarantined,
+            records_deleted=deleted,
             error=error,
         )
     )

@@ -116,6 +116,7 @@ class JobRun(SQLModel, table=True):
     records_pulled: int = Field(default=0, sa_type=BigInteger)
     records_stored: int = Field(default=0, sa_type=BigInteger)
     records_quarantined: int = Field(default=0, sa_type=BigInteger)
+    records_deleted: int = Field(default=0, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=Text)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine
 
+from rewards.core.frames import to_us
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import count_heartbeats, load_intervals
+from rewards.db.heartbeats import count_heartbeats, load_intervals, prune_heartbeats
 
 
 def stored_intervals(engine: Engine) -> pl.DataFrame:
@@ -39,3 +41,12 @@ def export_intervals(engine: Engine, path: Path) -> int:
     intervals = stored_intervals(engine).select("device_id", "start", "end")
     write_parquet(intervals, path)
     return intervals.height
+
+
+def apply_retention(engine: Engine, *, now: datetime, keep: timedelta) -> int:
+    """Drop raw heartbeats older than `keep` (DESIGN 7); intervals derived from them stay.
+
+    Returns how many heartbeats were deleted.
+    """
+    with unit_of_work(engine) as session:
+        return prune_heartbeats(session.connection(), observed_before_us=to_us(now - keep))

@@ -41,6 +41,7 @@ class RunContext:
     pulled: int = 0
     stored: int = 0
     quarantined: int = 0
+    deleted: int = 0
     error: str | None = None
 
 
@@ -96,6 +97,7 @@ def exclusive_run(
                 pulled=context.pulled,
                 stored=context.stored,
                 quarantined=context.quarantined,
+                deleted=context.deleted,
                 error=error,
             )
             state.release_lease(session, name=name, holder=holder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from itertools import pairwise
 
 import polars as pl
@@ -100,3 +101,17 @@ def test_other_devices_intervals_are_left_alone(engine) -> None:  # type: ignore
         ("gpu-1", at("2024-04-25T08:04Z")),
         ("gpu-2", at("2024-04-25T08:02Z")),
     ]
+
+
+def test_retention_drops_old_raw_heartbeats_and_keeps_intervals(engine) -> None:  # type: ignore[no-untyped-def]
+    from rewards.services.intervals import apply_retention
+
+    store(
+        engine,
+        heartbeats("gpu-1", start="2024-04-01T00:00Z", n=3),
+        heartbeats("gpu-1", start="2024-04-25T00:00Z", n=3),
+    )
+    deleted = apply_retention(engine, now=at("2024-04-30T00:00Z"), keep=timedelta(days=10))
+    assert deleted == 3
+    assert stored_heartbeats(engine).height == 3
+    assert stored_intervals(engine).height == 2
