@@ -20,7 +20,12 @@ from rewards.core.policy import PolicyError, SeasonPolicy
 from rewards.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy import Engine
+
+    from rewards.services.ingest import IngestReport
+    from rewards.sim.fleet import FleetSpec
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Ignition uptime and rewards snapshot engine."
@@ -89,10 +94,9 @@ def db_downgrade(revision: str) -> None:
     out.print(f"database at {revision}")
 
 
-SpecOpts = tuple[int, int, int, str, int]
-
-
-def _spec(seed: int, devices: int, days: int, scenario: str, period: int, bad_rate: float = 0.0):  # type: ignore[no-untyped-def]
+def _spec(
+    seed: int, devices: int, days: int, scenario: str, period: int, bad_rate: float = 0.0
+) -> FleetSpec:
     from rewards.sim.fleet import FleetSpec
 
     try:
@@ -240,10 +244,8 @@ class _progress:
         self.stream = stream
         self.status: Status | None = None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[IngestReport], None]:
         import time
-
-        from rewards.services.ingest import IngestReport
 
         started = time.monotonic()
         if err.is_terminal:

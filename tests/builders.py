@@ -54,3 +54,38 @@ def policy(**overrides: object) -> SeasonPolicy:
     }
     data.update(overrides)
     return parse_policy(data)
+
+
+def incidents(*rows: dict[str, object]) -> pl.DataFrame:
+    """Confirmed incidents: dicts with id, start, end, deadline ('48h') and scope."""
+    from rewards.core import INCIDENTS
+
+    records = []
+    for row in rows:
+        scope = row.get("scope", {"all": True})
+        assert isinstance(scope, dict)
+        records.append(
+            {
+                "incident_id": row["id"],
+                "start": at(str(row["start"])),
+                "end": at(str(row["end"])),
+                "recovery_deadline_us": parse_duration_us(row.get("deadline", "0s")),
+                "scope_all": bool(scope.get("all", False)),
+                "scope_device_ids": list(scope.get("device_ids", [])),
+                "scope_version_below": scope.get("agent_version_below"),
+            }
+        )
+    return pl.DataFrame(records, schema=dict(INCIDENTS))
+
+
+def devices(*rows: tuple[str, str | None, bool]) -> pl.DataFrame:
+    """Device metadata valid throughout: (device_id, gpu_model, suspended)."""
+    from rewards.core import DEVICES
+
+    return pl.DataFrame(
+        [
+            {"device_id": d, "gpu_model": m, "suspended": s, "valid_from": None, "valid_to": None}
+            for d, m, s in rows
+        ],
+        schema=dict(DEVICES),
+    )

@@ -1,23 +1,48 @@
 """The pure computational core: polars frames and plain values in and out, no I/O."""
 
+from rewards.core.allocation import allocate
 from rewards.core.durations import format_duration_us, parse_duration_us
-from rewards.core.frames import HEARTBEATS, INTERVALS, FrameSchemaError, check_frame, empty
+from rewards.core.frames import (
+    DEVICES,
+    HEARTBEATS,
+    INCIDENT_VERSIONS,
+    INCIDENTS,
+    INTERVALS,
+    RESULTS,
+    FrameSchemaError,
+    check_frame,
+    empty,
+)
+from rewards.core.incidents import IncidentScopeError
 from rewards.core.intervals import merge_intervals, online_intervals, unique_heartbeats
+from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
+from rewards.core.versions import VersionError, version_key
 
 __all__ = [
+    "DEVICES",
     "HEARTBEATS",
+    "INCIDENTS",
+    "INCIDENT_VERSIONS",
     "INTERVALS",
+    "REASONS",
+    "RESULTS",
     "FrameSchemaError",
+    "IncidentScopeError",
     "PolicyError",
     "SeasonPolicy",
+    "VersionError",
+    "allocate",
     "check_frame",
     "check_policy",
+    "device_epochs",
     "empty",
+    "epoch_payouts",
     "format_duration_us",
     "merge_intervals",
     "online_intervals",
     "parse_duration_us",
     "parse_policy",
     "unique_heartbeats",
+    "version_key",
 ]

@@ -43,6 +43,51 @@ INTERVALS: Mapping[str, pl.DataType] = {
 }
 
 
+INCIDENTS: Mapping[str, pl.DataType] = {
+    "incident_id": pl.String(),
+    "start": TIME,
+    "end": TIME,
+    "recovery_deadline_us": pl.Int64(),
+    "scope_all": pl.Boolean(),
+    "scope_device_ids": pl.List(pl.String()),
+    "scope_version_below": pl.String(),
+}
+
+# Metadata of a device over [valid_from, valid_to); null bounds are open (always valid).
+DEVICES: Mapping[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "gpu_model": pl.String(),
+    "suspended": pl.Boolean(),
+    "valid_from": TIME,
+    "valid_to": TIME,
+}
+
+# The agent_version of each device's last heartbeat at or before an incident's start.
+INCIDENT_VERSIONS: Mapping[str, pl.DataType] = {
+    "incident_id": pl.String(),
+    "device_id": pl.String(),
+    "agent_version": pl.String(),
+}
+
+RESULTS: Mapping[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "epoch": pl.Int64(),
+    "epoch_start": TIME,
+    "online_s": pl.Float64(),
+    "bridged_s": pl.Float64(),
+    "credited_s": pl.Float64(),
+    "uptime_ratio": pl.Float64(),
+    "eligible": pl.Boolean(),
+    "reason": pl.String(),
+    "reward": pl.Int64(),
+    "bridges_used": pl.Int64(),
+    "bridges_denied": pl.Int64(),
+    "shortfall_s": pl.Float64(),
+    "longest_uncounted_gap_s": pl.Float64(),
+    "crediting_incidents": pl.List(pl.String()),
+}
+
+
 class FrameSchemaError(ValueError):
     """A frame handed to the core lacks a column or has one of the wrong type."""
 

@@ -232,7 +232,7 @@ def delivered_heartbeats(log: pl.DataFrame) -> pl.DataFrame:
         "boot_id",
         "agent_version",
     )
-    return unique_heartbeats(good.cast(dict(HEARTBEATS)))  # type: ignore[arg-type]
+    return unique_heartbeats(good.cast(pl.Schema(HEARTBEATS)))
 
 
 def device_feed(spec: FleetSpec) -> pl.DataFrame:

@@ -1,0 +1,59 @@
+"""Gaps between a device's consecutive intervals, and which of them are bridged (DESIGN 4.3,
+4.4). Times here are integer microseconds since the Unix epoch."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rewards.core.frames import to_us
+from rewards.core.policy import SeasonPolicy
+
+
+def gaps(intervals: pl.DataFrame) -> pl.DataFrame:
+    """[g0, g1) between consecutive intervals of each device, with the boot_id and
+    agent_version of the last heartbeat before and the first after. Time before a device's
+    first interval or after its last is not a gap. `intervals` as INTERVALS, µs times."""
+    ordered = intervals.sort("device_id", "start")
+    nxt = pl.col("device_id").shift(-1)
+    return (
+        ordered.select(
+            "device_id",
+            pl.col("end").alias("g0"),
+            pl.col("start").shift(-1).alias("g1"),
+            pl.col("last_boot_id").alias("boot_before"),
+            pl.col("last_agent_version").alias("version_before"),
+            pl.col("first_boot_id").shift(-1).alias("boot_after"),
+            pl.col("first_agent_version").shift(-1).alias("version_after"),
+            (nxt == pl.col("device_id")).alias("same_device"),
+        )
+        .filter(pl.col("same_device"))
+        .drop("same_device")
+    )
+
+
+def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
+    """`gaps_us` with `epoch` (of g0; null outside the season), `bridged` and `denied`.
+
+    A gap is bridgeable when it is at most `restart_grace` long and the boot_id or the
+    agent_version changed across it. Per device and epoch the earliest
+    `max_bridges_per_epoch` bridgeable gaps are bridged, later ones denied. A gap starting
+    outside the season's epochs counts against no epoch's limit, so it is bridged.
+    """
+    start, length, count = to_us(policy.start), policy.epoch_length_us, policy.epoch_count
+    epoch = (pl.col("g0") - start) // length
+    bridgeable = ((pl.col("g1") - pl.col("g0")) <= policy.restart_grace_us) & (
+        (pl.col("boot_before") != pl.col("boot_after"))
+        | (pl.col("version_before") != pl.col("version_after"))
+    )
+    marked = gaps_us.with_columns(
+        epoch=pl.when((epoch >= 0) & (epoch < count)).then(epoch).otherwise(None),
+        bridgeable=bridgeable,
+    ).sort("device_id", "g0")
+    rank = pl.col("bridgeable").cast(pl.Int64).cum_sum().over("device_id", "epoch")
+    return marked.with_columns(
+        bridged=pl.col("bridgeable")
+        & (pl.col("epoch").is_null() | (rank <= policy.max_bridges_per_epoch)),
+        denied=pl.col("bridgeable")
+        & pl.col("epoch").is_not_null()
+        & (rank > policy.max_bridges_per_epoch),
+    ).drop("bridgeable")

@@ -1,0 +1,107 @@
+"""Incident credit for gaps that were not bridged (DESIGN 4.5)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, check_frame
+from rewards.core.policy import SeasonPolicy
+from rewards.core.versions import version_key_expr
+
+CREDITS = {
+    "device_id": pl.String(),
+    "c0": pl.Int64(),
+    "c1": pl.Int64(),
+    "incident_ids": pl.List(pl.String()),
+}
+
+
+class IncidentScopeError(ValueError):
+    """An incident's scope cannot be evaluated with the inputs given."""
+
+
+def credited_windows(
+    bridged: pl.DataFrame,
+    incidents: pl.DataFrame,
+    policy: SeasonPolicy,
+    incident_versions: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Per non-bridged gap of an in-scope device, the union of incident windows it is
+    credited over: [max(g0, a), min(g1, b + r)) for each confirmed incident [a, b) with
+    recovery deadline r that the gap overlaps and that began no earlier than a - lookback.
+
+    Returns device_id, c0, c1 (µs) and the ids of the incidents behind each window.
+    """
+    check_frame(incidents, INCIDENTS, "incidents")
+    if incidents.is_empty():
+        return pl.DataFrame(schema=CREDITS)
+    needs_versions = incidents.get_column("scope_version_below").is_not_null().any()
+    if needs_versions and incident_versions is None:
+        raise IncidentScopeError(
+            "an agent_version_below scope needs the version of each device's last heartbeat "
+            "at or before the incident start (incident_versions)"
+        )
+    spans = incidents.select(
+        "incident_id",
+        pl.col("start").cast(pl.Int64).alias("a"),
+        pl.col("end").cast(pl.Int64).alias("b"),
+        "recovery_deadline_us",
+        "scope_all",
+        "scope_device_ids",
+        version_key_expr("scope_version_below").alias("below_key"),
+    )
+    lo, hi = spans.get_column("a").min(), spans.get_column("b").max()
+    candidates = bridged.filter(~pl.col("bridged") & (pl.col("g1") > lo) & (pl.col("g0") < hi))
+    pairs = (
+        candidates.select("device_id", "g0", "g1")
+        .join(spans, how="cross")
+        .filter(
+            (pl.col("g0") < pl.col("b"))
+            & (pl.col("g1") > pl.col("a"))
+            & (pl.col("g0") >= pl.col("a") - policy.incident_lookback_us)
+        )
+    )
+    in_scope = pl.col("scope_all") | pl.col("scope_device_ids").list.contains(pl.col("device_id"))
+    if needs_versions:
+        assert incident_versions is not None
+        check_frame(incident_versions, INCIDENT_VERSIONS, "incident versions")
+        versions = incident_versions.select(
+            "incident_id", "device_id", version_key_expr("agent_version").alias("device_key")
+        )
+        pairs = pairs.join(versions, on=["incident_id", "device_id"], how="left")
+        # A device with no heartbeat before the incident, or a version that is not dotted
+        # numbers, cannot be shown to be below X: it is out of scope.
+        in_scope = in_scope | (
+            pl.col("below_key").is_not_null()
+            & pl.col("device_key").is_not_null()
+            & (pl.col("device_key") < pl.col("below_key"))
+        )
+    windows = (
+        pairs.filter(in_scope)
+        .select(
+            "device_id",
+            "g0",
+            pl.max_horizontal("g0", "a").alias("c0"),
+            pl.min_horizontal("g1", pl.col("b") + pl.col("recovery_deadline_us")).alias("c1"),
+            "incident_id",
+        )
+        .filter(pl.col("c1") > pl.col("c0"))
+    )
+    return union_windows(windows)
+
+
+def union_windows(windows: pl.DataFrame) -> pl.DataFrame:
+    """Union of overlapping windows of the same gap (device_id, g0), with their incidents."""
+    ordered = windows.sort("device_id", "g0", "c0")
+    reach = pl.col("c1").cum_max().shift(1).over("device_id", "g0")
+    return (
+        ordered.with_columns(run=(reach.is_null() | (pl.col("c0") > reach)).cum_sum())
+        .group_by("run", maintain_order=True)
+        .agg(
+            pl.col("device_id").first(),
+            pl.col("c0").min(),
+            pl.col("c1").max(),
+            pl.col("incident_id").unique().sort().alias("incident_ids"),
+        )
+        .select(list(CREDITS))
+    )
