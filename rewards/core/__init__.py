@@ -13,7 +13,7 @@ from rewards.core.frames import (
     check_frame,
     empty,
 )
-from rewards.core.incidents import IncidentScopeError
+from rewards.core.incidents import IncidentScopeError, incident_versions
 from rewards.core.intervals import merge_intervals, online_intervals, unique_heartbeats
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
@@ -39,6 +39,7 @@ __all__ = [
     "empty",
     "epoch_payouts",
     "format_duration_us",
+    "incident_versions",
     "merge_intervals",
     "online_intervals",
     "parse_duration_us",

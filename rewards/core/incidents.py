@@ -105,3 +105,31 @@ def union_windows(windows: pl.DataFrame) -> pl.DataFrame:
         )
         .select(list(CREDITS))
     )
+
+
+def incident_versions(heartbeats: pl.DataFrame, incidents: pl.DataFrame) -> pl.DataFrame:
+    """For each version-scoped incident and device, the agent_version of the device's last
+    heartbeat at or before the incident's start (devices with none are left out)."""
+    check_frame(incidents, INCIDENTS, "incidents")
+    scoped = incidents.filter(pl.col("scope_version_below").is_not_null()).select(
+        "incident_id", pl.col("start").alias("at")
+    )
+    if scoped.is_empty():
+        return pl.DataFrame(schema=dict(INCIDENT_VERSIONS))
+    beats = (
+        heartbeats.select("device_id", "observed_at", "boot_id", "agent_version")
+        # the deduplication rule decides which version a duplicate heartbeat carries
+        .sort("device_id", "observed_at", "boot_id", "agent_version")
+        .unique(["device_id", "observed_at"], keep="first")
+        .sort("observed_at")
+    )
+    asked = beats.select("device_id").unique().join(scoped, how="cross").sort("at")
+    found = asked.join_asof(
+        beats,
+        left_on="at",
+        right_on="observed_at",
+        by="device_id",
+        strategy="backward",
+        check_sortedness=False,  # both sorted by time above
+    )
+    return found.filter(pl.col("agent_version").is_not_null()).select(list(INCIDENT_VERSIONS))

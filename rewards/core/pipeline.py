@@ -6,6 +6,7 @@ device known (from intervals or the device metadata) gets a row for every epoch.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from rewards.core.allocation import allocate
@@ -22,6 +23,19 @@ from rewards.core.frames import (
 from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows
 from rewards.core.policy import SeasonPolicy
+
+
+def _exact_div(expr: pl.Expr, divisor: int) -> pl.Expr:
+    """expr / divisor as a correctly rounded float.
+
+    Polars' float division is not always correctly rounded (77,759,999,999 / 1e6 came out
+    as 77759.99999899999); numpy's is IEEE division, so reported seconds read exactly.
+    """
+    return expr.map_batches(
+        lambda s: pl.Series(s.name, np.true_divide(s.cast(pl.Float64).to_numpy(), divisor)),
+        return_dtype=pl.Float64,
+    )
+
 
 REASONS = ("SUSPENDED", "ELIGIBLE", "NO_HEARTBEATS", "BELOW_MIN_UPTIME")
 US = 1_000_000
@@ -168,26 +182,25 @@ def device_epochs(
         (pl.col("counted_us").cast(pl.Int128) * pl.col("tier")).alias("weight"),
     )
     rewards = allocate(weights, policy.pool_per_epoch)
-    seconds = 1 / US
     return (
         table.join(rewards, on=["epoch", "device_id"], how="left")
         .with_columns(
             pl.col("reward").fill_null(zero),
-            (pl.col("online_us") * seconds).alias("online_s"),
-            (pl.col("bridged_us") * seconds).alias("bridged_s"),
-            (pl.col("credited_us") * seconds).alias("credited_s"),
-            (pl.col("counted_us") / policy.epoch_length_us).alias("uptime_ratio"),
+            _exact_div(pl.col("online_us"), US).alias("online_s"),
+            _exact_div(pl.col("bridged_us"), US).alias("bridged_s"),
+            _exact_div(pl.col("credited_us"), US).alias("credited_s"),
+            _exact_div(pl.col("counted_us"), policy.epoch_length_us).alias("uptime_ratio"),
             # exact in integers (ratio x L - counted, scaled by the ratio's denominator),
             # then one conversion to seconds
-            (
+            _exact_div(
                 pl.max_horizontal(
                     pl.lit(0, pl.Int128),
                     pl.lit(ratio.numerator * policy.epoch_length_us, pl.Int128)
                     - pl.col("counted_us").cast(pl.Int128) * ratio.denominator,
-                ).cast(pl.Float64)
-                / (ratio.denominator * US)
+                ),
+                ratio.denominator * US,
             ).alias("shortfall_s"),
-            (pl.col("longest_uncounted_us") * seconds).alias("longest_uncounted_gap_s"),
+            _exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s"),
         )
         .select(list(RESULTS))
         .sort("epoch", "device_id")
