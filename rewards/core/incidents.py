@@ -8,11 +8,12 @@ from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, check_frame
 from rewards.core.policy import SeasonPolicy
 from rewards.core.versions import version_key_expr
 
-CREDITS = {
+WINDOWS = {
     "device_id": pl.String(),
+    "g0": pl.Int64(),
     "c0": pl.Int64(),
     "c1": pl.Int64(),
-    "incident_ids": pl.List(pl.String()),
+    "incident_id": pl.String(),
 }
 
 
@@ -30,11 +31,12 @@ def credited_windows(
     credited over: [max(g0, a), min(g1, b + r)) for each confirmed incident [a, b) with
     recovery deadline r that the gap overlaps and that began no earlier than a - lookback.
 
-    Returns device_id, c0, c1 (µs) and the ids of the incidents behind each window.
+    Returns one row per gap and qualifying incident: device_id, g0, c0, c1 (µs),
+    incident_id. The windows of one gap may overlap; `union_windows` merges them.
     """
     check_frame(incidents, INCIDENTS, "incidents")
     if incidents.is_empty():
-        return pl.DataFrame(schema=CREDITS)
+        return pl.DataFrame(schema=WINDOWS)
     needs_versions = incidents.get_column("scope_version_below").is_not_null().any()
     if needs_versions and incident_versions is None:
         raise IncidentScopeError(
@@ -76,7 +78,7 @@ def credited_windows(
             & pl.col("device_key").is_not_null()
             & (pl.col("device_key") < pl.col("below_key"))
         )
-    windows = (
+    return (
         pairs.filter(in_scope)
         .select(
             "device_id",
@@ -87,23 +89,17 @@ def credited_windows(
         )
         .filter(pl.col("c1") > pl.col("c0"))
     )
-    return union_windows(windows)
 
 
 def union_windows(windows: pl.DataFrame) -> pl.DataFrame:
-    """Union of overlapping windows of the same gap (device_id, g0), with their incidents."""
+    """Union of the overlapping credit windows of each gap: device_id, c0, c1 (µs)."""
     ordered = windows.sort("device_id", "g0", "c0")
     reach = pl.col("c1").cum_max().shift(1).over("device_id", "g0")
     return (
         ordered.with_columns(run=(reach.is_null() | (pl.col("c0") > reach)).cum_sum())
         .group_by("run", maintain_order=True)
-        .agg(
-            pl.col("device_id").first(),
-            pl.col("c0").min(),
-            pl.col("c1").max(),
-            pl.col("incident_id").unique().sort().alias("incident_ids"),
-        )
-        .select(list(CREDITS))
+        .agg(pl.col("device_id").first(), pl.col("c0").min(), pl.col("c1").max())
+        .drop("run")
     )
 
 

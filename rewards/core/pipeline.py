@@ -21,7 +21,7 @@ from rewards.core.frames import (
     empty,
 )
 from rewards.core.gaps import bridge_gaps, gaps
-from rewards.core.incidents import credited_windows
+from rewards.core.incidents import credited_windows, union_windows
 from rewards.core.policy import SeasonPolicy
 
 
@@ -94,31 +94,18 @@ def device_epochs(
         pl.col("start").cast(pl.Int64), pl.col("end").cast(pl.Int64)
     )
     marked = bridge_gaps(gaps(iv), policy)
-    credits = credited_windows(marked, incidents, policy, incident_versions)
-    no_ids = pl.lit(None, pl.List(pl.String))
+    windows = credited_windows(marked, incidents, policy, incident_versions)
+
+    def segment(frame: pl.DataFrame, s: str, e: str, kind: str) -> pl.DataFrame:
+        return frame.select(
+            "device_id", pl.col(s).alias("s"), pl.col(e).alias("e"), pl.lit(kind).alias("kind")
+        )
+
     segments = pl.concat(
         [
-            iv.select(
-                "device_id",
-                pl.col("start").alias("s"),
-                pl.col("end").alias("e"),
-                pl.lit("online").alias("kind"),
-                no_ids.alias("incident_ids"),
-            ),
-            marked.filter("bridged").select(
-                "device_id",
-                pl.col("g0").alias("s"),
-                pl.col("g1").alias("e"),
-                pl.lit("bridged").alias("kind"),
-                no_ids.alias("incident_ids"),
-            ),
-            credits.select(
-                "device_id",
-                pl.col("c0").alias("s"),
-                pl.col("c1").alias("e"),
-                pl.lit("credited").alias("kind"),
-                "incident_ids",
-            ),
+            segment(iv, "start", "end", "online"),
+            segment(marked.filter("bridged"), "g0", "g1", "bridged"),
+            segment(union_windows(windows), "c0", "c1", "credited"),
         ]
     )
     pieces = clip_to_epochs(segments, policy)
@@ -127,7 +114,17 @@ def device_epochs(
         length.filter(pl.col("kind") == "online").sum().alias("online_us"),
         length.filter(pl.col("kind") == "bridged").sum().alias("bridged_us"),
         length.filter(pl.col("kind") == "credited").sum().alias("credited_us"),
-        pl.col("incident_ids").explode().drop_nulls().unique().sort().alias("crediting_incidents"),
+    )
+    # Incidents are named in an epoch only where their own window credited time in it.
+    attributions = (
+        clip_to_epochs(
+            windows.select(
+                "device_id", pl.col("c0").alias("s"), pl.col("c1").alias("e"), "incident_id"
+            ),
+            policy,
+        )
+        .group_by("device_id", "epoch")
+        .agg(pl.col("incident_id").unique().sort().alias("crediting_incidents"))
     )
     bridges = (
         marked.filter(pl.col("epoch").is_not_null())
@@ -147,6 +144,7 @@ def device_epochs(
         grid.join(sums, on=["device_id", "epoch"], how="left")
         .join(bridges, on=["device_id", "epoch"], how="left")
         .join(longest, on=["device_id", "epoch"], how="left")
+        .join(attributions, on=["device_id", "epoch"], how="left")
         .with_columns(
             pl.col(
                 "online_us", "bridged_us", "credited_us", "bridges_used", "bridges_denied"
