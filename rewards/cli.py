@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.status import Status
@@ -33,9 +34,11 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
 intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
+eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(intervals_app, name="intervals")
+app.add_typer(eligibility_app, name="eligibility")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -279,6 +282,54 @@ def intervals_export(
         fail(f"--out {out_file}: expected a .parquet file")
     count = export_intervals(shell().engine(), out_file)
     out.print(f"wrote {count:,} intervals to {out_file}")
+
+
+@eligibility_app.command("compute")
+def eligibility_compute(
+    season: Annotated[Path, typer.Option(help="Season policy TOML file.")],
+    heartbeats: Annotated[Path, typer.Option(help="Heartbeats: .parquet, .csv or .ndjson.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Results: .parquet or .csv.")],
+    incidents: Annotated[Path | None, typer.Option(help="Incidents JSON list.")] = None,
+    devices: Annotated[
+        Path | None,
+        typer.Option(help="Devices: device_id, gpu_model, suspended[, valid_from, valid_to]."),
+    ] = None,
+) -> None:
+    """Compute device-epoch eligibility and rewards from files, without a database."""
+    from rewards.inputs import InputError
+    from rewards.seasons import load_policy
+    from rewards.services.eligibility import compute_from_files, write_results
+
+    if out_file.suffix not in (".parquet", ".csv"):
+        fail(f"--out {out_file}: expected a .parquet or .csv file")
+    try:
+        policy = load_policy(season)
+        results, payouts = compute_from_files(
+            policy, heartbeats=heartbeats, incidents=incidents, devices=devices
+        )
+        write_results(results, out_file)
+    except (InputError, PolicyError) as exc:
+        fail(str(exc))
+    eligible = int(results.get_column("eligible").sum())
+    out.print(
+        f"wrote {results.height:,} device-epoch rows to {out_file}: {eligible:,} eligible, "
+        f"{int(payouts.get_column('paid').sum()):,} base units paid"
+    )
+    notes = payouts.filter(pl.col("note").is_not_null()).select("epoch", "note").rows()
+    for first, last, note in _runs_of_notes(notes):
+        where = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        err.print(f"{where}: {note}")
+
+
+def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """Consecutive epochs with the same note, as (first, last, note)."""
+    runs: list[tuple[int, int, str]] = []
+    for epoch, note in notes:
+        if runs and runs[-1][2] == note and runs[-1][1] == epoch - 1:
+            runs[-1] = (runs[-1][0], epoch, note)
+        else:
+            runs.append((epoch, epoch, note))
+    return runs
 
 
 @app.command("scheduler")

@@ -1,0 +1,204 @@
+"""Reading eligibility inputs from files: heartbeats, incidents, devices (issue 3).
+
+Every problem is an InputError naming the file, the row (1-based, data rows) and the
+column, so a person can go and fix it. Nothing here computes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rewards.core.durations import parse_duration_us
+from rewards.core.frames import DEVICES, HEARTBEATS, INCIDENTS, TIME
+from rewards.core.versions import VersionError, version_key
+
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_FORMATS = (".parquet", ".csv", ".ndjson", ".jsonl")
+
+
+class InputError(ValueError):
+    """An input file is unreadable or wrong; the message names file, row and column."""
+
+
+def _read_table(path: Path, what: str) -> pl.DataFrame:
+    if path.suffix not in _FORMATS:
+        raise InputError(f"{path}: {what} must be one of {', '.join(_FORMATS)}")
+    try:
+        if path.suffix == ".parquet":
+            return pl.read_parquet(path)
+        if path.suffix == ".csv":
+            return pl.read_csv(path, infer_schema=False)  # every column as text, checked below
+        return pl.read_ndjson(path, infer_schema_length=None)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read it as {path.suffix[1:]}: {exc}") from None
+
+
+def _first_bad(path: Path, frame: pl.DataFrame, bad: pl.Series, column: str, why: str) -> None:
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        value = frame.get_column(column)[row]
+        raise InputError(f"{path}: row {row + 1}, column {column!r}: {why} (got {value!r})")
+
+
+def _require(path: Path, frame: pl.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r} (has {frame.columns})")
+
+
+def _text_columns(path: Path, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    for column in columns:
+        if frame.schema[column] != pl.String:
+            frame = frame.with_columns(pl.col(column).cast(pl.String, strict=False))
+        values = frame.get_column(column)
+        _first_bad(path, frame, values.is_null() | (values == ""), column, "empty value")
+        _first_bad(path, frame, values.str.contains("\x00", literal=True), column, "NUL character")
+    return frame
+
+
+def _times(path: Path, frame: pl.DataFrame, column: str, *, nullable: bool = False) -> pl.Series:
+    values = frame.get_column(column)
+    if isinstance(values.dtype, pl.Datetime):
+        # A timestamp column: naive ones are UTC by the format's convention.
+        if values.dtype.time_zone is None:
+            return values.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        return values.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    text = values.cast(pl.String, strict=False)
+    parsed = text.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
+    )
+    bad = parsed.is_null() | ~text.str.contains(_RFC3339).fill_null(False)
+    if nullable:
+        bad = bad & text.is_not_null() & (text != "")
+    _first_bad(path, frame, bad, column, "not an RFC 3339 time with an offset")
+    return parsed
+
+
+def read_heartbeats(path: Path) -> pl.DataFrame:
+    """A HEARTBEATS frame from Parquet, CSV or NDJSON."""
+    frame = _read_table(path, "heartbeats")
+    _require(path, frame, list(HEARTBEATS))
+    frame = _text_columns(path, frame, ["device_id", "boot_id", "agent_version"])
+    observed = _times(path, frame, "observed_at")
+    return frame.with_columns(observed_at=observed).select(list(HEARTBEATS))
+
+
+def read_devices(path: Path) -> pl.DataFrame:
+    """A DEVICES frame: device_id, gpu_model, suspended, optional valid_from/valid_to."""
+    frame = _read_table(path, "devices")
+    _require(path, frame, ["device_id", "gpu_model", "suspended"])
+    frame = _text_columns(path, frame, ["device_id"])
+    suspended = frame.get_column("suspended")
+    if suspended.dtype != pl.Boolean:
+        text = suspended.cast(pl.String, strict=False).str.to_lowercase()
+        _first_bad(
+            path,
+            frame,
+            ~text.is_in(["true", "false"]).fill_null(False),
+            "suspended",
+            "expected true or false",
+        )
+        suspended = text == "true"
+    bounds = {}
+    for column in ("valid_from", "valid_to"):
+        bounds[column] = (
+            _times(path, frame, column, nullable=True)
+            if column in frame.columns
+            else pl.Series(column, [None] * frame.height, dtype=TIME)
+        )
+    return pl.DataFrame(
+        {
+            "device_id": frame.get_column("device_id"),
+            "gpu_model": frame.get_column("gpu_model").cast(pl.String, strict=False),
+            "suspended": suspended,
+            **bounds,
+        },
+        schema=dict(DEVICES),
+    )
+
+
+def _incident(path: Path, index: int, item: Any) -> dict[str, Any] | None:
+    where = f"{path}: incident {index + 1}"
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected an object")
+    unknown = sorted(
+        set(item)
+        - {"id", "start", "end", "recovery_deadline", "scope", "status", "reason", "source"}
+    )
+    if unknown:
+        raise InputError(f"{where}: unknown field {unknown[0]!r}")
+    if "status" in item and item["status"] != "confirmed":
+        return None  # only confirmed incidents count
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        raise InputError(f"{where}: field 'id' must be a non-empty string")
+    where = f"{path}: incident {item['id']!r}"
+    moments = {}
+    for field in ("start", "end"):
+        value = item.get(field)
+        if not isinstance(value, str) or not re.match(_RFC3339, value):
+            raise InputError(f"{where}: field {field!r} must be an RFC 3339 time, got {value!r}")
+        moments[field] = pl.Series([value]).str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
+        )[0]
+        if moments[field] is None:
+            raise InputError(f"{where}: field {field!r} is an impossible time: {value!r}")
+    if moments["end"] <= moments["start"]:
+        raise InputError(f"{where}: 'end' must be after 'start'")
+    try:
+        deadline = parse_duration_us(item.get("recovery_deadline", 0))
+    except ValueError as exc:
+        raise InputError(f"{where}: field 'recovery_deadline': {exc}") from None
+    record = {
+        "incident_id": item["id"],
+        "start": moments["start"],
+        "end": moments["end"],
+        "recovery_deadline_us": deadline,
+    }
+    record.update(_scope(where, item.get("scope")))
+    return record
+
+
+def _scope(where: str, scope: Any) -> dict[str, Any]:
+    shapes = 'one of {"all": true}, {"device_ids": [...]}, {"agent_version_below": "X"}'
+    if not isinstance(scope, dict) or len(scope) != 1:
+        raise InputError(f"{where}: 'scope' must be {shapes}")
+    ((kind, value),) = scope.items()
+    if kind == "all" and value is True:
+        return {"scope_all": True, "scope_device_ids": [], "scope_version_below": None}
+    if (
+        kind == "device_ids"
+        and isinstance(value, list)
+        and all(isinstance(d, str) and d for d in value)
+    ):
+        return {"scope_all": False, "scope_device_ids": value, "scope_version_below": None}
+    if kind == "agent_version_below" and isinstance(value, str):
+        try:
+            version_key(value)
+        except VersionError as exc:
+            raise InputError(f"{where}: scope agent_version_below: {exc}") from None
+        return {"scope_all": False, "scope_device_ids": [], "scope_version_below": value}
+    raise InputError(f"{where}: scope {scope!r} is not {shapes}")
+
+
+def read_incidents(path: Path) -> pl.DataFrame:
+    """Confirmed incidents from a JSON list (entries whose status is not confirmed skipped)."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise InputError(f"{path}: expected a JSON list of incidents")
+    records = [r for i, item in enumerate(items) if (r := _incident(path, i, item))]
+    ids = [r["incident_id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{path}: incident ids must be unique")
+    return pl.DataFrame(records, schema=dict(INCIDENTS))

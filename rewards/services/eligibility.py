@@ -1,0 +1,73 @@
+"""Use case: eligibility computed from files, exactly as the pipeline computes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from rewards.core import (
+    device_epochs,
+    epoch_payouts,
+    incident_versions,
+    online_intervals,
+)
+from rewards.core.policy import SeasonPolicy
+from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
+
+OUTPUT_COLUMNS = [
+    "device_id",
+    "epoch",
+    "epoch_start",
+    "online_s",
+    "bridged_s",
+    "credited_s",
+    "uptime_ratio",
+    "eligible",
+    "reason",
+    "reward",
+    "bridges_used",
+    "bridges_denied",
+    "shortfall_s",
+]
+
+
+def compute_from_files(
+    policy: SeasonPolicy,
+    *,
+    heartbeats: Path,
+    incidents: Path | None = None,
+    devices: Path | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Device-epoch results and epoch payouts from input files (raises InputError)."""
+    beats = read_heartbeats(heartbeats)
+    confirmed = read_incidents(incidents) if incidents else None
+    meta = read_devices(devices) if devices else None
+    versions = incident_versions(beats, confirmed) if confirmed is not None else None
+    results = device_epochs(
+        online_intervals(beats, policy),
+        policy,
+        incidents=confirmed,
+        devices=meta,
+        incident_versions=versions,
+    )
+    return results, epoch_payouts(results, policy)
+
+
+def write_results(results: pl.DataFrame, out: Path) -> None:
+    """Write the output columns as Parquet or CSV, atomically (nothing on error)."""
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"--out {out}: expected a .parquet or .csv file")
+    table = results.select(OUTPUT_COLUMNS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        if out.suffix == ".parquet":
+            table.write_parquet(partial)
+        else:
+            table.with_columns(pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ")).write_csv(
+                partial
+            )
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)

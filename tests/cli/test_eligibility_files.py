@@ -1,0 +1,180 @@
+"""Computing eligibility from files: every format agrees; bad files name file, row, column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
+from rewards.settings import REPO_ROOT
+from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
+from tests.processes import cli_env, rewards
+
+SEASON = REPO_ROOT / "config" / "seasons" / "ignition-s2.toml"
+APRIL = {
+    "id": "apr-25",
+    "start": "2024-04-25T08:05:00Z",
+    "end": "2024-04-25T09:05:00Z",
+    "recovery_deadline": "48h",
+    "scope": {"agent_version_below": "0.10"},
+}
+
+
+@pytest.fixture(scope="module")
+def truth() -> pl.DataFrame:
+    return delivered_heartbeats(delivery_log(FleetSpec(seed=4, devices=12, days=7)))
+
+
+def write_all_formats(truth: pl.DataFrame, folder: Path) -> list[Path]:
+    text = truth.with_columns(pl.col("observed_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    truth.write_parquet(folder / "hb.parquet")
+    text.write_csv(folder / "hb.csv")
+    text.write_ndjson(folder / "hb.ndjson")
+    return [folder / "hb.parquet", folder / "hb.csv", folder / "hb.ndjson"]
+
+
+def test_parquet_csv_and_ndjson_heartbeats_give_identical_results(
+    truth: pl.DataFrame, tmp_path: Path
+) -> None:
+    (tmp_path / "inc.json").write_text(json.dumps([APRIL]))
+    outputs = []
+    for source in write_all_formats(truth, tmp_path):
+        assert read_heartbeats(source).equals(truth.select(list(truth.columns)))
+        out = tmp_path / f"{source.suffix[1:]}-out.parquet"
+        done = rewards(
+            "eligibility",
+            "compute",
+            "--season",
+            str(SEASON),
+            "--heartbeats",
+            str(source),
+            "--incidents",
+            str(tmp_path / "inc.json"),
+            "--out",
+            str(out),
+            env=cli_env("sqlite:///unused", "http://127.0.0.1:9", tmp_path),
+        )
+        assert done.returncode == 0, done.stderr
+        assert "no eligible device: nothing paid" in done.stderr  # the season runs to May 20
+        outputs.append(pl.read_parquet(out))
+    assert outputs[0].equals(outputs[1]) and outputs[0].equals(outputs[2])
+    assert outputs[0].columns == [
+        "device_id",
+        "epoch",
+        "epoch_start",
+        "online_s",
+        "bridged_s",
+        "credited_s",
+        "uptime_ratio",
+        "eligible",
+        "reason",
+        "reward",
+        "bridges_used",
+        "bridges_denied",
+        "shortfall_s",
+    ]
+    assert outputs[0].height == 12 * 30
+    assert outputs[0].filter(pl.col("epoch") == 5)["credited_s"].sum() > 0
+
+
+def csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("device_id,observed_at,boot_id\n", "missing column 'agent_version'"),
+        (
+            "device_id,observed_at,boot_id,agent_version\n"
+            "a,2024-04-25T08:00:00Z,b,1\n"
+            "a,2024-04-25T08:01:00Z,b,1\n"
+            "a,2024-04-25 08:02,b,1\n",
+            "row 3, column 'observed_at'",
+        ),
+        (
+            "device_id,observed_at,boot_id,agent_version\na,2024-04-25T08:00:00,b,1\n",
+            "row 1, column 'observed_at'",
+        ),
+        (
+            "device_id,observed_at,boot_id,agent_version\n,2024-04-25T08:00:00Z,b,1\n",
+            "row 1, column 'device_id': empty value",
+        ),
+    ],
+)
+def test_a_bad_heartbeats_file_names_the_file_row_and_column(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    with pytest.raises(InputError, match=rf"bad\.csv: .*{message}"):
+        read_heartbeats(csv(tmp_path, content))
+
+
+@pytest.mark.parametrize(
+    ("incident", "message"),
+    [
+        ({**APRIL, "scope": {"agent_version_below": "1.x"}}, "not dotted numbers"),
+        ({**APRIL, "end": "2024-04-25T08:00:00Z"}, "'end' must be after 'start'"),
+        ({**APRIL, "recovery_deadline": "-1h"}, "recovery_deadline"),
+        ({**APRIL, "scope": {"all": True, "device_ids": ["a"]}}, "'scope' must be one of"),
+        ({**APRIL, "start": "yesterday"}, "field 'start' must be an RFC 3339 time"),
+        ({**APRIL, "owner": "x"}, "unknown field 'owner'"),
+    ],
+)
+def test_a_bad_incident_is_refused_naming_it(
+    tmp_path: Path, incident: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "incidents.json"
+    path.write_text(json.dumps([incident]))
+    with pytest.raises(InputError, match=message):
+        read_incidents(path)
+
+
+def test_only_confirmed_incidents_count(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.json"
+    path.write_text(
+        json.dumps(
+            [
+                APRIL,
+                {**APRIL, "id": "p", "status": "proposed"},
+                {**APRIL, "id": "c", "status": "confirmed"},
+            ]
+        )
+    )
+    assert read_incidents(path).get_column("incident_id").to_list() == ["apr-25", "c"]
+
+
+def test_devices_file_with_and_without_validity(tmp_path: Path) -> None:
+    path = csv(tmp_path, "device_id,gpu_model,suspended\ngpu-1,A100,false\ngpu-2,,TRUE\n")
+    devices = read_devices(path)
+    assert devices.select("device_id", "gpu_model", "suspended").rows() == [
+        ("gpu-1", "A100", False),
+        ("gpu-2", None, True),
+    ]
+    bad = csv(tmp_path, "device_id,gpu_model,suspended\ngpu-1,A100,maybe\n")
+    with pytest.raises(InputError, match="row 1, column 'suspended'"):
+        read_devices(bad)
+
+
+def test_nothing_is_written_when_an_input_is_bad(truth: pl.DataFrame, tmp_path: Path) -> None:
+    (tmp_path / "inc.json").write_text("[{]")
+    out = tmp_path / "out.csv"
+    done = rewards(
+        "eligibility",
+        "compute",
+        "--season",
+        str(SEASON),
+        "--heartbeats",
+        str(write_all_formats(truth, tmp_path)[0]),
+        "--incidents",
+        str(tmp_path / "inc.json"),
+        "--out",
+        str(out),
+        env=cli_env("sqlite:///unused", "http://127.0.0.1:9", tmp_path),
+    )
+    assert done.returncode == 2 and "inc.json: not valid JSON" in done.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
