@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
+from rewards.services.incidents import detect
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
 from rewards.services.runs import RunContext
@@ -29,6 +30,20 @@ def retention_job(
         context.deleted = apply_retention(
             engine, now=clock(), keep=timedelta(days=settings.heartbeat_retention_days)
         )
+
+    return body
+
+
+OUTAGES_JOB_ID = "detect-outages"
+
+
+def outages_job(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, *, clock: Callable[[], datetime]
+) -> Callable[[RunContext], None]:
+    """The body of the outage detector job: store proposed incidents for an admin."""
+
+    def body(context: RunContext) -> None:
+        context.stored = len(detect(engine, policy, now=clock(), settings=settings.detector))
 
     return body
 

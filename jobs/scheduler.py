@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
-from jobs.ingest import JOB_IDS, RETENTION_JOB_ID, pull_job, retention_job
+from jobs.ingest import (
+    JOB_IDS,
+    OUTAGES_JOB_ID,
+    RETENTION_JOB_ID,
+    outages_job,
+    pull_job,
+    retention_job,
+)
 from jobs.runner import run_recorded, utc_now
 from rewards.core.policy import SeasonPolicy
 from rewards.services.runs import hold_lease, process_identity, release
@@ -54,6 +61,19 @@ def build_scheduler(
             misfire_grace_time=every[stream],
             next_run_time=clock(),
         )
+    scheduler.add_job(
+        run_recorded,
+        "interval",
+        seconds=settings.outages_every_s,
+        args=[engine, OUTAGES_JOB_ID, outages_job(engine, settings, policy, clock=clock)],
+        kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
+        id=OUTAGES_JOB_ID,
+        name="propose incidents from fleet drops and failed pulls",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=settings.outages_every_s,
+    )
     scheduler.add_job(
         run_recorded,
         "interval",

@@ -35,10 +35,12 @@ db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
 intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
 eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
+incidents_app = typer.Typer(no_args_is_help=True, help="Incidents: declare, detect, decide.")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(intervals_app, name="intervals")
 app.add_typer(eligibility_app, name="eligibility")
+app.add_typer(incidents_app, name="incidents")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -332,6 +334,118 @@ def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
     return runs
 
 
+Actor = Annotated[str, typer.Option("--by", help="Who is deciding (recorded in the audit log).")]
+
+
+def _moment(value: str, name: str) -> datetime:
+    from rewards.uptime.records import parse_time
+
+    parsed = parse_time(name, value)
+    if isinstance(parsed, str):
+        fail(f"--{name}: {parsed.removeprefix(f'field {name!r} ')}")
+    return parsed
+
+
+@incidents_app.command("declare")
+def incidents_declare(
+    incident_id: Annotated[str, typer.Argument(help="A short unique id.")],
+    start: Annotated[str, typer.Option(help="RFC 3339 start, e.g. 2024-04-25T08:05:00Z.")],
+    end: Annotated[str, typer.Option(help="RFC 3339 end.")],
+    by: Actor,
+    deadline: Annotated[str, typer.Option(help="Recovery deadline, e.g. 48h.")] = "0s",
+    scope: Annotated[
+        str,
+        typer.Option(
+            help='JSON scope: {"all": true}, {"device_ids": [...]} or {"agent_version_below": "X"}.'
+        ),
+    ] = '{"all": true}',
+    reason: str = "",
+) -> None:
+    """Declare a confirmed incident."""
+    import json
+
+    from rewards.core.durations import parse_duration_us
+    from rewards.services.incidents import IncidentError, declare
+
+    try:
+        scope_value = json.loads(scope)
+        recovery = timedelta(microseconds=parse_duration_us(deadline))
+    except (json.JSONDecodeError, ValueError) as exc:
+        fail(f"--scope or --deadline: {exc}")
+    try:
+        declare(
+            shell().engine(),
+            incident_id=incident_id,
+            start=_moment(start, "start"),
+            end=_moment(end, "end"),
+            recovery_deadline=recovery,
+            scope=scope_value,
+            reason=reason,
+            by=by,
+            now=utc_now(),
+        )
+    except IncidentError as exc:
+        fail(str(exc))
+    out.print(f"incident {incident_id} declared and confirmed")
+
+
+@incidents_app.command("detect")
+def incidents_detect() -> None:
+    """Propose incidents from fleet drops and failed pulls (an admin confirms them)."""
+    from rewards.services.incidents import detect
+
+    sh = shell()
+    for incident in detect(sh.engine(), sh.policy, now=utc_now(), settings=sh.settings.detector):
+        out.print(
+            f"proposed {incident.id}: {incident.start:%Y-%m-%d %H:%MZ} to "
+            f"{incident.end:%Y-%m-%d %H:%MZ} ({incident.reason})",
+            highlight=False,
+        )
+
+
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[str | None, typer.Option(help="proposed, confirmed or dismissed.")] = None,
+) -> None:
+    """Incidents, oldest first."""
+    from rewards.services.incidents import list_incidents
+
+    for i in list_incidents(shell().engine(), status):
+        fields = (
+            i.id,
+            i.status,
+            f"{i.start:%Y-%m-%dT%H:%M:%SZ}",
+            f"{i.end:%Y-%m-%dT%H:%M:%SZ}",
+            f"{i.recovery_deadline_us // 1_000_000}s",
+            i.scope,
+            i.source,
+            i.reason,
+        )
+        typer.echo("\t".join(fields))
+
+
+def _decide(incident_id: str, status: str, by: str) -> None:
+    from rewards.services.incidents import IncidentError, decide
+
+    try:
+        decide(shell().engine(), incident_id, status=status, by=by, now=utc_now())
+    except IncidentError as exc:
+        fail(str(exc))
+    out.print(f"incident {incident_id} {status}")
+
+
+@incidents_app.command("confirm")
+def incidents_confirm(incident_id: str, by: Actor) -> None:
+    """Confirm a proposed incident: from now on it credits downtime."""
+    _decide(incident_id, "confirmed", by)
+
+
+@incidents_app.command("dismiss")
+def incidents_dismiss(incident_id: str, by: Actor) -> None:
+    """Dismiss an incident: it never counts."""
+    _decide(incident_id, "dismissed", by)
+
+
 @app.command("scheduler")
 def scheduler() -> None:
     """Run the scheduled jobs while this process holds the leader lease; stand by otherwise."""
@@ -381,7 +495,7 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     ]
     if not out.is_terminal:  # scripts and logs get one tab-separated line per run
         for row in (headers, *rows):
-            out.print("\t".join(row), highlight=False, markup=False)
+            typer.echo("\t".join(row))
         return
     table = Table(*headers)
     for row in rows:

@@ -161,11 +161,12 @@ def _incident(path: Path, index: int, item: Any) -> dict[str, Any] | None:
         "end": moments["end"],
         "recovery_deadline_us": deadline,
     }
-    record.update(_scope(where, item.get("scope")))
+    record.update(parse_scope(where, item.get("scope")))
     return record
 
 
-def _scope(where: str, scope: Any) -> dict[str, Any]:
+def parse_scope(where: str, scope: Any) -> dict[str, Any]:
+    """The INCIDENTS scope columns of a scope object, or InputError naming `where`."""
     shapes = 'one of {"all": true}, {"device_ids": [...]}, {"agent_version_below": "X"}'
     if not isinstance(scope, dict) or len(scope) != 1:
         raise InputError(f"{where}: 'scope' must be {shapes}")

@@ -6,6 +6,7 @@ Built once by `get_settings()` at the edge (CLI, scheduler, app factory) and pas
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rewards.core.outages import DetectorSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -50,8 +53,14 @@ class Settings(BaseSettings):
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
     heartbeat_retention_days: PositiveInt = 400
 
+    outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    outage_window_s: PositiveInt = 900
+    outage_recover_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+    proposed_recovery_deadline_s: Annotated[int, Field(ge=0)] = 172_800
+
     heartbeats_every_s: PositiveInt = 60
     devices_every_s: PositiveInt = 300
+    outages_every_s: PositiveInt = 300
     leader_lease_s: Annotated[int, Field(ge=3)] = 30
     job_lock_s: Annotated[int, Field(ge=10)] = 600
 
@@ -73,6 +82,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @property
+    def detector(self) -> DetectorSettings:
+        """The outage detector's parameters."""
+        return DetectorSettings(
+            drop_share=self.outage_drop_share,
+            window=timedelta(seconds=self.outage_window_s),
+            recover_share=self.outage_recover_share,
+            recovery_deadline=timedelta(seconds=self.proposed_recovery_deadline_s),
+        )
 
     @property
     def season_file(self) -> Path:

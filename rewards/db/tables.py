@@ -144,6 +144,23 @@ class AuditEntry(SQLModel, table=True):
     details: str = Field(sa_type=Text)
 
 
+class Incident(SQLModel, table=True):
+    """A declared or proposed incident window; only confirmed ones count (DESIGN 4.5)."""
+
+    __tablename__ = "incidents"
+    id: str = Field(primary_key=True, max_length=80)
+    start: datetime = Field(sa_column=_time())
+    end: datetime = Field(sa_column=_time())
+    recovery_deadline_us: int = Field(sa_type=BigInteger)
+    scope: str = Field(sa_type=Text)  # JSON: {"all": true} | {"device_ids": [...]} | ...
+    status: str = Field(max_length=20, index=True)  # proposed, confirmed, dismissed
+    source: str = Field(max_length=80)  # admin, detector:fleet-drop, detector:api-unreachable
+    reason: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_column=_time())
+    updated_at: datetime = Field(sa_column=_time())
+    decided_by: str | None = Field(default=None, max_length=ID)
+
+
 class Lease(SQLModel, table=True):
     """A named, expiring lock: the scheduler's leadership and each job's exclusive run."""
 
@@ -159,6 +176,7 @@ __all__ = [
     "Device",
     "DeviceMetadata",
     "Heartbeat",
+    "Incident",
     "IngestCursor",
     "JobRun",
     "Lease",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import Engine
 
 from rewards.core import (
     device_epochs,
@@ -13,6 +14,9 @@ from rewards.core import (
     online_intervals,
 )
 from rewards.core.policy import SeasonPolicy
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_intervals
+from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
 
 OUTPUT_COLUMNS = [
@@ -71,3 +75,19 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def compute_from_database(
+    engine: Engine, policy: SeasonPolicy
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Device-epoch results and payouts from stored intervals, confirmed incidents and the
+    device metadata history: the same rules as from files."""
+    with unit_of_work(engine) as session:
+        intervals = load_intervals(session.connection())
+        confirmed = incidents_frame(incidents(session, "confirmed"))
+        meta = devices_frame(session)
+        versions = versions_at(session, confirmed)
+    results = device_epochs(
+        intervals, policy, incidents=confirmed, devices=meta, incident_versions=versions
+    )
+    return results, epoch_payouts(results, policy)

@@ -76,3 +76,57 @@ def test_sim_dump_writes_the_deduplicated_delivered_heartbeats(
     )
     assert wrong.returncode == 2 and "expected a .parquet file" in wrong.stderr
     assert not (tmp_path / "dump.csv").exists()
+
+
+def test_incident_commands_declare_list_and_refuse_bad_input(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    env = env_for(tmp_path, season_dir)
+    assert rewards("db", "upgrade", env=env).returncode == 0
+    bad = rewards(
+        "incidents",
+        "declare",
+        "x",
+        "--start",
+        "2024-04-25T08:05:00Z",
+        "--end",
+        "2024-04-25T09:05:00Z",
+        "--by",
+        "admin",
+        "--scope",
+        '{"agent_version_below": "one"}',
+        env=env,
+    )
+    assert bad.returncode == 2 and "not dotted numbers" in bad.stderr
+    naive = rewards(
+        "incidents",
+        "declare",
+        "x",
+        "--start",
+        "2024-04-25T08:05:00",
+        "--end",
+        "2024-04-25T09:05:00Z",
+        "--by",
+        "admin",
+        env=env,
+    )
+    assert naive.returncode == 2 and "no UTC offset" in naive.stderr
+    done = rewards(
+        "incidents",
+        "declare",
+        "apr-25",
+        "--start",
+        "2024-04-25T08:05:00Z",
+        "--end",
+        "2024-04-25T09:05:00Z",
+        "--deadline",
+        "48h",
+        "--by",
+        "admin",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = rewards("incidents", "list", "--status", "confirmed", env=env)
+    assert listed.stdout.startswith("apr-25\tconfirmed\t2024-04-25T08:05:00Z")
+    missing = rewards("incidents", "confirm", "nope", "--by", "admin", env=env)
+    assert missing.returncode == 2 and "no incident 'nope'" in missing.stderr

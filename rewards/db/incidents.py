@@ -1,0 +1,95 @@
+"""Incidents and the inputs the eligibility pipeline reads from the database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import polars as pl
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from rewards.core.frames import DEVICES, INCIDENT_VERSIONS, INCIDENTS, TIME, to_us
+from rewards.db.bulk import fetch_frame
+from rewards.db.tables import DeviceMetadata, Incident, JobRun
+
+
+def incidents(session: Session, status: str | None = None) -> list[Incident]:
+    """Incidents, oldest start first, optionally of one status."""
+    query = select(Incident).order_by(col(Incident.start), col(Incident.id))
+    if status:
+        query = query.where(col(Incident.status) == status)
+    return list(session.scalars(query))
+
+
+def incidents_frame(rows: list[Incident]) -> pl.DataFrame:
+    """An INCIDENTS frame of stored incidents."""
+    records = []
+    for row in rows:
+        scope = json.loads(row.scope)
+        records.append(
+            {
+                "incident_id": row.id,
+                "start": row.start,
+                "end": row.end,
+                "recovery_deadline_us": row.recovery_deadline_us,
+                "scope_all": bool(scope.get("all", False)),
+                "scope_device_ids": list(scope.get("device_ids", [])),
+                "scope_version_below": scope.get("agent_version_below"),
+            }
+        )
+    return pl.DataFrame(records, schema=dict(INCIDENTS))
+
+
+def devices_frame(session: Session) -> pl.DataFrame:
+    """The metadata history as a DEVICES frame (suspended: status 'suspended')."""
+    rows = session.scalars(select(DeviceMetadata)).all()
+    return pl.DataFrame(
+        [
+            {
+                "device_id": r.device_id,
+                "gpu_model": r.gpu_model,
+                "suspended": r.status == "suspended",
+                "valid_from": r.valid_from,
+                "valid_to": r.valid_to,
+            }
+            for r in rows
+        ],
+        schema=dict(DEVICES),
+    )
+
+
+def versions_at(session: Session, incidents: pl.DataFrame) -> pl.DataFrame:
+    """INCIDENT_VERSIONS: each device's agent_version at its last heartbeat at or before
+    the start of each version-scoped incident (the stored row is already the winner of
+    any disagreeing duplicates)."""
+    frames = []
+    scoped = incidents.filter(pl.col("scope_version_below").is_not_null())
+    for incident_id, start in scoped.select("incident_id", "start").iter_rows():
+        found = fetch_frame(
+            session.connection(),
+            "SELECT h.device_id, h.agent_version FROM heartbeats h JOIN ("
+            " SELECT device_id, max(observed_at) AS last FROM heartbeats"
+            " WHERE observed_at <= :at GROUP BY device_id"
+            ") l ON h.device_id = l.device_id AND h.observed_at = l.last",
+            {"at": to_us(start)},
+            {"device_id": pl.String(), "agent_version": pl.String()},
+        )
+        frames.append(
+            found.select(pl.lit(incident_id).alias("incident_id"), "device_id", "agent_version")
+        )
+    if not frames:
+        return pl.DataFrame(schema=dict(INCIDENT_VERSIONS))
+    return pl.concat(frames)
+
+
+def job_runs_frame(session: Session, job_id: str, since: datetime) -> pl.DataFrame:
+    """started_at and status of a job's runs since `since`."""
+    rows = session.execute(
+        select(col(JobRun.started_at), col(JobRun.status)).where(
+            col(JobRun.job_id) == job_id, col(JobRun.started_at) >= since
+        )
+    ).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows], orient="row", schema={"started_at": TIME, "status": pl.String()}
+    )

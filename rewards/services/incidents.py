@@ -1,0 +1,217 @@
+"""Use cases for incidents: declare, propose (outage detector), confirm, edit, dismiss.
+
+Every decision is written to the audit log with who made it. Only confirmed incidents
+count; declaring or confirming one never lowers anyone's counted time (DESIGN 4.5).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine
+
+from rewards.core.frames import from_us
+from rewards.core.outages import (
+    DetectorSettings,
+    Outage,
+    fleet_drops,
+    fleet_online_counts,
+    unreachable_periods,
+)
+from rewards.core.policy import SeasonPolicy
+from rewards.db import audit
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_intervals
+from rewards.db.incidents import incidents, job_runs_frame
+from rewards.db.tables import Incident
+from rewards.inputs import InputError, parse_scope
+
+
+class IncidentError(ValueError):
+    """An incident request cannot be done; the message says why."""
+
+
+def _scope_json(scope: dict[str, Any]) -> str:
+    try:
+        parse_scope("scope", scope)
+    except InputError as exc:
+        raise IncidentError(str(exc)) from None
+    return json.dumps(scope, sort_keys=True)
+
+
+def declare(
+    engine: Engine,
+    *,
+    incident_id: str,
+    start: datetime,
+    end: datetime,
+    recovery_deadline: timedelta,
+    scope: dict[str, Any],
+    reason: str,
+    by: str,
+    now: datetime,
+) -> Incident:
+    """An admin declares a confirmed incident."""
+    if end <= start:
+        raise IncidentError("end must be after start")
+    if recovery_deadline < timedelta(0):
+        raise IncidentError("recovery_deadline must not be negative")
+    incident = Incident(
+        id=incident_id,
+        start=start,
+        end=end,
+        recovery_deadline_us=recovery_deadline // timedelta(microseconds=1),
+        scope=_scope_json(scope),
+        status="confirmed",
+        source="admin",
+        reason=reason,
+        created_at=now,
+        updated_at=now,
+        decided_by=by,
+    )
+    with unit_of_work(engine) as session:
+        if session.get(Incident, incident_id) is not None:
+            raise IncidentError(f"incident {incident_id!r} already exists")
+        session.add(incident)
+        audit.append(
+            session,
+            now=now,
+            actor=by,
+            action="incident.declare",
+            subject=incident_id,
+            details={"start": start, "end": end, "scope": scope, "reason": reason},
+        )
+    return incident
+
+
+def decide(
+    engine: Engine,
+    incident_id: str,
+    *,
+    status: str,
+    by: str,
+    now: datetime,
+    changes: dict[str, Any] | None = None,
+) -> Incident:
+    """Confirm, dismiss or edit an incident (with `changes`), audited."""
+    if status not in ("confirmed", "dismissed", "proposed"):
+        raise IncidentError(f"unknown status {status!r}")
+    with unit_of_work(engine) as session:
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise IncidentError(f"no incident {incident_id!r}")
+        before = {
+            "status": incident.status,
+            "start": incident.start,
+            "end": incident.end,
+            "recovery_deadline_us": incident.recovery_deadline_us,
+            "scope": incident.scope,
+        }
+        for key, value in (changes or {}).items():
+            setattr(incident, *_stored(key, value))
+        if incident.end <= incident.start:
+            raise IncidentError("end must be after start")
+        incident.status, incident.decided_by, incident.updated_at = status, by, now
+        session.add(incident)
+        action = {"confirmed": "incident.confirm", "dismissed": "incident.dismiss"}.get(
+            status, "incident.edit"
+        )
+        audit.append(
+            session,
+            now=now,
+            actor=by,
+            action=action,
+            subject=incident_id,
+            details={"before": before, "changes": changes or {}},
+        )
+    return incident
+
+
+def _stored(key: str, value: Any) -> tuple[str, Any]:
+    """The column and stored value of an edit request's field."""
+    if key == "scope":
+        return key, _scope_json(value)
+    if key == "recovery_deadline":
+        return "recovery_deadline_us", value // timedelta(microseconds=1)
+    if key in ("start", "end", "reason"):
+        return key, value
+    raise IncidentError(f"field {key!r} cannot be edited")
+
+
+def list_incidents(engine: Engine, status: str | None = None) -> list[Incident]:
+    """Incidents, oldest first."""
+    with unit_of_work(engine) as session:
+        return incidents(session, status)
+
+
+def _proposal_id(outage: Outage) -> str:
+    return f"auto-{outage.kind}-{outage.start:%Y%m%dT%H%MZ}"
+
+
+def detect(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    now: datetime,
+    settings: DetectorSettings,
+    job_id: str = "ingest-heartbeats",
+) -> list[Incident]:
+    """Propose incidents from fleet drops and from failed pulls; returns the new or updated
+    proposals. Decided incidents are never touched; an open proposal gets its end updated."""
+    with unit_of_work(engine) as session:
+        intervals = load_intervals(session.connection())
+        runs = job_runs_frame(session, job_id, policy.start)
+    # Counts are only known up to the last heartbeat seen: past it every device looks
+    # offline, which is the end of the data, not an outage.
+    until = min(now, policy.end)
+    if not intervals.is_empty():
+        last_end = from_us(int(intervals.get_column("end").cast(pl.Int64).max()))  # type: ignore[arg-type]
+        until = min(until, last_end - timedelta(microseconds=policy.heartbeat_period_us))
+    counts = fleet_online_counts(intervals, start=policy.start, end=until, step=settings.step)
+    outages = fleet_drops(
+        counts,
+        drop_share=settings.drop_share,
+        window=settings.window,
+        recover_share=settings.recover_share,
+    )
+    outages += unreachable_periods(runs)
+    proposed = []
+    with unit_of_work(engine) as session:
+        for outage in outages:
+            incident_id = _proposal_id(outage)
+            existing = session.get(Incident, incident_id)
+            end = outage.end or until
+            if existing is not None:
+                if existing.status != "proposed" or existing.end == end:
+                    continue
+                existing.end, existing.reason, existing.updated_at = end, outage.detail, now
+                session.add(existing)
+                proposed.append(existing)
+                continue
+            deadline = settings.recovery_deadline if outage.kind == "fleet-drop" else timedelta(0)
+            incident = Incident(
+                id=incident_id,
+                start=outage.start,
+                end=end,
+                recovery_deadline_us=deadline // timedelta(microseconds=1),
+                scope=json.dumps({"all": True}),
+                status="proposed",
+                source=f"detector:{outage.kind}",
+                reason=outage.detail,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(incident)
+            audit.append(
+                session,
+                now=now,
+                actor="outage-detector",
+                action="incident.propose",
+                subject=incident_id,
+                details={"start": outage.start, "end": end, "detail": outage.detail},
+            )
+            proposed.append(incident)
+    return proposed
