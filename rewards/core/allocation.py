@@ -28,6 +28,10 @@ def allocate(weights: pl.DataFrame, pool: int) -> pl.DataFrame:
         .then(pool - pl.col("floor").sum().over("epoch"))
         .otherwise(0)
     )
+    # Remainders are below their epoch's total; when every total fits 64 bits they are
+    # ranked as Int64, which sorts much faster than Int128 and orders them identically.
+    if shares.is_empty() or shares.get_column("total").max() < 2**63:  # type: ignore[operator]
+        shares = shares.with_columns(pl.col("remainder").cast(pl.Int64))
     ranked = shares.sort(
         ["epoch", "remainder", "device_id"], descending=[False, True, False]
     ).with_columns(rank=pl.int_range(1, pl.len() + 1).over("epoch"))

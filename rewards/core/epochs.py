@@ -29,19 +29,10 @@ def clip_to_epochs(segments: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame
     )
 
 
-def longest_uncounted(pieces: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
-    """Per device and epoch with counted pieces, the longest stretch of the epoch that no
-    piece covers (µs): device_id, epoch, longest_uncounted_us. Pieces must be disjoint."""
-    start, length = to_us(policy.start), policy.epoch_length_us
-    epoch_start = start + pl.col("epoch") * length
-    ordered = pieces.sort("device_id", "epoch", "s")
-    before = pl.col("s") - pl.col("e").shift(1).over("device_id", "epoch").fill_null(epoch_start)
-    return (
-        ordered.with_columns(stretch=before)
-        .group_by("device_id", "epoch")
-        .agg(
-            pl.max_horizontal(
-                pl.col("stretch").max(), epoch_start.first() + length - pl.col("e").max()
-            ).alias("longest_uncounted_us")
-        )
-    )
+def same_group_as_previous(*keys: str) -> pl.Expr:
+    """True where a row of a frame sorted by `keys` belongs to the same group as the row
+    before it: a window over contiguous groups without the cost of `.over()`."""
+    same = pl.lit(True)
+    for key in keys:
+        same = same & (pl.col(key) == pl.col(key).shift(1)).fill_null(False)
+    return same

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from rewards.core.epochs import same_group_as_previous
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
 
@@ -49,11 +50,23 @@ def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
         epoch=pl.when((epoch >= 0) & (epoch < count)).then(epoch).otherwise(None),
         bridgeable=bridgeable,
     ).sort("device_id", "g0")
-    rank = pl.col("bridgeable").cast(pl.Int64).cum_sum().over("device_id", "epoch")
+    # Rank among the bridgeable gaps of the same device and epoch, which are contiguous once
+    # sorted: a running count that restarts at each group (cheaper than `.over()`). Gaps
+    # outside the season (null epoch) are never limited, so their grouping does not matter.
+    flag = pl.col("bridgeable").cast(pl.Int64)
+    restart = ~same_group_as_previous("device_id", "epoch_key")
+    marked = (
+        marked.with_columns(epoch_key=pl.col("epoch").fill_null(-1))
+        .with_columns(running=flag.cum_sum())
+        .with_columns(
+            rank=pl.col("running") - pl.when(restart).then(pl.col("running") - flag).forward_fill()
+        )
+    )
+    rank = pl.col("rank")
     return marked.with_columns(
         bridged=pl.col("bridgeable")
         & (pl.col("epoch").is_null() | (rank <= policy.max_bridges_per_epoch)),
         denied=pl.col("bridgeable")
         & pl.col("epoch").is_not_null()
         & (rank > policy.max_bridges_per_epoch),
-    ).drop("bridgeable")
+    ).drop("bridgeable", "epoch_key", "running", "rank")

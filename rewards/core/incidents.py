@@ -31,12 +31,12 @@ def credited_windows(
     credited over: [max(g0, a), min(g1, b + r)) for each confirmed incident [a, b) with
     recovery deadline r that the gap overlaps and that began no earlier than a - lookback.
 
-    Returns one row per gap and qualifying incident: device_id, g0, c0, c1 (µs),
+    Device ids may be strings or integer codes, the same in all three frames. Returns one
+    row per gap and qualifying incident: device_id, g0, c0, c1 (µs),
     incident_id. The windows of one gap may overlap; `union_windows` merges them.
     """
-    check_frame(incidents, INCIDENTS, "incidents")
     if incidents.is_empty():
-        return pl.DataFrame(schema=WINDOWS)
+        return pl.DataFrame(schema={**WINDOWS, "device_id": bridged.schema["device_id"]})
     needs_versions = incidents.get_column("scope_version_below").is_not_null().any()
     if needs_versions and incident_versions is None:
         raise IncidentScopeError(
@@ -66,7 +66,6 @@ def credited_windows(
     in_scope = pl.col("scope_all") | pl.col("scope_device_ids").list.contains(pl.col("device_id"))
     if needs_versions:
         assert incident_versions is not None
-        check_frame(incident_versions, INCIDENT_VERSIONS, "incident versions")
         versions = incident_versions.select(
             "incident_id", "device_id", version_key_expr("agent_version").alias("device_key")
         )
