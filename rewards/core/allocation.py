@@ -16,29 +16,46 @@ def allocate(weights: pl.DataFrame, pool: int) -> pl.DataFrame:
     """
     if pool < 0:
         raise ValueError(f"pool must not be negative, got {pool}")
-    w = pl.col("weight").cast(pl.Int128)
-    total = w.sum().over("epoch")
-    exact = w * pool
-    shares = weights.with_columns(
-        total=total,
-        floor=pl.when(total > 0).then(exact // total).otherwise(0),
-        remainder=pl.when(total > 0).then(exact % total).otherwise(0),
-    ).with_columns(
-        left=pl.when(pl.col("total") > 0)
-        .then(pool - pl.col("floor").sum().over("epoch"))
-        .otherwise(0)
-    )
-    # Remainders are below their epoch's total; when every total fits 64 bits they are
-    # ranked as Int64, which sorts much faster than Int128 and orders them identically.
-    if shares.is_empty() or shares.get_column("total").max() < 2**63:  # type: ignore[operator]
-        shares = shares.with_columns(pl.col("remainder").cast(pl.Int64))
-    ranked = shares.sort(
-        ["epoch", "remainder", "device_id"], descending=[False, True, False]
-    ).with_columns(rank=pl.int_range(1, pl.len() + 1).over("epoch"))
-    return ranked.select(
+    weight = pl.col("weight").cast(pl.Int128)
+    totals = weights.group_by("epoch").agg(weight.sum().alias("total"))
+    # Remainders are below their epoch's total; when every total fits 64 bits they are kept
+    # as Int64, which sorts much faster than Int128 and orders them identically.
+    largest = totals.get_column("total").max() if totals.height else 0
+    remainder_type = pl.Int64 if largest is not None and largest < 2**63 else pl.Int128  # type: ignore[operator]
+    paying = pl.col("total") > 0
+    shares = weights.join(totals, on="epoch").select(
         "epoch",
         "device_id",
-        (pl.col("floor") + (pl.col("rank") <= pl.col("left")).cast(pl.Int128))
+        pl.when(paying)
+        .then(weight * pool // pl.col("total"))
+        .otherwise(0)
         .cast(pl.Int64)
-        .alias("reward"),
+        .alias("floor"),
+        pl.when(paying)
+        .then(weight * pool % pl.col("total"))
+        .otherwise(0)
+        .cast(remainder_type)
+        .alias("remainder"),
+        paying.alias("paying"),
+    )
+    left = shares.group_by("epoch").agg(
+        pl.when(pl.col("paying").first())
+        .then(pool - pl.col("floor").sum())
+        .otherwise(0)
+        .alias("left")
+    )
+    ranked = shares.sort(
+        ["epoch", "remainder", "device_id"], descending=[False, True, False]
+    ).with_row_index("position")
+    # rank within the epoch: position minus the position of the epoch's first row
+    first = pl.when(pl.col("epoch") != pl.col("epoch").shift(1).fill_null(-1)).then(
+        pl.col("position")
+    )
+    return ranked.join(left, on="epoch").select(
+        "epoch",
+        "device_id",
+        (
+            pl.col("floor")
+            + (pl.col("position") - first.forward_fill() < pl.col("left")).cast(pl.Int64)
+        ).alias("reward"),
     )

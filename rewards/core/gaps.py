@@ -11,9 +11,10 @@ from rewards.core.policy import SeasonPolicy
 
 
 def gaps(intervals: pl.DataFrame) -> pl.DataFrame:
-    """[g0, g1) between consecutive intervals of each device, with the boot_id and
-    agent_version of the last heartbeat before and the first after. Time before a device's
-    first interval or after its last is not a gap. `intervals` as INTERVALS, µs times."""
+    """[g0, g1) between consecutive intervals of each device, and `restarted`: whether the
+    boot_id or the agent_version differs between the last heartbeat before the gap and the
+    first after it. Time before a device's first interval or after its last is not a gap.
+    `intervals` as INTERVALS, µs times."""
     ordered = intervals.sort("device_id", "start")
     nxt = pl.col("device_id").shift(-1)
     return (
@@ -21,10 +22,11 @@ def gaps(intervals: pl.DataFrame) -> pl.DataFrame:
             "device_id",
             pl.col("end").alias("g0"),
             pl.col("start").shift(-1).alias("g1"),
-            pl.col("last_boot_id").alias("boot_before"),
-            pl.col("last_agent_version").alias("version_before"),
-            pl.col("first_boot_id").shift(-1).alias("boot_after"),
-            pl.col("first_agent_version").shift(-1).alias("version_after"),
+            # compared here so the identifier strings go no further than this frame
+            (
+                (pl.col("last_boot_id") != pl.col("first_boot_id").shift(-1))
+                | (pl.col("last_agent_version") != pl.col("first_agent_version").shift(-1))
+            ).alias("restarted"),
             (nxt == pl.col("device_id")).alias("same_device"),
         )
         .filter(pl.col("same_device"))
@@ -42,10 +44,7 @@ def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     """
     start, length, count = to_us(policy.start), policy.epoch_length_us, policy.epoch_count
     epoch = (pl.col("g0") - start) // length
-    bridgeable = ((pl.col("g1") - pl.col("g0")) <= policy.restart_grace_us) & (
-        (pl.col("boot_before") != pl.col("boot_after"))
-        | (pl.col("version_before") != pl.col("version_after"))
-    )
+    bridgeable = ((pl.col("g1") - pl.col("g0")) <= policy.restart_grace_us) & pl.col("restarted")
     marked = gaps_us.with_columns(
         epoch=pl.when((epoch >= 0) & (epoch < count)).then(epoch).otherwise(None),
         bridgeable=bridgeable,
@@ -69,4 +68,4 @@ def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
         denied=pl.col("bridgeable")
         & pl.col("epoch").is_not_null()
         & (rank > policy.max_bridges_per_epoch),
-    ).drop("bridgeable", "epoch_key", "running", "rank")
+    ).drop("bridgeable", "restarted", "epoch_key", "running", "rank")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from rewards.core.epochs import same_group_as_previous
 from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, check_frame
 from rewards.core.policy import SeasonPolicy
 from rewards.core.versions import version_key_expr
@@ -92,14 +93,22 @@ def credited_windows(
 
 def union_windows(windows: pl.DataFrame) -> pl.DataFrame:
     """Union of the overlapping credit windows of each gap: device_id, c0, c1 (µs)."""
-    ordered = windows.sort("device_id", "g0", "c0")
+    ordered = windows.sort("device_id", "g0", "c0").with_columns(
+        first=~same_group_as_previous("device_id", "g0")
+    )
+    # Almost every gap has one window, which is its own union; only the gaps with several
+    # (overlapping incidents) need the running merge.
+    alone = pl.col("first") & pl.col("first").shift(-1).fill_null(True)
+    single = ordered.filter(alone).select("device_id", "c0", "c1")
+    several = ordered.filter(~alone)
     reach = pl.col("c1").cum_max().shift(1).over("device_id", "g0")
-    return (
-        ordered.with_columns(run=(reach.is_null() | (pl.col("c0") > reach)).cum_sum())
+    merged = (
+        several.with_columns(run=(reach.is_null() | (pl.col("c0") > reach)).cum_sum())
         .group_by("run", maintain_order=True)
         .agg(pl.col("device_id").first(), pl.col("c0").min(), pl.col("c1").max())
         .drop("run")
     )
+    return pl.concat([single, merged])
 
 
 def incident_versions(heartbeats: pl.DataFrame, incidents: pl.DataFrame) -> pl.DataFrame:

@@ -16,6 +16,7 @@ from rewards.core.frames import (
     INCIDENT_VERSIONS,
     INCIDENTS,
     INTERVALS,
+    RESULTS,
     TIME,
     check_frame,
     empty,
@@ -38,6 +39,7 @@ def _exact_div(expr: pl.Expr, divisor: int) -> pl.Expr:
     )
 
 
+KINDS = {"online": 0, "bridged": 1, "credited": 2}  # kinds of counted time, as small codes
 REASONS = ("SUSPENDED", "ELIGIBLE", "NO_HEARTBEATS", "BELOW_MIN_UPTIME")
 US = 1_000_000
 
@@ -131,25 +133,16 @@ def device_epochs(
     incidents = _encode_scopes(incidents, names)
     versions = None if incident_versions is None else _encode(incident_versions, names)
     marked = bridge_gaps(gaps(iv), policy)
+    iv = iv.select("device_id", "start", "end")  # the identifiers are no longer needed
     windows = credited_windows(marked, incidents, policy, versions)
 
-    def segment(frame: pl.DataFrame, s: str, e: str, kind: str) -> pl.DataFrame:
-        return frame.select(
-            "device_id", pl.col(s).alias("s"), pl.col(e).alias("e"), pl.lit(kind).alias("kind")
-        )
-
-    segments = pl.concat(
-        [
-            segment(iv, "start", "end", "online"),
-            segment(marked.filter("bridged"), "g0", "g1", "bridged"),
-            segment(union_windows(windows), "c0", "c1", "credited"),
-        ]
-    )
-    pieces = clip_to_epochs(segments, policy)
     # Every (epoch, device) has one integer key, epoch-major: key order is the output order
-    # and per-key values scatter into dense arrays instead of being joined.
+    # and per-key values scatter into dense arrays instead of being joined. Intermediates are
+    # let go as soon as used: at full scale that lowers the peak memory by gigabytes.
     count = names.height
     size = count * policy.epoch_count
+    sums = _sums_per_key(iv, marked, windows, policy, count)
+    del iv
 
     def keyed(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(
@@ -161,32 +154,6 @@ def device_epochs(
         out[frame.get_column("key").to_numpy()] = frame.get_column(column).to_numpy()
         return out
 
-    # One sort and one group-by give each key its counted sums and its longest uncounted
-    # stretch (pieces are disjoint; the stretch before a piece starts at the previous
-    # piece's end, or at the epoch start for the first).
-    start, period = to_us(policy.start), policy.epoch_length_us
-    epoch_start = start + (pl.col("key") // count) * period
-    length = pl.col("e") - pl.col("s")
-    previous_end = (
-        pl.when(pl.col("key") == pl.col("key").shift(1))
-        .then(pl.col("e").shift(1))
-        .otherwise(epoch_start)
-    )
-    sums = (
-        keyed(pieces)
-        .sort("key", "s")
-        .with_columns(stretch=pl.col("s") - previous_end)
-        .group_by("key")
-        .agg(
-            *(
-                length.filter(pl.col("kind") == kind).sum().alias(f"{kind}_us")
-                for kind in ("online", "bridged", "credited")
-            ),
-            pl.max_horizontal(
-                pl.col("stretch").max(), epoch_start.first() + period - pl.col("e").max()
-            ).alias("longest_uncounted_us"),
-        )
-    )
     bridges = keyed(
         marked.filter(pl.col("epoch").is_not_null())
         .group_by("device_id", "epoch")
@@ -203,6 +170,7 @@ def device_epochs(
         .group_by("device_id", "epoch")
         .agg(pl.col("incident_id").unique().sort().alias("crediting_incidents"))
     )
+    del marked, windows
     tiers, suspended = _tiers_and_suspensions(devices, policy, count)
     table = pl.DataFrame(
         {
@@ -218,6 +186,7 @@ def device_epochs(
             "suspended": suspended,
         }
     ).with_row_index("key")
+    del sums, bridges
     table = table.with_columns(
         epoch=(pl.col("key") // count).cast(pl.Int64),
         device_id=(pl.col("key") % count).cast(pl.UInt32),
@@ -238,36 +207,31 @@ def device_epochs(
         .then(pl.lit("NO_HEARTBEATS"))
         .otherwise(pl.lit("BELOW_MIN_UPTIME")),
     )
-    weights = table.filter("eligible").select(
-        "key",
-        "epoch",
-        "device_id",
-        (pl.col("counted_us").cast(pl.Int128) * pl.col("tier")).alias("weight"),
+    rewards = _rewards(
+        table.get_column("counted_us").to_numpy(),
+        tiers,
+        table.get_column("eligible").to_numpy(),
+        policy,
+        count,
     )
-    rewards = allocate(weights, policy.pool_per_epoch).join(
-        weights.select("key", "epoch", "device_id"), on=["epoch", "device_id"]
+    del tiers, suspended
+    table = table.with_columns(reward=pl.Series(rewards))
+    del rewards
+    # The output is made a column at a time, each working column dropped as soon as it is
+    # used, so the dense working table and the output never coexist in full.
+    credited_by = (
+        table.select("key")
+        .join(
+            attributions.select("key", "crediting_incidents"),
+            on="key",
+            how="left",
+            maintain_order="left",
+        )
+        .get_column("crediting_incidents")
     )
-    table = table.with_columns(reward=pl.Series(dense(rewards, "reward", 0, np.int64)))
-    table = table.join(
-        attributions.select("key", "crediting_incidents"),
-        on="key",
-        how="left",
-        maintain_order="left",
-    )
-    epoch_starts = _epochs(policy).get_column("epoch_start")
-    return table.select(
-        pl.lit(names.get_column("device_id")).gather(pl.col("device_id")).alias("device_id"),
-        "epoch",
-        pl.lit(epoch_starts).gather(pl.col("epoch")).alias("epoch_start"),
-        _exact_div(pl.col("online_us"), US).alias("online_s"),
-        _exact_div(pl.col("bridged_us"), US).alias("bridged_s"),
-        _exact_div(pl.col("credited_us"), US).alias("credited_s"),
-        _exact_div(pl.col("counted_us"), policy.epoch_length_us).alias("uptime_ratio"),
-        "eligible",
-        "reason",
-        "reward",
-        "bridges_used",
-        "bridges_denied",
+    table = table.drop("key").with_columns(crediting_incidents=credited_by)
+    del credited_by, attributions
+    table = table.with_columns(
         # exact in integers (ratio x L - counted, scaled by the ratio's denominator),
         # then one conversion to seconds
         _exact_div(
@@ -278,27 +242,161 @@ def device_epochs(
             ),
             ratio.denominator * US,
         ).alias("shortfall_s"),
-        _exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s"),
+        _exact_div(pl.col("counted_us"), policy.epoch_length_us).alias("uptime_ratio"),
+    ).drop("counted_us", "tier", "suspended")
+    for column, divisor in (("online", US), ("bridged", US), ("credited", US)):
+        table = table.with_columns(
+            _exact_div(pl.col(f"{column}_us"), divisor).alias(f"{column}_s")
+        ).drop(f"{column}_us")
+    table = table.with_columns(
+        _exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s")
+    ).drop("longest_uncounted_us")
+    epoch_starts = _epochs(policy).get_column("epoch_start")
+    return table.with_columns(
+        pl.lit(names.get_column("device_id")).gather(pl.col("device_id")).alias("device_id"),
+        pl.lit(epoch_starts).gather(pl.col("epoch")).alias("epoch_start"),
         pl.col("crediting_incidents").fill_null(pl.lit([], pl.List(pl.String))),
+    ).select(list(RESULTS))
+
+
+def _sums_per_key(
+    iv: pl.DataFrame,
+    marked: pl.DataFrame,
+    windows: pl.DataFrame,
+    policy: SeasonPolicy,
+    count: int,
+) -> pl.DataFrame:
+    """Per (epoch, device) key: online, bridged and credited µs and the longest uncounted
+    stretch. Its intermediates (tens of millions of rows at full scale) die with it."""
+
+    def segment(frame: pl.DataFrame, s: str, e: str, kind: int) -> pl.DataFrame:
+        return frame.select(
+            "device_id",
+            pl.col(s).alias("s"),
+            pl.col(e).alias("e"),
+            pl.lit(kind, pl.UInt8).alias("kind"),
+        )
+
+    segments = pl.concat(
+        [
+            segment(iv, "start", "end", KINDS["online"]),
+            segment(marked.filter("bridged"), "g0", "g1", KINDS["bridged"]),
+            segment(union_windows(windows), "c0", "c1", KINDS["credited"]),
+        ]
     )
+    pieces = clip_to_epochs(segments, policy)
+    del segments  # tens of millions of rows at full scale: let go as soon as used
+    # One sort and one group-by give each key its counted sums and its longest uncounted
+    # stretch (pieces are disjoint; the stretch before a piece starts at the previous
+    # piece's end, or at the epoch start for the first).
+    start, period = to_us(policy.start), policy.epoch_length_us
+    epoch_start = start + (pl.col("key") // count) * period
+    length = pl.col("e") - pl.col("s")
+    previous_end = (
+        pl.when(pl.col("key") == pl.col("key").shift(1))
+        .then(pl.col("e").shift(1))
+        .otherwise(epoch_start)
+    )
+    sums = (
+        pieces.lazy()
+        .select(
+            (pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)).alias(
+                "key"
+            ),
+            "s",
+            "e",
+            "kind",
+        )
+        .sort("key", "s")
+        .with_columns(stretch=pl.col("s") - previous_end)
+        .group_by("key")
+        .agg(
+            *(
+                length.filter(pl.col("kind") == code).sum().alias(f"{kind}_us")
+                for kind, code in KINDS.items()
+            ),
+            pl.max_horizontal(
+                pl.col("stretch").max(), epoch_start.first() + period - pl.col("e").max()
+            ).alias("longest_uncounted_us"),
+        )
+        .collect()
+    )
+    return sums
+
+
+def _rewards(
+    counted: np.ndarray,
+    tiers: np.ndarray,
+    eligible: np.ndarray,
+    policy: SeasonPolicy,
+    count: int,
+) -> np.ndarray:
+    """Each key's reward, allocated one epoch at a time (epochs are independent and each
+    is a contiguous slice of the epoch-major arrays, so the working set is one epoch)."""
+    rewards = np.zeros(counted.shape[0], dtype=np.int64)
+    for epoch in range(policy.epoch_count):
+        lo = epoch * count
+        devices = np.flatnonzero(eligible[lo : lo + count])
+        if devices.size == 0:
+            continue
+        weights = pl.DataFrame(
+            {
+                "epoch": np.full(devices.size, epoch, dtype=np.int64),
+                "device_id": devices.astype(np.uint32),
+                "counted": counted[lo + devices],
+                "tier": tiers[lo + devices],
+            }
+        ).select(
+            "epoch",
+            "device_id",
+            (pl.col("counted").cast(pl.Int128) * pl.col("tier")).alias("weight"),
+        )
+        paid = allocate(weights, policy.pool_per_epoch)
+        rewards[lo + paid.get_column("device_id").to_numpy().astype(np.int64)] = paid.get_column(
+            "reward"
+        ).to_numpy()
+    return rewards
 
 
 def _tiers_and_suspensions(
     devices: pl.DataFrame, policy: SeasonPolicy, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Dense arrays (epoch-major keys) of tier weight and suspension at each epoch start."""
-    size = count * policy.epoch_count
     default = policy.tier_weights["default"]
-    tiers = np.full(size, default, dtype=np.int64)
-    suspended = np.zeros(size, dtype=bool)
-    if devices.is_empty():
-        return tiers, suspended
-    grid = devices.select("device_id").unique().join(_epochs(policy), how="cross")
-    meta = _metadata_at_epoch_start(grid, devices).with_columns(
-        key=pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64),
-        tier=pl.col("gpu_model").replace_strict(
+
+    def tier_of(model: pl.Expr) -> pl.Expr:
+        return model.replace_strict(
             dict(policy.tier_weights), default=default, return_dtype=pl.Int64
-        ),
+        )
+
+    # Most devices have one version valid throughout: their tier and suspension are the
+    # same at every epoch start, so they are set once per device and repeated per epoch.
+    # Only devices with a history go through the as-of join.
+    spans = devices.group_by("device_id").agg(
+        pl.len().alias("versions"),
+        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= policy.start))
+        .all()
+        .alias("from_start"),
+        (pl.col("valid_to").is_null() | (pl.col("valid_to") >= policy.end)).all().alias("to_end"),
+    )
+    constant = spans.filter(
+        (pl.col("versions") == 1) & pl.col("from_start") & pl.col("to_end")
+    ).select("device_id")
+    steady = devices.join(constant, on="device_id", how="semi")
+    codes = steady.get_column("device_id").cast(pl.Int64).to_numpy()
+    device_tier = np.full(count, default, dtype=np.int64)
+    device_suspended = np.zeros(count, dtype=bool)
+    device_tier[codes] = steady.select(tier_of(pl.col("gpu_model"))).to_series().to_numpy()
+    device_suspended[codes] = steady.get_column("suspended").fill_null(False).to_numpy()
+    tiers = np.tile(device_tier, policy.epoch_count)
+    suspended = np.tile(device_suspended, policy.epoch_count)
+    historic = devices.join(constant, on="device_id", how="anti")
+    if historic.is_empty():
+        return tiers, suspended
+    grid = historic.select("device_id").unique().join(_epochs(policy), how="cross")
+    meta = _metadata_at_epoch_start(grid, historic).with_columns(
+        key=pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64),
+        tier=tier_of(pl.col("gpu_model")),
     )
     keys = meta.get_column("key").to_numpy()
     tiers[keys] = meta.get_column("tier").to_numpy()
