@@ -1,8 +1,8 @@
 """`rewards demo`: the April 2024 story, end to end, on the embedded SQLite default.
 
-Simulates the fleet, serves it over real HTTP with faults on, ingests it, and shows the
-collapse at the forced upgrade in the online intervals. Later issues extend the story with
-snapshots, the proposed incident and the rerun.
+Simulates the fleet, serves it over real HTTP with faults on, ingests it, shows the
+collapse at the forced upgrade in the online intervals, the incident the outage detector
+proposes, and eligibility before and after an admin confirms it. Snapshots come next.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from rich.status import Status
 from rich.table import Table
 
 from jobs.ingest import JOB_IDS, pull_job
+from rewards.core.outages import DetectorSettings
 from rewards.core.policy import SeasonPolicy
 from rewards.services.database import open_database, upgrade
+from rewards.services.eligibility import compute_from_database
+from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals, write_parquet
 from rewards.services.runs import exclusive_run
@@ -120,6 +123,36 @@ def run_demo(
         moment = FORCED_UPGRADE + offset
         if moment < spec.start + timedelta(days=days):
             table.add_row(f"{moment:%Y-%m-%d %H:%M}", f"{online_at(intervals, moment):,}")
+    console.print(table)
+    proposals = detect(engine, policy, now=datetime.now(UTC), settings=DetectorSettings())
+    for incident in proposals:
+        console.print(
+            f"[bold]4.[/] the outage detector proposes [bold]{incident.id}[/]: "
+            f"{incident.start:%Y-%m-%d %H:%MZ} to {incident.end:%Y-%m-%d %H:%MZ} "
+            f"({incident.reason})",
+            highlight=False,
+        )
+    before, _ = compute_from_database(engine, policy)
+    drops = [i for i in proposals if i.source == "detector:fleet-drop"]
+    for incident in drops:
+        decide(engine, incident.id, status="confirmed", by="demo-admin", now=datetime.now(UTC))
+    after, _ = compute_from_database(engine, policy)
+    table = Table(
+        "epoch (UTC day)",
+        "eligible, no incident",
+        "eligible, incident confirmed",
+        title="Eligible GPUs per day (DESIGN 4)",
+    )
+    for epoch in range(4, min(days, 7)):
+        start = policy.start + timedelta(days=epoch)
+        counts = [
+            int(r.filter(pl.col("epoch") == epoch)["eligible"].sum()) for r in (before, after)
+        ]
+        table.add_row(f"{start:%Y-%m-%d}", f"{counts[0]:,}", f"{counts[1]:,}")
+    if drops:
+        console.print(
+            f"[bold]5.[/] confirmed {drops[0].id} as demo-admin (audited) and recomputed:"
+        )
     console.print(table)
     export = workdir / "intervals.parquet"
     write_parquet(intervals.select("device_id", "start", "end"), export)

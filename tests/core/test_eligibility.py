@@ -313,3 +313,43 @@ def test_an_epoch_with_no_eligible_device_pays_nothing_and_says_so() -> None:
     assert payouts.filter(pl.col("epoch") == EPOCH_25)["paid"].item() == P.pool_per_epoch
     quiet = payouts.filter(pl.col("epoch") == 0).to_dicts()[0]
     assert quiet["paid"] == 0 and quiet["note"] == "no eligible device: nothing paid"
+
+
+def test_metadata_is_taken_as_of_each_epoch_start() -> None:
+    from rewards.core import DEVICES
+
+    tiered = policy(tier_weights={"default": 1, "A100": 3, "H100": 5}, pool_per_epoch=800)
+    history = pl.DataFrame(
+        [
+            {
+                "device_id": "gpu-a",
+                "gpu_model": "A100",
+                "suspended": False,
+                "valid_from": None,
+                "valid_to": at("2024-04-25T12:00Z"),
+            },
+            {
+                "device_id": "gpu-a",
+                "gpu_model": "H100",
+                "suspended": False,
+                "valid_from": at("2024-04-25T12:00Z"),
+                "valid_to": at("2024-04-27T00:00Z"),
+            },
+        ],
+        schema=dict(DEVICES),
+    )
+    hb = concat(
+        day("gpu-a", "2024-04-25"),
+        day("gpu-a", "2024-04-26"),
+        day("gpu-b", "2024-04-25"),
+        day("gpu-b", "2024-04-26"),
+    )
+    results = device_epochs(online_intervals(hb, tiered), tiered, devices=history)
+    # the 25th starts under A100 (3:1), the 26th under H100 (5:1)
+    assert row(results, "gpu-a", EPOCH_25)["reward"] == 600
+    assert row(results, "gpu-a", EPOCH_25 + 1)["reward"] == 667  # 800*5/6 = 666.67
+    suspended = history.with_columns(suspended=pl.col("gpu_model") == "H100")
+    results = device_epochs(online_intervals(hb, tiered), tiered, devices=suspended)
+    assert row(results, "gpu-a", EPOCH_25)["reason"] == "ELIGIBLE"
+    assert row(results, "gpu-a", EPOCH_25 + 1)["reason"] == "SUSPENDED"
+    assert row(results, "gpu-b", EPOCH_25 + 1)["reward"] == 800
