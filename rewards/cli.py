@@ -434,6 +434,48 @@ def _decide(incident_id: str, status: str, by: str) -> None:
     out.print(f"incident {incident_id} {status}")
 
 
+@incidents_app.command("edit")
+def incidents_edit(
+    incident_id: str,
+    by: Actor,
+    start: Annotated[str | None, typer.Option(help="New RFC 3339 start.")] = None,
+    end: Annotated[str | None, typer.Option(help="New RFC 3339 end.")] = None,
+    deadline: Annotated[str | None, typer.Option(help="New recovery deadline, e.g. 48h.")] = None,
+    scope: Annotated[str | None, typer.Option(help="New JSON scope.")] = None,
+) -> None:
+    """Edit an incident's window, deadline or scope; it keeps its status (audited)."""
+    import json
+
+    from rewards.core.durations import parse_duration_us
+    from rewards.services.incidents import IncidentError, decide, list_incidents
+
+    changes: dict[str, object] = {}
+    try:
+        if start:
+            changes["start"] = _moment(start, "start")
+        if end:
+            changes["end"] = _moment(end, "end")
+        if deadline:
+            changes["recovery_deadline"] = timedelta(microseconds=parse_duration_us(deadline))
+        if scope:
+            changes["scope"] = json.loads(scope)
+    except (json.JSONDecodeError, ValueError) as exc:
+        fail(f"--scope or --deadline: {exc}")
+    if not changes:
+        fail("nothing to change: give --start, --end, --deadline or --scope")
+    engine = shell().engine()
+    current = {i.id: i.status for i in list_incidents(engine)}
+    if incident_id not in current:
+        fail(f"no incident {incident_id!r}")
+    try:
+        decide(
+            engine, incident_id, status=current[incident_id], by=by, now=utc_now(), changes=changes
+        )
+    except IncidentError as exc:
+        fail(str(exc))
+    out.print(f"incident {incident_id} edited")
+
+
 @incidents_app.command("confirm")
 def incidents_confirm(incident_id: str, by: Actor) -> None:
     """Confirm a proposed incident: from now on it credits downtime."""

@@ -116,8 +116,12 @@ def decide(
             raise IncidentError("end must be after start")
         incident.status, incident.decided_by, incident.updated_at = status, by, now
         session.add(incident)
-        action = {"confirmed": "incident.confirm", "dismissed": "incident.dismiss"}.get(
-            status, "incident.edit"
+        action = (
+            "incident.edit"
+            if before["status"] == status
+            else {"confirmed": "incident.confirm", "dismissed": "incident.dismiss"}.get(
+                status, "incident.edit"
+            )
         )
         audit.append(
             session,

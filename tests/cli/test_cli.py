@@ -128,5 +128,13 @@ def test_incident_commands_declare_list_and_refuse_bad_input(
     assert done.returncode == 0, done.stderr
     listed = rewards("incidents", "list", "--status", "confirmed", env=env)
     assert listed.stdout.startswith("apr-25\tconfirmed\t2024-04-25T08:05:00Z")
+    edited = rewards("incidents", "edit", "apr-25", "--deadline", "12h", "--by", "bob", env=env)
+    assert edited.returncode == 0, edited.stderr
+    listed = rewards("incidents", "list", env=env)
+    assert "\tconfirmed\t" in listed.stdout and "\t43200s\t" in listed.stdout
+    backwards = rewards(
+        "incidents", "edit", "apr-25", "--end", "2024-04-25T08:00:00Z", "--by", "bob", env=env
+    )
+    assert backwards.returncode == 2 and "end must be after start" in backwards.stderr
     missing = rewards("incidents", "confirm", "nope", "--by", "admin", env=env)
     assert missing.returncode == 2 and "no incident 'nope'" in missing.stderr

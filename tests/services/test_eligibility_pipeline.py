@@ -181,7 +181,7 @@ def test_dismissed_and_edited_incidents_are_audited_and_unknown_ones_refused(eng
     with unit_of_work(engine) as session:
         assert [(e.actor, e.action) for e in audit.entries(session, subject="x")] == [
             ("a", "incident.declare"),
-            ("b", "incident.confirm"),
+            ("b", "incident.edit"),
             ("c", "incident.dismiss"),
         ]
     with pytest.raises(IncidentError, match="no incident"):
