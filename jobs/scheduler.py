@@ -25,7 +25,7 @@ from jobs.ingest import (
 )
 from jobs.runner import run_recorded, utc_now
 from rewards.core.policy import SeasonPolicy
-from rewards.services.runs import hold_lease, process_identity, release
+from rewards.services.runs import RunContext, hold_lease, process_identity, release
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.scheduler")
@@ -42,50 +42,61 @@ def build_scheduler(
     """A scheduler with every job registered (not started)."""
     scheduler = BackgroundScheduler(timezone=UTC)
     lock_ttl = timedelta(seconds=settings.job_lock_s)
-    every = {"devices": settings.devices_every_s, "heartbeats": settings.heartbeats_every_s}
-    for stream in ("devices", "heartbeats"):
-        job_id = JOB_IDS[stream]
+
+    def register(
+        job_id: str,
+        body: Callable[[RunContext], None],
+        *,
+        every: timedelta,
+        name: str,
+        misfire_grace: timedelta,
+        start_now: bool,
+    ) -> None:
         scheduler.add_job(
             run_recorded,
             "interval",
-            seconds=every[stream],
-            args=[engine, job_id, pull_job(engine, settings, policy, stream, clock=clock)],
+            seconds=every.total_seconds(),
+            args=[engine, job_id, body],
             kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
             id=job_id,
-            name=f"pull {stream} from the uptime API",
+            name=name,
             replace_existing=True,
-            coalesce=True,  # a backlog of missed pulls is one pull: it reads until caught up
+            coalesce=True,  # a backlog of missed runs is one run: each catches up by itself
             max_instances=1,
-            # A pull that starts late is still useful; one more than a period late is replaced
-            # by the next one anyway.
-            misfire_grace_time=every[stream],
-            next_run_time=clock(),
+            misfire_grace_time=int(misfire_grace.total_seconds()),
+            **({"next_run_time": clock()} if start_now else {}),
         )
-    scheduler.add_job(
-        run_recorded,
-        "interval",
-        seconds=settings.outages_every_s,
-        args=[engine, OUTAGES_JOB_ID, outages_job(engine, settings, policy, clock=clock)],
-        kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
-        id=OUTAGES_JOB_ID,
+
+    # A pull that starts late is still useful; one more than a period late is replaced by
+    # the next one anyway.
+    for stream, seconds in (
+        ("devices", settings.devices_every_s),
+        ("heartbeats", settings.heartbeats_every_s),
+    ):
+        register(
+            JOB_IDS[stream],
+            pull_job(engine, settings, policy, stream, clock=clock),
+            every=timedelta(seconds=seconds),
+            name=f"pull {stream} from the uptime API",
+            misfire_grace=timedelta(seconds=seconds),
+            start_now=True,
+        )
+    register(
+        OUTAGES_JOB_ID,
+        outages_job(engine, settings, policy, clock=clock),
+        every=timedelta(seconds=settings.outages_every_s),
         name="propose incidents from fleet drops and failed pulls",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=settings.outages_every_s,
+        misfire_grace=timedelta(seconds=settings.outages_every_s),
+        start_now=False,
     )
-    scheduler.add_job(
-        run_recorded,
-        "interval",
-        hours=24,
-        args=[engine, RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)],
-        kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
-        id=RETENTION_JOB_ID,
+    # A day's prune may run hours late; it is not urgent.
+    register(
+        RETENTION_JOB_ID,
+        retention_job(engine, settings, clock=clock),
+        every=timedelta(days=1),
         name="drop raw heartbeats past the retention period",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=6 * 3600,  # a day's prune may run hours late; it is not urgent
+        misfire_grace=timedelta(hours=6),
+        start_now=False,
     )
     return scheduler
 
