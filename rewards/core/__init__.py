@@ -15,6 +15,7 @@ from rewards.core.frames import (
 )
 from rewards.core.incidents import IncidentScopeError, incident_versions
 from rewards.core.intervals import merge_intervals, online_intervals, unique_heartbeats
+from rewards.core.merkle import Payout, ProofStep, merkle_proof, merkle_root, verify_proof
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
 from rewards.core.versions import VersionError, version_key
@@ -29,7 +30,9 @@ __all__ = [
     "RESULTS",
     "FrameSchemaError",
     "IncidentScopeError",
+    "Payout",
     "PolicyError",
+    "ProofStep",
     "SeasonPolicy",
     "VersionError",
     "allocate",
@@ -41,9 +44,12 @@ __all__ = [
     "format_duration_us",
     "incident_versions",
     "merge_intervals",
+    "merkle_proof",
+    "merkle_root",
     "online_intervals",
     "parse_duration_us",
     "parse_policy",
     "unique_heartbeats",
+    "verify_proof",
     "version_key",
 ]
