@@ -236,3 +236,33 @@ def test_vectorized_core_equals_the_reference_and_pays_every_pool_exactly(  # ty
     paid = got.group_by("epoch").agg(pl.col("reward").sum(), pl.col("eligible").any())
     for epoch, total, any_eligible in paid.iter_rows():
         assert total == (P.pool_per_epoch if any_eligible else 0), epoch
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    runs=st.lists(run, max_size=8),
+    raw_incidents=st.lists(incident, min_size=1, max_size=3, unique_by=lambda i: i["incident_id"]),
+)
+def test_declaring_incidents_never_lowers_counted_time(runs, raw_incidents) -> None:  # type: ignore[no-untyped-def]
+    records = [r for chunk in runs for r in chunk]
+    heartbeats = pl.DataFrame(records, schema=dict(HEARTBEATS), orient="row")
+    incident_frame = pl.DataFrame(
+        [
+            {
+                **{k: i[k] for k in INCIDENTS if k != "end"},
+                "end": i["start"] + timedelta(minutes=i["length_min"]),
+            }
+            for i in raw_incidents
+        ],
+        schema=dict(INCIDENTS),
+    )
+    intervals = online_intervals(heartbeats, P)
+    counted = pl.sum_horizontal("online_s", "bridged_s", "credited_s")
+    without = device_epochs(intervals, P).select(counted.alias("c"))
+    declared = device_epochs(
+        intervals,
+        P,
+        incidents=incident_frame,
+        incident_versions=incident_versions(heartbeats, incident_frame),
+    ).select(counted.alias("c"))
+    assert (declared["c"] >= without["c"]).all()
