@@ -7,7 +7,6 @@ column, so a person can go and fix it. Nothing here computes anything.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import polars as pl
 
 from rewards.core.durations import parse_duration_us
 from rewards.core.frames import DEVICES, HEARTBEATS, INCIDENTS, TIME
+from rewards.core.times import parse_rfc3339, parse_rfc3339_series, rfc3339_problem
 from rewards.core.versions import VersionError, version_key
 
-_RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 _FORMATS = (".parquet", ".csv", ".ndjson", ".jsonl")
 
 
@@ -71,10 +70,8 @@ def _times(path: Path, frame: pl.DataFrame, column: str, *, nullable: bool = Fal
             return values.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
         return values.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     text = values.cast(pl.String, strict=False)
-    parsed = text.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
-    )
-    bad = parsed.is_null() | ~text.str.contains(_RFC3339).fill_null(False)
+    parsed = parse_rfc3339_series(text)
+    bad = parsed.is_null()
     if nullable:
         bad = bad & text.is_not_null() & (text != "")
     _first_bad(path, frame, bad, column, "not an RFC 3339 time with an offset")
@@ -142,13 +139,12 @@ def _incident(path: Path, index: int, item: Any) -> dict[str, Any] | None:
     moments = {}
     for field in ("start", "end"):
         value = item.get(field)
-        if not isinstance(value, str) or not re.match(_RFC3339, value):
-            raise InputError(f"{where}: field {field!r} must be an RFC 3339 time, got {value!r}")
-        moments[field] = pl.Series([value]).str.to_datetime(
-            "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
-        )[0]
-        if moments[field] is None:
-            raise InputError(f"{where}: field {field!r} is an impossible time: {value!r}")
+        if not isinstance(value, str) or (problem := rfc3339_problem(value)):
+            why = problem if isinstance(value, str) else "is not a string"
+            raise InputError(
+                f"{where}: field {field!r} must be an RFC 3339 time, got {value!r} (it {why})"
+            )
+        moments[field] = parse_rfc3339(value)
     if moments["end"] <= moments["start"]:
         raise InputError(f"{where}: 'end' must be after 'start'")
     try:

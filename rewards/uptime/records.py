@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,12 +15,10 @@ from typing import Any
 import polars as pl
 
 from rewards.core.frames import HEARTBEATS
+from rewards.core.times import parse_rfc3339, parse_rfc3339_series
 
 MAX_ID = 200
 MAX_INT = 2**63 - 1
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEARTBEAT_FIELDS = ("device_id", "observed_at", "boot_id", "agent_version")
 
@@ -66,16 +63,10 @@ def parse_time(name: str, value: Any) -> datetime | str:
     """An aware UTC datetime from an RFC 3339 string, or the reason it is not one."""
     if not isinstance(value, str):
         return f"field {name!r} must be an RFC 3339 string"
-    if not _RFC3339.match(value):
-        naive = _RFC3339.match(value + "Z")
-        if naive:
-            return f"field {name!r} has no UTC offset: {value[:40]!r}"
-        return f"field {name!r} is not an RFC 3339 time: {value[:40]!r}"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper())  # microseconds are the precision kept
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
-        return f"field {name!r} is an impossible time: {value[:40]!r}"
+        return parse_rfc3339(value)
+    except ValueError as problem:
+        return f"field {name!r} {problem}: {value[:40]!r}"
 
 
 def validate_heartbeats(
@@ -108,12 +99,8 @@ def validate_heartbeats(
             cols[name].append(record[name])
         kept.append(record)
     frame = pl.DataFrame(cols, schema=dict.fromkeys(_HEARTBEAT_FIELDS, pl.String))
-    parsed = frame.get_column("observed_at").str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False
-    )
-    limit = now + max_skew
-    strict_form = frame.get_column("observed_at").str.contains(_RFC3339.pattern)
-    good = (parsed.is_not_null() & strict_form & (parsed <= limit)).fill_null(False)
+    parsed = parse_rfc3339_series(frame.get_column("observed_at"))
+    good = (parsed <= now + max_skew).fill_null(False)
     if not good.all():
         for index in (~good).arg_true().to_list():
             record = kept[index]

@@ -88,3 +88,11 @@ def test_device_counts_beyond_64_bits_are_refused() -> None:
     clean, rejected = validate_devices([record, {**record, "gpu_count": 4}])
     assert [c["gpu_count"] for c in clean] == [4]
     assert "2^63-1" in rejected[0].reason
+
+
+def test_lower_case_t_and_z_are_rfc_3339_too() -> None:
+    frame, rejected = check({**GOOD, "observed_at": "2024-04-25t08:00:00.123456z"})
+    assert rejected == []
+    assert frame.get_column("observed_at").to_list() == [
+        datetime(2024, 4, 25, 8, 0, 0, 123456, tzinfo=UTC)
+    ]
