@@ -185,7 +185,7 @@ def sim_dump(
     bad_rate: BadRate = 0.0,
 ) -> None:
     """Write the heartbeats `sim serve` with the same arguments delivers, deduplicated."""
-    from rewards.services.intervals import write_parquet
+    from rewards.services.files import write_parquet
     from rewards.sim.fleet import delivered_heartbeats, delivery_log
 
     if out_file.suffix != ".parquet":

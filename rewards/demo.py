@@ -24,9 +24,10 @@ from rewards.core.outages import DetectorSettings
 from rewards.core.policy import SeasonPolicy
 from rewards.services.database import open_database, upgrade
 from rewards.services.eligibility import compute_from_database
+from rewards.services.files import write_parquet
 from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
-from rewards.services.intervals import stored_heartbeat_count, stored_intervals, write_parquet
+from rewards.services.intervals import stored_heartbeat_count, stored_intervals
 from rewards.services.runs import exclusive_run
 from rewards.settings import get_settings
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec

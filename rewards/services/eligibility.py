@@ -18,6 +18,7 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
+from rewards.services.files import write_atomically
 
 OUTPUT_COLUMNS = [
     "device_id",
@@ -63,18 +64,11 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"--out {out}: expected a .parquet or .csv file")
     table = results.select(OUTPUT_COLUMNS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        if out.suffix == ".parquet":
-            table.write_parquet(partial)
-        else:
-            table.with_columns(pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ")).write_csv(
-                partial
-            )
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    if out.suffix == ".parquet":
+        write_atomically(out, table.write_parquet)
+    else:
+        text = table.with_columns(pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ"))
+        write_atomically(out, text.write_csv)
 
 
 def compute_from_database(

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from rewards.core.frames import to_us
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import count_heartbeats, load_intervals, prune_heartbeats
+from rewards.services.files import write_parquet
 
 
 def stored_intervals(engine: Engine) -> pl.DataFrame:
@@ -23,17 +24,6 @@ def stored_heartbeat_count(engine: Engine) -> int:
     """How many distinct heartbeats are stored."""
     with unit_of_work(engine) as session:
         return count_heartbeats(session.connection())
-
-
-def write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write `frame` beside `path` and rename it into place: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        frame.write_parquet(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def export_intervals(engine: Engine, path: Path) -> int:
