@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 
 from rewards.settings import REPO_ROOT
 
@@ -40,8 +40,3 @@ def head_revision(url: str) -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-
-
-def has_tables(engine: Engine) -> bool:
-    """Whether the database has any of the engine's tables."""
-    return bool(inspect(engine).get_table_names())

@@ -115,13 +115,6 @@ def release(engine: Engine, *, name: str, holder: str) -> None:
         state.release_lease(session, name=name, holder=holder)
 
 
-def current_holder(engine: Engine, name: str, now: datetime) -> str | None:
-    """Who holds lease `name` now, if anyone."""
-    with unit_of_work(engine) as session:
-        held = state.lease(session, name)
-        return held.holder if held and held.expires_at > now else None
-
-
 def recent_runs(engine: Engine, limit: int) -> list[JobRun]:
     """The latest job runs, newest first."""
     with unit_of_work(engine) as session:
