@@ -90,6 +90,17 @@ class Databases:
         self.made.append(name)
         return create_pg_database(name, self._pg() if migrated else None)
 
+    def copy(self, url: str) -> str:
+        """A new database with the content of `url` (which must have no open connections)."""
+        self._count += 1
+        if url.startswith("sqlite"):
+            path = self.root / f"test-{self._count}.db"
+            shutil.copy(url.removeprefix("sqlite:///"), path)
+            return f"sqlite:///{path}"
+        name = f"rewards_test_{RUN}_{self._count}"
+        self.made.append(name)
+        return create_pg_database(name, url.rsplit("/", 1)[1])
+
     def _sqlite(self) -> Path:
         if self._sqlite_template is None:
             self._sqlite_template = self.root / "template.db"

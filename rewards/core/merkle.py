@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,33 @@ def verify_proof(payout: Payout, proof: list[ProofStep], root: str) -> bool:
         else:
             return False
     return current.hex() == root
+
+
+def proof_document(payouts: list[Payout], owner_id: str) -> dict[str, Any]:
+    """A self-contained proof: the leaf, the path and the root (the README's format)."""
+    leaf = next((p for p in payouts if p.owner_id == owner_id), None)
+    if leaf is None:
+        raise KeyError(f"no payout leaf for owner {owner_id!r}")
+    return {
+        "leaf": [leaf.owner_id, leaf.season, leaf.version, leaf.amount],
+        "proof": [{"side": s.side, "sibling": s.sibling} for s in merkle_proof(payouts, owner_id)],
+        "root": merkle_root(payouts),
+    }
+
+
+def check_proof_document(document: Mapping[str, Any], root: str | None = None) -> bool:
+    """Whether a proof document leads from its leaf to its root (or to `root` when given).
+
+    Anything malformed is simply not a valid proof.
+    """
+    try:
+        owner_id, season, version, amount = document["leaf"]
+        if not (isinstance(owner_id, str) and isinstance(season, str)):
+            return False
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (version, amount)):
+            return False
+        steps = [ProofStep(str(s["side"]), str(s["sibling"])) for s in document["proof"]]
+        expected = root if root is not None else str(document["root"])
+        return verify_proof(Payout(owner_id, season, version, amount), steps, expected)
+    except (KeyError, TypeError, ValueError):
+        return False

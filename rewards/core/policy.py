@@ -223,3 +223,8 @@ def check_policy(policy: SeasonPolicy) -> None:
             "season key 'end': the season must be a whole number of epochs "
             f"of {format_duration_us(policy.epoch_length_us)}"
         )
+    if policy.pool_per_epoch * policy.epoch_count > 2**63 - 1:
+        raise PolicyError(
+            "season key 'pool_per_epoch': the season's pools must sum to at most 2^63 - 1 "
+            "base units (amounts are stored as 64-bit integers)"
+        )

@@ -8,6 +8,8 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection
 
+_COPY_ROWS = 500_000
+
 
 def load_frame(connection: Connection, table: str, frame: pl.DataFrame) -> None:
     """Append `frame`'s rows to `table` (columns by name): COPY on PostgreSQL, a prepared
@@ -22,7 +24,8 @@ def load_frame(connection: Connection, table: str, frame: pl.DataFrame) -> None:
             raw.cursor() as cursor,
             cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
         ):
-            copy.write(frame.write_csv(include_header=False))
+            for chunk in frame.iter_slices(_COPY_ROWS):  # bounded memory for big frames
+                copy.write(chunk.write_csv(include_header=False))
         return
     marks = ", ".join("?" for _ in frame.columns)
     connection.exec_driver_sql(
@@ -39,6 +42,36 @@ def fetch_frame(
 
     rows = connection.execute(text(sql), dict(params)).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
+
+
+def read_frame(
+    connection: Connection, sql: str, params: Mapping[str, object], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """Like `fetch_frame`, for large results: on PostgreSQL the rows stream through
+    `COPY (query) TO STDOUT` as CSV straight into polars instead of one Python tuple per row.
+
+    `sql` uses :name parameters (bound by psycopg); schema columns may be strings,
+    integers, floats or booleans.
+    """
+    if connection.dialect.name != "postgresql":
+        return fetch_frame(connection, sql, params, schema)
+    import io
+    import re
+
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    query = re.sub(r"(?<!:):([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
+    buffer = io.BytesIO()
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", dict(params)) as copy,
+    ):
+        for block in copy:
+            buffer.write(block)
+    booleans = [c for c, t in schema.items() if t == pl.Boolean]
+    text_schema = {c: (pl.String() if c in booleans else t) for c, t in schema.items()}
+    frame = pl.read_csv(buffer.getvalue(), has_header=False, schema=text_schema)
+    return frame.with_columns(pl.col(c) == "t" for c in booleans)
 
 
 def insert_missing(connection: Connection, table: Any, key: str, rows: list[dict[str, Any]]) -> int:

@@ -13,9 +13,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 from sqlalchemy import insert, select
 from sqlmodel import Session, col
 
+from rewards.core.frames import TIME
 from rewards.db.bulk import insert_missing
 from rewards.db.tables import AuditEntry, Device, DeviceMetadata, Supplier
 
@@ -110,4 +112,31 @@ def device_history(session: Session, device_id: str) -> list[DeviceMetadata]:
             .where(col(DeviceMetadata.device_id) == device_id)
             .order_by(col(DeviceMetadata.valid_from))
         )
+    )
+
+
+def metadata_history(session: Session) -> pl.DataFrame:
+    """Every version of every device's metadata: device_id, owner_id, gpu_model, status,
+    valid_from, valid_to (typed query: no ORM objects, for fleets of 600k devices)."""
+    rows = session.execute(
+        select(
+            col(DeviceMetadata.device_id),
+            col(DeviceMetadata.owner_id),
+            col(DeviceMetadata.gpu_model),
+            col(DeviceMetadata.status),
+            col(DeviceMetadata.valid_from),
+            col(DeviceMetadata.valid_to),
+        )
+    ).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows],
+        orient="row",
+        schema={
+            "device_id": pl.String(),
+            "owner_id": pl.String(),
+            "gpu_model": pl.String(),
+            "status": pl.String(),
+            "valid_from": TIME,
+            "valid_to": TIME,
+        },
     )

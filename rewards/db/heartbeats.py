@@ -14,7 +14,7 @@ from sqlalchemy import Connection, text
 from rewards.core.frames import INTERVALS, TIME
 from rewards.core.intervals import merge_intervals, unique_heartbeats
 from rewards.core.policy import SeasonPolicy
-from rewards.db.bulk import fetch_frame, load_frame
+from rewards.db.bulk import fetch_frame, load_frame, read_frame
 
 _STAGE = {
     "hb_stage": "device_id TEXT, observed_at BIGINT, boot_id TEXT, agent_version TEXT",
@@ -114,7 +114,7 @@ def store_heartbeats(
 def load_intervals(connection: Connection) -> pl.DataFrame:
     """Every stored online interval as an INTERVALS frame, sorted by device_id, start."""
     columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
-    frame = fetch_frame(
+    frame = read_frame(
         connection,
         f"SELECT {columns} FROM online_intervals ORDER BY device_id, start",  # noqa: S608
         {},

@@ -9,9 +9,11 @@ import polars as pl
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from rewards.core.frames import DEVICES, INCIDENT_VERSIONS, INCIDENTS, TIME, to_us
+from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, TIME, to_us
+from rewards.core.snapshots import OWNERS
 from rewards.db.bulk import fetch_frame
-from rewards.db.tables import DeviceMetadata, Incident, JobRun
+from rewards.db.devices import metadata_history
+from rewards.db.tables import Incident, JobRun
 
 
 def incidents(session: Session, status: str | None = None) -> list[Incident]:
@@ -43,20 +45,19 @@ def incidents_frame(rows: list[Incident]) -> pl.DataFrame:
 
 def devices_frame(session: Session) -> pl.DataFrame:
     """The metadata history as a DEVICES frame (suspended: status 'suspended')."""
-    rows = session.scalars(select(DeviceMetadata)).all()
-    return pl.DataFrame(
-        [
-            {
-                "device_id": r.device_id,
-                "gpu_model": r.gpu_model,
-                "suspended": r.status == "suspended",
-                "valid_from": r.valid_from,
-                "valid_to": r.valid_to,
-            }
-            for r in rows
-        ],
-        schema=dict(DEVICES),
+    history = metadata_history(session)
+    return history.select(
+        "device_id",
+        "gpu_model",
+        (pl.col("status") == "suspended").alias("suspended"),
+        "valid_from",
+        "valid_to",
     )
+
+
+def owners_frame(session: Session) -> pl.DataFrame:
+    """The ownership history as an OWNERS frame."""
+    return metadata_history(session).select(list(OWNERS))
 
 
 def versions_at(session: Session, incidents: pl.DataFrame) -> pl.DataFrame:

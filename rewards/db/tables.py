@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from rewards.db.types import UTCDateTime
@@ -171,6 +183,102 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_time())
 
 
+class Snapshot(SQLModel, table=True):
+    """A version of a season's rewards over frozen inputs (DESIGN 5).
+
+    Drafts become published; publishing supersedes the previous one. The database refuses
+    any other change, and the deletion of anything but a draft (triggers, revision 0003).
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        UniqueConstraint("season", "version"),
+        Index(  # at most one published snapshot per season, whatever the code does
+            "ix_snapshots_one_published",
+            "season",
+            unique=True,
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    season: str = Field(max_length=80, index=True)
+    version: int = Field(sa_type=BigInteger)
+    status: str = Field(max_length=20)  # draft, published, superseded
+    epoch_first: int = Field(sa_type=BigInteger)
+    epoch_last: int = Field(sa_type=BigInteger)
+    policy: str = Field(sa_type=Text)  # the canonical policy JSON the rows were computed with
+    policy_hash: str = Field(max_length=64)
+    input_fingerprint: str = Field(max_length=64)
+    code_version: str = Field(max_length=ID)
+    trigger: str = Field(max_length=20)  # scheduled or manual
+    triggered_by: str = Field(max_length=ID)
+    reason: str = Field(sa_type=Text)
+    supersedes_id: int | None = Field(default=None, foreign_key="snapshots.id")
+    device_epoch_rows: int = Field(sa_type=BigInteger)
+    devices: int = Field(sa_type=BigInteger)
+    suppliers: int = Field(sa_type=BigInteger)
+    eligible_device_epochs: int = Field(sa_type=BigInteger)
+    total_pool: int = Field(sa_type=BigInteger)
+    total_paid: int = Field(sa_type=BigInteger)
+    total_unassigned: int = Field(sa_type=BigInteger)
+    content_hash: str = Field(max_length=64)
+    merkle_root: str = Field(max_length=64)
+    job_run_id: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime = Field(sa_column=_time())
+    published_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    published_by: str | None = Field(default=None, max_length=ID)
+
+
+def _snapshot_key() -> Column[int]:
+    return Column(Integer, ForeignKey("snapshots.id"), primary_key=True)
+
+
+class SnapshotRow(SQLModel, table=True):
+    """One device-epoch of a snapshot (columns of core.snapshots.SNAPSHOT_ROWS)."""
+
+    __tablename__ = "snapshot_rows"
+    snapshot_id: int = Field(sa_column=_snapshot_key())
+    device_id: str = Field(primary_key=True, max_length=ID)
+    epoch: int = Field(primary_key=True, sa_type=BigInteger)
+    owner_id: str | None = Field(default=None, max_length=ID)
+    online_s: float = Field(sa_type=Double)
+    bridged_s: float = Field(sa_type=Double)
+    credited_s: float = Field(sa_type=Double)
+    uptime_ratio: float = Field(sa_type=Double)
+    eligible: bool
+    reason: str = Field(max_length=40)
+    reward: int = Field(sa_type=BigInteger)
+    bridges_used: int = Field(sa_type=BigInteger)
+    bridges_denied: int = Field(sa_type=BigInteger)
+    shortfall_s: float = Field(sa_type=Double)
+    longest_uncounted_gap_s: float = Field(sa_type=Double)
+    crediting_incidents: str | None = Field(default=None, sa_type=Text)
+
+
+class SnapshotPayout(SQLModel, table=True):
+    """A supplier's payout in a snapshot: one Merkle leaf."""
+
+    __tablename__ = "snapshot_payouts"
+    snapshot_id: int = Field(sa_column=_snapshot_key())
+    owner_id: str = Field(primary_key=True, max_length=ID)
+    reward: int = Field(sa_type=BigInteger)
+    devices: int = Field(sa_type=BigInteger)
+    eligible_device_epochs: int = Field(sa_type=BigInteger)
+
+
+class SnapshotEpoch(SQLModel, table=True):
+    """How one epoch's pool was spent in a snapshot."""
+
+    __tablename__ = "snapshot_epochs"
+    snapshot_id: int = Field(sa_column=_snapshot_key())
+    epoch: int = Field(primary_key=True, sa_type=BigInteger)
+    pool: int = Field(sa_type=BigInteger)
+    paid: int = Field(sa_type=BigInteger)
+    unassigned: int = Field(sa_type=BigInteger)
+    eligible_devices: int = Field(sa_type=BigInteger)
+
+
 __all__ = [
     "AuditEntry",
     "Device",
@@ -182,6 +290,10 @@ __all__ = [
     "Lease",
     "OnlineInterval",
     "QuarantinedRecord",
+    "Snapshot",
+    "SnapshotEpoch",
+    "SnapshotPayout",
+    "SnapshotRow",
     "String",
     "Supplier",
     "metadata",

@@ -7,6 +7,7 @@ count; declaring or confirming one never lowers anyone's counted time (DESIGN 4.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,8 @@ from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import incidents, job_runs_frame
 from rewards.db.tables import Incident
 from rewards.inputs import InputError, parse_scope
+
+INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 
 
 class IncidentError(ValueError):
@@ -55,6 +58,11 @@ def declare(
     now: datetime,
 ) -> Incident:
     """An admin declares a confirmed incident."""
+    if not INCIDENT_ID.fullmatch(incident_id):
+        raise IncidentError(
+            f"incident id {incident_id!r}: use 1-80 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit"
+        )
     if end <= start:
         raise IncidentError("end must be after start")
     if recovery_deadline < timedelta(0):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ def exclusive_run(
     ttl: timedelta,
     holder: str | None = None,
 ) -> Iterator[RunContext]:
-    """Hold job `job_id`'s lock for the block and record the run (raises JobBusy)."""
-    holder = holder or process_identity()
+    """Hold job `job_id`'s lock for the block and record the run (raises JobBusy).
+
+    Each run holds the lock under its own name (host:pid/nonce), so two runs of one job
+    in one process exclude each other just as runs in two processes do.
+    """
+    holder = holder or f"{process_identity()}/{uuid.uuid4().hex[:8]}"
     name = f"job:{job_id}"
     with unit_of_work(engine) as session:
         if not state.try_acquire_lease(session, name=name, holder=holder, now=clock(), ttl=ttl):

@@ -48,6 +48,7 @@ def test_hash_is_equal_for_equal_policies_spelled_differently() -> None:
         ({"end": "2024-04-19T00:00:00Z"}, "'end'"),
         ({"pool_per_epoch": 10.5}, "'pool_per_epoch'"),
         ({"pool_per_epoch": "1000"}, "'pool_per_epoch'"),
+        ({"pool_per_epoch": 2**61}, "at most 2\\^63 - 1"),
         ({"min_uptime_ratio": "ninety"}, "'min_uptime_ratio'"),
         ({"min_uptime_ratio": 1.5}, "'min_uptime_ratio'"),
         ({"start": "2024-04-20T00:00:00"}, "no UTC offset"),

@@ -43,7 +43,7 @@ def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: P
         return len(
             query(
                 "SELECT id FROM job_runs WHERE holder LIKE :holder AND status = 'succeeded'",
-                holder=f"%:{process.pid}",
+                holder=f"%:{process.pid}/%",
             )
         )
 

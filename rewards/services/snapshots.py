@@ -1,0 +1,537 @@
+"""Use cases for snapshots (DESIGN 5): run, publish, diff, adjustments, export, prove.
+
+A run holds the season's lock (a database lease, so it works on SQLite and PostgreSQL and
+across processes), reads its inputs in one read transaction, computes with the pure core
+and writes the draft, its rows, payouts and epoch totals in one write transaction: a run
+killed at any point leaves nothing but its failed (or abandoned) job run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine
+
+import rewards.core
+from rewards.core import device_epochs
+from rewards.core.frames import TIME
+from rewards.core.merkle import leaf_hash, merkle_root, proof_document
+from rewards.core.policy import SeasonPolicy
+from rewards.core.snapshots import (
+    DiffSummary,
+    adjustments,
+    canonical_csv,
+    content_hash,
+    diff_rows,
+    diff_suppliers,
+    epoch_totals,
+    export_rows,
+    fingerprint,
+    payout_leaves,
+    reward_decimal,
+    snapshot_rows,
+    summarize,
+    supplier_totals,
+)
+from rewards.db import audit
+from rewards.db import snapshots as store
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_intervals
+from rewards.db.incidents import (
+    devices_frame,
+    incidents,
+    incidents_frame,
+    owners_frame,
+    versions_at,
+)
+from rewards.db.tables import Snapshot
+from rewards.services.runs import exclusive_run
+
+
+class SnapshotError(ValueError):
+    """A snapshot request cannot be done; the message says why."""
+
+
+def code_version() -> str:
+    """The engine's version, a digest of the rules' source (rewards/core) and the polars
+    version, so that a snapshot names the code that computed it."""
+    try:
+        package = version("ignition-rewards")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        package = "0+unknown"
+    digest = hashlib.sha256()
+    for path in sorted(Path(rewards.core.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{package}+core.{digest.hexdigest()[:12]} polars-{pl.__version__}"
+
+
+def label(snapshot: Snapshot) -> str:
+    """How people name a snapshot: <season>-v<version>."""
+    return f"{snapshot.season}-v{snapshot.version}"
+
+
+_REF = re.compile(r"(?:(?P<season>.+)-)?v(?P<version>\d+)|(?P<bare>\d+)")
+
+
+def resolve(engine: Engine, ref: str, default_season: str) -> Snapshot:
+    """The snapshot named `ref`: 'ignition-s2-v3', 'v3' or '3' (of the default season)."""
+    match = _REF.fullmatch(ref.strip())
+    if not match:
+        raise SnapshotError(f"snapshot {ref!r}: expected SEASON-vN, vN or N")
+    season = match.group("season") or default_season
+    number = int(match.group("version") or match.group("bare"))
+    with unit_of_work(engine) as session:
+        found = store.find(session, season, number)
+    if found is None:
+        raise SnapshotError(f"no snapshot {season}-v{number}")
+    return found
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a snapshot depends on, read in one transaction."""
+
+    intervals: pl.DataFrame
+    incidents: pl.DataFrame
+    versions: pl.DataFrame
+    devices: pl.DataFrame
+    owners: pl.DataFrame
+
+    def fingerprint(self) -> str:
+        return fingerprint(
+            {
+                "intervals": self.intervals,
+                "incidents": self.incidents,
+                "incident_versions": self.versions,
+                "devices": self.devices,
+                "owners": self.owners,
+            }
+        )
+
+
+def freeze_inputs(engine: Engine) -> Inputs:
+    """Read the inputs as of one moment: a repeatable-read transaction on PostgreSQL, a
+    read transaction (one WAL snapshot) on SQLite, so a concurrent ingest is either wholly
+    in or wholly out."""
+    from sqlmodel import Session
+
+    options: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with (
+        engine.connect().execution_options(**options) as connection,
+        connection.begin(),
+        Session(bind=connection) as session,
+    ):
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")  # pysqlite would not begin for reads
+        confirmed = incidents_frame(incidents(session, "confirmed"))
+        return Inputs(
+            intervals=load_intervals(connection),
+            incidents=confirmed,
+            versions=versions_at(session, confirmed),
+            devices=devices_frame(session),
+            owners=owners_frame(session),
+        )
+
+
+@dataclass
+class Stages:
+    """Seconds spent in each stage of a run, in order (for progress and the benchmark)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    on_stage: Callable[[str], None] | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.on_stage:
+            self.on_stage(name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    snapshot: Snapshot
+    created: bool  # False: the inputs are unchanged since `snapshot`, nothing was written
+
+
+def run_snapshot(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    epochs: range,
+    trigger: str,
+    triggered_by: str,
+    reason: str,
+    clock: Callable[[], datetime],
+    lock_ttl: timedelta,
+    force: bool = False,
+    stages: Stages | None = None,
+) -> RunOutcome:
+    """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError).
+
+    When the season's newest snapshot has the same inputs, policy, code and epochs, no new
+    version is made unless `force`: the answer would be the same bytes.
+    """
+    if not epochs:
+        raise SnapshotError(f"season {policy.season_id}: no epoch to snapshot yet")
+    stages = stages or Stages()
+    season = policy.season_id
+    with exclusive_run(
+        engine,
+        job_id=f"snapshot:{season}",
+        trigger=trigger,
+        clock=clock,
+        ttl=lock_ttl,
+    ) as context:
+        with stages.stage("read inputs"):
+            inputs = freeze_inputs(engine)
+        with stages.stage("fingerprint"):
+            prints = inputs.fingerprint()
+        identity = (prints, policy.policy_hash, code_version(), epochs.start, epochs.stop - 1)
+        with unit_of_work(engine) as session:
+            newest = store.latest(session, season)
+        if newest is not None and not force:
+            same = (
+                newest.input_fingerprint,
+                newest.policy_hash,
+                newest.code_version,
+                newest.epoch_first,
+                newest.epoch_last,
+            )
+            if same == identity:
+                return RunOutcome(newest, created=False)
+        context.renew()
+        with stages.stage("compute"):
+            results = device_epochs(
+                inputs.intervals,
+                policy,
+                incidents=inputs.incidents,
+                devices=inputs.devices,
+                incident_versions=inputs.versions,
+            )
+            rows = snapshot_rows(
+                results, inputs.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
+            )
+            suppliers = supplier_totals(rows)
+            totals = epoch_totals(rows, epochs, policy.pool_per_epoch)
+        with stages.stage("hash and merkle root"):
+            digest = content_hash(canonical_csv(rows, policy.token_decimals))
+        context.renew()
+        with stages.stage("write"), unit_of_work(engine) as session:
+            number = store.next_version(session, season)
+            root = merkle_root(payout_leaves(suppliers, season, number))
+            previous = store.published(session, season)
+            header = Snapshot(
+                season=season,
+                version=number,
+                status="draft",
+                epoch_first=epochs.start,
+                epoch_last=epochs.stop - 1,
+                policy=json.dumps(policy.canonical(), sort_keys=True),
+                policy_hash=policy.policy_hash,
+                input_fingerprint=prints,
+                code_version=identity[2],
+                trigger=trigger,
+                triggered_by=triggered_by,
+                reason=reason,
+                supersedes_id=previous.id if previous else None,
+                device_epoch_rows=rows.height,
+                devices=rows.get_column("device_id").n_unique(),
+                suppliers=suppliers.height,
+                eligible_device_epochs=int(rows.get_column("eligible").sum()),
+                total_pool=policy.pool_per_epoch * len(epochs),
+                total_paid=int(totals.get_column("paid").sum()),
+                total_unassigned=int(totals.get_column("unassigned").sum()),
+                content_hash=digest,
+                merkle_root=root,
+                job_run_id=context.run_id,
+                created_at=clock(),
+            )
+            store.insert(session, header, rows, suppliers, totals)
+            context.stored = rows.height
+    return RunOutcome(header, created=True)
+
+
+def publish(
+    engine: Engine,
+    snapshot: Snapshot,
+    *,
+    by: str,
+    clock: Callable[[], datetime],
+    lock_ttl: timedelta,
+) -> Snapshot | None:
+    """Make a draft the season's published snapshot; returns the one it superseded."""
+    if snapshot.status != "draft":
+        raise SnapshotError(
+            f"{label(snapshot)} is {snapshot.status}: only a draft can be published"
+        )
+    with (
+        exclusive_run(
+            engine,
+            job_id=f"snapshot:{snapshot.season}",
+            trigger="publish",
+            clock=clock,
+            ttl=lock_ttl,
+        ),
+        unit_of_work(engine) as session,
+    ):
+        current = session.get(Snapshot, snapshot.id)
+        if current is None or current.status != "draft":
+            raise SnapshotError(f"{label(snapshot)} is no longer a draft")
+        previous = store.mark_published(session, current, by=by, now=clock())
+        audit.append(
+            session,
+            now=clock(),
+            actor=by,
+            action="snapshot.publish",
+            subject=label(snapshot),
+            details={
+                "content_hash": snapshot.content_hash,
+                "merkle_root": snapshot.merkle_root,
+                "supersedes": label(previous) if previous else None,
+            },
+        )
+    return previous
+
+
+def list_snapshots(engine: Engine, season: str | None = None) -> list[Snapshot]:
+    with unit_of_work(engine) as session:
+        return store.listing(session, season)
+
+
+def _policy_of(snapshot: Snapshot) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads(snapshot.policy)
+    return policy
+
+
+def stored_rows(engine: Engine, snapshot: Snapshot) -> pl.DataFrame:
+    """The snapshot's rows as SNAPSHOT_ROWS (epoch_start restored from its policy)."""
+    assert snapshot.id is not None
+    with engine.connect() as connection:
+        rows = store.read_rows(connection, snapshot.id)
+    policy = _policy_of(snapshot)
+    start = datetime.fromisoformat(policy["start"].replace("Z", "+00:00"))
+    from rewards.core.durations import parse_duration_us
+
+    length = parse_duration_us(policy["epoch_length"])
+    return rows.with_columns(
+        epoch_start=pl.lit(start).cast(TIME) + pl.duration(microseconds=pl.col("epoch") * length)
+    ).select(
+        "device_id",
+        "epoch",
+        "epoch_start",
+        *[c for c in rows.columns if c not in ("device_id", "epoch")],
+    )
+
+
+def stored_suppliers(engine: Engine, snapshot: Snapshot) -> pl.DataFrame:
+    assert snapshot.id is not None
+    with engine.connect() as connection:
+        return store.read_suppliers(connection, snapshot.id)
+
+
+def stored_epochs(engine: Engine, snapshot: Snapshot) -> pl.DataFrame:
+    assert snapshot.id is not None
+    with engine.connect() as connection:
+        return store.read_epochs(connection, snapshot.id)
+
+
+@dataclass(frozen=True)
+class Diff:
+    before: Snapshot
+    after: Snapshot
+    rows: pl.DataFrame  # per device-epoch that changed
+    suppliers: pl.DataFrame  # per supplier whose reward changed
+    summary: DiffSummary
+
+
+def diff(engine: Engine, before: Snapshot, after: Snapshot) -> Diff:
+    """What changed from `before` to `after` (two snapshots of one season)."""
+    if before.season != after.season:
+        raise SnapshotError(
+            f"{label(before)} and {label(after)} are of different seasons: nothing to compare"
+        )
+    rows = diff_rows(stored_rows(engine, before), stored_rows(engine, after))
+    suppliers = diff_suppliers(stored_suppliers(engine, before), stored_suppliers(engine, after))
+    return Diff(before, after, rows, suppliers, summarize(rows, suppliers))
+
+
+def settle(engine: Engine, paid: Snapshot, due: Snapshot) -> pl.DataFrame:
+    """Finance's adjustments when published `due` replaces published `paid`."""
+    for snapshot in (paid, due):
+        if snapshot.status == "draft":
+            raise SnapshotError(
+                f"{label(snapshot)} is a draft: adjustments are between published snapshots"
+            )
+    if paid.season != due.season:
+        raise SnapshotError(f"{label(paid)} and {label(due)} are of different seasons")
+    return adjustments(stored_suppliers(engine, paid), stored_suppliers(engine, due))
+
+
+def write_tables(
+    frame: pl.DataFrame, directory: Path, name: str, decimals: int, amounts: list[str]
+) -> None:
+    """`frame` as NAME.csv and NAME.parquet in `directory`, with a decimal column beside
+    each amount column."""
+    extra = [reward_decimal(c, decimals).alias(f"{c}_decimal") for c in amounts]
+    table = frame.with_columns(extra)
+    table.write_csv(directory / f"{name}.csv")
+    table.write_parquet(directory / f"{name}.parquet")
+
+
+@contextmanager
+def fresh_directory(out: Path) -> Iterator[Path]:
+    """A temporary directory renamed to `out` when the block succeeds; `out` must not
+    exist yet (or be empty), so an export is whole or absent, never half-written."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SnapshotError(f"{out} already exists and is not empty: choose a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield partial
+        if out.exists():
+            out.rmdir()
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
+    """Write the finance export of `snapshot` to directory `out`; returns the manifest.
+
+    device_epochs.csv is the canonical export: its SHA-256 is the snapshot's content hash,
+    checked here before anything is written.
+    """
+    policy = _policy_of(snapshot)
+    decimals = int(policy["token_decimals"])
+    rows = stored_rows(engine, snapshot)
+    data = canonical_csv(rows, decimals)
+    if content_hash(data) != snapshot.content_hash:
+        raise SnapshotError(
+            f"{label(snapshot)}: the stored rows do not hash to the snapshot's content hash "
+            f"({content_hash(data)} != {snapshot.content_hash}); not exporting"
+        )
+    suppliers = stored_suppliers(engine, snapshot)
+    totals = stored_epochs(engine, snapshot)
+    leaves = payout_leaves(suppliers, snapshot.season, snapshot.version)
+    if merkle_root(leaves) != snapshot.merkle_root:
+        raise SnapshotError(f"{label(snapshot)}: the stored payouts do not match the Merkle root")
+    with fresh_directory(out) as directory:
+        (directory / "device_epochs.csv").write_bytes(data)
+        export_rows(rows, decimals).write_parquet(directory / "device_epochs.parquet")
+        with_leaves = suppliers.with_columns(
+            leaf_hash=pl.Series([leaf_hash(leaf).hex() for leaf in leaves], dtype=pl.String)
+        )
+        write_tables(with_leaves, directory, "suppliers", decimals, ["reward"])
+        files = {
+            path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+            for path in sorted(directory.iterdir())
+        }
+        manifest = {
+            "snapshot": label(snapshot),
+            "season": snapshot.season,
+            "version": snapshot.version,
+            "status": snapshot.status,
+            "epochs": [snapshot.epoch_first, snapshot.epoch_last],
+            "policy_hash": snapshot.policy_hash,
+            "policy": policy,
+            "input_fingerprint": snapshot.input_fingerprint,
+            "code_version": snapshot.code_version,
+            "content_hash": snapshot.content_hash,
+            "merkle_root": snapshot.merkle_root,
+            "token_decimals": decimals,
+            "rows": {"device_epochs": rows.height, "suppliers": suppliers.height},
+            "totals": {
+                "pool": snapshot.total_pool,
+                "paid": snapshot.total_paid,
+                "paid_to_suppliers": int(suppliers.get_column("reward").sum()),
+                "unassigned": snapshot.total_unassigned,
+            },
+            "epochs_totals": totals.to_dicts(),
+            "files": files,
+        }
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def verify_export(directory: Path) -> list[str]:
+    """Problems found checking an export against its manifest (none: it verifies).
+
+    Checks every file's SHA-256 and size, that device_epochs.csv hashes to the content
+    hash, that each epoch's paid + nothing else reconciles with its pool, and that the
+    suppliers' leaves give the Merkle root.
+    """
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        return [f"manifest.json: {exc}"]
+    problems = []
+    for name, expected in manifest["files"].items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif _sha256(path) != expected["sha256"] or path.stat().st_size != expected["bytes"]:
+            problems.append(f"{name}: SHA-256 or size differs from the manifest")
+    if problems:
+        return problems
+    if manifest["files"]["device_epochs.csv"]["sha256"] != manifest["content_hash"]:
+        problems.append("device_epochs.csv: does not hash to the snapshot's content hash")
+    for epoch in manifest["epochs_totals"]:
+        if epoch["eligible_devices"] and epoch["paid"] != epoch["pool"]:
+            problems.append(f"epoch {epoch['epoch']}: paid {epoch['paid']} != pool {epoch['pool']}")
+    rows = pl.read_parquet(directory / "device_epochs.parquet")
+    paid = dict(rows.group_by("epoch").agg(pl.col("reward").sum()).iter_rows())
+    listed = {e["epoch"]: e["paid"] for e in manifest["epochs_totals"]}
+    if {epoch: paid.get(epoch, 0) for epoch in listed} != listed or not set(paid) <= set(listed):
+        problems.append("device_epochs: rewards per epoch differ from the manifest's totals")
+    suppliers = pl.read_parquet(directory / "suppliers.parquet")
+    leaves = payout_leaves(suppliers, manifest["season"], manifest["version"])
+    if merkle_root(leaves) != manifest["merkle_root"]:
+        problems.append("suppliers: the payouts do not give the manifest's Merkle root")
+    if int(suppliers.get_column("reward").sum()) != manifest["totals"]["paid_to_suppliers"]:
+        problems.append("suppliers: rewards do not sum to the manifest's total")
+    return problems
+
+
+def proof(engine: Engine, snapshot: Snapshot, owner_id: str) -> dict[str, Any]:
+    """The Merkle proof of `owner_id`'s payout in `snapshot` (SnapshotError if none)."""
+    suppliers = stored_suppliers(engine, snapshot)
+    leaves = payout_leaves(suppliers, snapshot.season, snapshot.version)
+    try:
+        document = proof_document(leaves, owner_id)
+    except KeyError:
+        raise SnapshotError(f"{label(snapshot)} has no payout for supplier {owner_id!r}") from None
+    decimals = int(_policy_of(snapshot)["token_decimals"])
+    amount = pl.DataFrame({"a": [document["leaf"][3]]}, schema={"a": pl.Int64})
+    return {
+        "snapshot": label(snapshot),
+        "status": snapshot.status,
+        "amount_decimal": amount.select(reward_decimal("a", decimals)).item(),
+        **document,
+    }

@@ -1,0 +1,263 @@
+"""A snapshot's content: owners at epoch start, canonical bytes, totals, fingerprint, diff."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rewards.core import device_epochs, online_intervals
+from rewards.core.frames import TIME
+from rewards.core.merkle import merkle_proof, merkle_root, verify_proof
+from rewards.core.snapshots import (
+    OWNERS,
+    adjustments,
+    canonical_csv,
+    content_hash,
+    diff_rows,
+    diff_suppliers,
+    epoch_totals,
+    fingerprint,
+    owners_at_epochs,
+    payout_leaves,
+    reward_decimal,
+    snapshot_rows,
+    summarize,
+    supplier_totals,
+)
+from tests.builders import at, concat, heartbeats, policy
+
+DAY_US = 86_400_000_000
+
+
+def owners(*rows: tuple[str, str, str | None, str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "device_id": d,
+                "owner_id": o,
+                "valid_from": at(f) if f else None,
+                "valid_to": at(t) if t else None,
+            }
+            for d, o, f, t in rows
+        ],
+        schema=dict(OWNERS),
+    )
+
+
+def grid(*rows: tuple[str, str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"device_id": [d for d, _ in rows], "epoch_start": [at(s) for _, s in rows]},
+        schema={"device_id": pl.String(), "epoch_start": TIME},
+    )
+
+
+def test_owner_is_the_one_of_record_at_the_epoch_start() -> None:
+    history = owners(
+        ("gpu-1", "alice", "2024-04-01T00:00Z", "2024-04-22T12:00Z"),
+        ("gpu-1", "bob", "2024-04-22T12:00Z", None),
+        ("gpu-2", "carol", "2024-04-23T06:00Z", None),  # registered during epoch 3
+    )
+    found = owners_at_epochs(
+        grid(
+            ("gpu-1", "2024-04-22T00:00Z"),
+            ("gpu-1", "2024-04-23T00:00Z"),
+            ("gpu-2", "2024-04-22T00:00Z"),
+            ("gpu-2", "2024-04-23T00:00Z"),
+            ("gpu-2", "2024-04-24T00:00Z"),
+            ("gpu-3", "2024-04-24T00:00Z"),
+        ),
+        history,
+        DAY_US,
+    )
+    # the change at noon belongs to the next epoch; gpu-2 joins carol in its first epoch
+    assert found.to_list() == ["alice", "bob", None, "carol", "carol", None]
+
+
+def _fleet() -> tuple[pl.DataFrame, pl.DataFrame]:
+    p = policy()
+    beats = concat(
+        heartbeats("gpu-a", start="2024-04-20T00:00Z", every="60s", n=60 * 24 * 3),
+        heartbeats("gpu-b", start="2024-04-20T00:00Z", every="60s", n=60 * 24 * 2),
+        heartbeats("gpu-c", start="2024-04-21T00:00Z", every="60s", n=60 * 24 * 2),
+        heartbeats("gpu-d", start="2024-04-20T00:00Z", every="60s", n=60 * 24),
+    )
+    results = device_epochs(online_intervals(beats, p), p)
+    history = owners(
+        ("gpu-a", "alice", None, None),
+        ("gpu-b", "bob", None, None),
+        ("gpu-c", "alice", None, None),
+    )  # gpu-d has no owner
+    return results, history
+
+
+def test_rows_totals_and_pools_reconcile_exactly() -> None:
+    p = policy()
+    results, history = _fleet()
+    rows = snapshot_rows(results, history, epochs=range(7), epoch_length_us=p.epoch_length_us)
+    assert rows.height == 4 * 7
+    suppliers = supplier_totals(rows)
+    totals = epoch_totals(rows, range(7), p.pool_per_epoch)
+    paid = totals.filter(pl.col("eligible_devices") > 0)
+    assert (paid.get_column("paid") == p.pool_per_epoch).all()
+    assert totals.get_column("paid").sum() == rows.get_column("reward").sum()
+    assert suppliers.get_column("reward").sum() + totals.get_column("unassigned").sum() == (
+        totals.get_column("paid").sum()
+    )
+    assert totals.row(0, named=True)["unassigned"] > 0  # gpu-d shares epoch 0
+    assert suppliers.get_column("owner_id").to_list() == ["alice", "bob"]
+    assert suppliers.row(0, named=True)["devices"] == 2
+
+
+def test_epoch_range_keeps_only_those_epochs() -> None:
+    p = policy()
+    results, history = _fleet()
+    rows = snapshot_rows(results, history, epochs=range(2, 4), epoch_length_us=p.epoch_length_us)
+    assert sorted(set(rows.get_column("epoch").to_list())) == [2, 3]
+
+
+def test_same_inputs_in_any_order_give_the_same_bytes_hash_and_root() -> None:
+    p = policy()
+    results, history = _fleet()
+    shuffled = results.sample(fraction=1.0, shuffle=True, seed=3)
+    rows_a = snapshot_rows(results, history, epochs=range(7), epoch_length_us=p.epoch_length_us)
+    rows_b = snapshot_rows(
+        shuffled, history.reverse(), epochs=range(7), epoch_length_us=p.epoch_length_us
+    )
+    assert canonical_csv(rows_a, 6) == canonical_csv(rows_b, 6)
+    assert content_hash(canonical_csv(rows_a, 6)) == content_hash(canonical_csv(rows_b, 6))
+    leaves_a = payout_leaves(supplier_totals(rows_a), "test", 1)
+    leaves_b = payout_leaves(supplier_totals(rows_b), "test", 1)
+    assert merkle_root(leaves_a) == merkle_root(leaves_b)
+    header = canonical_csv(rows_a, 6).split(b"\n")[0].decode()
+    assert header.startswith("device_id,epoch,epoch_start,owner_id,")
+    assert b"2024-04-20T00:00:00Z" in canonical_csv(rows_a, 6)
+
+
+def test_every_supplier_proof_verifies_and_a_tampered_one_does_not() -> None:
+    p = policy()
+    results, history = _fleet()
+    rows = snapshot_rows(results, history, epochs=range(7), epoch_length_us=p.epoch_length_us)
+    leaves = payout_leaves(supplier_totals(rows), "test", 2)
+    root = merkle_root(leaves)
+    for leaf in leaves:
+        assert verify_proof(leaf, merkle_proof(leaves, leaf.owner_id), root)
+    alice = leaves[0]
+    proof = merkle_proof(leaves, alice.owner_id)
+    more = type(alice)(alice.owner_id, alice.season, alice.version, alice.amount + 1)
+    assert not verify_proof(more, proof, root)
+    older = type(alice)(alice.owner_id, alice.season, 1, alice.amount)
+    assert not verify_proof(older, proof, root)
+
+
+def test_fingerprint_ignores_row_order_but_not_content() -> None:
+    frame = pl.DataFrame(
+        {
+            "device_id": ["a", "b", None],
+            "start": [at("2024-04-20T00:00Z"), at("2024-04-21T00:00Z"), None],
+            "ids": [["x", "y"], [], None],
+            "flag": [True, False, None],
+        },
+        schema={
+            "device_id": pl.String(),
+            "start": TIME,
+            "ids": pl.List(pl.String()),
+            "flag": pl.Boolean(),
+        },
+    )
+    base = fingerprint({"f": frame, "g": frame.head(1)})
+    assert fingerprint({"g": frame.head(1), "f": frame.reverse()}) == base
+    changed = frame.with_columns(
+        pl.when(pl.col("device_id") == "a").then(pl.lit("ab")).otherwise("device_id")
+    )
+    assert fingerprint({"f": changed, "g": frame.head(1)}) != base
+    # the same characters split differently between rows are a different input
+    split = frame.with_columns(pl.Series("device_id", ["ab", "", None]))
+    resplit = frame.with_columns(pl.Series("device_id", ["a", "b", None]))
+    assert fingerprint({"f": split}) != fingerprint({"f": resplit})
+    assert fingerprint({"f": frame}) != fingerprint({"renamed": frame})
+
+
+@pytest.mark.parametrize(
+    ("units", "decimals", "text"),
+    [
+        (0, 6, "0.000000"),
+        (5, 6, "0.000005"),
+        (1_234_567, 6, "1.234567"),
+        (-1_500_000, 6, "-1.500000"),
+        (66_666_666_667, 6, "66666.666667"),
+        (42, 0, "42"),
+    ],
+)
+def test_reward_decimal_is_exact(units: int, decimals: int, text: str) -> None:
+    frame = pl.DataFrame({"r": [units]}, schema={"r": pl.Int64})
+    assert frame.select(reward_decimal("r", decimals)).item() == text
+
+
+def _random_rows(rng: random.Random, devices: int, tag: str) -> pl.DataFrame:
+    records = []
+    for d in range(devices):
+        for epoch in range(3):
+            if rng.random() < 0.1:
+                continue  # absent from this snapshot
+            eligible = rng.random() < 0.6
+            records.append(
+                {
+                    "device_id": f"gpu-{d}",
+                    "epoch": epoch,
+                    "owner_id": f"owner-{rng.randrange(4)}" if rng.random() < 0.9 else None,
+                    "eligible": eligible,
+                    "reason": "ELIGIBLE" if eligible else "BELOW_MIN_UPTIME",
+                    "reward": rng.randrange(1, 100) if eligible else 0,
+                    "uptime_ratio": 0.5,
+                    "tag": tag,
+                }
+            )
+    return pl.DataFrame(records)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), devices=st.integers(0, 12))
+def test_diff_agrees_with_the_two_snapshots_row_by_row(seed: int, devices: int) -> None:
+    rng = random.Random(seed)
+    before, after = _random_rows(rng, devices, "a"), _random_rows(rng, devices, "b")
+    if before.is_empty() or after.is_empty():
+        return
+    rows = diff_rows(before, after)
+    a = {(r["device_id"], r["epoch"]): r for r in before.iter_rows(named=True)}
+    b = {(r["device_id"], r["epoch"]): r for r in after.iter_rows(named=True)}
+    expected = set()
+    for key in a.keys() | b.keys():
+        ra, rb = a.get(key), b.get(key)
+        ea, eb = bool(ra and ra["eligible"]), bool(rb and rb["eligible"])
+        wa, wb = (ra["reward"] if ra else 0), (rb["reward"] if rb else 0)
+        oa, ob = (ra["owner_id"] if ra else None), (rb["owner_id"] if rb else None)
+        if ea != eb or wa != wb or oa != ob:
+            expected.add((key, wb - wa))
+    assert {((r["device_id"], r["epoch"]), r["delta"]) for r in rows.iter_rows(named=True)} == (
+        expected
+    )
+
+    sa, sb = supplier_totals(_complete(before)), supplier_totals(_complete(after))
+    suppliers = diff_suppliers(sa, sb)
+    paid = dict(sa.select("owner_id", "reward").iter_rows())
+    due = dict(sb.select("owner_id", "reward").iter_rows())
+    for owner in paid.keys() | due.keys():
+        delta = due.get(owner, 0) - paid.get(owner, 0)
+        found = suppliers.filter(pl.col("owner_id") == owner)
+        assert found.height == (1 if delta else 0)
+        if delta:
+            assert found.item(0, "delta") == delta
+    settled = adjustments(sa, sb)
+    assert settled.get_column("adjustment").sum() == sum(due.values()) - sum(paid.values())
+    assert set(settled.get_column("direction")) <= {"owed", "overpaid"}
+    summary = summarize(rows, suppliers)
+    assert summary.moved == sum(d for d in suppliers.get_column("delta") if d > 0)
+    assert summary.device_epochs_changed == len(expected)
+
+
+def _complete(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.with_columns(pl.col("reward").cast(pl.Int64))
