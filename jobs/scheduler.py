@@ -24,6 +24,7 @@ from jobs.ingest import (
     retention_job,
 )
 from jobs.runner import run_recorded, utc_now
+from jobs.snapshots import SNAPSHOT_JOB_ID, snapshot_job
 from rewards.core.policy import SeasonPolicy
 from rewards.services.runs import RunContext, hold_lease, process_identity, release
 from rewards.settings import Settings
@@ -88,6 +89,18 @@ def build_scheduler(
         name="propose incidents from fleet drops and failed pulls",
         misfire_grace=timedelta(seconds=settings.outages_every_s),
         start_now=False,
+    )
+    # The snapshot job takes the season's own lock and records its own run.
+    scheduler.add_job(
+        snapshot_job(engine, settings, policy, clock=clock),
+        "interval",
+        seconds=settings.snapshots_every_s,
+        id=SNAPSHOT_JOB_ID,
+        name="snapshot the season after each epoch settles",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=settings.snapshots_every_s,
     )
     # A day's prune may run hours late; it is not urgent.
     register(

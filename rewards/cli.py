@@ -4,6 +4,7 @@ settings, 3 another process holds the job."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
+    from rewards.db.tables import Snapshot
     from rewards.services.ingest import IngestReport
     from rewards.sim.fleet import FleetSpec
 
@@ -36,11 +38,15 @@ sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
 intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
 eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
 incidents_app = typer.Typer(no_args_is_help=True, help="Incidents: declare, detect, decide.")
+snapshot_app = typer.Typer(
+    no_args_is_help=True, help="Reward snapshots: run, publish, diff, export, prove."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(intervals_app, name="intervals")
 app.add_typer(eligibility_app, name="eligibility")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(snapshot_app, name="snapshot")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -488,6 +494,304 @@ def incidents_dismiss(incident_id: str, by: Actor) -> None:
     _decide(incident_id, "dismissed", by)
 
 
+SnapshotRef = Annotated[
+    str, typer.Argument(help="SEASON-vN, or vN / N of the configured season.", show_default=False)
+]
+
+
+def _snapshot(engine: Engine, ref: str, season: str) -> Snapshot:
+    from rewards.services.snapshots import SnapshotError, resolve
+
+    try:
+        return resolve(engine, ref, season)
+    except SnapshotError as exc:
+        fail(str(exc))
+
+
+def _season_shell(season: str | None) -> Shell:
+    from rewards.seasons import load_policy
+
+    sh = shell()
+    if season is None or season == sh.policy.season_id:
+        return sh
+    path = sh.settings.season_file.with_name(f"{season}.toml")
+    try:
+        return Shell(sh.settings, load_policy(path))
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+@snapshot_app.command("run")
+def snapshot_run(
+    by: Annotated[str, typer.Option("--by", help="Who is running it (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded), e.g. 'incident confirmed'.")],
+    season: Annotated[str | None, typer.Option(help="Season ID (default: configured).")] = None,
+    epochs: Annotated[
+        str | None,
+        typer.Option(help="A:B, both included (default: every epoch closed and settled)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make a new version even if nothing changed.")
+    ] = False,
+) -> None:
+    """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
+    from rewards.console import print_snapshot
+    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, Stages, label, run_snapshot
+
+    sh = _season_shell(season)
+    policy = sh.policy
+    try:
+        chosen = (
+            parse_epoch_range(epochs, policy.epoch_count)
+            if epochs
+            else closed_epochs(policy, utc_now(), sh.settings.snapshot_settlement_s * 1_000_000)
+        )
+    except ValueError as exc:
+        fail(f"--epochs {exc}")
+    engine = sh.engine()
+    stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
+    try:
+        outcome = run_snapshot(
+            engine,
+            policy,
+            epochs=chosen,
+            trigger="manual",
+            triggered_by=by,
+            reason=reason,
+            clock=utc_now,
+            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            force=force,
+            stages=stages,
+        )
+    except JobBusy as busy:
+        fail(str(busy), 3)
+    except SnapshotError as exc:
+        fail(str(exc))
+    snap = outcome.snapshot
+    if not outcome.created:
+        out.print(
+            f"inputs, policy and code unchanged since {label(snap)} ({snap.status}): "
+            "no new version (use --force to make one anyway)",
+            highlight=False,
+        )
+        return
+    print_snapshot(snap, out)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in stages.seconds.items())
+    err.print(f"took {timings}", highlight=False)
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    season: Annotated[str | None, typer.Option(help="Only this season.")] = None,
+) -> None:
+    """Snapshots, newest first: version, status, epochs, totals, root."""
+    from rewards.services.snapshots import label, list_snapshots
+
+    headers = ("snapshot", "status", "epochs", "created", "paid", "suppliers", "merkle_root")
+    typer.echo("\t".join(headers))
+    for snap in list_snapshots(shell().engine(), season):
+        row = (
+            label(snap),
+            snap.status,
+            f"{snap.epoch_first}-{snap.epoch_last}",
+            f"{snap.created_at:%F %T}",
+            str(snap.total_paid),
+            str(snap.suppliers),
+            snap.merkle_root,
+        )
+        typer.echo("\t".join(row))
+
+
+@snapshot_app.command("show")
+def snapshot_show(ref: SnapshotRef) -> None:
+    """Everything a snapshot records."""
+    from rewards.console import print_snapshot
+
+    sh = shell()
+    print_snapshot(_snapshot(sh.engine(), ref, sh.policy.season_id), out)
+
+
+@snapshot_app.command("publish")
+def snapshot_publish(
+    ref: SnapshotRef,
+    by: Annotated[str, typer.Option("--by", help="Who publishes (audit log).")],
+) -> None:
+    """Make a draft the season's published snapshot; the previous one becomes superseded."""
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, label, publish
+
+    sh = shell()
+    engine = sh.engine()
+    snap = _snapshot(engine, ref, sh.policy.season_id)
+    try:
+        previous = publish(
+            engine, snap, by=by, clock=utc_now, lock_ttl=timedelta(seconds=sh.settings.job_lock_s)
+        )
+    except JobBusy as busy:
+        fail(str(busy), 3)
+    except SnapshotError as exc:
+        fail(str(exc))
+    tail = f"; {label(previous)} is now superseded" if previous else ""
+    out.print(f"{label(snap)} published (merkle root {snap.merkle_root}){tail}", highlight=False)
+
+
+@snapshot_app.command("diff")
+def snapshot_diff(
+    before: SnapshotRef,
+    after: SnapshotRef,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the full tables (CSV and Parquet) here."),
+    ] = None,
+) -> None:
+    """What changed between two snapshots: device-epochs and suppliers, base units moved."""
+    from rewards.console import print_diff
+    from rewards.services.snapshots import SnapshotError, diff, fresh_directory, write_tables
+
+    sh = shell()
+    engine = sh.engine()
+    a = _snapshot(engine, before, sh.policy.season_id)
+    b = _snapshot(engine, after, sh.policy.season_id)
+    try:
+        result = diff(engine, a, b)
+        print_diff(result, out)
+        if out_dir:
+            decimals = json.loads(b.policy)["token_decimals"]
+            with fresh_directory(out_dir) as partial:
+                write_tables(
+                    result.rows,
+                    partial,
+                    "device_epochs",
+                    decimals,
+                    ["reward_before", "reward_after", "delta"],
+                )
+                write_tables(
+                    result.suppliers,
+                    partial,
+                    "suppliers",
+                    decimals,
+                    ["reward_before", "reward_after", "delta"],
+                )
+            out.print(f"wrote the full diff to {out_dir}", highlight=False)
+    except SnapshotError as exc:
+        fail(str(exc))
+
+
+@snapshot_app.command("adjustments")
+def snapshot_adjustments(
+    paid: Annotated[str, typer.Argument(help="The published snapshot that was paid.")],
+    due: Annotated[str, typer.Argument(help="The published snapshot that replaces it.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for CSV and Parquet.")],
+) -> None:
+    """Per supplier, what is owed (positive) or was overpaid (negative) when DUE replaces PAID."""
+    from rewards.services.snapshots import SnapshotError, fresh_directory, settle, write_tables
+
+    sh = shell()
+    engine = sh.engine()
+    a = _snapshot(engine, paid, sh.policy.season_id)
+    b = _snapshot(engine, due, sh.policy.season_id)
+    try:
+        table = settle(engine, a, b)
+        decimals = json.loads(b.policy)["token_decimals"]
+        with fresh_directory(out_dir) as partial:
+            write_tables(table, partial, "adjustments", decimals, ["paid", "due", "adjustment"])
+    except SnapshotError as exc:
+        fail(str(exc))
+    owed = table.filter(pl.col("adjustment") > 0)
+    overpaid = table.filter(pl.col("adjustment") < 0)
+    out.print(
+        f"{owed.height:,} suppliers are owed {int(owed['adjustment'].sum()):,} base units, "
+        f"{overpaid.height:,} were overpaid {-int(overpaid['adjustment'].sum()):,}; "
+        f"wrote {out_dir}/adjustments.csv and .parquet",
+        highlight=False,
+    )
+
+
+@snapshot_app.command("export")
+def snapshot_export(
+    ref: SnapshotRef,
+    out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the export.")],
+) -> None:
+    """Finance export: rewards per supplier and per device-epoch (CSV, Parquet), manifest."""
+    from rewards.services.snapshots import SnapshotError, export, label
+
+    sh = shell()
+    engine = sh.engine()
+    snap = _snapshot(engine, ref, sh.policy.season_id)
+    try:
+        manifest = export(engine, snap, out_dir)
+    except SnapshotError as exc:
+        fail(str(exc))
+    out.print(
+        f"exported {label(snap)} ({snap.status}) to {out_dir}: "
+        f"{manifest['rows']['device_epochs']:,} device-epochs, "
+        f"{manifest['rows']['suppliers']:,} suppliers, {manifest['totals']['paid']:,} base units",
+        highlight=False,
+    )
+
+
+@snapshot_app.command("verify-export")
+def snapshot_verify_export(directory: Path) -> None:
+    """Check an export against its manifest.json: hashes, totals, Merkle root."""
+    from rewards.services.snapshots import verify_export
+
+    problems = verify_export(directory)
+    for problem in problems:
+        err.print(f"[bold red]mismatch:[/] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"{directory}: every file, total and the Merkle root match the manifest")
+
+
+@snapshot_app.command("proof")
+def snapshot_proof(
+    ref: SnapshotRef,
+    supplier: Annotated[str, typer.Option(help="The supplier's owner_id.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the JSON here.")] = None,
+) -> None:
+    """A supplier's Merkle proof (JSON): leaf, sibling path and root."""
+    from rewards.services.files import write_atomically
+    from rewards.services.snapshots import SnapshotError, proof
+
+    sh = shell()
+    engine = sh.engine()
+    snap = _snapshot(engine, ref, sh.policy.season_id)
+    try:
+        document = proof(engine, snap, supplier)
+    except SnapshotError as exc:
+        fail(str(exc))
+    body = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out_file:
+        write_atomically(out_file, lambda p: _write_text(p, body))
+        out.print(f"wrote the proof for {supplier} to {out_file}", highlight=False)
+    else:
+        typer.echo(body, nl=False)
+
+
+def _write_text(path: Path, body: str) -> None:
+    path.write_text(body, encoding="utf-8")
+
+
+@snapshot_app.command("verify-proof")
+def snapshot_verify_proof(
+    proof_file: Path,
+    root: Annotated[str | None, typer.Option(help="The published root to check against.")] = None,
+) -> None:
+    """Check a proof file: its leaf must hash up to the root (exit 1 when it does not)."""
+    from rewards.core.merkle import check_proof_document
+
+    try:
+        document = json.loads(proof_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"{proof_file}: {exc}")
+    if not isinstance(document, dict) or not check_proof_document(document, root):
+        err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"valid: {document['leaf']} is in the tree with root {root or document['root']}")
+
+
 @app.command("scheduler")
 def scheduler() -> None:
     """Run the scheduled jobs while this process holds the leader lease; stand by otherwise."""
@@ -547,17 +851,28 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
 
 @app.command("demo")
 def demo(
-    devices: Devices = 150,
-    days: Days = 7,
+    devices: Devices = 2_000,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
         "var/demo"
     ),
 ) -> None:
-    """The story on the embedded SQLite default: simulate, ingest over HTTP, summarise."""
+    """The April 2024 story on the embedded SQLite default: simulate, ingest over HTTP,
+    snapshot, detect and confirm the incident, rerun, diff, publish, export, prove."""
     from rewards.demo import run_demo
+    from rewards.seasons import load_policy
+    from rewards.settings import REPO_ROOT
 
-    sh = shell()
-    run_demo(sh.policy, devices=devices, days=days, workdir=workdir.resolve(), console=out)
+    try:
+        policy = load_policy(REPO_ROOT / "config" / "seasons" / "april-2024-demo.toml")
+    except PolicyError as exc:
+        fail(str(exc))
+    run_demo(
+        policy,
+        devices=devices,
+        days=policy.epoch_count,
+        workdir=workdir.resolve(),
+        console=out,
+    )
 
 
 def main() -> None:

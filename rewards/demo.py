@@ -2,11 +2,13 @@
 
 Simulates the fleet, serves it over real HTTP with faults on, ingests it, shows the
 collapse at the forced upgrade in the online intervals, the incident the outage detector
-proposes, and eligibility before and after an admin confirms it. Snapshots come next.
+proposes, snapshot v1 (no incident: eligibility collapses), the admin's confirmation,
+snapshot v2, the diff, publishing, the finance export and one supplier's Merkle proof.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import time
@@ -18,17 +20,32 @@ import polars as pl
 from rich.console import Console
 from rich.status import Status
 from rich.table import Table
+from sqlalchemy import Engine
 
 from jobs.ingest import JOB_IDS, pull_job
+from rewards.console import print_diff
+from rewards.core.merkle import check_proof_document
 from rewards.core.outages import DetectorSettings
 from rewards.core.policy import SeasonPolicy
+from rewards.db.tables import Snapshot
 from rewards.services.database import open_database, upgrade
-from rewards.services.eligibility import compute_from_database
-from rewards.services.files import write_parquet
 from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals
 from rewards.services.runs import exclusive_run
+from rewards.services.snapshots import (
+    Diff,
+    Stages,
+    diff,
+    export,
+    label,
+    proof,
+    publish,
+    run_snapshot,
+    stored_rows,
+    stored_suppliers,
+    verify_export,
+)
 from rewards.settings import get_settings
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
@@ -58,7 +75,12 @@ def run_demo(
     engine = open_database(url)
     token = secrets.token_urlsafe(24)
     spec = FleetSpec(
-        seed=2024, devices=devices, days=days, scenario="april-2024", bad_record_rate=0.0002
+        seed=2024,
+        devices=devices,
+        days=days,
+        scenario="april-2024",
+        heartbeat_period_s=policy.heartbeat_period_us // 1_000_000,
+        bad_record_rate=0.0002,
     )
     console.print(
         f"[bold]1.[/] simulating {devices} GPUs from {spec.start:%Y-%m-%d} for "
@@ -125,40 +147,124 @@ def run_demo(
         if moment < spec.start + timedelta(days=days):
             table.add_row(f"{moment:%Y-%m-%d %H:%M}", f"{online_at(intervals, moment):,}")
     console.print(table)
+    _snapshot_story(engine, policy, workdir, console, clock)
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+    engine.dispose()
+
+
+def _snapshot_story(
+    engine: Engine,
+    policy: SeasonPolicy,
+    workdir: Path,
+    console: Console,
+    clock: Callable[[], datetime],
+) -> None:
     proposals = detect(engine, policy, now=datetime.now(UTC), settings=DetectorSettings())
+    everything = range(policy.epoch_count)
+    lock = timedelta(minutes=10)
+
+    def snapshot(reason: str, by: str) -> Snapshot:
+        stages = Stages()
+        with console.status(f"snapshot: {reason} ...") as status:
+            stages.on_stage = lambda name: status.update(f"snapshot ({reason}): {name} ...")
+            made = run_snapshot(
+                engine,
+                policy,
+                epochs=everything,
+                trigger="manual",
+                triggered_by=by,
+                reason=reason,
+                clock=clock,
+                lock_ttl=lock,
+                stages=stages,
+            ).snapshot
+        took = sum(stages.seconds.values())
+        console.print(
+            f"   {label(made)} (draft): {made.eligible_device_epochs:,} eligible device-epochs "
+            f"of {made.device_epoch_rows:,}; {made.total_paid:,} base units to "
+            f"{made.suppliers:,} suppliers; merkle root {made.merkle_root[:16]}... ({took:.1f} s)",
+            highlight=False,
+        )
+        return made
+
+    console.print("[bold]4.[/] snapshot v1, with no incident declared:")
+    v1 = snapshot("no incident declared", "demo-admin")
+    drops = [i for i in proposals if i.source == "detector:fleet-drop"]
     for incident in proposals:
         console.print(
-            f"[bold]4.[/] the outage detector proposes [bold]{incident.id}[/]: "
+            f"[bold]5.[/] the outage detector proposes [bold]{incident.id}[/]: "
             f"{incident.start:%Y-%m-%d %H:%MZ} to {incident.end:%Y-%m-%d %H:%MZ} "
             f"({incident.reason})",
             highlight=False,
         )
-    before, _ = compute_from_database(engine, policy)
-    drops = [i for i in proposals if i.source == "detector:fleet-drop"]
     for incident in drops:
         decide(engine, incident.id, status="confirmed", by="demo-admin", now=datetime.now(UTC))
-    after, _ = compute_from_database(engine, policy)
+        console.print(f"   demo-admin confirms {incident.id} (written to the audit log)")
+    console.print("[bold]6.[/] snapshot v2, rerun with the incident confirmed:")
+    v2 = snapshot("forced-upgrade incident confirmed", "demo-admin")
+
+    _eligibility_table(engine, policy, v1, v2, console)
+    console.print("[bold]7.[/] the diff finance reviews:")
+    changes = diff(engine, v1, v2)
+    print_diff(changes, console)
+
+    _publish_export_prove(engine, v2, changes, workdir, console, clock)
+
+
+def _eligibility_table(
+    engine: Engine, policy: SeasonPolicy, v1: Snapshot, v2: Snapshot, console: Console
+) -> None:
+    everything = range(policy.epoch_count)
+    rows = {s.version: stored_rows(engine, s) for s in (v1, v2)}
     table = Table(
         "epoch (UTC day)",
-        "eligible, no incident",
-        "eligible, incident confirmed",
+        f"eligible in {label(v1)}",
+        f"eligible in {label(v2)}",
         title="Eligible GPUs per day (DESIGN 4)",
     )
-    for epoch in range(4, min(days, 7)):
-        start = policy.start + timedelta(days=epoch)
-        counts = [
-            int(r.filter(pl.col("epoch") == epoch)["eligible"].sum()) for r in (before, after)
-        ]
-        table.add_row(f"{start:%Y-%m-%d}", f"{counts[0]:,}", f"{counts[1]:,}")
-    if drops:
-        console.print(
-            f"[bold]5.[/] confirmed {drops[0].id} as demo-admin (audited) and recomputed:"
-        )
+    for epoch in everything:
+        day = policy.start + timedelta(microseconds=epoch * policy.epoch_length_us)
+        counts = [int(r.filter(pl.col("epoch") == epoch)["eligible"].sum()) for r in rows.values()]
+        marker = " <- forced upgrade" if day.date() == FORCED_UPGRADE.date() else ""
+        table.add_row(f"{day:%Y-%m-%d}{marker}", f"{counts[0]:,}", f"{counts[1]:,}")
     console.print(table)
-    export = workdir / "intervals.parquet"
-    write_parquet(intervals.select("device_id", "start", "end"), export)
+
+
+def _publish_export_prove(
+    engine: Engine,
+    v2: Snapshot,
+    changes: Diff,
+    workdir: Path,
+    console: Console,
+    clock: Callable[[], datetime],
+) -> None:
+    lock = timedelta(minutes=10)
+    publish(engine, v2, by="demo-finance", clock=clock, lock_ttl=lock)
+    console.print(f"[bold]8.[/] demo-finance publishes {label(v2)} (audited)")
+    export_dir = workdir / f"export-{label(v2)}"
+    manifest = export(engine, v2, export_dir)
+    problems = verify_export(export_dir)
     console.print(
-        f"database: {workdir / 'rewards.db'}\nintervals: {export}\n"
-        f"done in {time.monotonic() - started:.1f} s"
+        f"[bold]9.[/] finance export in {export_dir}: {manifest['rows']['device_epochs']:,} "
+        f"device-epochs, {manifest['rows']['suppliers']:,} suppliers, "
+        f"{manifest['totals']['paid']:,} base units; manifest "
+        + ("verifies" if not problems else f"[red]does not verify: {problems}[/]"),
+        highlight=False,
     )
-    engine.dispose()
+    owner = changes.summary.largest[0][0] if changes.summary.largest else None
+    owner = owner or stored_suppliers(engine, v2).get_column("owner_id")[0]
+    document = proof(engine, v2, owner)
+    proof_file = workdir / f"proof-{owner}.json"
+    proof_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    console.print(
+        f"[bold]10.[/] {owner} is paid {document['amount_decimal']} tokens in {label(v2)}; "
+        f"their proof ({len(document['proof'])} steps) is in {proof_file} and "
+        + ("verifies" if check_proof_document(document, v2.merkle_root) else "[red]FAILS[/]")
+        + f" against the published root {v2.merkle_root}",
+        highlight=False,
+    )
+    console.print(
+        f"database: {workdir / 'rewards.db'} (try: REWARDS_DATABASE_URL=sqlite:///"
+        f"{workdir / 'rewards.db'} rewards snapshot list)",
+        highlight=False,
+    )

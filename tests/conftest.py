@@ -146,3 +146,4 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 from tests.processes import fleet_simulator, season_dir  # noqa: E402, F401 - shared fixtures
+from tests.seeded import ingested, seeded, small_fleet  # noqa: E402, F401 - shared fixtures

@@ -312,6 +312,15 @@ def publish(
     return previous
 
 
+def covering_snapshot(engine: Engine, season: str, epochs: range) -> Snapshot | None:
+    """The newest snapshot of `season` that covers all of `epochs`, if any."""
+    with unit_of_work(engine) as session:
+        for snap in store.listing(session, season):
+            if snap.epoch_first <= epochs.start and snap.epoch_last >= epochs.stop - 1:
+                return snap
+    return None
+
+
 def list_snapshots(engine: Engine, season: str | None = None) -> list[Snapshot]:
     with unit_of_work(engine) as session:
         return store.listing(session, season)

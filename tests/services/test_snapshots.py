@@ -18,9 +18,7 @@ from rewards.core.snapshots import canonical_csv, content_hash, payout_leaves, s
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
-from rewards.seasons import load_policy
 from rewards.services.incidents import declare
-from rewards.services.ingest import pull_stream
 from rewards.services.runs import JobBusy, recent_runs
 from rewards.services.snapshots import (
     RunOutcome,
@@ -38,63 +36,13 @@ from rewards.services.snapshots import (
     stored_suppliers,
     verify_export,
 )
-from rewards.settings import REPO_ROOT
-from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
-from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
-from rewards.uptime.client import RetryPolicy, UptimeClient
+from rewards.sim.fleet import FORCED_UPGRADE
+from rewards.sim.server import UptimeSimulator
 from tests.core.test_merkle import readme_verifier
+from tests.seeded import NOW, POLICY, ingested_copy
 
-POLICY = load_policy(REPO_ROOT / "config" / "seasons" / "ignition-s2.toml")
-NOW = datetime(2024, 5, 1, tzinfo=UTC)
 WEEK = range(7)
 LOCK = timedelta(minutes=5)
-
-
-@pytest.fixture(scope="module")
-def simulator() -> UptimeSimulator:
-    return UptimeSimulator(FleetSpec(seed=5, devices=80, days=7), token="secret")
-
-
-def ingest(engine: Engine, simulator: UptimeSimulator) -> Engine:
-    with (
-        BackgroundServer(create_sim_app(simulator)) as server,
-        UptimeClient(server.url, "secret", retry=RetryPolicy(backoff_base_s=0.001)) as client,
-    ):
-        for stream in ("devices", "heartbeats"):
-            report = pull_stream(
-                engine=engine,
-                client=client,
-                stream=stream,
-                policy=POLICY,
-                page_size=20_000,
-                max_skew=timedelta(minutes=5),
-                clock=lambda: NOW,
-            )
-            assert report.caught_up, report.error
-    return engine
-
-
-@pytest.fixture(scope="module")
-def seeded(databases, simulator: UptimeSimulator) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """One ingested database per dialect, made once; each test works on its own copy."""
-    return {}
-
-
-def ingested_copy(databases, seeded, dialect, simulator) -> str:  # type: ignore[no-untyped-def]
-    if dialect not in seeded:
-        url = databases.fresh(dialect)
-        engine = make_engine(url)
-        ingest(engine, simulator)
-        engine.dispose()
-        seeded[dialect] = url
-    return str(databases.copy(seeded[dialect]))
-
-
-@pytest.fixture
-def ingested(databases, seeded: dict[str, str], dialect: str, simulator):  # type: ignore[no-untyped-def]
-    engine = make_engine(ingested_copy(databases, seeded, dialect, simulator))
-    yield engine
-    engine.dispose()
 
 
 def run(engine: Engine, *, force: bool = False, reason: str = "test", **kw: object) -> RunOutcome:
@@ -163,11 +111,11 @@ def test_a_run_records_its_identity_and_reconciles_to_the_pools(ingested: Engine
 
 
 def test_the_same_inputs_give_the_same_bytes_hash_and_root_on_both_databases(
-    databases, seeded: dict[str, str], simulator: UptimeSimulator, tmp_path: Path
+    databases, seeded: dict[str, str], small_fleet: UptimeSimulator, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     made = {}
     for dialect in ("sqlite", "postgresql"):
-        engine = make_engine(ingested_copy(databases, seeded, dialect, simulator))
+        engine = make_engine(ingested_copy(databases, seeded, dialect, small_fleet))
         try:
             snap = run(engine).snapshot
             export(engine, snap, tmp_path / dialect)
@@ -411,3 +359,28 @@ def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engi
             assert not check_proof_document({**document, "proof": bent})
     with pytest.raises(SnapshotError, match="no payout for supplier"):
         proof(ingested, snap, "nobody")
+
+
+def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: Engine) -> None:
+    from jobs.snapshots import snapshot_job
+    from rewards.settings import get_settings
+
+    settings = get_settings(snapshot_settlement_s=7200, job_lock_s=60)
+    moment = {"now": datetime(2024, 4, 20, 23, 0, tzinfo=UTC)}
+    job = snapshot_job(ingested, settings, POLICY, clock=lambda: moment["now"])
+
+    assert job() is None  # epoch 0 has not even ended
+    moment["now"] = datetime(2024, 4, 21, 1, 59, tzinfo=UTC)
+    assert job() is None  # ended, but late heartbeats have until 02:00
+    moment["now"] = datetime(2024, 4, 21, 2, 0, tzinfo=UTC)
+    first = job()
+    assert first is not None
+    assert (first.version, first.epoch_first, first.epoch_last) == (1, 0, 0)
+    assert (first.trigger, first.triggered_by) == ("scheduled", "scheduler")
+    assert job() is None  # nothing new has settled
+    moment["now"] = datetime(2024, 4, 23, 3, 0, tzinfo=UTC)
+    second = job()
+    assert second is not None
+    assert (second.version, second.epoch_last) == (2, 2)
+    assert second.reason == "epoch 2 closed and settled"
+    assert job() is None

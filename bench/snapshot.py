@@ -1,0 +1,176 @@
+"""Full-season snapshot rerun on PostgreSQL, end to end, for a large fleet.
+
+    .venv/bin/python bench/snapshot.py [--devices 600000] [--url postgresql+psycopg://...]
+
+Set-up (not timed): a fresh database at the latest migration holding a 30-epoch season of
+online intervals (bench/fleet_intervals.py), a device registry with owners (one supplier
+per six devices), GPU models and 1% suspended, and a confirmed incident over the forced
+upgrade. Timed: `run_snapshot` (reading the intervals, incidents and metadata in one
+transaction, fingerprinting them, computing, hashing the canonical export, writing the
+draft's rows, payouts and totals) and then `export` (reading the rows back, checking their
+hash, writing CSV, Parquet and the manifest). Each stage's share of the total is reported,
+and the whole as a ratio to the compute stage measured in the same run. Results:
+bench/out/snapshot.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fleet_intervals import fleet_intervals  # noqa: E402
+
+from rewards.core.frames import to_us  # noqa: E402
+from rewards.db.bulk import load_frame  # noqa: E402
+from rewards.db.engine import make_engine  # noqa: E402
+from rewards.db.migrate import upgrade  # noqa: E402
+from rewards.seasons import load_policy  # noqa: E402
+from rewards.services.snapshots import Stages, export, run_snapshot  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+POLICY = load_policy(ROOT / "config" / "seasons" / "ignition-s2.toml")
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MODELS = ["RTX 3090", "RTX 4090", "A100", "H100", "L40S"]
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    return url
+
+
+def load_season(url: str, devices: int) -> dict[str, int]:
+    intervals = fleet_intervals(POLICY, devices)
+    ids = intervals.get_column("device_id").unique().sort()
+    rng = np.random.default_rng(7)
+    season_start = POLICY.start
+    owner = (pl.lit("owner-") + (pl.int_range(pl.len()) // 6).cast(pl.String).str.zfill(6)).alias(
+        "owner_id"
+    )
+    registry = pl.DataFrame({"device_id": ids}).with_columns(
+        owner,
+        pl.Series("gpu_model", rng.choice(MODELS, ids.len())),
+        pl.Series("suspended", rng.random(ids.len()) < 0.01),
+    )
+    when = season_start - timedelta(days=30)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        suppliers = registry.select(pl.col("owner_id").unique().sort())
+        load_frame(
+            connection,
+            "suppliers",
+            suppliers.with_columns(first_seen_at=pl.lit(when.isoformat())),
+        )
+        load_frame(
+            connection,
+            "devices",
+            registry.select("device_id", first_seen_at=pl.lit(when.isoformat())),
+        )
+        load_frame(
+            connection,
+            "device_metadata",
+            registry.select(
+                "device_id",
+                "owner_id",
+                "gpu_model",
+                gpu_count=pl.lit(1),
+                status=pl.when("suspended").then(pl.lit("suspended")).otherwise(pl.lit("active")),
+                registered_at=pl.lit(when.isoformat()),
+                valid_from=pl.lit(when.isoformat()),
+                actor=pl.lit("bench"),
+                source=pl.lit("bench"),
+                recorded_at=pl.lit(when.isoformat()),
+            ),
+        )
+        times = intervals.with_columns(pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us"))
+        load_frame(connection, "online_intervals", times)
+        forced = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
+        connection.execute(
+            text(
+                'INSERT INTO incidents (id, start, "end", recovery_deadline_us, scope, status, '
+                "source, reason, created_at, updated_at, decided_by) VALUES ('forced-upgrade', "
+                ":a, :b, :r, '{\"all\": true}', 'confirmed', 'admin', 'bench', :a, :a, 'bench')"
+            ),
+            {"a": forced, "b": forced + timedelta(hours=1), "r": 48 * 3_600_000_000},
+        )
+        connection.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return {
+        "devices": ids.len(),
+        "suppliers": suppliers.height,
+        "intervals": intervals.height,
+        "season_start_us": to_us(season_start),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=600_000)
+    parser.add_argument("--url", default=ADMIN, help="PostgreSQL admin URL (database test)")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    print(f"set-up: {args.devices:,} devices, 30 epochs ...", flush=True)
+    started = time.perf_counter()
+    url = fresh_database(args.url, "rewards_bench_snapshot")
+    sizes = load_season(url, args.devices)
+    print(f"set-up done in {time.perf_counter() - started:.0f} s: {sizes}", flush=True)
+
+    engine = make_engine(url)
+    stages = Stages(on_stage=lambda name: print(f"  {name} ...", flush=True))
+    began = time.perf_counter()
+    outcome = run_snapshot(
+        engine,
+        POLICY,
+        epochs=range(POLICY.epoch_count),
+        trigger="manual",
+        triggered_by="bench",
+        reason="full-season rerun",
+        clock=lambda: datetime.now(UTC),
+        lock_ttl=timedelta(minutes=30),
+        stages=stages,
+    )
+    destination = OUT / "snapshot-export"
+    shutil.rmtree(destination, ignore_errors=True)
+    with stages.stage("export (read back, verify hash, CSV + Parquet + manifest)"):
+        export(engine, outcome.snapshot, destination)
+    total = time.perf_counter() - began
+    engine.dispose()
+
+    snap = outcome.snapshot
+    shares = {name: round(seconds / total, 3) for name, seconds in stages.seconds.items()}
+    report = {
+        **sizes,
+        "device_epoch_rows": snap.device_epoch_rows,
+        "total_s": round(total, 1),
+        "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
+        "shares": shares,
+        "total_over_compute": round(total / stages.seconds["compute"], 2),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "target_s": 120,
+    }
+    (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The scheduled snapshot: after each epoch closes and settles, a new draft for the season.
+
+An epoch is settled `snapshot_settlement_s` after it ends, so that late heartbeats (the
+uptime API delivers them hours late at times) are in before its rewards are computed. The
+draft waits for an admin to publish it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from rewards.core.policy import SeasonPolicy
+from rewards.core.snapshots import closed_epochs
+from rewards.db.tables import Snapshot
+from rewards.services.runs import JobBusy
+from rewards.services.snapshots import SnapshotError, covering_snapshot, label, run_snapshot
+from rewards.settings import Settings
+
+log = logging.getLogger("rewards.jobs")
+SNAPSHOT_JOB_ID = "scheduled-snapshot"
+
+
+def due_epochs(
+    engine: Engine, policy: SeasonPolicy, *, now: datetime, settlement: timedelta
+) -> range:
+    """The epochs a scheduled snapshot should cover now; empty when none is due (nothing
+    settled yet, or a snapshot from epoch 0 through the last settled epoch exists)."""
+    settled = closed_epochs(policy, now, settlement // timedelta(microseconds=1))
+    if not settled or covering_snapshot(engine, policy.season_id, settled) is not None:
+        return range(0)
+    return settled
+
+
+def snapshot_job(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, *, clock: Callable[[], datetime]
+) -> Callable[[], Snapshot | None]:
+    """The scheduled job: a draft snapshot once a new epoch has settled (else nothing)."""
+
+    def run() -> Snapshot | None:
+        epochs = due_epochs(
+            engine,
+            policy,
+            now=clock(),
+            settlement=timedelta(seconds=settings.snapshot_settlement_s),
+        )
+        if not epochs:
+            return None
+        try:
+            outcome = run_snapshot(
+                engine,
+                policy,
+                epochs=epochs,
+                trigger="scheduled",
+                triggered_by="scheduler",
+                reason=f"epoch {epochs.stop - 1} closed and settled",
+                clock=clock,
+                lock_ttl=timedelta(seconds=settings.job_lock_s),
+            )
+        except JobBusy as busy:
+            log.warning("%s", busy)
+            return None
+        except SnapshotError as exc:
+            log.error("scheduled snapshot failed: %s", exc)
+            return None
+        log.info("scheduled snapshot %s (epochs 0-%d)", label(outcome.snapshot), epochs.stop - 1)
+        return outcome.snapshot
+
+    return run

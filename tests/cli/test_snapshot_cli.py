@@ -1,0 +1,186 @@
+"""`rewards snapshot ...` as an admin and finance use it, as real processes on both databases:
+the whole flow, bad references, and a run killed in the middle of its write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from rewards.db.engine import make_engine
+from rewards.settings import REPO_ROOT
+from tests.processes import REWARDS, rewards
+from tests.seeded import ingested_copy
+
+
+@pytest.fixture
+def env(databases, seeded, dialect, small_fleet) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
+    variables.update(
+        {
+            "REWARDS_DATABASE_URL": ingested_copy(databases, seeded, dialect, small_fleet),
+            "REWARDS_SEASONS_DIR": str(REPO_ROOT / "config" / "seasons"),
+            "REWARDS_SEASON": "ignition-s2",
+        }
+    )
+    return variables
+
+
+def ok(*args: str, env: dict[str, str]) -> str:
+    done = rewards(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path: Path) -> None:
+    by = ("--by", "admin@example.org")
+    v1 = ok("snapshot", "run", "--epochs", "0:6", "--reason", "first look", *by, env=env)
+    assert "ignition-s2-v1" in v1 and "draft" in v1
+    same = ok("snapshot", "run", "--epochs", "0:6", "--reason", "again", *by, env=env)
+    assert "no new version" in same
+    ok(
+        "incidents",
+        "declare",
+        "apr-25",
+        "--start",
+        "2024-04-25T08:05:00Z",
+        "--end",
+        "2024-04-25T09:05:00Z",
+        "--deadline",
+        "48h",
+        "--scope",
+        '{"agent_version_below": "0.10"}',
+        "--reason",
+        "forced upgrade",
+        *by,
+        env=env,
+    )
+    v2 = ok("snapshot", "run", "--epochs", "0:6", "--reason", "incident confirmed", *by, env=env)
+    assert "ignition-s2-v2" in v2
+    ok("snapshot", "publish", "v1", *by, env=env)
+    published = ok("snapshot", "publish", "ignition-s2-v2", *by, env=env)
+    assert "ignition-s2-v1 is now superseded" in published
+
+    listing = ok("snapshot", "list", env=env).splitlines()
+    assert listing[0].startswith("snapshot\tstatus")
+    assert [line.split("\t")[:2] for line in listing[1:]] == [
+        ["ignition-s2-v2", "published"],
+        ["ignition-s2-v1", "superseded"],
+    ]
+
+    summary = ok("snapshot", "diff", "v1", "v2", "--out", str(tmp_path / "diff"), env=env)
+    assert "regained eligibility" in summary and "base units moved" in summary
+    assert (tmp_path / "diff" / "device_epochs.parquet").is_file()
+    adjusted = ok("snapshot", "adjustments", "v1", "v2", "--out", str(tmp_path / "adj"), env=env)
+    assert "are owed" in adjusted
+    assert (
+        (tmp_path / "adj" / "adjustments.csv")
+        .read_text()
+        .startswith("owner_id,paid,due,adjustment,direction,")
+    )
+
+    ok("snapshot", "export", "v2", "--out", str(tmp_path / "export"), env=env)
+    assert "match the manifest" in ok(
+        "snapshot", "verify-export", str(tmp_path / "export"), env=env
+    )
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    owner = manifest and (tmp_path / "export" / "suppliers.csv").read_text().splitlines()[1]
+    supplier = owner.split(",")[0]
+    proof_file = tmp_path / "proof.json"
+    ok("snapshot", "proof", "v2", "--supplier", supplier, "--out", str(proof_file), env=env)
+    document = json.loads(proof_file.read_text())
+    assert document["root"] == manifest["merkle_root"]
+    assert "valid" in ok(
+        "snapshot", "verify-proof", str(proof_file), "--root", manifest["merkle_root"], env=env
+    )
+    document["leaf"][3] += 1
+    proof_file.write_text(json.dumps(document))
+    forged = rewards("snapshot", "verify-proof", str(proof_file), env=env)
+    assert forged.returncode == 1 and "invalid" in forged.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("snapshot", "show", "v9"), "no snapshot ignition-s2-v9"),
+        (("snapshot", "show", "latest"), "expected SEASON-vN"),
+        (("snapshot", "proof", "v9", "--supplier", "x"), "no snapshot"),
+        (("snapshot", "run", "--by", "a", "--reason", "r", "--epochs", "5:2"), "--epochs"),
+        (("snapshot", "run", "--by", "a", "--reason", "r", "--epochs", "0:30"), "0 to 29"),
+        (("snapshot", "run", "--by", "a", "--reason", "r", "--season", "nope"), "nope.toml"),
+    ],
+)
+def test_bad_requests_are_messages(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    done = rewards(*args, env=env)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_publishing_twice_or_exporting_over_files_is_refused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
+    ok("snapshot", "publish", "v1", "--by", "a", env=env)
+    again = rewards("snapshot", "publish", "v1", "--by", "a", env=env)
+    assert again.returncode == 2 and "only a draft can be published" in again.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    over = rewards("snapshot", "export", "v1", "--out", str(tmp_path / "taken"), env=env)
+    assert over.returncode == 2 and "not empty" in over.stderr
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_a_run_killed_mid_way_leaves_no_snapshot_and_its_run_is_abandoned(
+    env: dict[str, str],
+) -> None:
+    """Once the run computes, another transaction takes a lock the run needs to write
+    (PostgreSQL: the epoch totals table, so the run has begun writing its draft; SQLite:
+    the database's write lock). The run is SIGKILLed while it waits."""
+    env = {**env, "REWARDS_JOB_LOCK_S": "10"}
+    engine = make_engine(env["REWARDS_DATABASE_URL"])
+    process = subprocess.Popen(
+        [*REWARDS, "snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    blocker = engine.connect()
+    blocking = blocker.begin()
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "snapshot: compute" in line:
+                break
+        if engine.dialect.name == "postgresql":
+            blocker.execute(text("LOCK TABLE snapshot_epochs IN ACCESS EXCLUSIVE MODE"))
+        else:
+            blocker.exec_driver_sql("BEGIN IMMEDIATE")
+        time.sleep(1.5)  # the run is now waiting for our lock
+        assert process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        blocking.rollback()
+        blocker.close()
+    with engine.connect() as connection:
+        for table in ("snapshots", "snapshot_rows", "snapshot_payouts", "snapshot_epochs"):
+            assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+    engine.dispose()
+
+    busy = rewards("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
+    assert busy.returncode == 3 and "already running" in busy.stderr  # the dead run's lease
+    time.sleep(10)
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "after the crash", "--by", "a", env=env)
+    runs = [line.split("\t") for line in ok("runs", env=env).splitlines()[1:]]
+    statuses = [r[4] for r in runs if r[1] == "snapshot:ignition-s2"]
+    assert statuses == ["succeeded", "abandoned"]
