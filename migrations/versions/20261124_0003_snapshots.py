@@ -42,7 +42,12 @@ def _pg_up() -> list[str]:
                 RETURN NEW;
             END IF;
             IF TG_OP = 'DELETE' THEN
-                IF OLD.status = 'draft' THEN RETURN OLD; END IF;
+                IF OLD.status = 'draft' THEN
+                    IF EXISTS (SELECT 1 FROM snapshot_rows WHERE snapshot_id = OLD.id) THEN
+                        RAISE EXCEPTION 'snapshot %: delete its rows first', OLD.id;
+                    END IF;
+                    RETURN OLD;
+                END IF;
                 RAISE EXCEPTION 'snapshot % is %: it cannot be deleted', OLD.id, OLD.status;
             END IF;
             IF {_row("NEW", _FROZEN)} IS DISTINCT FROM {_row("OLD", _FROZEN)} THEN
@@ -75,11 +80,11 @@ def _pg_up() -> list[str]:
         CREATE FUNCTION snapshot_content_draft_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF EXISTS (
-                SELECT 1 FROM snapshots s
-                WHERE s.id IN (SELECT DISTINCT snapshot_id FROM changed)
-                  AND s.status <> 'draft'
+                SELECT 1 FROM (SELECT DISTINCT snapshot_id FROM changed) c
+                LEFT JOIN snapshots s ON s.id = c.snapshot_id
+                WHERE s.id IS NULL OR s.status <> 'draft'
             ) THEN
-                RAISE EXCEPTION '%: % refused, the snapshot is not a draft',
+                RAISE EXCEPTION '%: % refused, the snapshot is missing or not a draft',
                     TG_TABLE_NAME, TG_OP;
             END IF;
             RETURN NULL;
@@ -145,6 +150,11 @@ def _sqlite_up() -> list[str]:
         WHEN OLD.status <> 'draft'
         BEGIN SELECT RAISE(ABORT, 'snapshot is not a draft: it cannot be deleted'); END
         """,
+        """
+        CREATE TRIGGER snapshots_rows_first BEFORE DELETE ON snapshots
+        WHEN EXISTS (SELECT 1 FROM snapshot_rows WHERE snapshot_id = OLD.id)
+        BEGIN SELECT RAISE(ABORT, 'snapshot has rows: delete its rows first'); END
+        """,
         f"""
         CREATE TRIGGER snapshots_frozen BEFORE UPDATE ON snapshots
         WHEN {_sqlite_changed(_FROZEN)}
@@ -182,7 +192,8 @@ def _sqlite_up() -> list[str]:
 
 
 def _sqlite_down() -> list[str]:
-    names = ["snapshots_insert_draft", "snapshots_no_delete", "snapshots_frozen"]
+    names = ["snapshots_insert_draft", "snapshots_no_delete", "snapshots_rows_first"]
+    names += ["snapshots_frozen"]
     names += ["snapshots_status_flow"]
     for table in _CONTENT:
         names += [f"{table}_no_update", f"{table}_insert_into_draft", f"{table}_delete_from_draft"]
@@ -292,9 +303,6 @@ def upgrade() -> None:
         sa.Column("shortfall_s", sa.Double(), nullable=False),
         sa.Column("longest_uncounted_gap_s", sa.Double(), nullable=False),
         sa.Column("crediting_incidents", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"], ["snapshots.id"], name=op.f("fk_snapshot_rows_snapshot_id_snapshots")
-        ),
         sa.PrimaryKeyConstraint("snapshot_id", "device_id", "epoch", name=op.f("pk_snapshot_rows")),
     )
     for statement in _guards(up=True):

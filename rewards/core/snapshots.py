@@ -15,6 +15,7 @@ root, whichever database or process computed them:
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,43 +75,56 @@ def owners_at_epochs(grid: pl.DataFrame, owners: pl.DataFrame, epoch_length_us: 
 
     The owner is the one of record at the epoch start; a device first registered during
     the epoch belongs to its first owner. A device with neither has no owner (null).
+    Devices with one version (nearly all) take a hash join; the rest an as-of join.
     """
     check_frame(owners, OWNERS, "owners")
-    versions = owners.with_columns(pl.col("valid_from").fill_null(pl.lit(0).cast(TIME))).sort(
-        "valid_from"
+    versions = owners.with_columns(pl.col("valid_from").fill_null(pl.lit(0).cast(TIME)))
+    single = versions.filter(pl.len().over("device_id") == 1)
+    keyed = grid.select("device_id", "epoch_start").with_row_index("_row")
+    epoch_end = pl.col("epoch_start") + pl.duration(microseconds=epoch_length_us)
+    simple = keyed.join(single, on="device_id", how="inner").select(
+        "_row",
+        pl.when(
+            (
+                (pl.col("valid_from") <= pl.col("epoch_start"))
+                & (pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("epoch_start")))
+            )
+            | ((pl.col("valid_from") > pl.col("epoch_start")) & (pl.col("valid_from") < epoch_end))
+        )
+        .then("owner_id")
+        .alias("owner_id"),
     )
-    keyed = grid.select("device_id", "epoch_start").with_row_index("_row").sort("epoch_start")
-    before = keyed.join_asof(
-        versions,
+    several = versions.filter(pl.len().over("device_id") > 1).sort("valid_from")
+    rest = keyed.join(several.select("device_id").unique(), on="device_id", how="semi").sort(
+        "epoch_start"
+    )
+    before = rest.join_asof(
+        several,
         left_on="epoch_start",
         right_on="valid_from",
         by="device_id",
         strategy="backward",
         check_sortedness=False,
+    ).select(
+        "_row",
+        pl.when(pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("epoch_start")))
+        .then("owner_id")
+        .alias("owner_id"),
     )
-    current = pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("epoch_start"))
-    after = keyed.join_asof(
-        versions.select("device_id", "valid_from", pl.col("owner_id").alias("first_owner")),
+    after = rest.join_asof(
+        several.select("device_id", "valid_from", pl.col("owner_id").alias("first_owner")),
         left_on="epoch_start",
         right_on="valid_from",
         by="device_id",
         strategy="forward",
         check_sortedness=False,
+    ).select("_row", pl.when(pl.col("valid_from") < epoch_end).then("first_owner").alias("f"))
+    multi = before.join(after, on="_row").select(
+        "_row", pl.coalesce("owner_id", "f").alias("owner_id")
     )
-    within = pl.col("valid_from") < pl.col("epoch_start") + pl.duration(
-        microseconds=epoch_length_us
-    )
-    joined = before.with_columns(owner_id=pl.when(current).then("owner_id")).select(
-        "_row", "owner_id"
-    )
-    fallback = after.with_columns(first_owner=pl.when(within).then("first_owner")).select(
-        "_row", "first_owner"
-    )
+    found = pl.concat([simple, multi])
     return (
-        joined.join(fallback, on="_row")
-        .sort("_row")
-        .select(pl.coalesce("owner_id", "first_owner").alias("owner_id"))
-        .to_series()
+        keyed.select("_row").join(found, on="_row", how="left").sort("_row").get_column("owner_id")
     )
 
 
@@ -195,10 +209,20 @@ def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
 
 def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
     """The canonical export of a snapshot: `export_rows` as CSV, times as RFC 3339 (Z)."""
-    text = export_rows(rows, decimals).with_columns(
-        pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ")
+    table = export_rows(rows, decimals)
+    # an epoch has one start: format each once, not once per device
+    starts = table.select("epoch", "epoch_start").unique("epoch")
+    text = starts.select(
+        "epoch", pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("_start")
     )
-    return text.write_csv().encode("utf-8")
+    table = (
+        table.join(text, on="epoch", how="left", maintain_order="left")
+        .with_columns(pl.col("_start").alias("epoch_start"))
+        .drop("_start")
+    )
+    buffer = io.BytesIO()
+    table.write_csv(buffer)
+    return buffer.getvalue()
 
 
 def content_hash(data: bytes) -> str:

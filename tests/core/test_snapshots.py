@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.core import device_epochs, online_intervals
-from rewards.core.frames import TIME
+from rewards.core.frames import TIME, from_us, to_us
 from rewards.core.merkle import merkle_proof, merkle_root, verify_proof
 from rewards.core.snapshots import (
     OWNERS,
@@ -261,3 +261,55 @@ def test_diff_agrees_with_the_two_snapshots_row_by_row(seed: int, devices: int) 
 
 def _complete(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.col("reward").cast(pl.Int64))
+
+
+def _owner_reference(device: str, start_us: int, history: list[tuple[str, str, int, int | None]]):  # type: ignore[no-untyped-def]
+    mine = sorted((f, t, o) for d, o, f, t in history if d == device)
+    for valid_from, valid_to, owner in mine:
+        if valid_from <= start_us and (valid_to is None or valid_to > start_us):
+            return owner
+    for valid_from, _, owner in mine:
+        if start_us < valid_from < start_us + DAY_US:
+            return owner
+    return None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spans=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 9 * 24)),
+        max_size=12,
+    )
+)
+def test_owners_at_epochs_match_a_plain_reference(spans: list[tuple[int, int]]) -> None:
+    base = to_us(at("2024-04-20T00:00Z"))
+    hour = 3_600_000_000
+    history = []
+    for device, (index, offset) in enumerate(spans):
+        name = f"gpu-{index}"
+        if any(d == name and f == base + offset * hour for d, _, f, _ in history):
+            continue
+        # consecutive versions: each closes when the device's next one starts
+        history.append((name, f"owner-{device}", base + offset * hour, None))
+    history.sort(key=lambda r: (r[0], r[2]))
+    closed = []
+    for i, (d, o, f, _) in enumerate(history):
+        nxt = history[i + 1] if i + 1 < len(history) and history[i + 1][0] == d else None
+        closed.append((d, o, f, nxt[2] if nxt else None))
+    frame = pl.DataFrame(
+        [
+            {"device_id": d, "owner_id": o, "valid_from": from_us(f), "valid_to": t and from_us(t)}
+            for d, o, f, t in closed
+        ],
+        schema=dict(OWNERS),
+    )
+    cells = [(f"gpu-{i}", base + e * DAY_US) for i in range(5) for e in range(8)]
+    found = owners_at_epochs(
+        pl.DataFrame(
+            {"device_id": [d for d, _ in cells], "epoch_start": [from_us(s) for _, s in cells]},
+            schema={"device_id": pl.String(), "epoch_start": TIME},
+        ),
+        frame,
+        DAY_US,
+    ).to_list()
+    assert found == [_owner_reference(d, s, closed) for d, s in cells]

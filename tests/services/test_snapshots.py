@@ -225,6 +225,14 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
         "UPDATE snapshot_payouts SET reward = 0 WHERE snapshot_id = :sid",
         "DELETE FROM snapshot_payouts WHERE snapshot_id = :sid",
         "DELETE FROM snapshot_epochs WHERE snapshot_id = :sid",
+        "INSERT INTO snapshot_rows (snapshot_id, device_id, epoch, online_s, bridged_s, "
+        "credited_s, uptime_ratio, eligible, reason, reward, bridges_used, bridges_denied, "
+        "shortfall_s, longest_uncounted_gap_s) VALUES (:sid, 'gpu-forged', 0, 0, 0, 0, 0, "
+        "true, 'ELIGIBLE', 1, 0, 0, 0, 0)",
+        "INSERT INTO snapshot_rows (snapshot_id, device_id, epoch, online_s, bridged_s, "
+        "credited_s, uptime_ratio, eligible, reason, reward, bridges_used, bridges_denied, "
+        "shortfall_s, longest_uncounted_gap_s) VALUES (:sid + 1000, 'gpu-orphan', 0, 0, 0, 0, "
+        "0, true, 'ELIGIBLE', 1, 0, 0, 0, 0)",
         "INSERT INTO snapshot_payouts (snapshot_id, owner_id, reward, devices, "
         "eligible_device_epochs) VALUES (:sid, 'mallory', 1, 1, 1)",
         "INSERT INTO snapshots (season, version, status, epoch_first, epoch_last, policy, "
@@ -248,6 +256,7 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
     _refused(ingested, "UPDATE snapshots SET status = 'published' WHERE id = :sid", sid)
     _refused(ingested, "DELETE FROM snapshot_rows WHERE snapshot_id = :sid", sid)
     draft = run(ingested, force=True).snapshot
+    _refused(ingested, "DELETE FROM snapshots WHERE id = :sid", draft.id)  # rows first
     with unit_of_work(ingested) as session:
         discard(session, draft)
     with unit_of_work(ingested) as session:
