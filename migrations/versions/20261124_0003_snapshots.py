@@ -2,8 +2,9 @@
 
 The database itself enforces DESIGN 5, not only the code: a snapshot is inserted as a
 draft; a draft may become published and a published one superseded, and nothing else
-about a snapshot may change; only drafts may be deleted. Rows, payouts and epoch totals
-are never updated, and are inserted or deleted only while their snapshot is a draft.
+about a snapshot may change; only drafts may be deleted. Its content (the device-epoch rows
+as Parquet parts, the payouts and the epoch totals) is never updated, and is inserted or
+deleted only while the snapshot is a draft.
 
 Revision ID: 0003
 Revises: 0002
@@ -23,7 +24,7 @@ _FROZEN = (
     "total_paid", "total_unassigned", "content_hash", "merkle_root", "job_run_id", "created_at",
 )  # fmt: skip
 _PUBLISHING = ("published_at", "published_by", "supersedes_id")
-_CONTENT = ("snapshot_rows", "snapshot_payouts", "snapshot_epochs")
+_CONTENT = ("snapshot_parts", "snapshot_payouts", "snapshot_epochs")
 
 
 def _row(prefix: str, columns: tuple[str, ...]) -> str:
@@ -42,12 +43,7 @@ def _pg_up() -> list[str]:
                 RETURN NEW;
             END IF;
             IF TG_OP = 'DELETE' THEN
-                IF OLD.status = 'draft' THEN
-                    IF EXISTS (SELECT 1 FROM snapshot_rows WHERE snapshot_id = OLD.id) THEN
-                        RAISE EXCEPTION 'snapshot %: delete its rows first', OLD.id;
-                    END IF;
-                    RETURN OLD;
-                END IF;
+                IF OLD.status = 'draft' THEN RETURN OLD; END IF;
                 RAISE EXCEPTION 'snapshot % is %: it cannot be deleted', OLD.id, OLD.status;
             END IF;
             IF {_row("NEW", _FROZEN)} IS DISTINCT FROM {_row("OLD", _FROZEN)} THEN
@@ -150,11 +146,6 @@ def _sqlite_up() -> list[str]:
         WHEN OLD.status <> 'draft'
         BEGIN SELECT RAISE(ABORT, 'snapshot is not a draft: it cannot be deleted'); END
         """,
-        """
-        CREATE TRIGGER snapshots_rows_first BEFORE DELETE ON snapshots
-        WHEN EXISTS (SELECT 1 FROM snapshot_rows WHERE snapshot_id = OLD.id)
-        BEGIN SELECT RAISE(ABORT, 'snapshot has rows: delete its rows first'); END
-        """,
         f"""
         CREATE TRIGGER snapshots_frozen BEFORE UPDATE ON snapshots
         WHEN {_sqlite_changed(_FROZEN)}
@@ -192,8 +183,7 @@ def _sqlite_up() -> list[str]:
 
 
 def _sqlite_down() -> list[str]:
-    names = ["snapshots_insert_draft", "snapshots_no_delete", "snapshots_rows_first"]
-    names += ["snapshots_frozen"]
+    names = ["snapshots_insert_draft", "snapshots_no_delete", "snapshots_frozen"]
     names += ["snapshots_status_flow"]
     for table in _CONTENT:
         names += [f"{table}_no_update", f"{table}_insert_into_draft", f"{table}_delete_from_draft"]
@@ -286,25 +276,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("snapshot_id", "owner_id", name=op.f("pk_snapshot_payouts")),
     )
     op.create_table(
-        "snapshot_rows",
+        "snapshot_parts",
         sa.Column("snapshot_id", sa.Integer(), nullable=False),
-        sa.Column("device_id", sa.String(length=200), nullable=False),
-        sa.Column("epoch", sa.BigInteger(), nullable=False),
-        sa.Column("owner_id", sa.String(length=200), nullable=True),
-        sa.Column("online_s", sa.Double(), nullable=False),
-        sa.Column("bridged_s", sa.Double(), nullable=False),
-        sa.Column("credited_s", sa.Double(), nullable=False),
-        sa.Column("uptime_ratio", sa.Double(), nullable=False),
-        sa.Column("eligible", sa.Boolean(), nullable=False),
-        sa.Column("reason", sa.String(length=40), nullable=False),
-        sa.Column("reward", sa.BigInteger(), nullable=False),
-        sa.Column("bridges_used", sa.BigInteger(), nullable=False),
-        sa.Column("bridges_denied", sa.BigInteger(), nullable=False),
-        sa.Column("shortfall_s", sa.Double(), nullable=False),
-        sa.Column("longest_uncounted_gap_s", sa.Double(), nullable=False),
-        sa.Column("crediting_incidents", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("snapshot_id", "device_id", "epoch", name=op.f("pk_snapshot_rows")),
+        sa.Column("part", sa.BigInteger(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("first_device_id", sa.String(length=200), nullable=False),
+        sa.Column("last_device_id", sa.String(length=200), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["snapshot_id"], ["snapshots.id"], name=op.f("fk_snapshot_parts_snapshot_id_snapshots")
+        ),
+        sa.PrimaryKeyConstraint("snapshot_id", "part", name=op.f("pk_snapshot_parts")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Parquet is compressed already: store it out of line without trying again
+        op.execute("ALTER TABLE snapshot_parts ALTER COLUMN data SET STORAGE EXTERNAL")
     for statement in _guards(up=True):
         op.execute(statement)
 
@@ -312,7 +299,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in _guards(up=False):
         op.execute(statement)
-    op.drop_table("snapshot_rows")
+    op.drop_table("snapshot_parts")
     op.drop_table("snapshot_payouts")
     op.drop_table("snapshot_epochs")
     with op.batch_alter_table("snapshots", schema=None) as batch_op:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from datetime import datetime
 
 import polars as pl
 from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
 from rewards.core.snapshots import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS
 from rewards.db.bulk import load_frame, read_frame
-from rewards.db.tables import Snapshot, SnapshotEpoch, SnapshotPayout, SnapshotRow
+from rewards.db.tables import Snapshot, SnapshotEpoch, SnapshotPart, SnapshotPayout
 
-# The stored row: SNAPSHOT_ROWS without epoch_start (the policy gives it) plus the key.
-STORED_ROWS = {c: t for c, t in SNAPSHOT_ROWS.items() if c != "epoch_start"}
+PART_ROWS = 1_000_000  # device-epochs per Parquet part
+
+
+class CorruptSnapshot(RuntimeError):
+    """Stored snapshot content does not match the hash recorded with it."""
 
 
 def latest(session: Session, season: str) -> Snapshot | None:
@@ -68,20 +74,43 @@ def insert(
     connection = session.connection()
     load_frame(connection, "snapshot_epochs", epochs.select(key, *EPOCH_TOTALS))
     load_frame(connection, "snapshot_payouts", suppliers.select(key, *SUPPLIERS))
-    load_frame(connection, "snapshot_rows", rows.select(key, *STORED_ROWS))
+    parts = []
+    for number, chunk in enumerate(rows.select(list(SNAPSHOT_ROWS)).iter_slices(PART_ROWS)):
+        buffer = io.BytesIO()
+        chunk.write_parquet(buffer, compression="zstd", statistics=True)
+        data = buffer.getvalue()
+        parts.append(
+            {
+                "snapshot_id": header.id,
+                "part": number,
+                "rows": chunk.height,
+                "first_device_id": chunk.item(0, "device_id"),
+                "last_device_id": chunk.item(chunk.height - 1, "device_id"),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "data": data,
+            }
+        )
+    if parts:
+        connection.execute(sql_insert(SnapshotPart), parts)
     return header
 
 
 def read_rows(connection: Connection, snapshot_id: int) -> pl.DataFrame:
-    """A snapshot's stored rows (STORED_ROWS), sorted by device_id, epoch in byte order."""
-    columns = ", ".join(f'"{c}"' for c in STORED_ROWS)
-    frame = read_frame(
-        connection,
-        f"SELECT {columns} FROM snapshot_rows WHERE snapshot_id = :id",  # noqa: S608
-        {"id": snapshot_id},
-        dict(STORED_ROWS),
+    """A snapshot's rows (SNAPSHOT_ROWS) in canonical order; raises CorruptSnapshot when a
+    part no longer matches its hash."""
+    frames = []
+    found = connection.execute(
+        select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
+        .where(col(SnapshotPart.snapshot_id) == snapshot_id)
+        .order_by(col(SnapshotPart.part))
     )
-    return frame.sort("device_id", "epoch")
+    for part, digest, data in found:
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptSnapshot(f"snapshot {snapshot_id} part {part}: SHA-256 mismatch")
+        frames.append(pl.read_parquet(io.BytesIO(data)))
+    if not frames:
+        return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+    return pl.concat(frames).select(list(SNAPSHOT_ROWS))
 
 
 def read_suppliers(connection: Connection, snapshot_id: int) -> pl.DataFrame:
@@ -128,6 +157,6 @@ def mark_published(
 
 def discard(session: Session, snapshot: Snapshot) -> None:
     """Delete a draft and its content (the database refuses it for any other status)."""
-    for table in (SnapshotRow, SnapshotPayout, SnapshotEpoch):
+    for table in (SnapshotPart, SnapshotPayout, SnapshotEpoch):
         session.execute(delete(table).where(col(table.snapshot_id) == snapshot.id))
     session.execute(delete(Snapshot).where(col(Snapshot.id) == snapshot.id))

@@ -10,10 +10,10 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Column,
-    Double,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -234,31 +234,23 @@ def _snapshot_key() -> Column[int]:
     return Column(Integer, ForeignKey("snapshots.id"), primary_key=True)
 
 
-class SnapshotRow(SQLModel, table=True):
-    """One device-epoch of a snapshot (columns of core.snapshots.SNAPSHOT_ROWS).
+class SnapshotPart(SQLModel, table=True):
+    """A slice of a snapshot's device-epoch rows, in canonical order, as Parquet.
 
-    No foreign key: checking one per row would double the time to store a 600,000-device
-    season; the triggers of revision 0003 refuse rows of a missing or non-draft snapshot
-    once per statement instead, and a snapshot with rows cannot be deleted.
+    A 600,000-device season has 18 million device-epochs: stored as a few dozen immutable
+    Parquet parts they are written and read back in seconds where one table row each took
+    minutes. Each part carries its SHA-256 (checked on every read) and its first and last
+    device; the snapshot's content hash covers the canonical CSV of all of them.
     """
 
-    __tablename__ = "snapshot_rows"
-    snapshot_id: int = Field(sa_column=Column(Integer, primary_key=True))
-    device_id: str = Field(primary_key=True, max_length=ID)
-    epoch: int = Field(primary_key=True, sa_type=BigInteger)
-    owner_id: str | None = Field(default=None, max_length=ID)
-    online_s: float = Field(sa_type=Double)
-    bridged_s: float = Field(sa_type=Double)
-    credited_s: float = Field(sa_type=Double)
-    uptime_ratio: float = Field(sa_type=Double)
-    eligible: bool
-    reason: str = Field(max_length=40)
-    reward: int = Field(sa_type=BigInteger)
-    bridges_used: int = Field(sa_type=BigInteger)
-    bridges_denied: int = Field(sa_type=BigInteger)
-    shortfall_s: float = Field(sa_type=Double)
-    longest_uncounted_gap_s: float = Field(sa_type=Double)
-    crediting_incidents: str | None = Field(default=None, sa_type=Text)
+    __tablename__ = "snapshot_parts"
+    snapshot_id: int = Field(sa_column=_snapshot_key())
+    part: int = Field(primary_key=True, sa_type=BigInteger)
+    rows: int = Field(sa_type=BigInteger)
+    first_device_id: str = Field(max_length=ID)
+    last_device_id: str = Field(max_length=ID)
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_type=LargeBinary)
 
 
 class SnapshotPayout(SQLModel, table=True):
@@ -297,8 +289,8 @@ __all__ = [
     "QuarantinedRecord",
     "Snapshot",
     "SnapshotEpoch",
+    "SnapshotPart",
     "SnapshotPayout",
-    "SnapshotRow",
     "String",
     "Supplier",
     "metadata",

@@ -27,7 +27,6 @@ from sqlalchemy import Engine
 
 import rewards.core
 from rewards.core import device_epochs
-from rewards.core.frames import TIME
 from rewards.core.merkle import leaf_hash, merkle_root, proof_document
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import (
@@ -332,23 +331,13 @@ def _policy_of(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def stored_rows(engine: Engine, snapshot: Snapshot) -> pl.DataFrame:
-    """The snapshot's rows as SNAPSHOT_ROWS (epoch_start restored from its policy)."""
+    """The snapshot's device-epoch rows (SNAPSHOT_ROWS), in canonical order."""
     assert snapshot.id is not None
     with engine.connect() as connection:
-        rows = store.read_rows(connection, snapshot.id)
-    policy = _policy_of(snapshot)
-    start = datetime.fromisoformat(policy["start"].replace("Z", "+00:00"))
-    from rewards.core.durations import parse_duration_us
-
-    length = parse_duration_us(policy["epoch_length"])
-    return rows.with_columns(
-        epoch_start=pl.lit(start).cast(TIME) + pl.duration(microseconds=pl.col("epoch") * length)
-    ).select(
-        "device_id",
-        "epoch",
-        "epoch_start",
-        *[c for c in rows.columns if c not in ("device_id", "epoch")],
-    )
+        try:
+            return store.read_rows(connection, snapshot.id)
+        except store.CorruptSnapshot as exc:
+            raise SnapshotError(f"{label(snapshot)}: {exc}") from None
 
 
 def stored_suppliers(engine: Engine, snapshot: Snapshot) -> pl.DataFrame:

@@ -173,7 +173,7 @@ def test_a_run_killed_mid_way_leaves_no_snapshot_and_its_run_is_abandoned(
         blocking.rollback()
         blocker.close()
     with engine.connect() as connection:
-        for table in ("snapshots", "snapshot_rows", "snapshot_payouts", "snapshot_epochs"):
+        for table in ("snapshots", "snapshot_parts", "snapshot_payouts", "snapshot_epochs"):
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
     engine.dispose()
 

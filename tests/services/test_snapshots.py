@@ -220,19 +220,16 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
         "UPDATE snapshots SET status = 'draft' WHERE id = :sid",
         "UPDATE snapshots SET published_by = 'mallory' WHERE id = :sid",
         "DELETE FROM snapshots WHERE id = :sid",
-        "UPDATE snapshot_rows SET reward = reward + 1 WHERE snapshot_id = :sid",
-        "DELETE FROM snapshot_rows WHERE snapshot_id = :sid",
+        "UPDATE snapshot_parts SET sha256 = 'forged' WHERE snapshot_id = :sid",
+        "UPDATE snapshot_parts SET data = data WHERE snapshot_id = :sid",
+        "DELETE FROM snapshot_parts WHERE snapshot_id = :sid",
         "UPDATE snapshot_payouts SET reward = 0 WHERE snapshot_id = :sid",
         "DELETE FROM snapshot_payouts WHERE snapshot_id = :sid",
         "DELETE FROM snapshot_epochs WHERE snapshot_id = :sid",
-        "INSERT INTO snapshot_rows (snapshot_id, device_id, epoch, online_s, bridged_s, "
-        "credited_s, uptime_ratio, eligible, reason, reward, bridges_used, bridges_denied, "
-        "shortfall_s, longest_uncounted_gap_s) VALUES (:sid, 'gpu-forged', 0, 0, 0, 0, 0, "
-        "true, 'ELIGIBLE', 1, 0, 0, 0, 0)",
-        "INSERT INTO snapshot_rows (snapshot_id, device_id, epoch, online_s, bridged_s, "
-        "credited_s, uptime_ratio, eligible, reason, reward, bridges_used, bridges_denied, "
-        "shortfall_s, longest_uncounted_gap_s) VALUES (:sid + 1000, 'gpu-orphan', 0, 0, 0, 0, "
-        "0, true, 'ELIGIBLE', 1, 0, 0, 0, 0)",
+        "INSERT INTO snapshot_parts (snapshot_id, part, rows, first_device_id, last_device_id, "
+        "sha256, data) VALUES (:sid, 99, 0, 'a', 'a', 'x', '')",
+        "INSERT INTO snapshot_parts (snapshot_id, part, rows, first_device_id, last_device_id, "
+        "sha256, data) VALUES (:sid + 1000, 0, 0, 'a', 'a', 'x', '')",
         "INSERT INTO snapshot_payouts (snapshot_id, owner_id, reward, devices, "
         "eligible_device_epochs) VALUES (:sid, 'mallory', 1, 1, 1)",
         "INSERT INTO snapshots (season, version, status, epoch_first, epoch_last, policy, "
@@ -244,7 +241,7 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
     ):
         _refused(ingested, statement, sid)
     if ingested.dialect.name == "postgresql":
-        for table in ("snapshot_rows", "snapshot_payouts", "snapshot_epochs", "snapshots"):
+        for table in ("snapshot_parts", "snapshot_payouts", "snapshot_epochs", "snapshots"):
             _refused(ingested, f"TRUNCATE {table} CASCADE")
     assert stored_rows(ingested, snap).equals(before)
     current = resolve(ingested, "v1", "ignition-s2")
@@ -254,7 +251,7 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
     second = run(ingested, force=True).snapshot
     publish(ingested, second, by="finance@test", clock=lambda: NOW, lock_ttl=LOCK)
     _refused(ingested, "UPDATE snapshots SET status = 'published' WHERE id = :sid", sid)
-    _refused(ingested, "DELETE FROM snapshot_rows WHERE snapshot_id = :sid", sid)
+    _refused(ingested, "DELETE FROM snapshot_parts WHERE snapshot_id = :sid", sid)
     draft = run(ingested, force=True).snapshot
     _refused(ingested, "DELETE FROM snapshots WHERE id = :sid", draft.id)  # rows first
     with unit_of_work(ingested) as session:
@@ -262,7 +259,7 @@ def test_raw_sql_cannot_alter_a_published_snapshot(ingested: Engine) -> None:
     with unit_of_work(ingested) as session:
         assert session.get(Snapshot, draft.id) is None
         count = session.execute(
-            text("SELECT count(*) FROM snapshot_rows WHERE snapshot_id = :id"), {"id": draft.id}
+            text("SELECT count(*) FROM snapshot_parts WHERE snapshot_id = :id"), {"id": draft.id}
         ).scalar_one()
         assert count == 0
 
@@ -307,7 +304,7 @@ def test_a_run_failing_mid_write_leaves_no_partial_snapshot(ingested: Engine) ->
     with pytest.raises(Crash):
         run(ingested, stages=Stages(on_stage=crash_while_writing))
     with unit_of_work(ingested) as session:
-        for table in ("snapshots", "snapshot_rows", "snapshot_payouts", "snapshot_epochs"):
+        for table in ("snapshots", "snapshot_parts", "snapshot_payouts", "snapshot_epochs"):
             assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
     runs = [r for r in recent_runs(ingested, 10) if r.job_id == "snapshot:ignition-s2"]
     assert [r.status for r in runs] == ["failed"]
