@@ -325,6 +325,15 @@ def list_snapshots(engine: Engine, season: str | None = None) -> list[Snapshot]:
         return store.listing(session, season)
 
 
+def _current(engine: Engine, snapshot: Snapshot) -> Snapshot:
+    """`snapshot` as stored now (its status may have changed since it was read)."""
+    with unit_of_work(engine) as session:
+        found = session.get(Snapshot, snapshot.id)
+    if found is None:
+        raise SnapshotError(f"{label(snapshot)} no longer exists")
+    return found
+
+
 def _policy_of(snapshot: Snapshot) -> dict[str, Any]:
     policy: dict[str, Any] = json.loads(snapshot.policy)
     return policy
@@ -426,6 +435,7 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
     device_epochs.csv is the canonical export: its SHA-256 is the snapshot's content hash,
     checked here before anything is written.
     """
+    snapshot = _current(engine, snapshot)
     policy = _policy_of(snapshot)
     decimals = int(policy["token_decimals"])
     rows = stored_rows(engine, snapshot)
@@ -519,6 +529,7 @@ def verify_export(directory: Path) -> list[str]:
 
 def proof(engine: Engine, snapshot: Snapshot, owner_id: str) -> dict[str, Any]:
     """The Merkle proof of `owner_id`'s payout in `snapshot` (SnapshotError if none)."""
+    snapshot = _current(engine, snapshot)
     suppliers = stored_suppliers(engine, snapshot)
     leaves = payout_leaves(suppliers, snapshot.season, snapshot.version)
     try:
