@@ -68,3 +68,21 @@ def ingested(databases, seeded: dict[str, str], dialect: str, small_fleet) -> It
     engine = make_engine(ingested_copy(databases, seeded, dialect, small_fleet))
     yield engine
     engine.dispose()
+
+
+def declare_forced_upgrade(engine: Engine) -> None:
+    """The admin's incident for the forced upgrade: devices below 0.10, 48 h to recover."""
+    from rewards.services.incidents import declare
+    from rewards.sim.fleet import FORCED_UPGRADE
+
+    declare(
+        engine,
+        incident_id="apr-25",
+        start=FORCED_UPGRADE,
+        end=FORCED_UPGRADE + timedelta(hours=1),
+        recovery_deadline=timedelta(hours=48),
+        scope={"agent_version_below": "0.10"},
+        reason="forced upgrade",
+        by="admin@test",
+        now=NOW,
+    )

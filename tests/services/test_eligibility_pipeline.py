@@ -15,7 +15,6 @@ from rewards.db import audit
 from rewards.db.engine import unit_of_work
 from rewards.db.incidents import devices_frame
 from rewards.db.state import finish_job_run, start_job_run
-from rewards.seasons import load_policy
 from rewards.services.eligibility import compute_from_database, compute_from_files
 from rewards.services.incidents import (
     IncidentError,
@@ -24,40 +23,11 @@ from rewards.services.incidents import (
     detect,
     list_incidents,
 )
-from rewards.services.ingest import pull_stream
-from rewards.settings import REPO_ROOT
-from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec, delivered_heartbeats
-from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
-from rewards.uptime.client import RetryPolicy, UptimeClient
+from rewards.sim.fleet import FORCED_UPGRADE, delivered_heartbeats
+from rewards.sim.server import UptimeSimulator
+from tests.seeded import NOW, POLICY, declare_forced_upgrade
 
-POLICY = load_policy(REPO_ROOT / "config" / "seasons" / "ignition-s2.toml")
-NOW = datetime(2024, 5, 1, tzinfo=UTC)
 EPOCH_25 = 5
-
-
-@pytest.fixture(scope="module")
-def simulator() -> UptimeSimulator:
-    return UptimeSimulator(FleetSpec(seed=11, devices=60, days=7), token="secret")
-
-
-@pytest.fixture
-def ingested(engine, simulator: UptimeSimulator):  # type: ignore[no-untyped-def]
-    with (
-        BackgroundServer(create_sim_app(simulator)) as server,
-        UptimeClient(server.url, "secret", retry=RetryPolicy(backoff_base_s=0.001)) as client,
-    ):
-        for stream in ("devices", "heartbeats"):
-            report = pull_stream(
-                engine=engine,
-                client=client,
-                stream=stream,
-                policy=POLICY,
-                page_size=20_000,
-                max_skew=timedelta(minutes=5),
-                clock=lambda: NOW,
-            )
-            assert report.caught_up, report.error
-    return engine
 
 
 def credited_on_the_25th(results: pl.DataFrame) -> float:
@@ -65,22 +35,12 @@ def credited_on_the_25th(results: pl.DataFrame) -> float:
 
 
 def test_database_pipeline_equals_computing_from_files(  # type: ignore[no-untyped-def]
-    ingested, simulator: UptimeSimulator, tmp_path: Path
+    ingested, small_fleet: UptimeSimulator, tmp_path: Path
 ) -> None:
-    declare(
-        ingested,
-        incident_id="apr-25",
-        start=FORCED_UPGRADE,
-        end=FORCED_UPGRADE + timedelta(hours=1),
-        recovery_deadline=timedelta(hours=48),
-        scope={"agent_version_below": "0.10"},
-        reason="forced upgrade",
-        by="admin@test",
-        now=NOW,
-    )
+    declare_forced_upgrade(ingested)
     from_db, _ = compute_from_database(ingested, POLICY)
 
-    delivered_heartbeats(simulator.heartbeats).write_parquet(tmp_path / "hb.parquet")
+    delivered_heartbeats(small_fleet.heartbeats).write_parquet(tmp_path / "hb.parquet")
     (tmp_path / "incidents.json").write_text(
         json.dumps(
             [

@@ -18,7 +18,6 @@ from rewards.core.snapshots import canonical_csv, content_hash, payout_leaves, s
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
-from rewards.services.incidents import declare
 from rewards.services.runs import JobBusy, recent_runs
 from rewards.services.snapshots import (
     RunOutcome,
@@ -36,10 +35,9 @@ from rewards.services.snapshots import (
     stored_suppliers,
     verify_export,
 )
-from rewards.sim.fleet import FORCED_UPGRADE
 from rewards.sim.server import UptimeSimulator
 from tests.core.test_merkle import readme_verifier
-from tests.seeded import NOW, POLICY, ingested_copy
+from tests.seeded import NOW, POLICY, declare_forced_upgrade, ingested_copy
 
 WEEK = range(7)
 LOCK = timedelta(minutes=5)
@@ -57,20 +55,6 @@ def run(engine: Engine, *, force: bool = False, reason: str = "test", **kw: obje
         lock_ttl=LOCK,
         force=force,
         **kw,  # type: ignore[arg-type]
-    )
-
-
-def declare_forced_upgrade(engine: Engine) -> None:
-    declare(
-        engine,
-        incident_id="apr-25",
-        start=FORCED_UPGRADE,
-        end=FORCED_UPGRADE + timedelta(hours=1),
-        recovery_deadline=timedelta(hours=48),
-        scope={"agent_version_below": "0.10"},
-        reason="forced upgrade",
-        by="admin@test",
-        now=NOW,
     )
 
 
