@@ -10,7 +10,8 @@ transaction, fingerprinting them, computing, hashing the canonical export, writi
 draft's rows, payouts and totals) and then `export` (reading the rows back, checking their
 hash, writing CSV, Parquet and the manifest). Each stage's share of the total is reported,
 and the whole as a ratio to the compute stage measured in the same run. Results:
-bench/out/snapshot.json.
+bench/out/snapshot.json. The database and the export are dropped at the end (--keep keeps
+them).
 """
 
 from __future__ import annotations
@@ -48,14 +49,21 @@ MODELS = ["RTX 3090", "RTX 4090", "A100", "H100", "L40S"]
 
 
 def fresh_database(admin_url: str, name: str) -> str:
+    drop_database(admin_url, name)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
     return url
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def load_season(url: str, devices: int) -> dict[str, int]:
@@ -126,6 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
     parser.add_argument("--url", default=ADMIN, help="PostgreSQL admin URL (database test)")
+    parser.add_argument("--keep", action="store_true", help="keep the database and export")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -170,6 +179,9 @@ def main() -> None:
     }
     (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    if not args.keep:
+        drop_database(args.url, "rewards_bench_snapshot")
+        shutil.rmtree(destination, ignore_errors=True)
 
 
 if __name__ == "__main__":
