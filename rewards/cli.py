@@ -720,6 +720,7 @@ def snapshot_export(
     sh = shell()
     engine = sh.engine()
     snap = _snapshot(engine, ref, sh.policy.season_id)
+    err.print(f"exporting {ref} to {out_dir} ...", highlight=False)
     try:
         manifest = export(engine, snap, out_dir)
     except SnapshotError as exc:

@@ -231,7 +231,7 @@ def run_snapshot(
             )
             suppliers = supplier_totals(rows)
             totals = epoch_totals(rows, epochs, policy.pool_per_epoch)
-        with stages.stage("hash and merkle root"):
+        with stages.stage("canonical CSV and its hash"):
             digest = content_hash(canonical_csv(rows, policy.token_decimals))
         context.renew()
         with stages.stage("write"), unit_of_work(engine) as session:
