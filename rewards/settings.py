@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     leader_lease_s: Annotated[int, Field(ge=3)] = 30
     job_lock_s: Annotated[int, Field(ge=10)] = 600
 
+    # API authentication: bearer JWTs from an OIDC provider's JWKS (issue 5)
+    auth_issuer: str = ""
+    auth_audience: str = "ignition-rewards"
+    auth_jwks_url: str = ""
+    auth_role_claim: str = "roles"
+    auth_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    auth_jwks_ttl_s: Positive = 300.0
+    auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
+    dev_issuer_enabled: bool = False
+    dev_issuer_key_file: Path = Path("var/dev-issuer-key.pem")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

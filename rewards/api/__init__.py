@@ -1,0 +1,1 @@
+"""The engine's HTTP API: authentication, roles, endpoints and their defenses."""
