@@ -47,6 +47,8 @@ app.add_typer(intervals_app, name="intervals")
 app.add_typer(eligibility_app, name="eligibility")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(snapshot_app, name="snapshot")
+audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -791,6 +793,42 @@ def snapshot_verify_proof(
         err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
         raise typer.Exit(1)
     out.print(f"valid: {document['leaf']} is in the tree with root {root or document['root']}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first entries that break it."""
+    from rewards.db import audit
+    from rewards.db.engine import unit_of_work
+
+    with unit_of_work(shell().engine()) as session:
+        report = audit.verify_chain(session)
+    for problem in report.problems:
+        err.print(f"[bold red]broken:[/] {problem}", highlight=False)
+    if not report.intact:
+        raise typer.Exit(1)
+    out.print(f"audit log intact: {report.entries:,} entries, chain and head agree")
+
+
+@app.command("dev-token")
+def dev_token(
+    sub: Annotated[str, typer.Option(help="The subject: a supplier's owner_id, or a person.")],
+    role: Annotated[list[str], typer.Option(help="supplier, finance or admin (repeatable).")],
+    ttl_minutes: Annotated[int, typer.Option(min=1, max=24 * 60)] = 60,
+) -> None:
+    """Sign a development token (only when dev_issuer_enabled is set; never in production)."""
+    from rewards.api.verifier import dev_issuer
+
+    sh = shell()
+    if not sh.settings.dev_issuer_enabled:
+        fail("the development issuer is off: set REWARDS_DEV_ISSUER_ENABLED=true to use it")
+    try:
+        token = dev_issuer(sh.settings).token(
+            sub, role, now=utc_now(), ttl=timedelta(minutes=ttl_minutes)
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(token)
 
 
 @app.command("scheduler")

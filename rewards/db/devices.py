@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from rewards.core.frames import TIME
+from rewards.db import audit as audit_log
 from rewards.db.bulk import insert_missing, read_frame
-from rewards.db.tables import AuditEntry, Device, DeviceMetadata, Supplier
+from rewards.db.tables import Device, DeviceMetadata, Supplier
 
 _CONTENT = ("owner_id", "gpu_model", "gpu_count", "status")
 
@@ -100,7 +101,7 @@ def store_devices(
         added += 1
     session.flush()
     if audit:
-        session.connection().execute(insert(AuditEntry), audit)
+        audit_log.append_many(session, audit)
     return added
 
 

@@ -145,7 +145,12 @@ class QuarantinedRecord(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """Append-only record of admin actions and metadata changes (the database refuses edits)."""
+    """Append-only record of admin actions and metadata changes (the database refuses edits).
+
+    Entries form a hash chain: each `hash` covers the previous entry's hash and this
+    entry's content, so an edited, removed or inserted entry breaks every hash after it
+    (`rewards audit verify`).
+    """
 
     __tablename__ = "audit_log"
     id: int | None = Field(default=None, primary_key=True)
@@ -154,6 +159,18 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=80)
     subject: str = Field(max_length=ID, index=True)
     details: str = Field(sa_type=Text)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AuditHead(SQLModel, table=True):
+    """The newest audit hash and the number of entries: appenders lock this row, so the
+    chain never forks, and a log cut short no longer ends where the head says."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(primary_key=True)
+    hash: str = Field(max_length=64)
+    entries: int = Field(sa_type=BigInteger)
 
 
 class Incident(SQLModel, table=True):
@@ -278,6 +295,7 @@ class SnapshotEpoch(SQLModel, table=True):
 
 __all__ = [
     "AuditEntry",
+    "AuditHead",
     "Device",
     "DeviceMetadata",
     "Heartbeat",

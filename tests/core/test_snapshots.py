@@ -216,7 +216,19 @@ def _random_rows(rng: random.Random, devices: int, tag: str) -> pl.DataFrame:
                     "tag": tag,
                 }
             )
-    return pl.DataFrame(records)
+    return pl.DataFrame(
+        records,
+        schema={
+            "device_id": pl.String,
+            "epoch": pl.Int64,
+            "owner_id": pl.String,
+            "eligible": pl.Boolean,
+            "reason": pl.String,
+            "reward": pl.Int64,
+            "uptime_ratio": pl.Float64,
+            "tag": pl.String,
+        },
+    )
 
 
 @settings(max_examples=40, deadline=None)

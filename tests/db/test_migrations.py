@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from rewards.db import audit
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.migrate import current_revision, downgrade, head_revision, upgrade
 from rewards.db.tables import metadata
@@ -40,12 +43,13 @@ def test_upgrade_downgrade_upgrade_and_no_autogenerate_difference(
 )
 def test_audit_log_refuses_raw_sql_updates_and_deletes(engine, statement: str) -> None:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as session:
-        session.connection().execute(
-            text(
-                "INSERT INTO audit_log (at, actor, action, subject, details) "
-                "VALUES (:at, 'admin', 'incident.confirm', 'inc-1', '{}')"
-            ),
-            {"at": "2024-04-25 08:05:00"},
+        audit.append(
+            session,
+            now=datetime(2024, 4, 25, 8, 5, tzinfo=UTC),
+            actor="admin",
+            action="incident.confirm",
+            subject="inc-1",
+            details={},
         )
     with pytest.raises(DBAPIError, match="append-only"), unit_of_work(engine) as session:
         session.connection().execute(text(statement))
