@@ -831,6 +831,54 @@ def dev_token(
     typer.echo(token)
 
 
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+
+
+def _api_app(sh: Shell) -> object:
+    from rewards.api.app import create_app
+    from rewards.api.verifier import make_verifier
+
+    verifier = make_verifier(sh.settings)
+    if verifier is None:
+        err.print(
+            "warning: no token issuer configured (auth_issuer and auth_jwks_url, or "
+            "dev_issuer_enabled): every authenticated route will answer 401",
+            highlight=False,
+        )
+    return create_app(sh.engine(), sh.settings, verifier)
+
+
+@app.command("api")
+def api(host: Host = "127.0.0.1", port: Port = 8700) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+
+
+@app.command("serve")
+def serve(host: Host = "127.0.0.1", port: Port = 8700) -> None:
+    """Serve the HTTP API and run the scheduler (as leader or standby) in one process."""
+    import uvicorn
+
+    from jobs.scheduler import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sh = shell()
+    stop = threading.Event()
+    scheduler = threading.Thread(
+        target=run_scheduler, args=(sh.engine(), sh.settings, sh.policy), kwargs={"stop": stop}
+    )
+    scheduler.start()
+    try:
+        uvicorn.run(_api_app(sh), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        scheduler.join(60)
+
+
 @app.command("scheduler")
 def scheduler() -> None:
     """Run the scheduled jobs while this process holds the leader lease; stand by otherwise."""

@@ -1,0 +1,82 @@
+"""The engine's HTTP API (issue 5): each user's door, and no one through another's.
+
+`create_app` wires the routers (rewards/api/routes.py) to an engine, settings and token
+verifier, caps request bodies, counts requests for /metrics, and turns any unhandled
+error into a bare 500 that never echoes internal details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine
+
+from rewards.api.auth import TokenVerifier
+from rewards.api.routes import ROUTERS
+from rewards.settings import Settings
+
+log = logging.getLogger("rewards.api")
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "rewards_api_requests", "API requests", ["route", "status"], registry=self.registry
+        )
+        self.refused = Counter(
+            "rewards_api_refused", "Requests refused by authentication", ["why"],
+            registry=self.registry,
+        )  # fmt: skip
+
+
+def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:
+    """The API over `engine`; `verifier` None means no issuer is configured (all 401)."""
+    app = FastAPI(
+        title="Ignition rewards engine",
+        version="1",
+        description="Uptime, eligibility and reward snapshots. Bearer JWTs from the "
+        "configured OIDC provider; roles: supplier, finance, admin.",
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.verifier = verifier
+    app.state.metrics = Metrics()
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        app.state.metrics.requests.labels(route, str(response.status_code)).inc()
+        return response
+
+    for router in ROUTERS:
+        app.include_router(router)
+
+    if settings.dev_issuer_enabled:
+
+        @app.get("/.well-known/jwks.json", include_in_schema=False)
+        def jwks() -> dict[str, Any]:
+            from rewards.api.verifier import dev_issuer
+
+            return dev_issuer(settings).jwks()
+
+    return app

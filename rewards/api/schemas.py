@@ -1,0 +1,79 @@
+"""The API's explicit input and output schemas (no mass assignment: every field named)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    gpu_model: str
+    gpu_count: int
+    status: str
+    last_seen: datetime | None
+
+
+class PublicDeviceOut(BaseModel):
+    """What anyone may know about a device: never its owner."""
+
+    device_id: str
+    gpu_model: str
+    status: str
+    last_seen: datetime | None
+
+
+class DevicePage(BaseModel):
+    devices: list[DeviceOut]
+    next_after: str | None = Field(description="Pass as `after` for the next page.")
+
+
+class MeOut(BaseModel):
+    subject: str
+    roles: list[str]
+
+
+class SnapshotOut(BaseModel):
+    snapshot: str
+    season: str
+    version: int
+    status: str
+    epochs: list[int]
+    total_paid: int
+    suppliers: int
+    content_hash: str
+    merkle_root: str
+    created_at: datetime
+    published_at: datetime | None
+
+
+class ProofStepOut(BaseModel):
+    side: str
+    sibling: str
+
+
+class RewardOut(BaseModel):
+    snapshot: str
+    owner_id: str
+    amount: int
+    amount_decimal: str
+    leaf: list[Any]
+    proof: list[ProofStepOut]
+    root: str
+
+
+class IncidentOut(BaseModel):
+    id: str
+    start: datetime
+    end: datetime
+    recovery_deadline_s: int
+    scope: str
+    status: str
+    source: str
+    reason: str
+
+
+class Health(BaseModel):
+    status: str

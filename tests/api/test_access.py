@@ -1,0 +1,181 @@
+"""Every endpoint against every role and no token, over real HTTP with real signatures; and
+a supplier never sees another supplier's devices or payout (issue 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from rewards.api.app import create_app
+from rewards.api.verifier import dev_issuer, make_verifier
+from rewards.db.engine import make_engine
+from rewards.services.incidents import declare
+from rewards.services.snapshots import publish, run_snapshot
+from rewards.settings import Settings, get_settings
+from rewards.sim.server import BackgroundServer
+from tests.seeded import NOW, POLICY, ingested_copy
+
+ROLES = ("supplier", "finance", "admin")
+
+
+@dataclass
+class Api:
+    url: str
+    tokens: dict[str, str]  # role (or "other-supplier") -> bearer token
+    owner: str
+    other: str
+    device: str
+    engine: Engine
+
+    def call(self, method: str, path: str, who: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+    """One served API per database for the module (the tests only read, or confirm an
+    incident, which is idempotent)."""
+    ingested = make_engine(ingested_copy(databases, seeded, request.param, small_fleet))
+    key = tmp_path_factory.mktemp("issuer") / "dev.pem"
+    settings: Settings = get_settings(
+        dev_issuer_enabled=True, dev_issuer_key_file=key, season="ignition-s2"
+    )
+    with ingested.connect() as connection:
+        owners = connection.execute(
+            text(
+                "SELECT owner_id, min(device_id) FROM device_metadata WHERE valid_to IS NULL "
+                "GROUP BY owner_id ORDER BY owner_id"
+            )
+        ).all()
+    (owner, device), (other, _) = owners[0], owners[1]
+    snap = run_snapshot(
+        ingested,
+        POLICY,
+        epochs=range(7),
+        trigger="manual",
+        triggered_by="t",
+        reason="t",
+        clock=lambda: NOW,
+        lock_ttl=timedelta(minutes=5),
+    ).snapshot
+    publish(ingested, snap, by="t", clock=lambda: NOW, lock_ttl=timedelta(minutes=5))
+    declare(
+        ingested,
+        incident_id="inc-1",
+        start=NOW,
+        end=NOW + timedelta(hours=1),
+        recovery_deadline=timedelta(hours=1),
+        scope={"all": True},
+        reason="t",
+        by="t",
+        now=NOW,
+    )
+    issuer = dev_issuer(settings)
+    now = datetime.now(UTC)
+
+    def token(sub: str, *roles: str) -> str:
+        return issuer.token(sub, roles, now=now, ttl=timedelta(minutes=10))
+
+    tokens = {
+        "supplier": token(owner, "supplier"),
+        "other-supplier": token(other, "supplier"),
+        "finance": token("finance@example.org", "finance"),
+        "admin": token("admin@example.org", "admin"),
+        "none-role": token("nobody@example.org"),
+    }
+    app = create_app(ingested, settings, make_verifier(settings))
+    with BackgroundServer(app) as server:
+        yield Api(server.url, tokens, owner, other, device, ingested)
+    ingested.dispose()
+
+
+# (method, path, who may use it: "public", "any", or one role)
+ENDPOINTS = [
+    ("GET", "/healthz", "public"),
+    ("GET", "/readyz", "public"),
+    ("GET", "/metrics", "public"),
+    ("GET", "/v1/explorer/devices/{device}", "public"),
+    ("GET", "/v1/me", "any"),
+    ("GET", "/v1/supplier/devices", "supplier"),
+    ("GET", "/v1/supplier/rewards/v1", "supplier"),
+    ("GET", "/v1/finance/snapshots", "finance"),
+    ("GET", "/v1/admin/incidents?status=confirmed", "admin"),
+    ("POST", "/v1/admin/incidents/inc-1/confirm", "admin"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "door"), ENDPOINTS)
+def test_every_endpoint_admits_its_role_and_refuses_the_rest(
+    api: Api, method: str, path: str, door: str
+) -> None:
+    path = path.format(device=api.device)
+    for who in (None, "none-role", *ROLES):
+        status = api.call(method, path, who).status_code
+        if door == "public":
+            expected = 200
+        elif who is None:
+            expected = 401
+        elif door in ("any", who):
+            expected = 200
+        else:
+            expected = 403
+        assert status == expected, (method, path, who, status)
+
+
+def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
+    schema = httpx.get(api.url + "/openapi.json").json()
+    documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    for method, path, _ in ENDPOINTS:
+        template = path.split("?")[0].replace("{device}", "{device_id}")
+        template = template.replace("/rewards/v1", "/rewards/{ref}")
+        template = template.replace("/incidents/inc-1/", "/incidents/{incident_id}/")
+        assert (method, template) in documented
+
+
+def test_a_supplier_sees_only_its_own_devices_and_payout(api: Api) -> None:
+    mine = api.call("GET", "/v1/supplier/devices", "supplier").json()["devices"]
+    theirs = api.call("GET", "/v1/supplier/devices", "other-supplier").json()["devices"]
+    assert mine and theirs
+    assert {d["device_id"] for d in mine}.isdisjoint({d["device_id"] for d in theirs})
+    with api.engine.connect() as connection:
+        owned = connection.execute(
+            text("SELECT device_id FROM device_metadata WHERE owner_id = :o AND valid_to IS NULL"),
+            {"o": api.owner},
+        ).scalars()
+        assert {d["device_id"] for d in mine} == set(owned)
+    reward = api.call("GET", "/v1/supplier/rewards/v1", "supplier").json()
+    other = api.call("GET", "/v1/supplier/rewards/v1", "other-supplier").json()
+    assert reward["owner_id"] == api.owner and other["owner_id"] == api.other
+    assert reward["leaf"][0] == api.owner
+    # there is no parameter to ask for someone else's: query strings are ignored
+    sneaky = api.call("GET", f"/v1/supplier/rewards/v1?owner_id={api.other}", "supplier")
+    assert sneaky.json()["owner_id"] == api.owner
+
+
+def test_the_explorer_never_shows_an_owner(api: Api) -> None:
+    body = api.call("GET", f"/v1/explorer/devices/{api.device}", None).json()
+    assert set(body) == {"device_id", "gpu_model", "status", "last_seen"}
+    assert api.owner not in str(body)
+    assert api.call("GET", "/v1/explorer/devices/no-such-gpu", None).status_code == 404
+
+
+def test_refusals_say_nothing_internal(api: Api) -> None:
+    forged = api.tokens["admin"][:-4] + "AAAA"
+    response = httpx.get(
+        api.url + "/v1/admin/incidents", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "invalid token"}
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    big = httpx.post(
+        api.url + "/v1/admin/incidents/inc-1/confirm",
+        headers={"Authorization": f"Bearer {api.tokens['admin']}"},
+        content=b"x" * 100_000,
+    )
+    assert big.status_code == 413

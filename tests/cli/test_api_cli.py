@@ -1,0 +1,73 @@
+"""`rewards api` and `rewards serve` serve the API; `rewards dev-token` signs tokens only when
+the development issuer is enabled, and the served API accepts them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import REWARDS, free_port, rewards
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the server did not come up")
+
+
+@pytest.mark.parametrize("command", ["api", "serve"])
+def test_the_served_api_accepts_a_dev_token_and_refuses_none(
+    command: str, db_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
+    env.update(
+        REWARDS_DATABASE_URL=db_url,
+        REWARDS_DEV_ISSUER_ENABLED="true",
+        REWARDS_DEV_ISSUER_KEY_FILE=str(tmp_path / "dev.pem"),
+        REWARDS_UPTIME_API_URL="http://127.0.0.1:9",
+    )
+    refused = rewards(
+        "dev-token",
+        "--sub",
+        "a",
+        "--role",
+        "admin",
+        env={**env, "REWARDS_DEV_ISSUER_ENABLED": "false"},
+    )
+    assert refused.returncode == 2 and "development issuer is off" in refused.stderr
+    bad_role = rewards("dev-token", "--sub", "a", "--role", "root", env=env)
+    assert bad_role.returncode == 2 and "unknown role" in bad_role.stderr
+    token = rewards("dev-token", "--sub", "owner-1", "--role", "supplier", env=env).stdout.strip()
+
+    port = free_port()
+    process = subprocess.Popen(
+        [*REWARDS, command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        assert httpx.get(url + "/readyz").status_code == 200
+        assert httpx.get(url + "/v1/me").status_code == 401
+        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json() == {"subject": "owner-1", "roles": ["supplier"]}
+        admin_only = httpx.get(
+            url + "/v1/admin/incidents", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert admin_only.status_code == 403
+    finally:
+        process.terminate()
+        process.wait(30)
