@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -179,3 +180,48 @@ def test_refusals_say_nothing_internal(api: Api) -> None:
         content=b"x" * 100_000,
     )
     assert big.status_code == 413
+
+
+INJECTIONS = [
+    "' OR '1'='1",
+    "x'; DROP TABLE snapshots; --",
+    "1; UPDATE device_metadata SET owner_id='mallory'",
+    '" OR ""="',
+    "owner-00001' --",
+    "%27%20OR%201%3D1",
+    "gpu-000001\x00",
+    "../../etc/passwd",
+]
+# every string parameter: (method, path template with {x}, who)
+STRING_PARAMETERS = [
+    ("GET", "/v1/explorer/devices/{x}", None),
+    ("GET", "/v1/supplier/devices?after={x}", "supplier"),
+    ("GET", "/v1/supplier/rewards/{x}", "supplier"),
+    ("GET", "/v1/admin/incidents?status={x}", "admin"),
+    ("POST", "/v1/admin/incidents/{x}/confirm", "admin"),
+]
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    tables = ("device_metadata", "snapshots", "snapshot_payouts", "incidents", "audit_log")
+    with engine.connect() as connection:
+        return {
+            t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608
+            for t in tables
+        }
+
+
+def test_sql_injection_payloads_get_a_4xx_and_change_nothing(api: Api) -> None:
+    before = _counts(api.engine)
+    with api.engine.connect() as connection:
+        owners = connection.execute(text("SELECT DISTINCT owner_id FROM device_metadata")).all()
+    for method, template, who in STRING_PARAMETERS:
+        for payload in INJECTIONS:
+            response = api.call(method, template.replace("{x}", quote(payload, safe="")), who)
+            assert 400 <= response.status_code < 500, (template, payload, response.status_code)
+    assert _counts(api.engine) == before
+    with api.engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT DISTINCT owner_id FROM device_metadata")).all()
+            == owners
+        )
