@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     auth_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     auth_jwks_ttl_s: Positive = 300.0
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
+    rate_limit_per_ip: str = "1200/minute"
+    rate_limit_per_subject: str = "600/minute"
     dev_issuer_enabled: bool = False
     dev_issuer_key_file: Path = Path("var/dev-issuer-key.pem")
 
@@ -87,6 +89,17 @@ class Settings(BaseSettings):
             )
         if value.startswith("postgresql:"):
             value = "postgresql+psycopg:" + value.removeprefix("postgresql:")
+        return value
+
+    @field_validator("rate_limit_per_ip", "rate_limit_per_subject")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"expected a rate such as 600/minute, got {value!r}") from None
         return value
 
     @field_validator("uptime_api_url")

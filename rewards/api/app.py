@@ -14,6 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
 
@@ -39,6 +42,22 @@ class Metrics:
         )  # fmt: skip
 
 
+class RateLimits:
+    """Moving-window limits per client address and per token subject, in this process
+    (several API processes would share a store such as Redis instead)."""
+
+    def __init__(self, per_ip: str, per_subject: str) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_ip = parse(per_ip)
+        self._per_subject = parse(per_subject)
+
+    def allow_ip(self, address: str) -> bool:
+        return bool(self._limiter.hit(self._per_ip, "ip", address))
+
+    def allow_subject(self, subject: str) -> bool:
+        return bool(self._limiter.hit(self._per_subject, "sub", subject))
+
+
 def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:
     """The API over `engine`; `verifier` None means no issuer is configured (all 401)."""
     app = FastAPI(
@@ -51,11 +70,18 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
     app.state.settings = settings
     app.state.verifier = verifier
     app.state.metrics = Metrics()
+    app.state.limiter = RateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_subject)
 
     @app.middleware("http")
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        client = request.client.host if request.client else "unknown"
+        if not app.state.limiter.allow_ip(client):
+            app.state.metrics.refused.labels("rate limit: address").inc()
+            return JSONResponse(
+                {"detail": "too many requests"}, status_code=429, headers={"Retry-After": "60"}
+            )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return JSONResponse({"detail": "request body too large"}, status_code=413)

@@ -48,13 +48,17 @@ def principal(request: Request) -> Principal:
         metrics.refused.labels("no issuer configured").inc()
         raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"})
     try:
-        return verifier.verify(token.strip())
+        who = verifier.verify(token.strip())
     except AuthError as exc:
         log.info("refused token: %s", exc)
         metrics.refused.labels("invalid token").inc()
         raise HTTPException(
             401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
+    if not request.app.state.limiter.allow_subject(who.subject):
+        metrics.refused.labels("rate limit: subject").inc()
+        raise HTTPException(429, "too many requests", {"Retry-After": "60"})
+    return who
 
 
 def role(name: str) -> Callable[..., Principal]:
