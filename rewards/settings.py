@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
+    surge_baseline_minutes: PositiveInt = 60
+    surge_factor: Positive = 5.0
+    surge_min_writes: PositiveInt = 30
+    surge_block: bool = True
+    alert_webhook_url: str = ""
     dev_issuer_enabled: bool = False
     dev_issuer_key_file: Path = Path("var/dev-issuer-key.pem")
 

@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 
 from rewards.api.auth import TokenVerifier
 from rewards.api.routes import ROUTERS
+from rewards.api.surges import WriteCounter
+from rewards.core.surges import SurgePolicy
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.api")
@@ -35,6 +37,9 @@ class Metrics:
     def __post_init__(self) -> None:
         self.requests = Counter(
             "rewards_api_requests", "API requests", ["route", "status"], registry=self.registry
+        )
+        self.surges = Counter(
+            "rewards_api_write_surges", "Write surges detected", ["route"], registry=self.registry
         )
         self.refused = Counter(
             "rewards_api_refused", "Requests refused by authentication", ["why"],
@@ -71,6 +76,13 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
     app.state.verifier = verifier
     app.state.metrics = Metrics()
     app.state.limiter = RateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_subject)
+    app.state.surges = WriteCounter(
+        SurgePolicy(
+            baseline_minutes=settings.surge_baseline_minutes,
+            factor=settings.surge_factor,
+            min_writes=settings.surge_min_writes,
+        )
+    )
 
     @app.middleware("http")
     async def guard(

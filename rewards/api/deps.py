@@ -8,7 +8,9 @@ never to the client.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -79,3 +81,57 @@ Anyone = Annotated[Principal, Depends(principal)]
 Supplier = Annotated[Principal, Depends(role("supplier"))]
 Finance = Annotated[Principal, Depends(role("finance"))]
 Admin = Annotated[Principal, Depends(role("admin"))]
+
+
+def _notify(url: str, payload: dict[str, object]) -> None:
+    def post() -> None:
+        import httpx
+
+        try:
+            httpx.post(url, json=payload, timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("alert webhook %s failed: %s", url, type(exc).__name__)
+
+    threading.Thread(target=post, daemon=True).start()
+
+
+def writer(route: str) -> Callable[..., Principal]:
+    """A dependency for write routes: refuses blocked actors and watches for surges."""
+
+    def guard(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+        from rewards.services.alerts import blocked_actors, raise_alert
+
+        state = request.app.state
+        if who.subject in blocked_actors(state.engine):
+            state.metrics.refused.labels("blocked").inc()
+            raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
+        surge = state.surges.record(route, who.subject, datetime.now(UTC))
+        if surge is None:
+            return who
+        settings: Settings = state.settings
+        alert = raise_alert(
+            state.engine,
+            kind="write-surge",
+            route=route,
+            actor=who.subject,
+            writes=surge.writes,
+            threshold=surge.threshold,
+            block=settings.surge_block,
+            now=datetime.now(UTC),
+        )
+        state.metrics.surges.labels(route).inc()
+        log.warning(
+            "write surge: %s made %d writes to %s this minute (threshold %.1f); alert %s",
+            who.subject, surge.writes, route, surge.threshold, alert.id,
+        )  # fmt: skip
+        if settings.alert_webhook_url:
+            _notify(
+                settings.alert_webhook_url,
+                {"alert": alert.id, "kind": alert.kind, "route": route, "actor": who.subject,
+                 "writes": surge.writes, "threshold": surge.threshold, "blocked": alert.blocked},
+            )  # fmt: skip
+        if settings.surge_block:
+            raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
+        return who
+
+    return guard

@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rewards.api.auth import Principal
 from rewards.api.deps import (
     ID_PATTERN,
     Admin,
@@ -26,8 +28,10 @@ from rewards.api.deps import (
     SettingsDep,
     SnapshotRef,
     Supplier,
+    writer,
 )
 from rewards.api.schemas import (
+    AlertOut,
     DeviceOut,
     DevicePage,
     Health,
@@ -195,7 +199,12 @@ def admin_incidents(
 
 
 @admin.post("/incidents/{incident_id}/confirm", response_model=IncidentOut)
-def admin_confirm(incident_id: IncidentId, who: Admin, engine: EngineDep) -> IncidentOut:
+def admin_confirm(
+    incident_id: IncidentId,
+    who: Admin,
+    engine: EngineDep,
+    _: Annotated[Principal, Depends(writer("admin.incidents.confirm"))],
+) -> IncidentOut:
     """Confirm an incident: it credits downtime from the next snapshot on (audited)."""
     from rewards.services.incidents import IncidentError, decide
 
@@ -206,6 +215,35 @@ def admin_confirm(incident_id: IncidentId, who: Admin, engine: EngineDep) -> Inc
     except IncidentError:
         raise HTTPException(404, "no such incident") from None
     return _incident(found)
+
+
+@admin.get("/alerts", response_model=list[AlertOut])
+def admin_alerts(
+    who: Admin,
+    engine: EngineDep,
+    status: Annotated[str | None, Query(pattern="^(open|cleared)$")] = None,
+    limit: Limit = 100,
+) -> list[AlertOut]:
+    """Alerts, newest first (write surges and who they block)."""
+    from rewards.services.alerts import list_alerts
+
+    return [
+        AlertOut.model_validate(a, from_attributes=True) for a in list_alerts(engine, status, limit)
+    ]
+
+
+@admin.post("/alerts/{alert_id}/clear", response_model=AlertOut)
+def admin_clear_alert(
+    alert_id: Annotated[int, FastPath(ge=1, le=2**62)], who: Admin, engine: EngineDep
+) -> AlertOut:
+    """Close an alert and lift its block (not by the actor it is about; audited)."""
+    from rewards.services.alerts import AlertError, clear
+
+    try:
+        alert = clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
+    except AlertError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return AlertOut.model_validate(alert, from_attributes=True)
 
 
 ROUTERS = (operations, public, anyone, supplier, finance, admin)

@@ -77,3 +77,17 @@ class IncidentOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class AlertOut(BaseModel):
+    id: int
+    raised_at: datetime
+    kind: str
+    route: str
+    actor: str
+    writes: int
+    threshold: float
+    blocked: bool
+    status: str
+    cleared_by: str | None
+    cleared_at: datetime | None

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -190,6 +191,24 @@ class Incident(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=ID)
 
 
+class Alert(SQLModel, table=True):
+    """Something an admin must look at, e.g. a write surge; `blocked` keeps the actor from
+    writing until an admin clears it."""
+
+    __tablename__ = "alerts"
+    id: int | None = Field(default=None, primary_key=True)
+    raised_at: datetime = Field(sa_column=_time(index=True))
+    kind: str = Field(max_length=40)
+    route: str = Field(max_length=ID)
+    actor: str = Field(max_length=ID, index=True)
+    writes: int = Field(sa_type=BigInteger)
+    threshold: float = Field(sa_type=Double)
+    blocked: bool
+    status: str = Field(max_length=20, index=True)  # open, cleared
+    cleared_by: str | None = Field(default=None, max_length=ID)
+    cleared_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
 class Lease(SQLModel, table=True):
     """A named, expiring lock: the scheduler's leadership and each job's exclusive run."""
 
@@ -294,6 +313,7 @@ class SnapshotEpoch(SQLModel, table=True):
 
 
 __all__ = [
+    "Alert",
     "AuditEntry",
     "AuditHead",
     "Device",

@@ -1,0 +1,92 @@
+"""Use cases for alerts: raise (stored and audited), list, clear, and who is blocked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlmodel import col
+
+from rewards.db import audit
+from rewards.db.engine import unit_of_work
+from rewards.db.tables import Alert
+
+
+class AlertError(ValueError):
+    """An alert request cannot be done; the message says why."""
+
+
+def raise_alert(
+    engine: Engine,
+    *,
+    kind: str,
+    route: str,
+    actor: str,
+    writes: int,
+    threshold: float,
+    block: bool,
+    now: datetime,
+) -> Alert:
+    """Store an open alert (audited); with `block`, `actor` may not write until cleared."""
+    alert = Alert(
+        raised_at=now,
+        kind=kind,
+        route=route,
+        actor=actor,
+        writes=writes,
+        threshold=threshold,
+        blocked=block,
+        status="open",
+    )
+    with unit_of_work(engine) as session:
+        session.add(alert)
+        session.flush()
+        audit.append(
+            session,
+            now=now,
+            actor="write-surge-detector",
+            action="alert.raise",
+            subject=actor,
+            details={"alert": alert.id, "kind": kind, "route": route, "writes": writes,
+                     "threshold": threshold, "blocked": block},
+        )  # fmt: skip
+    return alert
+
+
+def blocked_actors(engine: Engine) -> set[str]:
+    """Actors with an open, blocking alert."""
+    with unit_of_work(engine) as session:
+        rows = session.execute(
+            select(col(Alert.actor)).where(col(Alert.status) == "open", col(Alert.blocked))
+        ).scalars()
+        return set(rows)
+
+
+def list_alerts(engine: Engine, status: str | None = None, limit: int = 100) -> list[Alert]:
+    """Alerts, newest first."""
+    query = select(Alert).order_by(col(Alert.id).desc()).limit(limit)
+    if status:
+        query = query.where(col(Alert.status) == status)
+    with unit_of_work(engine) as session:
+        return list(session.scalars(query))
+
+
+def clear(engine: Engine, alert_id: int, *, by: str, now: datetime) -> Alert:
+    """Close an alert (and lift its block); an actor cannot clear an alert about itself."""
+    with unit_of_work(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.status != "open":
+            raise AlertError(f"no open alert {alert_id}")
+        if alert.actor == by:
+            raise AlertError("an alert about you must be cleared by another admin")
+        alert.status, alert.cleared_by, alert.cleared_at = "cleared", by, now
+        session.add(alert)
+        audit.append(
+            session,
+            now=now,
+            actor=by,
+            action="alert.clear",
+            subject=alert.actor,
+            details={"alert": alert_id},
+        )
+    return alert
