@@ -22,7 +22,9 @@ from rewards.settings import Settings
 log = logging.getLogger("rewards.api")
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
-SnapshotRef = Annotated[str, Path(pattern=r"^(?:[A-Za-z0-9._-]{1,80}-)?v?\d{1,9}$")]
+REF_PATTERN = r"^(?:[A-Za-z0-9._-]{1,80}-)?v?\d{1,9}$"
+SnapshotRef = Annotated[str, Path(pattern=REF_PATTERN)]
+SnapshotQuery = Annotated[str, Query(pattern=REF_PATTERN)]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN)]
 IncidentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]

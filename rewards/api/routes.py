@@ -7,13 +7,14 @@ does not exist.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as FastPath
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 
 from rewards.api.auth import Principal
 from rewards.api.deps import (
@@ -26,23 +27,29 @@ from rewards.api.deps import (
     IncidentId,
     Limit,
     SettingsDep,
+    SnapshotQuery,
     SnapshotRef,
     Supplier,
     writer,
 )
 from rewards.api.schemas import (
+    AdjustmentOut,
     AlertOut,
     DeviceOut,
     DevicePage,
+    DiffOut,
     Health,
     IncidentOut,
+    JobRunOut,
     MeOut,
     ProofStepOut,
     PublicDeviceOut,
     RewardOut,
     SnapshotOut,
+    SnapshotRunIn,
+    SnapshotRunOut,
 )
-from rewards.db.tables import Incident
+from rewards.db.tables import Incident, Snapshot
 
 operations = APIRouter(tags=["operations"])
 public = APIRouter(prefix="/v1/explorer", tags=["public"])
@@ -149,27 +156,98 @@ def supplier_reward(
     )
 
 
+def _snapshot(s: Snapshot) -> SnapshotOut:
+    from rewards.services.snapshots import label
+
+    return SnapshotOut(
+        snapshot=label(s),
+        season=s.season,
+        version=s.version,
+        status=s.status,
+        epochs=[s.epoch_first, s.epoch_last],
+        total_paid=s.total_paid,
+        suppliers=s.suppliers,
+        content_hash=s.content_hash,
+        merkle_root=s.merkle_root,
+        created_at=s.created_at,
+        published_at=s.published_at,
+    )
+
+
+def _resolve(engine: Engine, ref: str, season: str) -> Snapshot:
+    from rewards.services.snapshots import SnapshotError, resolve
+
+    try:
+        return resolve(engine, ref, season)
+    except SnapshotError:
+        raise HTTPException(404, "no such snapshot") from None
+
+
 @finance.get("/snapshots", response_model=list[SnapshotOut])
 def finance_snapshots(who: Finance, engine: EngineDep, limit: Limit = 100) -> list[SnapshotOut]:
     """Snapshots, newest first, with their totals and roots."""
-    from rewards.services.snapshots import label, list_snapshots
+    from rewards.services.snapshots import list_snapshots
 
-    return [
-        SnapshotOut(
-            snapshot=label(s),
-            season=s.season,
-            version=s.version,
-            status=s.status,
-            epochs=[s.epoch_first, s.epoch_last],
-            total_paid=s.total_paid,
-            suppliers=s.suppliers,
-            content_hash=s.content_hash,
-            merkle_root=s.merkle_root,
-            created_at=s.created_at,
-            published_at=s.published_at,
-        )
-        for s in list_snapshots(engine)[:limit]
-    ]
+    return [_snapshot(s) for s in list_snapshots(engine)[:limit]]
+
+
+EXPORT_FILES = {
+    "device_epochs.csv": "text/csv",
+    "device_epochs.parquet": "application/vnd.apache.parquet",
+    "suppliers.csv": "text/csv",
+    "suppliers.parquet": "application/vnd.apache.parquet",
+    "manifest.json": "application/json",
+}
+ExportFile = Annotated[
+    str, FastPath(pattern="^(" + "|".join(EXPORT_FILES).replace(".", r"\.") + ")$")
+]
+
+
+@finance.get("/snapshots/{ref}/export/{name}", response_class=FileResponse)
+def finance_export(
+    ref: SnapshotRef, name: ExportFile, who: Finance, engine: EngineDep, settings: SettingsDep
+) -> FileResponse:
+    """One file of the snapshot's finance export, streamed (see manifest.json for hashes)."""
+    import shutil
+    import tempfile
+    from pathlib import Path as FilePath
+
+    from starlette.background import BackgroundTask
+
+    from rewards.services.snapshots import SnapshotError, export
+
+    snap = _resolve(engine, ref, settings.season)
+    scratch = FilePath(tempfile.mkdtemp(prefix="export-"))
+    try:
+        export(engine, snap, scratch / "out")
+    except SnapshotError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise HTTPException(409, "this snapshot cannot be exported (see the logs)") from None
+    return FileResponse(
+        scratch / "out" / name,
+        media_type=EXPORT_FILES[name],
+        filename=f"{ref}-{name}",
+        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True),
+    )
+
+
+@finance.get("/adjustments", response_model=list[AdjustmentOut])
+def finance_adjustments(
+    paid: SnapshotQuery,
+    due: SnapshotQuery,
+    who: Finance,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> list[AdjustmentOut]:
+    """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
+    from rewards.services.snapshots import SnapshotError, settle
+
+    a, b = _resolve(engine, paid, settings.season), _resolve(engine, due, settings.season)
+    try:
+        table = settle(engine, a, b)
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return [AdjustmentOut(**row) for row in table.iter_rows(named=True)]
 
 
 def _incident(i: Incident) -> IncidentOut:
@@ -244,6 +322,111 @@ def admin_clear_alert(
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from None
     return AlertOut.model_validate(alert, from_attributes=True)
+
+
+@admin.post("/snapshots/run", response_model=SnapshotRunOut)
+def admin_snapshot_run(
+    body: SnapshotRunIn,
+    who: Admin,
+    engine: EngineDep,
+    settings: SettingsDep,
+    _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
+) -> SnapshotRunOut:
+    """Run a draft snapshot of the configured season (all settled epochs by default)."""
+    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.seasons import load_policy
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, run_snapshot
+
+    policy = load_policy(settings.season_file)
+    now = datetime.now(UTC)
+    try:
+        epochs = (
+            parse_epoch_range(body.epochs, policy.epoch_count)
+            if body.epochs
+            else closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000)
+        )
+        outcome = run_snapshot(
+            engine,
+            policy,
+            epochs=epochs,
+            trigger="manual",
+            triggered_by=who.subject,
+            reason=body.reason,
+            clock=lambda: datetime.now(UTC),
+            lock_ttl=timedelta(seconds=settings.job_lock_s),
+            force=body.force,
+        )
+    except JobBusy:
+        raise HTTPException(409, "a snapshot of this season is already running") from None
+    except (SnapshotError, ValueError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return SnapshotRunOut(snapshot=_snapshot(outcome.snapshot), created=outcome.created)
+
+
+@admin.get("/snapshots/diff", response_model=DiffOut)
+def admin_snapshot_diff(
+    before: SnapshotQuery,
+    after: SnapshotQuery,
+    who: Admin,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> DiffOut:
+    """What changed between two snapshots: counts, base units moved, largest changes."""
+    from rewards.services.snapshots import SnapshotError, diff, label
+
+    a, b = _resolve(engine, before, settings.season), _resolve(engine, after, settings.season)
+    try:
+        s = diff(engine, a, b).summary
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return DiffOut(
+        before=label(a),
+        after=label(b),
+        device_epochs_changed=s.device_epochs_changed,
+        devices_changed=s.devices_changed,
+        device_epochs_regained=s.device_epochs_regained,
+        device_epochs_lost=s.device_epochs_lost,
+        suppliers_changed=s.suppliers_changed,
+        moved=s.moved,
+        largest=[{"owner_id": o, "before": x, "after": y, "delta": d} for o, x, y, d in s.largest],
+    )
+
+
+@admin.post("/snapshots/{ref}/publish", response_model=SnapshotOut)
+def admin_snapshot_publish(
+    ref: SnapshotRef,
+    who: Admin,
+    engine: EngineDep,
+    settings: SettingsDep,
+    _: Annotated[Principal, Depends(writer("admin.snapshots.publish"))],
+) -> SnapshotOut:
+    """Publish a draft; the season's previous published snapshot becomes superseded."""
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, publish, resolve
+
+    snap = _resolve(engine, ref, settings.season)
+    try:
+        publish(
+            engine,
+            snap,
+            by=who.subject,
+            clock=lambda: datetime.now(UTC),
+            lock_ttl=timedelta(seconds=settings.job_lock_s),
+        )
+    except JobBusy:
+        raise HTTPException(409, "a snapshot of this season is running") from None
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _snapshot(resolve(engine, ref, settings.season))
+
+
+@admin.get("/job-runs", response_model=list[JobRunOut])
+def admin_job_runs(who: Admin, engine: EngineDep, limit: Limit = 100) -> list[JobRunOut]:
+    """The latest job runs, newest first."""
+    from rewards.services.runs import recent_runs
+
+    return [JobRunOut.model_validate(r, from_attributes=True) for r in recent_runs(engine, limit)]
 
 
 ROUTERS = (operations, public, anyone, supplier, finance, admin)

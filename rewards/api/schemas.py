@@ -91,3 +91,49 @@ class AlertOut(BaseModel):
     status: str
     cleared_by: str | None
     cleared_at: datetime | None
+
+
+class SnapshotRunIn(BaseModel):
+    """A rerun an admin asks for: why (recorded), and optionally which epochs."""
+
+    model_config = {"extra": "forbid"}
+    reason: str = Field(min_length=1, max_length=500)
+    epochs: str | None = Field(default=None, pattern=r"^\d{1,4}(:\d{1,4})?$")
+    force: bool = False
+
+
+class SnapshotRunOut(BaseModel):
+    snapshot: SnapshotOut
+    created: bool
+
+
+class DiffOut(BaseModel):
+    before: str
+    after: str
+    device_epochs_changed: int
+    devices_changed: int
+    device_epochs_regained: int
+    device_epochs_lost: int
+    suppliers_changed: int
+    moved: int
+    largest: list[dict[str, Any]]
+
+
+class AdjustmentOut(BaseModel):
+    owner_id: str
+    paid: int
+    due: int
+    adjustment: int
+    direction: str
+
+
+class JobRunOut(BaseModel):
+    id: int
+    job_id: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    records_pulled: int
+    records_stored: int
+    error: str | None
