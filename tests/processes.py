@@ -70,7 +70,7 @@ FLEET = [
     "--seed",
     "2024",
     "--devices",
-    "2000",
+    "1200",
     "--days",
     "7",
     "--scenario",
@@ -82,7 +82,7 @@ FLEET = [
 
 @pytest.fixture(scope="session")
 def fleet_simulator() -> Iterator[Simulator]:
-    """2,000 devices, 7 days, april-2024, with 10% HTTP 500s, 429s and truncated bodies."""
+    """1,200 devices, 7 days, april-2024, with 10% HTTP 500s, 429s and truncated bodies."""
     sim = start_simulator(
         [
             *FLEET,

@@ -1,4 +1,4 @@
-"""Issue 2's acceptance: a faulty april-2024 simulator, 2,000 devices, 7 days, ingested by
+"""Issue 2's acceptance: a faulty april-2024 simulator, 1,200 devices, 7 days, ingested by
 the real CLI over HTTP into each database, stores exactly what `sim dump` wrote, and the
 exported intervals equal those computed from the dump; also after a kill -9 mid-ingest."""
 
@@ -86,7 +86,7 @@ def test_a_kill_mid_ingest_then_a_rerun_loses_and_doubles_nothing(
     engine = make_engine(db_url)
     cursor = 0
     deadline = time.monotonic() + 300
-    while cursor < 1_000_000 and time.monotonic() < deadline and process.poll() is None:
+    while cursor < 600_000 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
         with unit_of_work(engine) as session:
             value = (
