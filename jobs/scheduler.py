@@ -24,7 +24,7 @@ from jobs.ingest import (
     retention_job,
 )
 from jobs.runner import run_recorded, utc_now
-from jobs.snapshots import SNAPSHOT_JOB_ID, snapshot_job
+from jobs.snapshots import SNAPSHOT_JOB_ID, VIEW_JOB_ID, snapshot_job, view_job
 from rewards.core.policy import SeasonPolicy
 from rewards.services.runs import RunContext, hold_lease, process_identity, release
 from rewards.settings import Settings
@@ -101,6 +101,18 @@ def build_scheduler(
         coalesce=True,
         max_instances=1,
         misfire_grace_time=settings.snapshots_every_s,
+    )
+    scheduler.add_job(
+        view_job(engine, settings, policy, clock=clock),
+        "interval",
+        seconds=settings.eligibility_view_every_s,
+        id=VIEW_JOB_ID,
+        name="rebuild the suppliers' eligibility view",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=settings.eligibility_view_every_s,
+        next_run_time=clock(),
     )
     # A day's prune may run hours late; it is not urgent.
     register(

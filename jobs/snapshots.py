@@ -1,4 +1,5 @@
-"""The scheduled snapshot: after each epoch closes and settles, a new draft for the season.
+"""The scheduled snapshot: after each epoch closes and settles, a new draft for the season;
+and the eligibility view suppliers read, rebuilt every few minutes when its inputs changed.
 
 An epoch is settled `snapshot_settlement_s` after it ends, so that late heartbeats (the
 uptime API delivers them hours late at times) are in before its rewards are computed. The
@@ -15,13 +16,15 @@ from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import closed_epochs
-from rewards.db.tables import Snapshot
+from rewards.db.tables import EligibilityView, Snapshot
+from rewards.services.eligibility_view import ViewError, refresh_view
 from rewards.services.runs import JobBusy
 from rewards.services.snapshots import SnapshotError, covering_snapshot, label, run_snapshot
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.jobs")
 SNAPSHOT_JOB_ID = "scheduled-snapshot"
+VIEW_JOB_ID = "scheduled-eligibility-view"
 
 
 def due_epochs(
@@ -68,5 +71,32 @@ def snapshot_job(
             return None
         log.info("scheduled snapshot %s (epochs 0-%d)", label(outcome.snapshot), epochs.stop - 1)
         return outcome.snapshot
+
+    return run
+
+
+def view_job(
+    engine: Engine, settings: Settings, policy: SeasonPolicy, *, clock: Callable[[], datetime]
+) -> Callable[[], EligibilityView | None]:
+    """The scheduled job: rebuild the season's eligibility view when its inputs changed."""
+
+    def run() -> EligibilityView | None:
+        try:
+            outcome = refresh_view(
+                engine,
+                policy,
+                trigger="scheduled",
+                clock=clock,
+                lock_ttl=timedelta(seconds=settings.job_lock_s),
+            )
+        except JobBusy as busy:
+            log.warning("%s", busy)
+            return None
+        except ViewError as exc:
+            log.info("eligibility view: %s", exc)
+            return None
+        if outcome.created:
+            log.info("eligibility view %s: %d device-epochs", outcome.view.id, outcome.view.rows)
+        return outcome.view
 
     return run

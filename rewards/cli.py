@@ -331,6 +331,50 @@ def eligibility_compute(
         err.print(f"{where}: {note}")
 
 
+@eligibility_app.command("refresh")
+def eligibility_refresh(
+    season: Annotated[str | None, typer.Option(help="Season ID (default: configured).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even if nothing changed.")
+    ] = False,
+) -> None:
+    """Rebuild the eligibility view the API answers suppliers from (the scheduler does this
+    every `eligibility_view_every_s`)."""
+    from rewards.services.eligibility_view import ViewError, refresh_view
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import Stages
+
+    sh = _season_shell(season)
+    stages = Stages(
+        on_stage=lambda name: err.print(f"eligibility view: {name} ...", highlight=False)
+    )
+    try:
+        outcome = refresh_view(
+            sh.engine(),
+            sh.policy,
+            trigger="manual",
+            clock=utc_now,
+            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            force=force,
+            stages=stages,
+        )
+    except JobBusy as busy:
+        fail(str(busy), 3)
+    except ViewError as exc:
+        fail(str(exc))
+    view = outcome.view
+    if not outcome.created:
+        out.print(f"inputs unchanged since the view as of {view.as_of:%Y-%m-%d %H:%M}Z: kept it")
+        return
+    out.print(
+        f"eligibility view as of {view.as_of:%Y-%m-%d %H:%M}Z: {view.rows:,} device-epochs "
+        f"over {view.epochs} epochs in {view.buckets:,} owner buckets",
+        highlight=False,
+    )
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in stages.seconds.items())
+    err.print(f"took {timings}", highlight=False)
+
+
 def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
     """Consecutive epochs with the same note, as (first, last, note)."""
     runs: list[tuple[int, int, str]] = []

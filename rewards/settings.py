@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     devices_every_s: PositiveInt = 300
     outages_every_s: PositiveInt = 300
     snapshots_every_s: PositiveInt = 600
+    eligibility_view_every_s: PositiveInt = 300
     snapshot_settlement_s: Annotated[int, Field(ge=0)] = 7200
     leader_lease_s: Annotated[int, Field(ge=3)] = 30
     job_lock_s: Annotated[int, Field(ge=10)] = 600

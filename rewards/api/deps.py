@@ -7,26 +7,30 @@ never to the client.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
 from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.api")
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 REF_PATTERN = r"^(?:[A-Za-z0-9._-]{1,80}-)?v?\d{1,9}$"
-SnapshotRef = Annotated[str, Path(pattern=REF_PATTERN)]
+SnapshotRef = Annotated[str, PathParam(pattern=REF_PATTERN)]
 SnapshotQuery = Annotated[str, Query(pattern=REF_PATTERN)]
-DeviceId = Annotated[str, Path(pattern=ID_PATTERN)]
-IncidentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
+DeviceId = Annotated[str, PathParam(pattern=ID_PATTERN)]
+IncidentId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -137,3 +141,22 @@ def writer(route: str) -> Callable[..., Principal]:
         return who
 
     return guard
+
+
+EPOCH_KEY_PATTERN = ID_PATTERN[:-1] + r"/\d{1,9}$"  # device_id/epoch, a device-epoch cursor
+
+
+def season_policy(settings: Annotated[Settings, Depends(settings_of)]) -> SeasonPolicy:
+    """The configured season's rules (read once per file and change time)."""
+    path = settings.season_file
+    return _policy(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(path: Path, _mtime: int) -> SeasonPolicy:
+    from rewards.seasons import load_policy
+
+    return load_policy(path)
+
+
+PolicyDep = Annotated[SeasonPolicy, Depends(season_policy)]

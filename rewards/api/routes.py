@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from rewards.api.auth import Principal
 from rewards.api.deps import (
+    EPOCH_KEY_PATTERN,
     ID_PATTERN,
     Admin,
     Anyone,
@@ -26,6 +27,7 @@ from rewards.api.deps import (
     Finance,
     IncidentId,
     Limit,
+    PolicyDep,
     SettingsDep,
     SnapshotQuery,
     SnapshotRef,
@@ -35,9 +37,11 @@ from rewards.api.deps import (
 from rewards.api.schemas import (
     AdjustmentOut,
     AlertOut,
+    DeviceEpochOut,
     DeviceOut,
     DevicePage,
     DiffOut,
+    EligibilityPage,
     Health,
     IncidentOut,
     JobRunOut,
@@ -128,6 +132,63 @@ def supplier_devices(
             for r in rows
         ],
         next_after=rows[-1].device_id if len(rows) == limit else None,
+    )
+
+
+@supplier.get(
+    "/eligibility",
+    response_model=EligibilityPage,
+    responses={503: {"description": "The season's eligibility has not been computed yet."}},
+)
+def supplier_eligibility(
+    who: Supplier,
+    engine: EngineDep,
+    policy: PolicyDep,
+    device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    epoch: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+    after: Annotated[str | None, Query(pattern=EPOCH_KEY_PATTERN)] = None,
+    limit: Limit = 100,
+) -> EligibilityPage:
+    """Your device-epochs of the season so far (owner as of each epoch's start): what
+    counted, eligible or not, and why in words; by device then epoch. Refreshed by a job
+    every few minutes (`as_of` says when); a device that is not yours is simply absent."""
+    from rewards.core.eligibility_view import explain
+    from rewards.services.eligibility_view import supplier_standing
+
+    key = None
+    if after is not None:
+        device, _, number = after.rpartition("/")
+        key = (device, int(number))
+    standing = supplier_standing(
+        engine,
+        policy.season_id,
+        who.subject,
+        limit=limit,
+        device_id=device_id,
+        epoch=epoch,
+        after=key,
+    )
+    if standing is None:
+        raise HTTPException(
+            503, "eligibility for this season has not been computed yet", {"Retry-After": "60"}
+        )
+    rows = []
+    for row in standing.rows.iter_rows(named=True):
+        credited = row["crediting_incidents"]
+        rows.append(
+            DeviceEpochOut(
+                **{k: v for k, v in row.items() if k not in ("owner_id", "crediting_incidents")},
+                crediting_incidents=credited.split(";") if credited else [],
+                explanation=explain(row, policy),
+            )
+        )
+    return EligibilityPage(
+        season=policy.season_id,
+        as_of=standing.view.as_of,
+        device_epochs=rows,
+        next_after=f"{standing.next_after[0]}/{standing.next_after[1]}"
+        if standing.next_after
+        else None,
     )
 
 

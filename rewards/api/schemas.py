@@ -137,3 +137,31 @@ class JobRunOut(BaseModel):
     records_pulled: int
     records_stored: int
     error: str | None
+
+
+class DeviceEpochOut(BaseModel):
+    """One device-epoch of yours: what counted, the outcome, and why, in words."""
+
+    device_id: str
+    epoch: int
+    epoch_start: datetime
+    in_progress: bool = Field(description="The epoch had not ended when the view was built.")
+    online_s: float
+    bridged_s: float
+    credited_s: float
+    uptime_ratio: float
+    eligible: bool
+    reason: str = Field(description="SUSPENDED, ELIGIBLE, NO_HEARTBEATS or BELOW_MIN_UPTIME")
+    shortfall_s: float
+    bridges_used: int
+    bridges_denied: int
+    longest_uncounted_gap_s: float
+    crediting_incidents: list[str]
+    explanation: str
+
+
+class EligibilityPage(BaseModel):
+    season: str
+    as_of: datetime = Field(description="The moment the view was computed for.")
+    device_epochs: list[DeviceEpochOut]
+    next_after: str | None = Field(description="Pass as `after` for the next page.")

@@ -312,12 +312,47 @@ class SnapshotEpoch(SQLModel, table=True):
     eligible_devices: int = Field(sa_type=BigInteger)
 
 
+class EligibilityView(SQLModel, table=True):
+    """A computed eligibility view of a season (see rewards.core.eligibility_view): what
+    the API answers suppliers from. Derived data: rebuilt by a job, old ones deleted."""
+
+    __tablename__ = "eligibility_views"
+    id: int | None = Field(default=None, primary_key=True)
+    season: str = Field(max_length=80, index=True)
+    as_of: datetime = Field(sa_column=_time())
+    epochs: int = Field(sa_type=BigInteger)  # epochs 0..epochs-1 have begun by as_of
+    input_fingerprint: str = Field(max_length=64)
+    policy_hash: str = Field(max_length=64)
+    code_version: str = Field(max_length=ID)
+    rows: int = Field(sa_type=BigInteger)
+    buckets: int = Field(sa_type=BigInteger)
+    job_run_id: int | None = Field(default=None, sa_type=BigInteger)
+    computed_at: datetime = Field(sa_column=_time())
+
+
+class EligibilityViewPart(SQLModel, table=True):
+    """One owner bucket of a view's rows as Parquet, with its SHA-256 (checked on read)."""
+
+    __tablename__ = "eligibility_view_parts"
+    view_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("eligibility_views.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    bucket: int = Field(primary_key=True, sa_type=BigInteger)
+    rows: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_type=LargeBinary)
+
+
 __all__ = [
     "Alert",
     "AuditEntry",
     "AuditHead",
     "Device",
     "DeviceMetadata",
+    "EligibilityView",
+    "EligibilityViewPart",
     "Heartbeat",
     "Incident",
     "IngestCursor",

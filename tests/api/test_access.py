@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from rewards.api.app import create_app
 from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
+from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import declare
 from rewards.services.snapshots import publish, run_snapshot
 from rewards.settings import Settings, get_settings
@@ -32,6 +33,7 @@ class Api:
     other: str
     device: str
     engine: Engine
+    settings: Settings
 
     def call(self, method: str, path: str, who: str | None, json: object = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
@@ -66,6 +68,7 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
         lock_ttl=timedelta(minutes=5),
     ).snapshot
     publish(ingested, snap, by="t", clock=lambda: NOW, lock_ttl=timedelta(minutes=5))
+    refresh_view(ingested, POLICY, trigger="test", clock=lambda: NOW, lock_ttl=timedelta(minutes=5))
     declare(
         ingested,
         incident_id="inc-1",
@@ -92,7 +95,7 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
     }
     app = create_app(ingested, settings, make_verifier(settings))
     with BackgroundServer(app) as server:
-        yield Api(server.url, tokens, owner, other, device, ingested)
+        yield Api(server.url, tokens, owner, other, device, ingested, settings)
     ingested.dispose()
 
 
@@ -105,6 +108,7 @@ ENDPOINTS = [
     ("GET", "/v1/me", "any"),
     ("GET", "/v1/supplier/devices", "supplier"),
     ("GET", "/v1/supplier/rewards/v1", "supplier"),
+    ("GET", "/v1/supplier/eligibility", "supplier"),
     ("GET", "/v1/finance/snapshots", "finance"),
     ("GET", "/v1/finance/snapshots/v1/export/manifest.json", "finance"),
     ("GET", "/v1/finance/adjustments?paid=v1&due=v1", "finance"),
@@ -173,6 +177,45 @@ def test_a_supplier_sees_only_its_own_devices_and_payout(api: Api) -> None:
     assert sneaky.json()["owner_id"] == api.owner
 
 
+def test_a_supplier_reads_only_its_own_eligibility(api: Api) -> None:
+    def pages(who: str, query: str = "") -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        after = None
+        while True:
+            cursor = f"&after={quote(after)}" if after else ""
+            body = api.call("GET", f"/v1/supplier/eligibility?limit=5{query}{cursor}", who).json()
+            rows += body["device_epochs"]
+            if not (after := body["next_after"]):
+                return rows
+
+    mine, theirs = pages("supplier"), pages("other-supplier")
+    assert mine and theirs
+    assert {r["device_id"] for r in mine}.isdisjoint({r["device_id"] for r in theirs})
+    assert [(r["device_id"], r["epoch"]) for r in mine] == sorted(
+        (r["device_id"], r["epoch"]) for r in mine
+    )
+    assert all(r["explanation"].startswith(("Eligible", "Not eligible")) for r in mine)
+    # another's device reads exactly like a device that does not exist
+    other_device = theirs[0]["device_id"]
+    for device in (other_device, "no-such-gpu"):
+        body = api.call("GET", f"/v1/supplier/eligibility?device_id={device}", "supplier")
+        assert body.status_code == 200 and body.json()["device_epochs"] == []
+    assert "owner_id" not in mine[0]
+
+
+def test_eligibility_is_503_until_the_view_is_built(
+    databases, seeded, small_fleet, api: Api
+) -> None:  # type: ignore[no-untyped-def]
+    empty = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))  # no view
+    with BackgroundServer(create_app(empty, api.settings, make_verifier(api.settings))) as server:
+        response = httpx.get(
+            server.url + "/v1/supplier/eligibility",
+            headers={"Authorization": f"Bearer {api.tokens['supplier']}"},
+        )
+    empty.dispose()
+    assert response.status_code == 503 and response.headers["retry-after"]
+
+
 def test_the_explorer_never_shows_an_owner(api: Api) -> None:
     body = api.call("GET", f"/v1/explorer/devices/{api.device}", None).json()
     assert set(body) == {"device_id", "gpu_model", "status", "last_seen"}
@@ -211,6 +254,8 @@ STRING_PARAMETERS = [
     ("GET", "/v1/explorer/devices/{x}", None),
     ("GET", "/v1/supplier/devices?after={x}", "supplier"),
     ("GET", "/v1/supplier/rewards/{x}", "supplier"),
+    ("GET", "/v1/supplier/eligibility?device_id={x}", "supplier"),
+    ("GET", "/v1/supplier/eligibility?after={x}", "supplier"),
     ("GET", "/v1/admin/incidents?status={x}", "admin"),
     ("POST", "/v1/admin/incidents/{x}/confirm", "admin"),
 ]

@@ -1,0 +1,152 @@
+"""Use cases for the eligibility view: rebuild a season's view; answer one supplier from it.
+
+The view is what `GET /v1/supplier/eligibility` reads: the season's device-epochs so far,
+computed by the same rules and from the same frozen inputs as a snapshot, with each
+epoch's owner as of its start. Rebuilding takes the season's own lease and is skipped when
+nothing it depends on changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+from sqlalchemy import Engine
+
+from rewards.core import device_epochs
+from rewards.core.eligibility_view import bucket_count, bucket_of, started_epochs, view_rows
+from rewards.core.frames import to_us
+from rewards.core.policy import SeasonPolicy
+from rewards.core.snapshots import snapshot_rows
+from rewards.db import eligibility_views as store
+from rewards.db.engine import unit_of_work
+from rewards.db.tables import EligibilityView
+from rewards.services.runs import exclusive_run
+from rewards.services.snapshots import Stages, code_version, freeze_inputs
+
+KEEP_VIEWS = 2  # the newest, and the one before it for requests that started on it
+
+
+class ViewError(ValueError):
+    """The view cannot be built or read; the message says why."""
+
+
+@dataclass(frozen=True)
+class ViewOutcome:
+    view: EligibilityView
+    created: bool  # False: nothing changed since `view`
+
+
+def refresh_view(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    trigger: str,
+    clock: Callable[[], datetime],
+    lock_ttl: timedelta,
+    force: bool = False,
+    stages: Stages | None = None,
+) -> ViewOutcome:
+    """Rebuild the season's eligibility view as of now (raises JobBusy, ViewError)."""
+    stages = stages or Stages()
+    season = policy.season_id
+    as_of = clock()
+    epochs = started_epochs(policy, to_us(as_of))
+    if not epochs:
+        raise ViewError(f"season {season} has not started yet")
+    with exclusive_run(
+        engine, job_id=f"eligibility-view:{season}", trigger=trigger, clock=clock, ttl=lock_ttl
+    ) as context:
+        with stages.stage("read inputs"):
+            inputs = freeze_inputs(engine)
+        with stages.stage("fingerprint"):
+            prints = inputs.fingerprint()
+        identity = (prints, policy.policy_hash, code_version(), len(epochs), as_of >= policy.end)
+        with engine.connect() as connection:
+            newest = store.latest(connection, season)
+        if newest is not None and not force:
+            same = (
+                newest.input_fingerprint,
+                newest.policy_hash,
+                newest.code_version,
+                newest.epochs,
+                newest.as_of >= policy.end,
+            )
+            if same == identity:
+                return ViewOutcome(newest, created=False)
+        context.renew()
+        with stages.stage("compute"):
+            results = device_epochs(
+                inputs.intervals,
+                policy,
+                incidents=inputs.incidents,
+                devices=inputs.devices,
+                incident_versions=inputs.versions,
+            )
+            rows = snapshot_rows(
+                results, inputs.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
+            )
+            rows = view_rows(rows, policy, to_us(as_of))
+        context.renew()
+        with stages.stage("write"), unit_of_work(engine) as session:
+            header = EligibilityView(
+                season=season,
+                as_of=as_of,
+                epochs=len(epochs),
+                input_fingerprint=prints,
+                policy_hash=policy.policy_hash,
+                code_version=identity[2],
+                rows=rows.height,
+                buckets=bucket_count(rows.height),
+                job_run_id=context.run_id,
+                computed_at=clock(),
+            )
+            store.insert(session, header, rows)
+            store.prune(session, season, KEEP_VIEWS)
+            context.stored = rows.height
+    return ViewOutcome(header, created=True)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One page of a supplier's device-epochs from a view."""
+
+    view: EligibilityView
+    rows: pl.DataFrame  # VIEW_ROWS, by device_id then epoch
+    next_after: tuple[str, int] | None  # the last row's key when more rows follow
+
+
+def supplier_standing(
+    engine: Engine,
+    season: str,
+    owner_id: str,
+    *,
+    limit: int,
+    device_id: str | None = None,
+    epoch: int | None = None,
+    after: tuple[str, int] | None = None,
+) -> Standing | None:
+    """`owner_id`'s device-epochs in the season's newest view (None: no view built yet),
+    optionally one device's or one epoch's, `limit` at a time after the key `after`."""
+    with engine.connect() as connection:
+        view = store.latest(connection, season)
+        if view is None:
+            return None
+        assert view.id is not None
+        rows = store.read_bucket(connection, view.id, bucket_of(owner_id, view.buckets))
+    wanted = pl.col("owner_id") == owner_id
+    if device_id is not None:
+        wanted &= pl.col("device_id") == device_id
+    if epoch is not None:
+        wanted &= pl.col("epoch") == epoch
+    if after is not None:
+        wanted &= (pl.col("device_id") > after[0]) | (
+            (pl.col("device_id") == after[0]) & (pl.col("epoch") > after[1])
+        )
+    page = rows.filter(wanted).head(limit + 1)
+    more = page.height > limit
+    page = page.head(limit)
+    last = (page.item(-1, "device_id"), page.item(-1, "epoch")) if more else None
+    return Standing(view, page, last)

@@ -1,0 +1,152 @@
+"""The eligibility view: which epochs have begun, owner buckets, and outcomes in words."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rewards.core import device_epochs, online_intervals
+from rewards.core.eligibility_view import (
+    VIEW_ROWS,
+    bucket_count,
+    bucket_of,
+    buckets,
+    explain,
+    started_epochs,
+    view_rows,
+)
+from rewards.core.frames import to_us
+from rewards.core.snapshots import OWNERS, snapshot_rows
+from tests.builders import at, concat, heartbeats, policy
+
+SEASON = policy()  # seven one-day epochs from 2024-04-20
+DAY = 86_400.0
+
+
+def test_started_epochs_counts_every_epoch_that_has_begun() -> None:
+    assert started_epochs(SEASON, to_us(at("2024-04-19T23:59Z"))) == range(0)
+    assert started_epochs(SEASON, to_us(at("2024-04-20T00:00Z"))) == range(1)
+    assert started_epochs(SEASON, to_us(at("2024-04-21T23:59:59Z"))) == range(2)
+    assert started_epochs(SEASON, to_us(at("2024-04-22T00:00Z"))) == range(3)
+    assert started_epochs(SEASON, to_us(at("2024-06-01T00:00Z"))) == range(7)
+
+
+def _rows(as_of: str) -> pl.DataFrame:
+    beats = concat(
+        heartbeats("gpu-a", start="2024-04-20T00:00Z", n=2 * 1440 + 360),  # until 06:00 on the 22nd
+        heartbeats("gpu-b", start="2024-04-20T00:00Z", n=600),
+        heartbeats("gpu-c", start="2024-04-21T00:00Z", n=1440),
+    )
+    results = device_epochs(online_intervals(beats, SEASON), SEASON)
+    owners = pl.DataFrame(
+        [
+            {"device_id": "gpu-a", "owner_id": "alice", "valid_from": None, "valid_to": None},
+            {
+                "device_id": "gpu-b",
+                "owner_id": "bob",
+                "valid_from": None,
+                "valid_to": at("2024-04-20T12:00Z"),
+            },
+            {
+                "device_id": "gpu-b",
+                "owner_id": "alice",
+                "valid_from": at("2024-04-20T12:00Z"),
+                "valid_to": None,
+            },
+        ],  # gpu-c has no owner on record
+        schema=dict(OWNERS),
+    )
+    epochs = started_epochs(SEASON, to_us(at(as_of)))
+    rows = snapshot_rows(results, owners, epochs=epochs, epoch_length_us=SEASON.epoch_length_us)
+    return view_rows(rows, SEASON, to_us(at(as_of)))
+
+
+def test_view_rows_are_the_started_epochs_of_owned_devices_in_owner_order() -> None:
+    rows = _rows("2024-04-22T06:00Z")  # epochs 0 and 1 are over, epoch 2 is running
+    assert rows.schema == pl.Schema(VIEW_ROWS)
+    assert rows.select("owner_id", "device_id", "epoch").rows() == [
+        ("alice", "gpu-a", 0),
+        ("alice", "gpu-a", 1),
+        ("alice", "gpu-a", 2),
+        ("alice", "gpu-b", 1),  # alice's from the first epoch that began after the sale
+        ("alice", "gpu-b", 2),
+        ("bob", "gpu-b", 0),
+    ]
+    assert rows.filter(pl.col("in_progress")).get_column("epoch").unique().to_list() == [2]
+    gpu_a = rows.filter(device_id="gpu-a")
+    assert gpu_a.get_column("reason").to_list() == ["ELIGIBLE", "ELIGIBLE", "BELOW_MIN_UPTIME"]
+    assert "so far (the epoch is still running)" in explain(gpu_a.row(2, named=True), SEASON)
+
+
+@given(count=st.integers(1, 40))
+def test_buckets_hold_every_row_once_in_the_owners_bucket(count: int) -> None:
+    rows = _rows("2024-04-27T00:00Z")
+    rows = pl.concat(
+        [rows, rows.with_columns(owner_id=pl.col("owner_id") + "-" + pl.col("device_id"))]
+    )
+    seen = []
+    for number, part in buckets(rows, count):
+        assert 0 <= number < count
+        assert {bucket_of(o, count) for o in part.get_column("owner_id")} == {number}
+        seen.append(part)
+    assert pl.concat(seen).sort(pl.all()).equals(rows.sort(pl.all()))
+
+
+def test_bucket_count_aims_at_a_few_thousand_rows_each() -> None:
+    assert bucket_count(0) == bucket_count(1_999) == 1
+    assert bucket_count(18_000_000) == 9_000
+    assert bucket_count(10**12) == 16_384
+
+
+def _row(**fields: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "online_s": 0.0,
+        "bridged_s": 0.0,
+        "credited_s": 0.0,
+        "uptime_ratio": 0.0,
+        "reason": "NO_HEARTBEATS",
+        "shortfall_s": 0.0,
+        "bridges_used": 0,
+        "bridges_denied": 0,
+        "longest_uncounted_gap_s": 0.0,
+        "crediting_incidents": None,
+        "in_progress": False,
+    }
+    row.update(fields)
+    return row
+
+
+def test_explanations_say_what_counted_and_why_in_words() -> None:
+    counted = 72_000.0 + 600.0
+    below = _row(
+        online_s=72_000.0,
+        bridged_s=600.0,
+        uptime_ratio=counted / DAY,
+        reason="BELOW_MIN_UPTIME",
+        shortfall_s=0.9 * DAY - counted,
+        bridges_used=2,
+        bridges_denied=1,
+        longest_uncounted_gap_s=3 * 3600 + 12 * 60 + 59,
+    )
+    assert explain(below, SEASON) == (
+        "Not eligible: 20 h 10 min counted of 24 h (84%; 90% needed): online 20 h, "
+        "10 min of short gaps bridged (2 gaps); 1 h 26 min short. "
+        "Longest uncounted gap: 3 h 12 min. "
+        "1 short gap was not bridged: at most 3 per epoch."
+    )
+    credited = _row(
+        online_s=60_000.0,
+        credited_s=24_000.0,
+        uptime_ratio=84_000 / DAY,
+        reason="ELIGIBLE",
+        crediting_incidents="apr-25;z-1",
+    )
+    assert explain(credited, SEASON) == (
+        "Eligible: 23 h 20 min counted of 24 h (97.2%; 90% needed): online 16 h 40 min, "
+        "6 h 40 min credited by incident apr-25, z-1."
+    )
+    assert explain(_row(in_progress=True), SEASON) == (
+        "Not eligible: no heartbeats counted in this epoch so far (the epoch is still running)."
+    )
+    assert "suspended" in explain(_row(reason="SUSPENDED", online_s=DAY), SEASON)

@@ -1,0 +1,138 @@
+"""The eligibility view over a real database (both dialects): each supplier reads exactly
+the device-epochs a snapshot of the same inputs holds for them, page by page; rebuilding is
+skipped when nothing changed and sees a confirmed incident; a tampered part is caught."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+from sqlalchemy import Engine, text
+
+from rewards.db.eligibility_views import CorruptView
+from rewards.services.eligibility_view import (
+    KEEP_VIEWS,
+    ViewOutcome,
+    refresh_view,
+    supplier_standing,
+)
+from rewards.services.snapshots import run_snapshot, stored_rows
+from tests.seeded import NOW, POLICY, declare_forced_upgrade
+
+LOCK = timedelta(minutes=5)
+
+
+def refresh(engine: Engine, **kw: object) -> ViewOutcome:
+    return refresh_view(engine, POLICY, trigger="test", clock=lambda: NOW, lock_ttl=LOCK, **kw)  # type: ignore[arg-type]
+
+
+def everything(engine: Engine, owner: str, page: int) -> pl.DataFrame:
+    """All of `owner`'s rows, read `page` at a time by following the cursor."""
+    frames, after = [], None
+    while True:
+        standing = supplier_standing(engine, POLICY.season_id, owner, limit=page, after=after)
+        assert standing is not None
+        assert standing.rows.height <= page
+        frames.append(standing.rows)
+        if standing.next_after is None:
+            return pl.concat(frames)
+        after = standing.next_after
+
+
+def owners(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT DISTINCT owner_id FROM device_metadata ORDER BY owner_id")
+            ).scalars()
+        )
+
+
+def test_each_supplier_reads_what_a_snapshot_of_the_same_inputs_says(ingested: Engine) -> None:
+    assert supplier_standing(ingested, POLICY.season_id, "owner-00000", limit=10) is None
+    view = refresh(ingested).view
+    assert view.epochs == 12  # 20 April to 1 May have begun
+    snap = run_snapshot(
+        ingested,
+        POLICY,
+        epochs=range(12),
+        trigger="manual",
+        triggered_by="t",
+        reason="t",
+        clock=lambda: NOW,
+        lock_ttl=LOCK,
+    ).snapshot
+    expected = stored_rows(ingested, snap).filter(pl.col("owner_id").is_not_null())
+    seen = 0
+    for owner in owners(ingested):
+        mine = everything(ingested, owner, page=7)
+        theirs = expected.filter(owner_id=owner).sort("device_id", "epoch")
+        assert mine.drop("in_progress").equals(
+            theirs.drop("reward").select(mine.drop("in_progress").columns)
+        ), owner
+        assert mine.get_column("in_progress").to_list() == [e == 11 for e in mine["epoch"]]
+        seen += mine.height
+    assert seen == expected.height == view.rows
+
+
+def test_filters_by_device_and_epoch_never_cross_owners(ingested: Engine) -> None:
+    refresh(ingested)
+    alice, bob = owners(ingested)[:2]
+    bobs = everything(ingested, bob, page=500).get_column("device_id").unique().to_list()
+    for device in bobs:
+        standing = supplier_standing(ingested, POLICY.season_id, alice, limit=500, device_id=device)
+        assert standing is not None and standing.rows.is_empty()
+        own = supplier_standing(ingested, POLICY.season_id, bob, limit=500, device_id=device)
+        assert own is not None and not own.rows.is_empty()
+        assert set(own.rows.get_column("device_id")) == {device}
+    one = supplier_standing(ingested, POLICY.season_id, bob, limit=500, epoch=3)
+    assert one is not None and set(one.rows.get_column("epoch")) == {3}
+
+
+def test_rebuild_is_skipped_until_an_input_changes_and_old_views_are_pruned(
+    ingested: Engine,
+) -> None:
+    first = refresh(ingested)
+    again = refresh(ingested)
+    assert first.created and not again.created and again.view.id == first.view.id
+    declare_forced_upgrade(ingested)
+    after = refresh(ingested)
+    assert after.created and after.view.input_fingerprint != first.view.input_fingerprint
+    credited = pl.concat([everything(ingested, o, page=500) for o in owners(ingested)]).filter(
+        pl.col("credited_s") > 0
+    )
+    assert not credited.is_empty()
+    assert set(credited.get_column("crediting_incidents")) == {"apr-25"}
+    assert set(credited.get_column("epoch")) <= {5, 6, 7}
+    refresh(ingested, force=True)
+    with ingested.connect() as connection:
+        assert (
+            connection.execute(text("SELECT count(*) FROM eligibility_views")).scalar()
+            == KEEP_VIEWS
+        )
+
+
+def test_a_tampered_part_is_refused(ingested: Engine) -> None:
+    refresh(ingested)
+    owner = owners(ingested)[0]
+    with ingested.begin() as connection:
+        connection.execute(text("UPDATE eligibility_view_parts SET sha256 = :h"), {"h": "0" * 64})
+    with pytest.raises(CorruptView):
+        supplier_standing(ingested, POLICY.season_id, owner, limit=10)
+
+
+def test_the_scheduled_job_rebuilds_only_when_something_changed(ingested: Engine) -> None:
+    from jobs.snapshots import view_job
+    from rewards.settings import get_settings
+
+    moment = {"now": POLICY.start - timedelta(hours=1)}
+    job = view_job(ingested, get_settings(), POLICY, clock=lambda: moment["now"])
+    assert job() is None  # the season has not begun
+    moment["now"] = NOW
+    first = job()
+    assert first is not None and first.epochs == 12
+    assert job().id == first.id  # type: ignore[union-attr]
+    moment["now"] = NOW + timedelta(days=1)  # a new epoch began
+    later = job()
+    assert later is not None and later.id != first.id and later.epochs == 13
