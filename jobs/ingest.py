@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
+from rewards.core.surges import SurgePolicy
 from rewards.services.incidents import detect
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
@@ -93,6 +94,11 @@ def pull_job(
                 max_skew=timedelta(seconds=settings.max_clock_skew_s),
                 clock=clock,
                 on_page=page_done,
+                surges=SurgePolicy(
+                    baseline_minutes=settings.surge_baseline_minutes,
+                    factor=settings.surge_factor,
+                    min_writes=settings.surge_min_writes,
+                ),
             )
         context.error = report.error
 

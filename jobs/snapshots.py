@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import closed_epochs
-from rewards.db.tables import EligibilityView, Snapshot
+from rewards.db.eligibility_views import ViewHeader
+from rewards.db.tables import Snapshot
 from rewards.services.eligibility_view import ViewError, refresh_view
 from rewards.services.runs import JobBusy
 from rewards.services.snapshots import SnapshotError, covering_snapshot, label, run_snapshot
@@ -77,10 +78,10 @@ def snapshot_job(
 
 def view_job(
     engine: Engine, settings: Settings, policy: SeasonPolicy, *, clock: Callable[[], datetime]
-) -> Callable[[], EligibilityView | None]:
+) -> Callable[[], ViewHeader | None]:
     """The scheduled job: rebuild the season's eligibility view when its inputs changed."""
 
-    def run() -> EligibilityView | None:
+    def run() -> ViewHeader | None:
         try:
             outcome = refresh_view(
                 engine,

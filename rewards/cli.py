@@ -893,13 +893,39 @@ def _api_app(sh: Shell) -> object:
     return create_app(sh.engine(), sh.settings, verifier)
 
 
+def worker_app() -> object:
+    """The API app of one uvicorn worker process (settings from the environment)."""
+    return _api_app(shell())
+
+
 @app.command("api")
-def api(host: Host = "127.0.0.1", port: Port = 8700) -> None:
+def api(
+    host: Host = "127.0.0.1",
+    port: Port = 8700,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (each keeps its own rate-limit and surge counts).",
+        ),
+    ] = 1,
+) -> None:
     """Serve the HTTP API (uvicorn)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    if workers == 1:
+        uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    else:
+        uvicorn.run(
+            "rewards.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+        )
 
 
 @app.command("serve")

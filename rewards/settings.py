@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     proposed_recovery_deadline_s: Annotated[int, Field(ge=0)] = 172_800
 
     heartbeats_every_s: PositiveInt = 60
-    devices_every_s: PositiveInt = 300
+    devices_every_s: PositiveInt = 60
     outages_every_s: PositiveInt = 300
     snapshots_every_s: PositiveInt = 600
     eligibility_view_every_s: PositiveInt = 300
@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
+    api_threads: Annotated[int, Field(ge=1, le=200)] = 2
     surge_baseline_minutes: PositiveInt = 60
     surge_factor: Positive = 5.0
     surge_min_writes: PositiveInt = 30

@@ -20,12 +20,12 @@ from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
 from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.api.schemas import ID_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.api")
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 REF_PATTERN = r"^(?:[A-Za-z0-9._-]{1,80}-)?v?\d{1,9}$"
 SnapshotRef = Annotated[str, PathParam(pattern=REF_PATTERN)]
 SnapshotQuery = Annotated[str, Query(pattern=REF_PATTERN)]

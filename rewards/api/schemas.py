@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 
 
 class DeviceOut(BaseModel):
@@ -165,3 +167,82 @@ class EligibilityPage(BaseModel):
     as_of: datetime = Field(description="The moment the view was computed for.")
     device_epochs: list[DeviceEpochOut]
     next_after: str | None = Field(description="Pass as `after` for the next page.")
+
+
+class ScopeIn(BaseModel):
+    """Which devices an incident covers: exactly one of the three."""
+
+    model_config = {"extra": "forbid"}
+    all: bool | None = Field(default=None, description="true: every device")
+    device_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=10_000
+    )
+    agent_version_below: str | None = Field(
+        default=None, pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="e.g. 0.10"
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class IncidentIn(BaseModel):
+    """An incident an admin declares (confirmed at once)."""
+
+    model_config = {"extra": "forbid"}
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+    start: AwareDatetime
+    end: AwareDatetime
+    recovery_deadline_s: int = Field(ge=0, le=30 * 86_400)
+    scope: ScopeIn
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class IncidentEditIn(BaseModel):
+    """Fields of an incident to change; the others stay as they are."""
+
+    model_config = {"extra": "forbid"}
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    recovery_deadline_s: int | None = Field(default=None, ge=0, le=30 * 86_400)
+    scope: ScopeIn | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class MetadataVersionOut(BaseModel):
+    """One version of a device's metadata: what it said, from when, who wrote it, and
+    whether an admin reverted it."""
+
+    id: int
+    device_id: str
+    owner_id: str
+    gpu_model: str
+    gpu_count: int
+    status: str
+    valid_from: datetime
+    valid_to: datetime | None
+    actor: str
+    source: str
+    recorded_at: datetime
+    reverted_at: datetime | None
+    reverted_by: str | None
+
+
+class MetadataPage(BaseModel):
+    versions: list[MetadataVersionOut]
+    next_after: int | None = Field(description="Pass as `after` for the next page.")
+
+
+class RevertIn(BaseModel):
+    """Revert every metadata change `actor` made with valid_from in [since, until)."""
+
+    model_config = {"extra": "forbid"}
+    actor: str = Field(pattern=ID_PATTERN)
+    since: AwareDatetime
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RevertOut(BaseModel):
+    reverted: int
+    devices: int
+    versions: list[MetadataVersionOut] = Field(description="The first 500 reverted.")

@@ -7,7 +7,7 @@ a quiet actor trips at `min_writes` and a busy one only well above its own norma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -28,3 +28,18 @@ def surge_threshold(previous: Sequence[int], policy: SurgePolicy) -> float:
 
 def is_surge(previous: Sequence[int], current: int, policy: SurgePolicy) -> bool:
     return current >= surge_threshold(previous, policy)
+
+
+def surge_minutes(
+    counts: Mapping[int, int], minutes: Iterable[int], policy: SurgePolicy
+) -> list[tuple[int, int, float]]:
+    """(minute, writes, threshold) of each of `minutes` that is a surge, given the writes
+    per minute in `counts` (minutes since the Unix epoch; missing minutes count as zero)."""
+    found = []
+    for minute in sorted(set(minutes)):
+        previous = [counts.get(m, 0) for m in range(minute - policy.baseline_minutes, minute)]
+        threshold = surge_threshold(previous, policy)
+        writes = counts.get(minute, 0)
+        if writes >= threshold:
+            found.append((minute, writes, threshold))
+    return found

@@ -55,10 +55,12 @@ def store_devices(
     added = 0
     audit: list[dict[str, Any]] = []
     for record in sorted(records, key=lambda r: (r["device_id"], r["updated_at"])):
-        versions = sorted(history[record["device_id"]], key=lambda v: v.valid_from)
+        known = history[record["device_id"]]
         start = record["updated_at"]
-        if any(v.valid_from == start for v in versions):
-            continue  # the same version delivered again
+        if any(v.valid_from == start for v in known):
+            continue  # the same version delivered again (a reverted one stays reverted)
+        versions = sorted((v for v in known if v.reverted_at is None), key=lambda v: v.valid_from)
+        who = record.get("updated_by") or actor
         before = [v for v in versions if v.valid_from < start]
         after = [v for v in versions if v.valid_from > start]
         previous = before[-1] if before else None
@@ -73,7 +75,7 @@ def store_devices(
             registered_at=record["registered_at"],
             valid_from=start,
             valid_to=after[0].valid_from if after else None,
-            actor=actor,
+            actor=who,
             source=source,
             recorded_at=now,
         )
@@ -89,7 +91,7 @@ def store_devices(
             audit.append(
                 {
                     "at": now,
-                    "actor": actor,
+                    "actor": who,
                     "action": "device.metadata.changed",
                     "subject": record["device_id"],
                     "details": json.dumps(
@@ -117,15 +119,16 @@ def device_history(session: Session, device_id: str) -> list[DeviceMetadata]:
 
 
 def metadata_history(session: Session) -> pl.DataFrame:
-    """Every version of every device's metadata: device_id, owner_id, gpu_model, status,
-    valid_from, valid_to (no ORM objects; on PostgreSQL streamed by COPY, for fleets of
-    600,000 devices)."""
+    """Every version in force (not reverted) of every device's metadata: device_id,
+    owner_id, gpu_model, status, valid_from, valid_to (no ORM objects; on PostgreSQL
+    streamed by COPY, for fleets of 600,000 devices)."""
     if session.connection().dialect.name == "postgresql":
         micros = "(EXTRACT(EPOCH FROM {0}) * 1000000)::bigint AS {0}"
         frame = read_frame(
             session.connection(),
             "SELECT device_id, owner_id, gpu_model, status, "  # noqa: S608 - fixed names
-            f"{micros.format('valid_from')}, {micros.format('valid_to')} FROM device_metadata",
+            f"{micros.format('valid_from')}, {micros.format('valid_to')} FROM device_metadata "
+            "WHERE reverted_at IS NULL",
             {},
             {
                 "device_id": pl.String(),
@@ -145,7 +148,7 @@ def metadata_history(session: Session) -> pl.DataFrame:
             col(DeviceMetadata.status),
             col(DeviceMetadata.valid_from),
             col(DeviceMetadata.valid_to),
-        )
+        ).where(col(DeviceMetadata.reverted_at).is_(None))
     ).all()
     return pl.DataFrame(
         [tuple(r) for r in rows],
@@ -159,3 +162,111 @@ def metadata_history(session: Session) -> pl.DataFrame:
             "valid_to": TIME,
         },
     )
+
+
+def changes_by(
+    session: Session,
+    *,
+    actor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    device_id: str | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[DeviceMetadata]:
+    """Metadata versions (reverted ones too) by id, filtered by who wrote them, when they
+    took effect ([since, until)) and device."""
+    query = select(DeviceMetadata).order_by(col(DeviceMetadata.id))
+    if actor is not None:
+        query = query.where(col(DeviceMetadata.actor) == actor)
+    if since is not None:
+        query = query.where(col(DeviceMetadata.valid_from) >= since)
+    if until is not None:
+        query = query.where(col(DeviceMetadata.valid_from) < until)
+    if device_id is not None:
+        query = query.where(col(DeviceMetadata.device_id) == device_id)
+    if after_id is not None:
+        query = query.where(col(DeviceMetadata.id) > after_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def revert(
+    session: Session,
+    *,
+    actor: str,
+    since: datetime,
+    until: datetime,
+    by: str,
+    now: datetime,
+    reason: str,
+) -> list[DeviceMetadata]:
+    """Take every version `actor` wrote with valid_from in [since, until) out of force, in
+    the caller's transaction; returns them. Each keeps its row, marked reverted, with an
+    empty validity; the versions in force around it are chained again, so the one before
+    it applies until the next one in force. Audited, one entry per version."""
+    targets = [
+        v
+        for v in changes_by(session, actor=actor, since=since, until=until)
+        if v.reverted_at is None
+    ]
+    audit: list[dict[str, Any]] = []
+    for device in sorted({t.device_id for t in targets}):
+        versions = device_history(session, device)
+        undone = {t.id for t in targets if t.device_id == device}
+        for version in versions:
+            if version.id in undone:
+                version.reverted_at, version.reverted_by = now, by
+                version.valid_to = version.valid_from
+                session.add(version)
+        live = [v for v in versions if v.reverted_at is None]
+        for current, following in zip(live, [*live[1:], None], strict=True):
+            bound = following.valid_from if following else None
+            if current.valid_to != bound:
+                current.valid_to = bound
+                session.add(current)
+        for version in versions:
+            if version.id not in undone:
+                continue
+            before = [v for v in live if v.valid_from < version.valid_from]
+            restored = {k: getattr(before[-1], k) for k in _CONTENT} if before else None
+            audit.append(
+                {
+                    "at": now,
+                    "actor": by,
+                    "action": "device.metadata.reverted",
+                    "subject": device,
+                    "details": json.dumps(
+                        {
+                            "valid_from": version.valid_from.isoformat(),
+                            "written_by": version.actor,
+                            "reverted": {k: getattr(version, k) for k in _CONTENT},
+                            "in_force_again": restored,
+                            "reason": reason,
+                        },
+                        sort_keys=True,
+                    ),
+                }
+            )
+    session.flush()
+    if audit:
+        audit_log.append_many(session, audit)
+    return targets
+
+
+def writes_per_minute(
+    session: Session, actor: str, since: datetime, until: datetime
+) -> dict[int, int]:
+    """How many metadata versions `actor` wrote in each minute (by valid_from, minutes
+    since the Unix epoch) of [since, until), reverted ones included."""
+    counts: dict[int, int] = defaultdict(int)
+    for moment in session.scalars(
+        select(col(DeviceMetadata.valid_from)).where(
+            col(DeviceMetadata.actor) == actor,
+            col(DeviceMetadata.valid_from) >= since,
+            col(DeviceMetadata.valid_from) < until,
+        )
+    ):
+        counts[int(moment.timestamp()) // 60] += 1
+    return dict(counts)

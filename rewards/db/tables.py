@@ -61,7 +61,8 @@ class Device(SQLModel, table=True):
 class DeviceMetadata(SQLModel, table=True):
     """One version of a device's metadata, valid over [valid_from, valid_to).
 
-    Versions are never overwritten: a change adds a row and closes the previous one.
+    Versions are never overwritten: a change adds a row and closes the previous one; a
+    reverted change stays, marked with who reverted it and when.
     """
 
     __tablename__ = "device_metadata"
@@ -75,9 +76,13 @@ class DeviceMetadata(SQLModel, table=True):
     registered_at: datetime = Field(sa_column=_time())
     valid_from: datetime = Field(sa_column=_time())
     valid_to: datetime | None = Field(default=None, sa_column=_time(nullable=True))
-    actor: str = Field(max_length=ID)
+    actor: str = Field(max_length=ID, index=True)
     source: str = Field(max_length=ID)
     recorded_at: datetime = Field(sa_column=_time())
+    # An admin's revert keeps the row (history is never overwritten) but takes it out of
+    # force: its validity becomes empty and the version before it extends over it.
+    reverted_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    reverted_by: str | None = Field(default=None, max_length=ID)
 
 
 class Heartbeat(SQLModel, table=True):

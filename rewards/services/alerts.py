@@ -62,11 +62,22 @@ def blocked_actors(engine: Engine) -> set[str]:
         return set(rows)
 
 
-def list_alerts(engine: Engine, status: str | None = None, limit: int = 100) -> list[Alert]:
-    """Alerts, newest first."""
+def list_alerts(
+    engine: Engine,
+    status: str | None = None,
+    limit: int = 100,
+    *,
+    actor: str | None = None,
+    before_id: int | None = None,
+) -> list[Alert]:
+    """Alerts, newest first (`before_id`: the page after the one that ended there)."""
     query = select(Alert).order_by(col(Alert.id).desc()).limit(limit)
     if status:
         query = query.where(col(Alert.status) == status)
+    if actor is not None:
+        query = query.where(col(Alert.actor) == actor)
+    if before_id is not None:
+        query = query.where(col(Alert.id) < before_id)
     with unit_of_work(engine) as session:
         return list(session.scalars(query))
 

@@ -1,5 +1,6 @@
-"""Use cases for the device registry as the API shows it: a supplier's own devices, and the
-public explorer's view of one device (never its owner)."""
+"""Use cases for the device registry as the API shows it: a supplier's own devices, the
+public explorer's view of one device (never its owner), and for admins the metadata history
+and the revert of one actor's changes over a time range."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from rewards.core.frames import from_us
+from rewards.db.devices import changes_by, revert
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import DeviceMetadata, OnlineInterval
 
@@ -71,3 +73,83 @@ def public_device(engine: Engine, device_id: str) -> DeviceView | None:
         return None
     seen = _last_seen(engine, [device_id]).get(device_id)
     return DeviceView(row.device_id, row.gpu_model, row.gpu_count, row.status, row.owner_id, seen)
+
+
+@dataclass(frozen=True)
+class MetadataVersion:
+    """One version of a device's metadata as admins see it."""
+
+    id: int
+    device_id: str
+    owner_id: str
+    gpu_model: str
+    gpu_count: int
+    status: str
+    valid_from: datetime
+    valid_to: datetime | None
+    actor: str
+    source: str
+    recorded_at: datetime
+    reverted_at: datetime | None
+    reverted_by: str | None
+
+
+def _version(v: DeviceMetadata) -> MetadataVersion:
+    assert v.id is not None
+    return MetadataVersion(
+        v.id, v.device_id, v.owner_id, v.gpu_model, v.gpu_count, v.status, v.valid_from,
+        v.valid_to, v.actor, v.source, v.recorded_at, v.reverted_at, v.reverted_by,
+    )  # fmt: skip
+
+
+def metadata_changes(
+    engine: Engine,
+    *,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    device_id: str | None = None,
+    after_id: int | None = None,
+    limit: int,
+) -> list[MetadataVersion]:
+    """Metadata versions by id: one device's history, or one actor's writes in a range."""
+    with unit_of_work(engine) as session:
+        found = changes_by(
+            session,
+            actor=actor,
+            since=since,
+            until=until,
+            device_id=device_id,
+            after_id=after_id,
+            limit=limit,
+        )
+        return [_version(v) for v in found]
+
+
+class RevertError(ValueError):
+    """A revert request cannot be done; the message says why."""
+
+
+def revert_changes(
+    engine: Engine,
+    *,
+    actor: str,
+    since: datetime,
+    until: datetime,
+    by: str,
+    now: datetime,
+    reason: str,
+) -> list[MetadataVersion]:
+    """Revert every metadata change `actor` made in [since, until) (one transaction,
+    audited); the next snapshot run sees the metadata as it was before them."""
+    if until <= since:
+        raise RevertError("until must be after since")
+    if by == actor:
+        raise RevertError("an actor cannot revert its own changes")
+    with unit_of_work(engine) as session:
+        return [
+            _version(v)
+            for v in revert(
+                session, actor=actor, since=since, until=until, by=by, now=now, reason=reason
+            )
+        ]

@@ -8,19 +8,28 @@ nothing it depends on changed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from rewards.core import device_epochs
-from rewards.core.eligibility_view import bucket_count, bucket_of, started_epochs, view_rows
+from rewards.core.eligibility_view import (
+    bucket_count,
+    bucket_of,
+    started_epochs,
+    stored_buckets,
+    view_rows,
+)
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import snapshot_rows
 from rewards.db import eligibility_views as store
+from rewards.db.eligibility_views import ViewHeader
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import EligibilityView
 from rewards.services.runs import exclusive_run
@@ -35,7 +44,7 @@ class ViewError(ValueError):
 
 @dataclass(frozen=True)
 class ViewOutcome:
-    view: EligibilityView
+    view: ViewHeader
     created: bool  # False: nothing changed since `view`
 
 
@@ -90,6 +99,9 @@ def refresh_view(
             )
             rows = view_rows(rows, policy, to_us(as_of))
         context.renew()
+        with stages.stage("explain and pack"):
+            parts = store.pack(stored_buckets(rows, bucket_count(rows.height), policy))
+        context.renew()
         with stages.stage("write"), unit_of_work(engine) as session:
             header = EligibilityView(
                 season=season,
@@ -103,19 +115,39 @@ def refresh_view(
                 job_run_id=context.run_id,
                 computed_at=clock(),
             )
-            store.insert(session, header, rows)
+            store.insert(session, header, parts)
             store.prune(session, season, KEEP_VIEWS)
             context.stored = rows.height
-    return ViewOutcome(header, created=True)
+            made = ViewHeader(**header.model_dump())
+    _headers.clear()  # this process reads the new view at once
+    return ViewOutcome(made, created=True)
 
 
 @dataclass(frozen=True)
 class Standing:
     """One page of a supplier's device-epochs from a view."""
 
-    view: EligibilityView
-    rows: pl.DataFrame  # VIEW_ROWS, by device_id then epoch
+    view: ViewHeader
+    rows: pl.DataFrame  # STORED_ROWS, by device_id then epoch
     next_after: tuple[str, int] | None  # the last row's key when more rows follow
+
+
+HEADER_TTL_S = 1.0  # a rebuilt view is read by all requests within a second
+_headers: dict[tuple[int, str], tuple[float, ViewHeader]] = {}
+
+
+def _latest(engine: Engine, connection: Connection, season: str) -> ViewHeader | None:
+    """The season's newest view header, re-read at most once a second per process (the
+    previous view stays in the database, so a request still on it reads it whole)."""
+    key = (id(engine), season)
+    cached = _headers.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    view = store.latest(connection, season)
+    if view is not None:
+        _headers[key] = (now + HEADER_TTL_S, view)
+    return view
 
 
 def supplier_standing(
@@ -131,12 +163,17 @@ def supplier_standing(
     """`owner_id`'s device-epochs in the season's newest view (None: no view built yet),
     optionally one device's or one epoch's, `limit` at a time after the key `after`."""
     with engine.connect() as connection:
-        view = store.latest(connection, season)
+        view = _latest(engine, connection, season)
         if view is None:
             return None
-        assert view.id is not None
         rows = store.read_bucket(connection, view.id, bucket_of(owner_id, view.buckets))
-    wanted = pl.col("owner_id") == owner_id
+    if rows is None:
+        return Standing(view, pl.DataFrame(schema={"owner_id": pl.String()}), None)
+    # a bucket is sorted by owner, device and epoch: the owner's rows are one slice
+    owners = rows.get_column("owner_id")
+    first = int(owners.search_sorted(owner_id, "left"))
+    mine = rows.slice(first, int(owners.search_sorted(owner_id, "right")) - first)
+    wanted = pl.lit(True)
     if device_id is not None:
         wanted &= pl.col("device_id") == device_id
     if epoch is not None:
@@ -145,8 +182,24 @@ def supplier_standing(
         wanted &= (pl.col("device_id") > after[0]) | (
             (pl.col("device_id") == after[0]) & (pl.col("epoch") > after[1])
         )
-    page = rows.filter(wanted).head(limit + 1)
+    if device_id is not None or epoch is not None or after is not None:
+        mine = mine.filter(wanted)
+    page = mine.head(limit + 1)
     more = page.height > limit
     page = page.head(limit)
     last = (page.item(-1, "device_id"), page.item(-1, "epoch")) if more else None
     return Standing(view, page, last)
+
+
+def page_json(standing: Standing) -> bytes:
+    """The page as the API's EligibilityPage JSON. The rows are stored in that shape, so
+    this only serializes them (in Rust): per-row models or dicts cost more than all the
+    rest of the request."""
+    rows = standing.rows.drop("owner_id")
+    cursor = f"{standing.next_after[0]}/{standing.next_after[1]}" if standing.next_after else None
+    head = orjson.dumps(
+        {"season": standing.view.season, "as_of": standing.view.as_of, "next_after": cursor},
+        option=orjson.OPT_UTC_Z,
+    )
+    body = rows.write_json().encode() if rows.height else b"[]"
+    return head[:-1] + b',"device_epochs":' + body + b"}"

@@ -7,10 +7,11 @@ from the last committed cursor and upserts are idempotent.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -18,12 +19,16 @@ from sqlalchemy import Engine
 
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
+from rewards.core.surges import SurgePolicy, surge_minutes
 from rewards.db import state
-from rewards.db.devices import store_devices
+from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import store_heartbeats
+from rewards.services.alerts import list_alerts, raise_alert
 from rewards.uptime.client import Page, UptimeApiError, UptimeClient
 from rewards.uptime.records import Rejected, validate_devices, validate_heartbeats
+
+log = logging.getLogger("rewards.ingest")
 
 
 @dataclass
@@ -39,6 +44,7 @@ class IngestReport:
     caught_up: bool = False
     error: str | None = None
     cursor: str | None = None
+    alerts: int = 0  # metadata-write surges raised
     seen_cursors: set[str] = field(default_factory=set, repr=False)
 
 
@@ -76,11 +82,14 @@ def pull_stream(
     clock: Callable[[], datetime],
     on_page: Callable[[IngestReport], None] | None = None,
     max_pages: int | None = None,
+    surges: SurgePolicy | None = None,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
     The next page is fetched and validated on a helper thread while the current one is
-    stored; pages still commit strictly in order, each with the cursor after it.
+    stored; pages still commit strictly in order, each with the cursor after it. With
+    `surges`, each page of the device stream is checked for a surge of metadata writes by
+    one actor (DESIGN 1: the 2024 surge was noticed by chance), raising an alert.
     """
     report = IngestReport(stream=stream)
     with unit_of_work(engine) as session:
@@ -108,6 +117,10 @@ def pull_stream(
                 if page.has_more and (max_pages is None or report.pages + 1 < max_pages):
                     pending = pool.submit(fetch, next_cursor)
                 stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
+                if surges is not None and fetched.devices:
+                    report.alerts += watch_metadata_writes(
+                        engine, fetched.devices, surges, now=fetched.now
+                    )
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
                 cursor = report.cursor = next_cursor
@@ -142,7 +155,7 @@ def _store(
                 session,
                 fetched.devices,
                 now=fetched.now,
-                actor="uptime-api",
+                actor=FEED_ACTOR,
                 source=fetched.page.source,
             )
         state.quarantine(
@@ -154,3 +167,44 @@ def _store(
         )
         state.set_cursor(session, stream, cursor, now=fetched.now)
     return stored
+
+
+FEED_ACTOR = "uptime-api"  # who wrote a registry record that does not say
+
+
+def watch_metadata_writes(
+    engine: Engine, records: list[dict[str, Any]], policy: SurgePolicy, *, now: datetime
+) -> int:
+    """Raise a `metadata-surge` alert for each (actor, minute) among `records` whose stored
+    writes reach the surge threshold against that actor's previous minutes; once each.
+    Returns how many alerts were raised."""
+    minutes: dict[str, set[int]] = {}
+    for record in records:
+        actor = record.get("updated_by") or FEED_ACTOR
+        minutes.setdefault(actor, set()).add(int(record["updated_at"].timestamp()) // 60)
+    raised = 0
+    for actor, touched in sorted(minutes.items()):
+        since = datetime.fromtimestamp((min(touched) - policy.baseline_minutes) * 60, UTC)
+        until = datetime.fromtimestamp((max(touched) + 1) * 60, UTC)
+        with unit_of_work(engine) as session:
+            counts = writes_per_minute(session, actor, since, until)
+        for minute, writes, threshold in surge_minutes(counts, touched, policy):
+            route = f"device-feed {datetime.fromtimestamp(minute * 60, UTC):%Y-%m-%dT%H:%MZ}"
+            if any(a.route == route for a in list_alerts(engine, None, 1_000, actor=actor)):
+                continue
+            raise_alert(
+                engine,
+                kind="metadata-surge",
+                route=route,
+                actor=actor,
+                writes=writes,
+                threshold=threshold,
+                block=False,  # the feed is not ours to block; an admin reviews and reverts
+                now=now,
+            )
+            log.warning(
+                "metadata surge: %s wrote %d device records in the minute %s (threshold %.1f)",
+                actor, writes, route.split(" ")[1], threshold,
+            )  # fmt: skip
+            raised += 1
+    return raised

@@ -25,6 +25,7 @@ HOUR = 60 * MINUTE
 SCENARIOS = ("steady", "april-2024")
 FORCED_UPGRADE = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
 METADATA_SURGE = datetime(2024, 4, 25, 9, 5, tzinfo=UTC)  # 1:05 a.m. PST
+SURGE_ACTOR = "worker-api:svc-7"  # the leaked worker credential the unauthorised writes used
 OLD_VERSIONS = ("0.9.8", "0.9.9", "0.9.10")
 FIXED_VERSION = "0.10.0"
 GPU_MODELS = ("RTX 3090", "RTX 4090", "A100", "H100", "RTX A6000")
@@ -239,7 +240,8 @@ def device_feed(spec: FleetSpec) -> pl.DataFrame:
     """Registry records in API order: one per device, plus changes and duplicates.
 
     In the april-2024 scenario about 1% of devices get their gpu_model rewritten in a burst
-    at 09:05Z on 25 April, the unauthorised metadata writes of the incident.
+    within the minute 09:05Z on 25 April, the unauthorised metadata writes of the incident,
+    all by SURGE_ACTOR (`updated_by`; the registry's own writes say "registry").
     """
     rng = np.random.default_rng(spec.seed + 3)
     n = spec.devices
@@ -254,6 +256,7 @@ def device_feed(spec: FleetSpec) -> pl.DataFrame:
             "registered_us": registered,
             "updated_us": registered,
             "status": ["active"] * n,
+            "updated_by": ["registry"] * n,
         }
     )
     changes = base.filter(pl.Series(rng.random(n) < 0.05))
@@ -267,8 +270,8 @@ def device_feed(spec: FleetSpec) -> pl.DataFrame:
         surge = base.filter(pl.Series(rng.random(n) < 0.01))
         surge = surge.with_columns(
             gpu_model=pl.lit("H100"),
-            updated_us=to_us(METADATA_SURGE)
-            + pl.Series(rng.integers(0, 10 * MINUTE, surge.height)),
+            updated_by=pl.lit(SURGE_ACTOR),
+            updated_us=to_us(METADATA_SURGE) + pl.Series(rng.integers(0, MINUTE, surge.height)),
         )
         parts.append(surge)
     feed = pl.concat(parts)

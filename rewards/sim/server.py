@@ -70,6 +70,7 @@ def _device_rows(page: pl.DataFrame) -> list[str]:
         _as_time("registered_us").alias("registered_at"),
         _as_time("updated_us").alias("updated_at"),
         "status",
+        "updated_by",
     ).to_dicts()
     return [orjson.dumps(r).decode() for r in records]
 

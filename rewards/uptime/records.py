@@ -146,6 +146,9 @@ def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rej
             problem = "field 'gpu_count' must be an integer within 0..2^63-1"
         if problem is None and len(record["status"]) > 40:
             problem = "field 'status' is longer than 40 characters"
+        by = record.get("updated_by")
+        if problem is None and by is not None:
+            problem = _string_problem("updated_by", by)
         times: dict[str, datetime] = {}
         for name in ("registered_at", "updated_at"):
             if problem is None:
@@ -157,5 +160,12 @@ def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rej
         if problem:
             rejected.append(Rejected(raw_text(record), problem))
             continue
-        clean.append({**{n: record[n] for n in DEVICE_FIELDS}, "gpu_count": count, **times})
+        clean.append(
+            {
+                **{n: record[n] for n in DEVICE_FIELDS},
+                "gpu_count": count,
+                "updated_by": by,  # who made the change at the source, when it says
+                **times,
+            }
+        )
     return clean, rejected

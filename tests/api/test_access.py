@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rewards.api.app import create_app
+from rewards.api.schemas import DeviceEpochOut, EligibilityPage
 from rewards.api.verifier import dev_issuer, make_verifier
+from rewards.core.eligibility_view import explain
 from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import declare
@@ -80,6 +82,17 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
         by="t",
         now=NOW,
     )
+    declare(
+        ingested,
+        incident_id="inc-2",
+        start=NOW,
+        end=NOW + timedelta(hours=1),
+        recovery_deadline=timedelta(hours=1),
+        scope={"all": True},
+        reason="to dismiss",
+        by="t",
+        now=NOW,
+    )
     issuer = dev_issuer(settings)
     now = datetime.now(UTC)
 
@@ -114,14 +127,38 @@ ENDPOINTS = [
     ("GET", "/v1/finance/adjustments?paid=v1&due=v1", "finance"),
     ("GET", "/v1/admin/incidents?status=confirmed", "admin"),
     ("POST", "/v1/admin/incidents/inc-1/confirm", "admin"),
+    ("POST", "/v1/admin/incidents", "admin"),
+    ("PATCH", "/v1/admin/incidents/inc-1", "admin"),
+    ("POST", "/v1/admin/incidents/inc-2/dismiss", "admin"),
     ("GET", "/v1/admin/alerts", "admin"),
     ("POST", "/v1/admin/alerts/999/clear", "admin"),
     ("POST", "/v1/admin/snapshots/run", "admin"),
     ("GET", "/v1/admin/snapshots/diff?before=v1&after=v1", "admin"),
     ("POST", "/v1/admin/snapshots/v1/publish", "admin"),
     ("GET", "/v1/admin/job-runs", "admin"),
+    ("GET", "/v1/admin/devices/{device}/metadata", "admin"),
+    ("GET", "/v1/admin/metadata-changes?actor=registry", "admin"),
+    ("POST", "/v1/admin/metadata-changes/revert", "admin"),
 ]
-BODIES = {"/v1/admin/snapshots/run": {"reason": "access test", "epochs": "0:6"}}
+NEW_INCIDENT = {
+    "id": "access-1",
+    "start": "2024-04-26T00:00:00Z",
+    "end": "2024-04-26T01:00:00Z",
+    "recovery_deadline_s": 3600,
+    "scope": {"device_ids": ["gpu-000001"]},
+    "reason": "access test",
+}
+BODIES: dict[str, object] = {
+    "/v1/admin/snapshots/run": {"reason": "access test", "epochs": "0:6"},
+    "/v1/admin/incidents": NEW_INCIDENT,
+    "/v1/admin/incidents/inc-1": {"reason": "edited in the access test"},
+    "/v1/admin/metadata-changes/revert": {
+        "actor": "nobody-wrote-this",
+        "since": "2024-04-20T00:00:00Z",
+        "until": "2024-04-21T00:00:00Z",
+        "reason": "access test",
+    },
+}
 
 
 @pytest.mark.parametrize(("method", "path", "door"), ENDPOINTS)
@@ -149,6 +186,9 @@ def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
         template = path.split("?")[0].replace("{device}", "{device_id}")
         template = template.replace("/rewards/v1", "/rewards/{ref}")
         template = template.replace("/incidents/inc-1/", "/incidents/{incident_id}/")
+        template = template.replace("/incidents/inc-2/", "/incidents/{incident_id}/")
+        if template == "/v1/admin/incidents/inc-1":
+            template = "/v1/admin/incidents/{incident_id}"
         template = template.replace("/alerts/999/", "/alerts/{alert_id}/")
         template = template.replace(
             "/snapshots/v1/export/manifest.json", "/snapshots/{ref}/export/{name}"
@@ -184,6 +224,12 @@ def test_a_supplier_reads_only_its_own_eligibility(api: Api) -> None:
         while True:
             cursor = f"&after={quote(after)}" if after else ""
             body = api.call("GET", f"/v1/supplier/eligibility?limit=5{query}{cursor}", who).json()
+            EligibilityPage.model_validate(body)  # the documented shape, field for field
+            assert set(body) == set(EligibilityPage.model_fields)
+            for row in body["device_epochs"]:
+                assert set(row) == set(DeviceEpochOut.model_fields)
+                words = {**row, "crediting_incidents": ";".join(row["crediting_incidents"])}
+                assert row["explanation"] == explain(words, POLICY)
             rows += body["device_epochs"]
             if not (after := body["next_after"]):
                 return rows
@@ -214,6 +260,48 @@ def test_eligibility_is_503_until_the_view_is_built(
         )
     empty.dispose()
     assert response.status_code == 503 and response.headers["retry-after"]
+
+
+def test_admins_declare_edit_and_dismiss_incidents_and_bad_ones_get_a_4xx(api: Api) -> None:
+    body = {**NEW_INCIDENT, "id": "flow-1"}
+    made = api.call("POST", "/v1/admin/incidents", "admin", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["status"] == "confirmed" and made.json()["source"] == "admin"
+    assert api.call("POST", "/v1/admin/incidents", "admin", json=body).status_code == 409
+    edited = api.call(
+        "PATCH", "/v1/admin/incidents/flow-1", "admin", json={"end": "2024-04-26T02:00:00Z"}
+    ).json()
+    assert edited["end"].startswith("2024-04-26T02:00") and edited["status"] == "confirmed"
+    gone = api.call("POST", "/v1/admin/incidents/flow-1/dismiss", "admin").json()
+    assert gone["status"] == "dismissed"
+    listed = api.call("GET", "/v1/admin/incidents?status=dismissed", "admin").json()
+    assert "flow-1" in {i["id"] for i in listed}
+    with api.engine.connect() as connection:
+        actions = connection.execute(
+            text("SELECT action, actor FROM audit_log WHERE subject = 'flow-1' ORDER BY id")
+        ).all()
+    assert [a for a, _ in actions] == ["incident.declare", "incident.edit", "incident.dismiss"]
+    assert {who for _, who in actions} == {"admin@example.org"}
+    bad = [
+        {**body, "id": "bad-1", "end": body["start"]},  # empty window
+        {**body, "id": "bad-2", "scope": {"all": False}},
+        {**body, "id": "bad-3", "scope": {"all": True, "device_ids": ["x"]}},
+        {**body, "id": "bad-4", "start": "2024-04-26T00:00:00"},  # no time zone
+        {**body, "id": "bad 5"},
+        {**body, "id": "bad-6", "owner_id": "mallory"},  # no such field
+        {**body, "id": "bad-7", "recovery_deadline_s": -1},
+    ]
+    for payload in bad:
+        response = api.call("POST", "/v1/admin/incidents", "admin", json=payload)
+        assert response.status_code == 422, (payload, response.status_code)
+    for patch in ({}, {"status": "confirmed"}, {"end": "2024-04-25T00:00:00Z"}):
+        response = api.call("PATCH", "/v1/admin/incidents/inc-1", "admin", json=patch)
+        assert response.status_code == 422, (patch, response.text)
+    assert (
+        api.call("PATCH", "/v1/admin/incidents/nope", "admin", json={"reason": "x"}).status_code
+        == 404
+    )
+    assert api.call("POST", "/v1/admin/incidents/nope/dismiss", "admin").status_code == 404
 
 
 def test_the_explorer_never_shows_an_owner(api: Api) -> None:
@@ -258,6 +346,9 @@ STRING_PARAMETERS = [
     ("GET", "/v1/supplier/eligibility?after={x}", "supplier"),
     ("GET", "/v1/admin/incidents?status={x}", "admin"),
     ("POST", "/v1/admin/incidents/{x}/confirm", "admin"),
+    ("POST", "/v1/admin/incidents/{x}/dismiss", "admin"),
+    ("GET", "/v1/admin/devices/{x}/metadata", "admin"),
+    ("GET", "/v1/admin/metadata-changes?actor={x}", "admin"),
 ]
 
 
@@ -284,3 +375,61 @@ def test_sql_injection_payloads_get_a_4xx_and_change_nothing(api: Api) -> None:
             connection.execute(text("SELECT DISTINCT owner_id FROM device_metadata")).all()
             == owners
         )
+
+
+def test_sql_injection_in_body_fields_is_refused_or_kept_as_plain_text(api: Api) -> None:
+    """Identifier fields refuse such payloads (422); free text (a reason) is stored as the
+    very text given, through bound parameters, and nothing else changes."""
+    before = _counts(api.engine)
+    for payload in INJECTIONS:
+        for field in ("id",):
+            body = {**NEW_INCIDENT, field: payload}
+            response = api.call("POST", "/v1/admin/incidents", "admin", json=body)
+            assert response.status_code == 422, (field, payload)
+        for scope in ({"device_ids": [payload]}, {"agent_version_below": payload}):
+            body = {**NEW_INCIDENT, "id": "inj-scope", "scope": scope}
+            response = api.call("POST", "/v1/admin/incidents", "admin", json=body)
+            assert response.status_code == 422, (scope, response.status_code)
+        revert = {**BODIES["/v1/admin/metadata-changes/revert"], "actor": payload}  # type: ignore[dict-item]
+        response = api.call("POST", "/v1/admin/metadata-changes/revert", "admin", json=revert)
+        assert response.status_code == 422, payload
+    assert _counts(api.engine) == before
+    for number, payload in enumerate(INJECTIONS):
+        body = {**NEW_INCIDENT, "id": f"inj-text-{number}", "reason": payload.replace("\x00", "")}
+        made = api.call("POST", "/v1/admin/incidents", "admin", json=body)
+        assert made.status_code == 201
+        assert made.json()["reason"] == body["reason"]
+    after = _counts(api.engine)
+    assert after["incidents"] == before["incidents"] + len(INJECTIONS)
+    assert after["device_metadata"] == before["device_metadata"]
+    assert after["snapshots"] == before["snapshots"]
+
+
+def test_an_admin_reads_history_and_reverts_one_actors_changes(api: Api) -> None:
+    history = api.call("GET", f"/v1/admin/devices/{api.device}/metadata", "admin").json()
+    assert history["versions"] and all(v["device_id"] == api.device for v in history["versions"])
+    pages, after = [], None
+    while True:
+        query = "/v1/admin/metadata-changes?actor=registry&limit=25" + (
+            f"&after={after}" if after else ""
+        )
+        page = api.call("GET", query, "admin").json()
+        pages += page["versions"]
+        if not (after := page["next_after"]):
+            break
+    ids = [v["id"] for v in pages]
+    assert ids == sorted(set(ids)) and {v["actor"] for v in pages} == {"registry"}
+    with api.engine.connect() as connection:
+        assert (
+            len(ids)
+            == connection.execute(
+                text("SELECT count(*) FROM device_metadata WHERE actor = 'registry'")
+            ).scalar()
+        )
+    refused = api.call(
+        "POST",
+        "/v1/admin/metadata-changes/revert",
+        "admin",
+        json={**BODIES["/v1/admin/metadata-changes/revert"], "until": "2024-04-19T00:00:00Z"},  # type: ignore[dict-item]
+    )
+    assert refused.status_code == 422

@@ -13,7 +13,9 @@ from rewards.core.eligibility_view import (
     bucket_of,
     buckets,
     explain,
+    explanation_expr,
     started_epochs,
+    stored_rows,
     view_rows,
 )
 from rewards.core.frames import to_us
@@ -150,3 +152,40 @@ def test_explanations_say_what_counted_and_why_in_words() -> None:
         "Not eligible: no heartbeats counted in this epoch so far (the epoch is still running)."
     )
     assert "suspended" in explain(_row(reason="SUSPENDED", online_s=DAY), SEASON)
+
+
+seconds = st.floats(0, 86_400, allow_nan=False).map(lambda s: round(s, 6))
+rows = st.fixed_dictionaries(
+    {
+        "online_s": seconds,
+        "bridged_s": st.one_of(st.just(0.0), seconds),
+        "credited_s": st.one_of(st.just(0.0), seconds),
+        "uptime_ratio": st.one_of(st.just(0.0625), st.floats(0, 1, allow_nan=False)),
+        "reason": st.sampled_from(["SUSPENDED", "ELIGIBLE", "NO_HEARTBEATS", "BELOW_MIN_UPTIME"]),
+        "shortfall_s": seconds,
+        "bridges_used": st.integers(0, 3),
+        "bridges_denied": st.integers(0, 5),
+        "longest_uncounted_gap_s": st.one_of(st.just(0.0), seconds),
+        "crediting_incidents": st.one_of(st.none(), st.just("apr-25"), st.just("a;b-2")),
+        "in_progress": st.booleans(),
+    }
+)
+
+
+@given(st.lists(rows, min_size=1, max_size=30))
+def test_the_stored_explanations_say_exactly_what_explain_says(
+    batch: list[dict[str, object]],
+) -> None:
+    frame = pl.DataFrame(batch, schema={k: VIEW_ROWS[k] for k in batch[0]})
+    words = frame.select(explanation_expr(SEASON)).to_series().to_list()
+    assert words == [explain(r, SEASON) for r in batch]
+
+
+def test_stored_rows_are_what_the_api_shows() -> None:
+    rows = _rows("2024-04-22T06:00Z")
+    stored = stored_rows(rows, SEASON)
+    assert stored.columns[0] == "owner_id" and stored.height == rows.height
+    first = stored.row(0, named=True)
+    assert first["epoch_start"] == "2024-04-20T00:00:00Z"
+    assert first["crediting_incidents"] == []
+    assert first["explanation"] == explain(rows.row(0, named=True), SEASON)
