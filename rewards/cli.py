@@ -368,7 +368,7 @@ def eligibility_refresh(
         return
     out.print(
         f"eligibility view as of {view.as_of:%Y-%m-%d %H:%M}Z: {view.rows:,} device-epochs "
-        f"over {view.epochs} epochs in {view.buckets:,} owner buckets",
+        f"over {view.epochs} epochs, one document per supplier ({view.owners:,})",
         highlight=False,
     )
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in stages.seconds.items())

@@ -1,4 +1,4 @@
-"""Eligibility views: the whole season's device-epochs so far, by owner bucket, for the API.
+"""Eligibility views: the season's device-epochs so far, one JSON document per supplier.
 
 Revision ID: 0006
 Revises: 0005
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("policy_hash", sa.String(length=64), nullable=False),
         sa.Column("code_version", sa.String(length=200), nullable=False),
         sa.Column("rows", sa.BigInteger(), nullable=False),
-        sa.Column("buckets", sa.BigInteger(), nullable=False),
+        sa.Column("owners", sa.BigInteger(), nullable=False),
         sa.Column("job_run_id", sa.BigInteger(), nullable=True),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_eligibility_views")),
@@ -36,27 +36,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_eligibility_views_season"), ["season"], unique=False)
 
     op.create_table(
-        "eligibility_view_parts",
+        "eligibility_documents",
         sa.Column("view_id", sa.Integer(), nullable=False),
-        sa.Column("bucket", sa.BigInteger(), nullable=False),
+        sa.Column("owner_id", sa.String(length=200), nullable=False),
         sa.Column("rows", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("document", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["view_id"],
             ["eligibility_views.id"],
-            name=op.f("fk_eligibility_view_parts_view_id_eligibility_views"),
+            name=op.f("fk_eligibility_documents_view_id_eligibility_views"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("view_id", "bucket", name=op.f("pk_eligibility_view_parts")),
+        sa.PrimaryKeyConstraint("view_id", "owner_id", name=op.f("pk_eligibility_documents")),
     )
     if op.get_bind().dialect.name == "postgresql":
-        # Parquet is compressed already: store it out of line without trying again
-        op.execute("ALTER TABLE eligibility_view_parts ALTER COLUMN data SET STORAGE EXTERNAL")
+        # compressed already (zlib): store out of line without trying again
+        op.execute("ALTER TABLE eligibility_documents ALTER COLUMN document SET STORAGE EXTERNAL")
 
 
 def downgrade() -> None:
-    op.drop_table("eligibility_view_parts")
+    op.drop_table("eligibility_documents")
     with op.batch_alter_table("eligibility_views", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_eligibility_views_season"))
 

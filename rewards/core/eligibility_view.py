@@ -1,16 +1,16 @@
 """The eligibility view: every device-epoch of a season so far, with its owner and the
-reasons in words, split into owner buckets so one supplier's rows are one small read.
+reasons in words, stored as one ready JSON document per supplier.
 
 Computing eligibility takes tens of milliseconds even for a handful of devices and tens of
-seconds for a 600,000-device fleet, far too slow per request. So a job computes the whole
-season at once (the same rules as a snapshot), and the API reads the one bucket that holds
-the asking supplier. A bucket is a pure function of the owner id (CRC-32 of its UTF-8
-bytes), stable across processes and versions.
+seconds for a 600,000-device fleet, far too slow per request; and turning a few hundred
+rows into JSON per request costs more than everything else a request does. So a job
+computes the whole season at once (the same rules as a snapshot) and renders each
+supplier's rows, explanations included, into the JSON the API sends; a request reads one
+document.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,18 +27,6 @@ VIEW_ROWS: Mapping[str, pl.DataType] = {
     **{k: v for k, v in SNAPSHOT_ROWS.items() if k != "reward"},
     "in_progress": pl.Boolean(),
 }
-TARGET_BUCKET_ROWS = 2_000
-MAX_BUCKETS = 16_384
-
-
-def bucket_of(owner_id: str, buckets: int) -> int:
-    """The bucket that holds `owner_id`'s rows."""
-    return zlib.crc32(owner_id.encode("utf-8")) % buckets
-
-
-def bucket_count(rows: int) -> int:
-    """Buckets for a view of `rows` rows: about TARGET_BUCKET_ROWS rows each."""
-    return max(1, min(MAX_BUCKETS, rows // TARGET_BUCKET_ROWS))
 
 
 def started_epochs(policy: SeasonPolicy, as_of_us: int) -> range:
@@ -59,43 +47,6 @@ def view_rows(snapshot_rows: pl.DataFrame, policy: SeasonPolicy, as_of_us: int) 
         .select(list(VIEW_ROWS))
         .sort("owner_id", "device_id", "epoch")
     )
-
-
-def _with_buckets(rows: pl.DataFrame, count: int) -> pl.DataFrame:
-    owners = rows.get_column("owner_id").unique()
-    numbers = pl.DataFrame(
-        {"owner_id": owners, "bucket": [bucket_of(o, count) for o in owners]},
-        schema={"owner_id": pl.String(), "bucket": pl.Int64()},
-    )
-    return rows.join(numbers, on="owner_id", how="left", maintain_order="left")
-
-
-def buckets(rows: pl.DataFrame, count: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    """(bucket, its rows) for every non-empty bucket, in bucket order; rows keep their
-    order within a bucket."""
-    keyed = _with_buckets(rows, count)
-    for (number,), part in sorted(
-        keyed.partition_by("bucket", as_dict=True, maintain_order=True).items()
-    ):
-        yield int(number), part.drop("bucket")
-
-
-def stored_buckets(
-    rows: pl.DataFrame, count: int, policy: SeasonPolicy, chunk_rows: int = 1_000_000
-) -> Iterator[tuple[int, pl.DataFrame]]:
-    """`buckets` of `stored_rows(rows)`, made a run of buckets at a time so that only about
-    `chunk_rows` rows of explanations are in memory at once."""
-    keyed = _with_buckets(rows, count)
-    step = max(1, count * chunk_rows // max(1, rows.height))
-    for low in range(0, count, step):
-        chunk = keyed.filter(pl.col("bucket").is_between(low, low + step - 1))
-        if chunk.is_empty():
-            continue
-        stored = stored_rows(chunk.drop("bucket"), policy).with_columns(chunk["bucket"])
-        for (number,), part in sorted(
-            stored.partition_by("bucket", as_dict=True, maintain_order=True).items()
-        ):
-            yield int(number), part.drop("bucket")
 
 
 def _duration(seconds: float) -> str:
@@ -272,3 +223,31 @@ def stored_rows(rows: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
         pl.col("epoch_start").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         pl.col("crediting_incidents").str.split(";").fill_null([]),
     ).select(STORED_ROWS)
+
+
+def owner_documents(
+    rows: pl.DataFrame, policy: SeasonPolicy, chunk_rows: int = 1_000_000
+) -> Iterator[pl.DataFrame]:
+    """Per owner, in owner order: owner_id, rows (device-epochs) and document (the JSON
+    array of the owner's STORED_ROWS without owner_id, by device then epoch), made about
+    `chunk_rows` rows at a time so only that many rendered rows are in memory at once.
+    `rows` is VIEW_ROWS in view order (owner, device, epoch)."""
+    owners = rows.get_column("owner_id")
+    start = 0
+    while start < rows.height:
+        stop = min(rows.height, start + chunk_rows)
+        if stop < rows.height:  # end the chunk at an owner boundary
+            stop = int(owners.search_sorted(owners[stop - 1], "right"))
+        chunk = stored_rows(rows.slice(start, stop - start), policy)
+        yield (
+            chunk.select(
+                "owner_id",
+                pl.struct(pl.all().exclude("owner_id")).struct.json_encode().alias("json"),
+            )
+            .group_by("owner_id", maintain_order=True)
+            .agg(
+                pl.len().cast(pl.Int64).alias("rows"),
+                ("[" + pl.col("json").str.join(",") + "]").alias("document"),
+            )
+        )
+        start = stop

@@ -1,9 +1,9 @@
-"""Eligibility views in the database: a header and one Parquet part per owner bucket."""
+"""Eligibility views in the database: a header and one compressed JSON document per owner."""
 
 from __future__ import annotations
 
 import hashlib
-import io
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
-from rewards.db.tables import EligibilityView, EligibilityViewPart
+from rewards.db.tables import EligibilityDocument, EligibilityView
 
 
 @dataclass(frozen=True)
@@ -29,42 +29,42 @@ class ViewHeader:
     policy_hash: str
     code_version: str
     rows: int
-    buckets: int
+    owners: int
     job_run_id: int | None
     computed_at: datetime
 
 
 class CorruptView(RuntimeError):
-    """A stored view part does not match the hash recorded with it."""
+    """A stored document does not match the hash recorded with it."""
 
 
-def pack(parts_of: Iterable[tuple[int, pl.DataFrame]]) -> list[dict[str, Any]]:
-    """Each bucket's rows as a Parquet part with its SHA-256, ready for `insert`."""
-    parts = []
-    for number, part in parts_of:
-        buffer = io.BytesIO()
-        part.write_parquet(buffer, compression="lz4", statistics=False)
-        data = buffer.getvalue()
-        parts.append(
-            {
-                "bucket": number,
-                "rows": part.height,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "data": data,
-            }
-        )
-    return parts
+def pack(documents: Iterable[pl.DataFrame]) -> list[dict[str, Any]]:
+    """Rows for `insert`: each owner's document compressed, with the SHA-256 of the bytes
+    stored. `documents` are frames of owner_id, rows, document (see owner_documents)."""
+    packed = []
+    for frame in documents:
+        for owner, rows, text in frame.iter_rows():
+            data = zlib.compress(text.encode(), 1)
+            packed.append(
+                {
+                    "owner_id": owner,
+                    "rows": rows,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "document": data,
+                }
+            )
+    return packed
 
 
 def insert(
-    session: Session, header: EligibilityView, parts: list[dict[str, Any]]
+    session: Session, header: EligibilityView, documents: list[dict[str, Any]]
 ) -> EligibilityView:
-    """Store a view and its packed parts in the caller's transaction."""
+    """Store a view and its packed documents in the caller's transaction."""
     session.add(header)
     session.flush()
-    for low in range(0, len(parts), 500):
-        chunk = [{**p, "view_id": header.id} for p in parts[low : low + 500]]
-        session.connection().execute(sql_insert(EligibilityViewPart), chunk)
+    for low in range(0, len(documents), 2_000):
+        chunk = [{**d, "view_id": header.id} for d in documents[low : low + 2_000]]
+        session.connection().execute(sql_insert(EligibilityDocument), chunk)
     return header
 
 
@@ -78,20 +78,25 @@ def latest(connection: Connection, season: str) -> ViewHeader | None:
     return None if row is None else ViewHeader(**row._mapping)
 
 
-def read_bucket(connection: Connection, view_id: int, bucket: int) -> pl.DataFrame | None:
-    """A bucket's rows as stored; None when no owner falls in it. Raises CorruptView."""
+def read_document(connection: Connection, view_id: int, owner_id: str) -> tuple[int, bytes]:
+    """(rows, JSON array) of `owner_id`'s device-epochs in the view; (0, b"[]") when the
+    owner has none. Raises CorruptView."""
     found = connection.execute(
-        select(col(EligibilityViewPart.sha256), col(EligibilityViewPart.data)).where(
-            col(EligibilityViewPart.view_id) == view_id,
-            col(EligibilityViewPart.bucket) == bucket,
+        select(
+            col(EligibilityDocument.rows),
+            col(EligibilityDocument.sha256),
+            col(EligibilityDocument.document),
+        ).where(
+            col(EligibilityDocument.view_id) == view_id,
+            col(EligibilityDocument.owner_id) == owner_id,
         )
     ).first()
     if found is None:
-        return None
-    digest, data = found
+        return 0, b"[]"
+    rows, digest, data = found
     if hashlib.sha256(data).hexdigest() != digest:
-        raise CorruptView(f"eligibility view {view_id} bucket {bucket}: SHA-256 mismatch")
-    return pl.read_parquet(io.BytesIO(data))
+        raise CorruptView(f"eligibility view {view_id}: a document's SHA-256 does not match")
+    return int(rows), zlib.decompress(data)
 
 
 def prune(session: Session, season: str, keep: int) -> int:
@@ -106,7 +111,7 @@ def prune(session: Session, season: str, keep: int) -> int:
     )
     if ids:
         session.execute(
-            delete(EligibilityViewPart).where(col(EligibilityViewPart.view_id).in_(ids))
+            delete(EligibilityDocument).where(col(EligibilityDocument.view_id).in_(ids))
         )
         session.execute(delete(EligibilityView).where(col(EligibilityView.id).in_(ids)))
     return len(ids)

@@ -330,24 +330,25 @@ class EligibilityView(SQLModel, table=True):
     policy_hash: str = Field(max_length=64)
     code_version: str = Field(max_length=ID)
     rows: int = Field(sa_type=BigInteger)
-    buckets: int = Field(sa_type=BigInteger)
+    owners: int = Field(sa_type=BigInteger)
     job_run_id: int | None = Field(default=None, sa_type=BigInteger)
     computed_at: datetime = Field(sa_column=_time())
 
 
-class EligibilityViewPart(SQLModel, table=True):
-    """One owner bucket of a view's rows as Parquet, with its SHA-256 (checked on read)."""
+class EligibilityDocument(SQLModel, table=True):
+    """One supplier's device-epochs in a view, as the JSON the API sends (zlib-compressed),
+    with the SHA-256 of the stored bytes (checked on read)."""
 
-    __tablename__ = "eligibility_view_parts"
+    __tablename__ = "eligibility_documents"
     view_id: int = Field(
         sa_column=Column(
             Integer, ForeignKey("eligibility_views.id", ondelete="CASCADE"), primary_key=True
         )
     )
-    bucket: int = Field(primary_key=True, sa_type=BigInteger)
+    owner_id: str = Field(primary_key=True, max_length=ID)
     rows: int = Field(sa_type=BigInteger)
     sha256: str = Field(max_length=64)
-    data: bytes = Field(sa_type=LargeBinary)
+    document: bytes = Field(sa_type=LargeBinary)
 
 
 __all__ = [
@@ -356,8 +357,8 @@ __all__ = [
     "AuditHead",
     "Device",
     "DeviceMetadata",
+    "EligibilityDocument",
     "EligibilityView",
-    "EligibilityViewPart",
     "Heartbeat",
     "Incident",
     "IngestCursor",

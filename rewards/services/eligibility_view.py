@@ -14,17 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-import polars as pl
 from sqlalchemy import Connection, Engine
 
 from rewards.core import device_epochs
-from rewards.core.eligibility_view import (
-    bucket_count,
-    bucket_of,
-    started_epochs,
-    stored_buckets,
-    view_rows,
-)
+from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import snapshot_rows
@@ -99,8 +92,8 @@ def refresh_view(
             )
             rows = view_rows(rows, policy, to_us(as_of))
         context.renew()
-        with stages.stage("explain and pack"):
-            parts = store.pack(stored_buckets(rows, bucket_count(rows.height), policy))
+        with stages.stage("render documents"):
+            documents = store.pack(owner_documents(rows, policy))
         context.renew()
         with stages.stage("write"), unit_of_work(engine) as session:
             header = EligibilityView(
@@ -111,11 +104,11 @@ def refresh_view(
                 policy_hash=policy.policy_hash,
                 code_version=identity[2],
                 rows=rows.height,
-                buckets=bucket_count(rows.height),
+                owners=len(documents),
                 job_run_id=context.run_id,
                 computed_at=clock(),
             )
-            store.insert(session, header, parts)
+            store.insert(session, header, documents)
             store.prune(session, season, KEEP_VIEWS)
             context.stored = rows.height
             made = ViewHeader(**header.model_dump())
@@ -128,7 +121,8 @@ class Standing:
     """One page of a supplier's device-epochs from a view."""
 
     view: ViewHeader
-    rows: pl.DataFrame  # STORED_ROWS, by device_id then epoch
+    document: bytes  # a JSON array of the API's device-epoch rows, by device then epoch
+    rows: int
     next_after: tuple[str, int] | None  # the last row's key when more rows follow
 
 
@@ -161,45 +155,34 @@ def supplier_standing(
     after: tuple[str, int] | None = None,
 ) -> Standing | None:
     """`owner_id`'s device-epochs in the season's newest view (None: no view built yet),
-    optionally one device's or one epoch's, `limit` at a time after the key `after`."""
+    optionally one device's or one epoch's, `limit` at a time after the key `after`.
+
+    The whole stored document is the answer when it fits the page unfiltered (the usual
+    request: all my device-epochs); otherwise it is parsed, filtered and cut here."""
     with engine.connect() as connection:
         view = _latest(engine, connection, season)
         if view is None:
             return None
-        rows = store.read_bucket(connection, view.id, bucket_of(owner_id, view.buckets))
-    if rows is None:
-        return Standing(view, pl.DataFrame(schema={"owner_id": pl.String()}), None)
-    # a bucket is sorted by owner, device and epoch: the owner's rows are one slice
-    owners = rows.get_column("owner_id")
-    first = int(owners.search_sorted(owner_id, "left"))
-    mine = rows.slice(first, int(owners.search_sorted(owner_id, "right")) - first)
-    wanted = pl.lit(True)
-    if device_id is not None:
-        wanted &= pl.col("device_id") == device_id
-    if epoch is not None:
-        wanted &= pl.col("epoch") == epoch
-    if after is not None:
-        wanted &= (pl.col("device_id") > after[0]) | (
-            (pl.col("device_id") == after[0]) & (pl.col("epoch") > after[1])
-        )
-    if device_id is not None or epoch is not None or after is not None:
-        mine = mine.filter(wanted)
-    page = mine.head(limit + 1)
-    more = page.height > limit
-    page = page.head(limit)
-    last = (page.item(-1, "device_id"), page.item(-1, "epoch")) if more else None
-    return Standing(view, page, last)
+        count, document = store.read_document(connection, view.id, owner_id)
+    if device_id is None and epoch is None and after is None and count <= limit:
+        return Standing(view, document, count, None)
+    rows = [
+        r
+        for r in orjson.loads(document)
+        if (device_id is None or r["device_id"] == device_id)
+        and (epoch is None or r["epoch"] == epoch)
+        and (after is None or (r["device_id"], r["epoch"]) > after)
+    ]
+    page = rows[:limit]
+    last = (page[-1]["device_id"], page[-1]["epoch"]) if len(rows) > limit else None
+    return Standing(view, orjson.dumps(page), len(page), last)
 
 
 def page_json(standing: Standing) -> bytes:
-    """The page as the API's EligibilityPage JSON. The rows are stored in that shape, so
-    this only serializes them (in Rust): per-row models or dicts cost more than all the
-    rest of the request."""
-    rows = standing.rows.drop("owner_id")
+    """The page as the API's EligibilityPage JSON, around the stored document bytes."""
     cursor = f"{standing.next_after[0]}/{standing.next_after[1]}" if standing.next_after else None
     head = orjson.dumps(
         {"season": standing.view.season, "as_of": standing.view.as_of, "next_after": cursor},
         option=orjson.OPT_UTC_Z,
     )
-    body = rows.write_json().encode() if rows.height else b"[]"
-    return head[:-1] + b',"device_epochs":' + body + b"}"
+    return head[:-1] + b',"device_epochs":' + standing.document + b"}"

@@ -49,7 +49,10 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
     ingested = make_engine(ingested_copy(databases, seeded, request.param, small_fleet))
     key = tmp_path_factory.mktemp("issuer") / "dev.pem"
     settings: Settings = get_settings(
-        dev_issuer_enabled=True, dev_issuer_key_file=key, season="ignition-s2"
+        dev_issuer_enabled=True,
+        dev_issuer_key_file=key,
+        season="ignition-s2",
+        surge_min_writes=10_000,  # these tests write in bursts on purpose (test_surges.py)
     )
     with ingested.connect() as connection:
         owners = connection.execute(

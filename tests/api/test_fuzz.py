@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from rewards.api.app import create_app
 from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
+from rewards.services.eligibility_view import refresh_view
 from rewards.settings import get_settings
 from rewards.sim.server import BackgroundServer
-from tests.seeded import ingested_copy
+from tests.seeded import NOW, POLICY, ingested_copy
 
 TOKEN: dict[str, str] = {}
 
@@ -26,7 +27,13 @@ TOKEN: dict[str, str] = {}
 def served(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
     key: Path = tmp_path_factory.mktemp("issuer") / "dev.pem"
-    config = get_settings(dev_issuer_enabled=True, dev_issuer_key_file=key, season="ignition-s2")
+    config = get_settings(
+        dev_issuer_enabled=True,
+        dev_issuer_key_file=key,
+        season="ignition-s2",
+        surge_min_writes=100_000,  # a surge block would hide the write routes' logic
+    )
+    refresh_view(engine, POLICY, trigger="test", clock=lambda: NOW, lock_ttl=timedelta(minutes=5))
     TOKEN["value"] = dev_issuer(config).token(
         "owner-00001",
         ["supplier", "finance", "admin"],

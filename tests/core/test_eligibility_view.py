@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,11 +11,9 @@ from hypothesis import strategies as st
 from rewards.core import device_epochs, online_intervals
 from rewards.core.eligibility_view import (
     VIEW_ROWS,
-    bucket_count,
-    bucket_of,
-    buckets,
     explain,
     explanation_expr,
+    owner_documents,
     started_epochs,
     stored_rows,
     view_rows,
@@ -81,24 +81,19 @@ def test_view_rows_are_the_started_epochs_of_owned_devices_in_owner_order() -> N
     assert "so far (the epoch is still running)" in explain(gpu_a.row(2, named=True), SEASON)
 
 
-@given(count=st.integers(1, 40))
-def test_buckets_hold_every_row_once_in_the_owners_bucket(count: int) -> None:
+@given(chunk=st.integers(1, 12))
+def test_each_owner_gets_one_document_of_its_rows_whatever_the_chunk_size(chunk: int) -> None:
     rows = _rows("2024-04-27T00:00Z")
     rows = pl.concat(
         [rows, rows.with_columns(owner_id=pl.col("owner_id") + "-" + pl.col("device_id"))]
-    )
-    seen = []
-    for number, part in buckets(rows, count):
-        assert 0 <= number < count
-        assert {bucket_of(o, count) for o in part.get_column("owner_id")} == {number}
-        seen.append(part)
-    assert pl.concat(seen).sort(pl.all()).equals(rows.sort(pl.all()))
-
-
-def test_bucket_count_aims_at_a_few_thousand_rows_each() -> None:
-    assert bucket_count(0) == bucket_count(1_999) == 1
-    assert bucket_count(18_000_000) == 9_000
-    assert bucket_count(10**12) == 16_384
+    ).sort("owner_id", "device_id", "epoch")
+    documents = pl.concat(list(owner_documents(rows, SEASON, chunk_rows=chunk)))
+    assert documents.get_column("owner_id").to_list() == sorted(set(rows["owner_id"]))
+    expected = stored_rows(rows, SEASON)
+    for owner, count, text in documents.iter_rows():
+        mine = expected.filter(owner_id=owner).drop("owner_id")
+        assert count == mine.height
+        assert json.loads(text) == mine.to_dicts()
 
 
 def _row(**fields: object) -> dict[str, object]:
