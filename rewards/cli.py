@@ -64,12 +64,12 @@ class Shell:
     settings: Settings
     policy: SeasonPolicy
 
-    def engine(self) -> Engine:
+    def engine(self, *, serving: bool = False) -> Engine:
         """The configured database, reachable and migrated, or a message and exit."""
         from rewards.services.database import DatabaseNotReady, open_database
 
         try:
-            return open_database(self.settings.sqlalchemy_url)
+            return open_database(self.settings.sqlalchemy_url, serving=serving)
         except DatabaseNotReady as exc:
             fail(str(exc))
 
@@ -890,7 +890,7 @@ def _api_app(sh: Shell) -> object:
             "dev_issuer_enabled): every authenticated route will answer 401",
             highlight=False,
         )
-    return create_app(sh.engine(), sh.settings, verifier)
+    return create_app(sh.engine(serving=True), sh.settings, verifier)
 
 
 def worker_app() -> object:

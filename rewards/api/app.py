@@ -8,19 +8,20 @@ error into a bare 500 that never echoes internal details.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rewards.api.auth import TokenVerifier
 from rewards.api.routes import ROUTERS
@@ -70,6 +71,55 @@ class RateLimits:
         return bool(self._limiter.hit(self._per_subject, "sub", subject))
 
 
+class Guard:
+    """Per request: the per-address rate limit, the body size cap, a bare 500 for any
+    unhandled error (logged, never echoed) and the request counter for /metrics.
+
+    Plain ASGI rather than an `@app.middleware("http")` function: Starlette's
+    BaseHTTPMiddleware re-streams every response through a task and a queue, which cost
+    more than the eligibility route's own work (py-spy, bench/api_load.py)."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        if not self.state.limiter.allow_ip(client[0] if client else "unknown"):
+            self.state.metrics.refused.labels("rate limit: address").inc()
+            refusal = JSONResponse(
+                {"detail": "too many requests"}, status_code=429, headers={"Retry-After": "60"}
+            )
+            await refusal(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await JSONResponse({"detail": "request body too large"}, status_code=413)(
+                scope, receive, send
+            )
+            return
+        status: list[int] = []
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status:  # the response had begun: nothing more can be said on it
+                raise
+            status.append(500)
+            await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.state.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
+
+
 def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:
     """The API over `engine`; `verifier` None means no issuer is configured (all 401)."""
 
@@ -100,27 +150,7 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
         )
     )
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        client = request.client.host if request.client else "unknown"
-        if not app.state.limiter.allow_ip(client):
-            app.state.metrics.refused.labels("rate limit: address").inc()
-            return JSONResponse(
-                {"detail": "too many requests"}, status_code=429, headers={"Retry-After": "60"}
-            )
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = JSONResponse({"detail": "internal error"}, status_code=500)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        app.state.metrics.requests.labels(route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(Guard, state=app.state)
 
     for router in ROUTERS:
         app.include_router(router)

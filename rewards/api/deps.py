@@ -32,6 +32,7 @@ SnapshotQuery = Annotated[str, Query(pattern=REF_PATTERN)]
 DeviceId = Annotated[str, PathParam(pattern=ID_PATTERN)]
 IncidentId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[int | None, Query(ge=1, le=2**62)]  # keyset pagination by id
 
 
 def engine_of(request: Request) -> Engine:

@@ -22,6 +22,7 @@ from rewards.api.deps import (
     EPOCH_KEY_PATTERN,
     Admin,
     Anyone,
+    Cursor,
     DeviceId,
     EngineDep,
     Finance,
@@ -235,11 +236,20 @@ def _resolve(engine: Engine, ref: str, season: str) -> Snapshot:
 
 
 @finance.get("/snapshots", response_model=list[SnapshotOut])
-def finance_snapshots(who: Finance, engine: EngineDep, limit: Limit = 100) -> list[SnapshotOut]:
-    """Snapshots, newest first, with their totals and roots."""
+def finance_snapshots(
+    who: Finance,
+    engine: EngineDep,
+    settings: SettingsDep,
+    limit: Limit = 100,
+    before: Cursor = None,
+) -> list[SnapshotOut]:
+    """The season's snapshots, newest first, with their totals and roots; for the next
+    page pass the last one's version as `before`."""
     from rewards.services.snapshots import list_snapshots
 
-    return [_snapshot(s) for s in list_snapshots(engine)[:limit]]
+    found = list_snapshots(engine, settings.season)
+    found = [s for s in found if before is None or s.version < before]
+    return [_snapshot(s) for s in found[:limit]]
 
 
 EXPORT_FILES = {
@@ -320,11 +330,17 @@ def admin_incidents(
     engine: EngineDep,
     status: Annotated[str | None, Query(pattern="^(proposed|confirmed|dismissed)$")] = None,
     limit: Limit = 100,
+    after: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")] = None,
 ) -> list[IncidentOut]:
-    """Incidents, oldest first; `status=proposed` lists what the detector proposes."""
+    """Incidents, oldest start first; `status=proposed` lists what the detector proposes.
+    For the next page pass the last one's id as `after`."""
     from rewards.services.incidents import list_incidents
 
-    return [_incident(i) for i in list_incidents(engine, status)[:limit]]
+    found = list_incidents(engine, status)
+    if after is not None:
+        ids = [i.id for i in found]
+        found = found[ids.index(after) + 1 :] if after in ids else []
+    return [_incident(i) for i in found[:limit]]
 
 
 @admin.post("/incidents", response_model=IncidentOut, status_code=201)
@@ -435,13 +451,14 @@ def admin_alerts(
     engine: EngineDep,
     status: Annotated[str | None, Query(pattern="^(open|cleared)$")] = None,
     limit: Limit = 100,
+    before: Cursor = None,
 ) -> list[AlertOut]:
-    """Alerts, newest first (write surges and who they block)."""
+    """Alerts, newest first (write and metadata surges, and whom they block); for the next
+    page pass the last one's id as `before`."""
     from rewards.services.alerts import list_alerts
 
-    return [
-        AlertOut.model_validate(a, from_attributes=True) for a in list_alerts(engine, status, limit)
-    ]
+    found = list_alerts(engine, status, limit, before_id=before)
+    return [AlertOut.model_validate(a, from_attributes=True) for a in found]
 
 
 @admin.post("/alerts/{alert_id}/clear", response_model=AlertOut)
@@ -629,11 +646,15 @@ def admin_revert_metadata(
 
 
 @admin.get("/job-runs", response_model=list[JobRunOut])
-def admin_job_runs(who: Admin, engine: EngineDep, limit: Limit = 100) -> list[JobRunOut]:
-    """The latest job runs, newest first."""
+def admin_job_runs(
+    who: Admin, engine: EngineDep, limit: Limit = 100, before: Cursor = None
+) -> list[JobRunOut]:
+    """The latest job runs, newest first; for the next page pass the last one's id as
+    `before`."""
     from rewards.services.runs import recent_runs
 
-    return [JobRunOut.model_validate(r, from_attributes=True) for r in recent_runs(engine, limit)]
+    found = recent_runs(engine, limit, before_id=before)
+    return [JobRunOut.model_validate(r, from_attributes=True) for r in found]
 
 
 ROUTERS = (operations, public, anyone, supplier, finance, admin)

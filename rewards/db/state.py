@@ -166,9 +166,17 @@ def abandon_stale_runs(session: Session, *, job_id: str, now: datetime) -> int:
     )
 
 
-def job_runs(session: Session, *, job_id: str | None = None, limit: int = 50) -> list[JobRun]:
-    """The latest runs, newest first."""
+def job_runs(
+    session: Session,
+    *,
+    job_id: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[JobRun]:
+    """The latest runs, newest first (`before_id`: those older than that run)."""
     query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit)
     if job_id:
         query = query.where(col(JobRun.job_id) == job_id)
+    if before_id is not None:
+        query = query.where(col(JobRun.id) < before_id)
     return list(session.scalars(query))

@@ -12,9 +12,9 @@ class DatabaseNotReady(RuntimeError):
     """The database is unreachable or not at the latest migration; says what to do."""
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, serving: bool = False) -> Engine:
     """An engine for `url`, checked to be reachable and at the latest migration."""
-    engine = make_engine(url)
+    engine = make_engine(url, serving=serving)
     try:
         current = migrate.current_revision(engine)
     except Exception as exc:  # any driver error here means the database is unreachable

@@ -120,7 +120,7 @@ def release(engine: Engine, *, name: str, holder: str) -> None:
         state.release_lease(session, name=name, holder=holder)
 
 
-def recent_runs(engine: Engine, limit: int) -> list[JobRun]:
-    """The latest job runs, newest first."""
+def recent_runs(engine: Engine, limit: int, before_id: int | None = None) -> list[JobRun]:
+    """The latest job runs, newest first (`before_id`: those older than that run)."""
     with unit_of_work(engine) as session:
-        return state.job_runs(session, limit=limit)
+        return state.job_runs(session, limit=limit, before_id=before_id)

@@ -436,3 +436,33 @@ def test_an_admin_reads_history_and_reverts_one_actors_changes(api: Api) -> None
         json={**BODIES["/v1/admin/metadata-changes/revert"], "until": "2024-04-19T00:00:00Z"},  # type: ignore[dict-item]
     )
     assert refused.status_code == 422
+
+
+PAGED = [
+    # (path, who, the list in the body or None for a bare list, key field, cursor parameter)
+    ("/v1/admin/incidents", "admin", None, "id", "after"),
+    ("/v1/admin/job-runs", "admin", None, "id", "before"),
+    ("/v1/admin/alerts", "admin", None, "id", "before"),
+    ("/v1/finance/snapshots", "finance", None, "version", "before"),
+    ("/v1/supplier/devices", "supplier", "devices", "device_id", "after"),
+    ("/v1/admin/metadata-changes", "admin", "versions", "id", "after"),
+]
+
+
+@pytest.mark.parametrize(("path", "who", "field", "key", "cursor"), PAGED)
+def test_every_list_pages_by_cursor_without_gaps_or_repeats(
+    api: Api, path: str, who: str, field: str | None, key: str, cursor: str
+) -> None:
+    def items(query: str) -> list[dict[str, object]]:
+        body = api.call("GET", f"{path}?{query}", who).json()
+        return body if field is None else body[field]
+
+    everything = items("limit=500")
+    seen: list[dict[str, object]] = []
+    query = "limit=2"
+    while page := items(query):
+        assert len(page) <= 2
+        seen += page
+        query = f"limit=2&{cursor}={quote(str(page[-1][key]))}"
+    assert [i[key] for i in seen] == [i[key] for i in everything]
+    assert api.call("GET", f"{path}?limit=501", who).status_code == 422

@@ -39,3 +39,22 @@ def test_rate_limits_per_subject_and_per_address(databases, tmp_path: Path) -> N
         statuses = [httpx.get(server.url + "/healthz").status_code for _ in range(6)]
         assert statuses[-1] == 429  # this address has used its 12 requests
     engine.dispose()
+
+
+def test_an_unhandled_error_is_a_bare_500_and_counted(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(databases.fresh("sqlite"))
+    app = create_app(engine, get_settings(), None)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret detail: password=hunter2")
+
+    with BackgroundServer(app) as server:
+        response = httpx.get(server.url + "/boom")
+        metrics = httpx.get(server.url + "/metrics").text
+        big = httpx.post(server.url + "/boom", content=b"x" * 70_000)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert "hunter2" not in response.text
+    assert 'rewards_api_requests_total{route="/boom",status="500"} 1.0' in metrics
+    assert big.status_code == 413
