@@ -265,6 +265,20 @@ def run_snapshot(
                 created_at=clock(),
             )
             store.insert(session, header, rows, suppliers, totals)
+            audit.append(
+                session,
+                now=clock(),
+                actor=triggered_by,
+                action="snapshot.run",
+                subject=label(header),
+                details={
+                    "trigger": trigger,
+                    "reason": reason,
+                    "epochs": [epochs.start, epochs.stop - 1],
+                    "content_hash": digest,
+                    "input_fingerprint": prints,
+                },
+            )
             context.stored = rows.height
     return RunOutcome(header, created=True)
 

@@ -127,8 +127,9 @@ def claims_now() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("case", "overrides"),
     [
-        ("expired", {"exp": int(time.time()) - 120}),
-        ("not yet valid", {"nbf": int(time.time()) + 120}),
+        # times relative to when the test runs (not to collection, minutes earlier)
+        ("expired", {"exp": lambda: int(time.time()) - 120}),
+        ("not yet valid", {"nbf": lambda: int(time.time()) + 120}),
         ("wrong issuer", {"iss": "https://evil.example.test/"}),
         ("wrong audience", {"aud": "someone-else"}),
         ("no subject", {"sub": None}),
@@ -139,8 +140,9 @@ def claims_now() -> dict[str, Any]:
 def test_bad_claims_are_refused(
     provider: Provider, jwks_url: str, case: str, overrides: dict[str, Any]
 ) -> None:
+    claims = {k: v() if callable(v) else v for k, v in overrides.items()}
     with pytest.raises(AuthError):
-        verifier(jwks_url).verify(provider.token(**overrides))
+        verifier(jwks_url).verify(provider.token(**claims))
 
 
 def test_forged_tokens_are_refused(provider: Provider, jwks_url: str) -> None:

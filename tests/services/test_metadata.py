@@ -22,14 +22,14 @@ from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient
 from tests.seeded import NOW, POLICY
 
-WATCH = SurgePolicy(baseline_minutes=60, factor=5.0, min_writes=10)
+WATCH = SurgePolicy(baseline_minutes=60, factor=5.0, min_writes=8)
 ATTACKER = "worker-api:svc-7"
 
 
 def test_a_burst_of_metadata_writes_raises_one_alert_from_the_pull_that_stores_it(
     engine: Engine,
 ) -> None:
-    spec = FleetSpec(seed=8, devices=3_000, days=7)
+    spec = FleetSpec(seed=8, devices=1_500, days=7)
     burst = device_feed(spec).filter(updated_by=SURGE_ACTOR)
     assert burst.height >= WATCH.min_writes  # the scenario's burst, all in one minute
     simulator = UptimeSimulator(spec, token="secret")

@@ -79,6 +79,11 @@ def test_a_run_records_its_identity_and_reconciles_to_the_pools(ingested: Engine
     assert snap.input_fingerprint == freeze_inputs(ingested).fingerprint()
     runs = [r for r in recent_runs(ingested, 10) if r.job_id == "snapshot:ignition-s2"]
     assert [(r.id, r.status) for r in runs] == [(snap.job_run_id, "succeeded")]
+    with ingested.connect() as connection:
+        audited = connection.execute(
+            text("SELECT actor, subject FROM audit_log WHERE action = 'snapshot.run'")
+        ).all()
+    assert audited == [("admin@test", "ignition-s2-v1")]
 
     again = run(ingested)  # nothing changed: no new version, same answer
     assert not again.created
@@ -290,6 +295,8 @@ def test_a_run_failing_mid_write_leaves_no_partial_snapshot(ingested: Engine) ->
     with unit_of_work(ingested) as session:
         for table in ("snapshots", "snapshot_parts", "snapshot_payouts", "snapshot_epochs"):
             assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+        ran = "SELECT count(*) FROM audit_log WHERE action = 'snapshot.run'"
+        assert session.execute(text(ran)).scalar_one() == 0  # its audit entry went too
     runs = [r for r in recent_runs(ingested, 10) if r.job_id == "snapshot:ignition-s2"]
     assert [r.status for r in runs] == ["failed"]
     assert run(ingested).snapshot.version == 1
