@@ -351,10 +351,8 @@ def admin_declare(
     _: Annotated[Principal, Depends(writer("admin.incidents.declare"))],
 ) -> IncidentOut:
     """Declare an incident (confirmed at once; audited). 409 if the id is taken."""
-    from rewards.services.incidents import IncidentError, declare, list_incidents
+    from rewards.services.incidents import IncidentError, IncidentExists, declare
 
-    if any(i.id == body.id for i in list_incidents(engine)):
-        raise HTTPException(409, "an incident with this id exists")
     try:
         made = declare(
             engine,
@@ -367,6 +365,8 @@ def admin_declare(
             by=who.subject,
             now=datetime.now(UTC),
         )
+    except IncidentExists:
+        raise HTTPException(409, "an incident with this id exists") from None
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
     return _incident(made)
@@ -381,11 +381,8 @@ def admin_edit(
     _: Annotated[Principal, Depends(writer("admin.incidents.edit"))],
 ) -> IncidentOut:
     """Change an incident's window, deadline, scope or reason; its status stays (audited)."""
-    from rewards.services.incidents import IncidentError, decide, list_incidents
+    from rewards.services.incidents import IncidentError, UnknownIncident, decide
 
-    found = next((i for i in list_incidents(engine) if i.id == incident_id), None)
-    if found is None:
-        raise HTTPException(404, "no such incident")
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"scope"})
     if "recovery_deadline_s" in changes:
         changes["recovery_deadline"] = timedelta(seconds=changes.pop("recovery_deadline_s"))
@@ -397,11 +394,13 @@ def admin_edit(
         edited = decide(
             engine,
             incident_id,
-            status=found.status,
+            status=None,
             by=who.subject,
             now=datetime.now(UTC),
             changes=changes,
         )
+    except UnknownIncident:
+        raise HTTPException(404, "no such incident") from None
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
     return _incident(edited)

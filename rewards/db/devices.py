@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from rewards.core.frames import TIME
+from rewards.core.frames import TIME, from_us
 from rewards.db import audit as audit_log
 from rewards.db.bulk import insert_missing, read_frame
-from rewards.db.tables import Device, DeviceMetadata, Supplier
+from rewards.db.tables import Device, DeviceMetadata, OnlineInterval, Supplier
 
 _CONTENT = ("owner_id", "gpu_model", "gpu_count", "status")
 
@@ -270,3 +270,39 @@ def writes_per_minute(
     ):
         counts[int(moment.timestamp()) // 60] += 1
     return dict(counts)
+
+
+def owned_now(
+    session: Session, owner_id: str, *, limit: int, after: str | None
+) -> list[DeviceMetadata]:
+    """The versions in force of the devices `owner_id` owns, by device_id after `after`."""
+    query = (
+        select(DeviceMetadata)
+        .where(col(DeviceMetadata.owner_id) == owner_id, col(DeviceMetadata.valid_to).is_(None))
+        .order_by(col(DeviceMetadata.device_id))
+        .limit(limit)
+    )
+    if after:
+        query = query.where(col(DeviceMetadata.device_id) > after)
+    return list(session.scalars(query))
+
+
+def current_version(session: Session, device_id: str) -> DeviceMetadata | None:
+    """The device's version in force, if any."""
+    return session.scalars(
+        select(DeviceMetadata).where(
+            col(DeviceMetadata.device_id) == device_id, col(DeviceMetadata.valid_to).is_(None)
+        )
+    ).first()
+
+
+def last_seen(session: Session, device_ids: list[str]) -> dict[str, datetime]:
+    """The end of each device's latest online interval."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(col(OnlineInterval.device_id), func.max(OnlineInterval.end))
+        .where(col(OnlineInterval.device_id).in_(device_ids))
+        .group_by(col(OnlineInterval.device_id))
+    ).all()
+    return {str(d): from_us(int(end)) for d, end in rows}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, select
-from sqlmodel import col
+from sqlalchemy import Engine
 
+from rewards.db import alerts as store
 from rewards.db import audit
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import Alert
@@ -56,10 +56,7 @@ def raise_alert(
 def blocked_actors(engine: Engine) -> set[str]:
     """Actors with an open, blocking alert."""
     with unit_of_work(engine) as session:
-        rows = session.execute(
-            select(col(Alert.actor)).where(col(Alert.status) == "open", col(Alert.blocked))
-        ).scalars()
-        return set(rows)
+        return store.blocked_actors(session)
 
 
 def list_alerts(
@@ -71,15 +68,8 @@ def list_alerts(
     before_id: int | None = None,
 ) -> list[Alert]:
     """Alerts, newest first (`before_id`: the page after the one that ended there)."""
-    query = select(Alert).order_by(col(Alert.id).desc()).limit(limit)
-    if status:
-        query = query.where(col(Alert.status) == status)
-    if actor is not None:
-        query = query.where(col(Alert.actor) == actor)
-    if before_id is not None:
-        query = query.where(col(Alert.id) < before_id)
     with unit_of_work(engine) as session:
-        return list(session.scalars(query))
+        return store.alerts(session, status=status, limit=limit, actor=actor, before_id=before_id)
 
 
 def clear(engine: Engine, alert_id: int, *, by: str, now: datetime) -> Alert:

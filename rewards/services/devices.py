@@ -7,13 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlalchemy import Engine
 
-from rewards.core.frames import from_us
-from rewards.db.devices import changes_by, revert
+from rewards.db.devices import changes_by, current_version, last_seen, owned_now, revert
 from rewards.db.engine import unit_of_work
-from rewards.db.tables import DeviceMetadata, OnlineInterval
+from rewards.db.tables import DeviceMetadata
 
 
 @dataclass(frozen=True)
@@ -26,33 +24,13 @@ class DeviceView:
     last_seen: datetime | None
 
 
-def _last_seen(engine: Engine, device_ids: list[str]) -> dict[str, datetime]:
-    if not device_ids:
-        return {}
-    with unit_of_work(engine) as session:
-        rows = session.execute(
-            select(col(OnlineInterval.device_id), func.max(OnlineInterval.end))
-            .where(col(OnlineInterval.device_id).in_(device_ids))
-            .group_by(col(OnlineInterval.device_id))
-        ).all()
-    return {str(d): from_us(int(end)) for d, end in rows}
-
-
 def owned_devices(
     engine: Engine, owner_id: str, *, limit: int, after: str | None
 ) -> list[DeviceView]:
     """The devices `owner_id` owns now, by device_id, `limit` at a time after `after`."""
-    query = (
-        select(DeviceMetadata)
-        .where(col(DeviceMetadata.owner_id) == owner_id, col(DeviceMetadata.valid_to).is_(None))
-        .order_by(col(DeviceMetadata.device_id))
-        .limit(limit)
-    )
-    if after:
-        query = query.where(col(DeviceMetadata.device_id) > after)
     with unit_of_work(engine) as session:
-        rows = list(session.scalars(query))
-    seen = _last_seen(engine, [r.device_id for r in rows])
+        rows = owned_now(session, owner_id, limit=limit, after=after)
+        seen = last_seen(session, [r.device_id for r in rows])
     return [
         DeviceView(
             r.device_id, r.gpu_model, r.gpu_count, r.status, r.owner_id, seen.get(r.device_id)
@@ -64,14 +42,10 @@ def owned_devices(
 def public_device(engine: Engine, device_id: str) -> DeviceView | None:
     """A device's current metadata, or None when it is unknown."""
     with unit_of_work(engine) as session:
-        row = session.scalars(
-            select(DeviceMetadata).where(
-                col(DeviceMetadata.device_id) == device_id, col(DeviceMetadata.valid_to).is_(None)
-            )
-        ).first()
-    if row is None:
-        return None
-    seen = _last_seen(engine, [device_id]).get(device_id)
+        row = current_version(session, device_id)
+        if row is None:
+            return None
+        seen = last_seen(session, [device_id]).get(device_id)
     return DeviceView(row.device_id, row.gpu_model, row.gpu_count, row.status, row.owner_id, seen)
 
 

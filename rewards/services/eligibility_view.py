@@ -16,11 +16,9 @@ from datetime import datetime, timedelta
 import orjson
 from sqlalchemy import Connection, Engine
 
-from rewards.core import device_epochs
 from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
-from rewards.core.snapshots import snapshot_rows
 from rewards.db import eligibility_views as store
 from rewards.db.eligibility_views import ViewHeader
 from rewards.db.engine import unit_of_work
@@ -80,17 +78,7 @@ def refresh_view(
                 return ViewOutcome(newest, created=False)
         context.renew()
         with stages.stage("compute"):
-            results = device_epochs(
-                inputs.intervals,
-                policy,
-                incidents=inputs.incidents,
-                devices=inputs.devices,
-                incident_versions=inputs.versions,
-            )
-            rows = snapshot_rows(
-                results, inputs.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
-            )
-            rows = view_rows(rows, policy, to_us(as_of))
+            rows = view_rows(inputs.rows(policy, epochs), policy, to_us(as_of))
         context.renew()
         with stages.stage("render documents"):
             documents = store.pack(owner_documents(rows, policy))

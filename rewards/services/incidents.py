@@ -37,6 +37,14 @@ class IncidentError(ValueError):
     """An incident request cannot be done; the message says why."""
 
 
+class IncidentExists(IncidentError):
+    """An incident with that id is already on record."""
+
+
+class UnknownIncident(IncidentError):
+    """No incident has that id."""
+
+
 def _scope_json(scope: dict[str, Any]) -> str:
     try:
         parse_scope("scope", scope)
@@ -82,7 +90,7 @@ def declare(
     )
     with unit_of_work(engine) as session:
         if session.get(Incident, incident_id) is not None:
-            raise IncidentError(f"incident {incident_id!r} already exists")
+            raise IncidentExists(f"incident {incident_id!r} already exists")
         session.add(incident)
         audit.append(
             session,
@@ -99,18 +107,18 @@ def decide(
     engine: Engine,
     incident_id: str,
     *,
-    status: str,
+    status: str | None,
     by: str,
     now: datetime,
     changes: dict[str, Any] | None = None,
 ) -> Incident:
-    """Confirm, dismiss or edit an incident (with `changes`), audited."""
-    if status not in ("confirmed", "dismissed", "proposed"):
+    """Confirm, dismiss or edit an incident (with `changes`; status None keeps it), audited."""
+    if status not in (None, "confirmed", "dismissed", "proposed"):
         raise IncidentError(f"unknown status {status!r}")
     with unit_of_work(engine) as session:
         incident = session.get(Incident, incident_id)
         if incident is None:
-            raise IncidentError(f"no incident {incident_id!r}")
+            raise UnknownIncident(f"no incident {incident_id!r}")
         before = {
             "status": incident.status,
             "start": incident.start,
@@ -122,6 +130,7 @@ def decide(
             setattr(incident, *_stored(key, value))
         if incident.end <= incident.start:
             raise IncidentError("end must be after start")
+        status = status or incident.status
         incident.status, incident.decided_by, incident.updated_at = status, by, now
         session.add(incident)
         action = (

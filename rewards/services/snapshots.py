@@ -109,6 +109,20 @@ class Inputs:
     devices: pl.DataFrame
     owners: pl.DataFrame
 
+    def rows(self, policy: SeasonPolicy, epochs: range) -> pl.DataFrame:
+        """The canonical device-epoch rows of `epochs` (SNAPSHOT_ROWS, owners attached)
+        under `policy`: what a snapshot stores and the eligibility view shows."""
+        results = device_epochs(
+            self.intervals,
+            policy,
+            incidents=self.incidents,
+            devices=self.devices,
+            incident_versions=self.versions,
+        )
+        return snapshot_rows(
+            results, self.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
+        )
+
     def fingerprint(self) -> str:
         return fingerprint(
             {
@@ -219,16 +233,7 @@ def run_snapshot(
                 return RunOutcome(newest, created=False)
         context.renew()
         with stages.stage("compute"):
-            results = device_epochs(
-                inputs.intervals,
-                policy,
-                incidents=inputs.incidents,
-                devices=inputs.devices,
-                incident_versions=inputs.versions,
-            )
-            rows = snapshot_rows(
-                results, inputs.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
-            )
+            rows = inputs.rows(policy, epochs)
             suppliers = supplier_totals(rows)
             totals = epoch_totals(rows, epochs, policy.pool_per_epoch)
         with stages.stage("canonical CSV and its hash"):
