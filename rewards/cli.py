@@ -880,8 +880,8 @@ Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
 
 
 def _api_app(sh: Shell) -> object:
-    from rewards.api.app import create_app
     from rewards.api.verifier import make_verifier
+    from rewards.web.app import create_site
 
     verifier = make_verifier(sh.settings)
     if verifier is None:
@@ -890,7 +890,7 @@ def _api_app(sh: Shell) -> object:
             "dev_issuer_enabled): every authenticated route will answer 401",
             highlight=False,
         )
-    return create_app(sh.engine(serving=True), sh.settings, verifier)
+    return create_site(sh.engine(serving=True), sh.settings, verifier)
 
 
 def worker_app() -> object:

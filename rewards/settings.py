@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     dev_issuer_enabled: bool = False
     dev_issuer_key_file: Path = Path("var/dev-issuer-key.pem")
 
+    # Web pages (issue 6): sign-in by OIDC authorization code with PKCE, then a session
+    # cookie. `public_url` is where browsers reach this service (https makes the cookie
+    # Secure); the provider is found from its discovery document. With the development
+    # issuer enabled and no provider configured, the engine is its own provider.
+    public_url: str = "http://127.0.0.1:8700"
+    oidc_discovery_url: str = ""
+    oidc_client_id: str = "ignition-rewards-web"
+    oidc_client_secret: str = ""
+    oidc_scope: str = "openid"
+    session_secret_file: Path = Path("var/session-secret")
+    session_max_age_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

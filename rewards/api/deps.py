@@ -102,43 +102,50 @@ def _notify(url: str, payload: dict[str, object]) -> None:
     threading.Thread(target=post, daemon=True).start()
 
 
+def watch_write(request: Request, who: Principal, route: str) -> None:
+    """Refuse a blocked actor (403) and count the write for the surge detector: a surge
+    raises an alert (stored, logged, counted, sent to the webhook) and, when settings say
+    so, blocks the actor. Every write route, API or page, goes through here."""
+    from rewards.services.alerts import blocked_actors, raise_alert
+
+    state = request.app.state
+    if who.subject in blocked_actors(state.engine):
+        state.metrics.refused.labels("blocked").inc()
+        raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
+    surge = state.surges.record(route, who.subject, datetime.now(UTC))
+    if surge is None:
+        return
+    settings: Settings = state.settings
+    alert = raise_alert(
+        state.engine,
+        kind="write-surge",
+        route=route,
+        actor=who.subject,
+        writes=surge.writes,
+        threshold=surge.threshold,
+        block=settings.surge_block,
+        now=datetime.now(UTC),
+    )
+    state.metrics.surges.labels(route).inc()
+    log.warning(
+        "write surge: %s made %d writes to %s this minute (threshold %.1f); alert %s",
+        who.subject, surge.writes, route, surge.threshold, alert.id,
+    )  # fmt: skip
+    if settings.alert_webhook_url:
+        _notify(
+            settings.alert_webhook_url,
+            {"alert": alert.id, "kind": alert.kind, "route": route, "actor": who.subject,
+             "writes": surge.writes, "threshold": surge.threshold, "blocked": alert.blocked},
+        )  # fmt: skip
+    if settings.surge_block:
+        raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
+
+
 def writer(route: str) -> Callable[..., Principal]:
     """A dependency for write routes: refuses blocked actors and watches for surges."""
 
     def guard(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
-        from rewards.services.alerts import blocked_actors, raise_alert
-
-        state = request.app.state
-        if who.subject in blocked_actors(state.engine):
-            state.metrics.refused.labels("blocked").inc()
-            raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
-        surge = state.surges.record(route, who.subject, datetime.now(UTC))
-        if surge is None:
-            return who
-        settings: Settings = state.settings
-        alert = raise_alert(
-            state.engine,
-            kind="write-surge",
-            route=route,
-            actor=who.subject,
-            writes=surge.writes,
-            threshold=surge.threshold,
-            block=settings.surge_block,
-            now=datetime.now(UTC),
-        )
-        state.metrics.surges.labels(route).inc()
-        log.warning(
-            "write surge: %s made %d writes to %s this minute (threshold %.1f); alert %s",
-            who.subject, surge.writes, route, surge.threshold, alert.id,
-        )  # fmt: skip
-        if settings.alert_webhook_url:
-            _notify(
-                settings.alert_webhook_url,
-                {"alert": alert.id, "kind": alert.kind, "route": route, "actor": who.subject,
-                 "writes": surge.writes, "threshold": surge.threshold, "blocked": alert.blocked},
-            )  # fmt: skip
-        if settings.surge_block:
-            raise HTTPException(403, "writes blocked until an admin reviews a surge alert")
+        watch_write(request, who, route)
         return who
 
     return guard

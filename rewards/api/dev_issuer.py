@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Iterable
@@ -24,6 +25,18 @@ from jwt.algorithms import ECAlgorithm
 from rewards.api.auth import ROLES
 
 DEV_ISSUER = "urn:ignition-rewards:dev-issuer"
+CODE_AUDIENCE = "urn:ignition-rewards:dev-issuer:code"
+CODE_TTL = timedelta(seconds=60)
+
+
+class CodeRefused(ValueError):
+    """An authorization code that cannot be redeemed (the message is for logs)."""
+
+
+def s256(verifier: str) -> str:
+    """The PKCE S256 challenge of `verifier` (RFC 7636)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _thumbprint(jwk: dict[str, Any]) -> str:
@@ -65,6 +78,77 @@ class DevIssuer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._public)]}
 
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+
+    def authorization_code(
+        self,
+        *,
+        subject: str,
+        roles: Iterable[str],
+        client_id: str,
+        redirect_uri: str,
+        challenge: str,
+        nonce: str | None,
+        now: datetime,
+    ) -> str:
+        """A one-minute authorization code for the OIDC flow: self-contained and signed, so
+        any worker process can redeem it, and bound to the client, its redirect URI and its
+        PKCE challenge."""
+        wanted = sorted(set(roles))
+        self.token(subject, wanted, now=now, ttl=CODE_TTL)  # the same checks as a token
+        return self._sign(
+            {
+                "iss": DEV_ISSUER,
+                "aud": CODE_AUDIENCE,
+                "sub": subject,
+                "roles": wanted,
+                "client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "challenge": challenge,
+                "nonce": nonce,
+                "iat": int(now.timestamp()),
+                "exp": int((now + CODE_TTL).timestamp()),
+            }
+        )
+
+    def redeem(
+        self, code: str, *, client_id: str, redirect_uri: str, verifier: str, now: datetime
+    ) -> dict[str, Any]:
+        """The token response for `code` (raises CodeRefused): an access token for the
+        engine's audience and an ID token for the client, both valid for an hour."""
+        try:
+            claims = jwt.decode(
+                code,
+                self._key.public_key(),
+                algorithms=["ES256"],
+                audience=CODE_AUDIENCE,
+                issuer=DEV_ISSUER,
+                options={"require": ["exp", "sub", "aud", "iss"], "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise CodeRefused(f"code: {type(exc).__name__}") from None
+        if claims.get("client_id") != client_id or claims.get("redirect_uri") != redirect_uri:
+            raise CodeRefused("code issued to another client or redirect URI")
+        if not hmac.compare_digest(s256(verifier), str(claims.get("challenge"))):
+            raise CodeRefused("PKCE verifier does not match the challenge")
+        ttl = timedelta(hours=1)
+        id_claims = {
+            "iss": DEV_ISSUER,
+            "aud": client_id,
+            "sub": claims["sub"],
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+        }
+        if claims.get("nonce"):
+            id_claims["nonce"] = claims["nonce"]
+        return {
+            "access_token": self.token(claims["sub"], claims["roles"], now=now, ttl=ttl),
+            "id_token": self._sign(id_claims),
+            "token_type": "Bearer",
+            "expires_in": int(ttl.total_seconds()),
+        }
+
     def token(self, subject: str, roles: Iterable[str], *, now: datetime, ttl: timedelta) -> str:
         """A signed token for `subject` with `roles` (each one of ROLES)."""
         wanted = sorted(set(roles))
@@ -82,4 +166,4 @@ class DevIssuer:
             "nbf": int(now.timestamp()),
             "exp": int((now + ttl).timestamp()),
         }
-        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+        return self._sign(claims)

@@ -153,3 +153,16 @@ def prune_heartbeats(connection: Connection, *, observed_before_us: int) -> int:
             {"cutoff": observed_before_us},
         ).rowcount
     )
+
+
+def load_device_intervals(connection: Connection, device_id: str) -> pl.DataFrame:
+    """One device's stored online intervals (INTERVALS), by start."""
+    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
+    frame = fetch_frame(
+        connection,
+        f"SELECT {columns} FROM online_intervals WHERE device_id = :device "  # noqa: S608
+        "ORDER BY start",
+        {"device": device_id},
+        _INTERVAL_INTS,
+    )
+    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))

@@ -39,6 +39,13 @@ def owned_devices(
     ]
 
 
+def owner_now(engine: Engine, device_id: str) -> str | None:
+    """Who owns `device_id` now (None: nobody, or no such device)."""
+    with unit_of_work(engine) as session:
+        current = current_version(session, device_id)
+        return None if current is None else current.owner_id
+
+
 def public_device(engine: Engine, device_id: str) -> DeviceView | None:
     """A device's current metadata, or None when it is unknown."""
     with unit_of_work(engine) as session:

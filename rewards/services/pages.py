@@ -1,0 +1,55 @@
+"""Use cases behind the web pages that the API has no equivalent for: the fleet's online
+count over time and one device's timeline. Each reads what it needs in one transaction and
+leaves the computing to the pure core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+from sqlalchemy import Engine
+
+from rewards.core.frames import from_us
+from rewards.core.outages import fleet_online_counts
+from rewards.core.policy import SeasonPolicy
+from rewards.core.timeline import Gap, device_gaps, timeline_segments
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import load_device_intervals
+from rewards.db.incidents import incidents, incidents_frame, versions_at
+from rewards.services.intervals import stored_intervals
+
+
+def fleet_series(
+    engine: Engine, policy: SeasonPolicy, *, now: datetime, points: int = 720
+) -> pl.DataFrame:
+    """Devices online (at, online) at about `points` instants over the season, up to now or
+    to the last heartbeat stored, whichever is first (past it, the data ends: nothing is
+    known to be offline)."""
+    intervals = stored_intervals(engine)
+    end = min(now, policy.end)
+    if not intervals.is_empty():
+        end = min(end, from_us(int(intervals.get_column("end").cast(pl.Int64).max())))  # type: ignore[arg-type]
+    if end <= policy.start:
+        return pl.DataFrame(schema={"at": pl.Datetime("us", "UTC"), "online": pl.Int64})
+    step = max(timedelta(minutes=1), (end - policy.start) / points)
+    step = timedelta(minutes=int(step.total_seconds() // 60))
+    return fleet_online_counts(intervals, start=policy.start, end=end, step=step)
+
+
+@dataclass(frozen=True)
+class DeviceTimeline:
+    segments: pl.DataFrame  # device_id, epoch, kind, s, e (µs)
+    gaps: list[Gap]
+    deadlines: dict[str, int]  # recovery deadline (µs) per confirmed incident
+
+
+def device_timeline(engine: Engine, policy: SeasonPolicy, device_id: str) -> DeviceTimeline:
+    """`device_id`'s epochs as drawn on its page, under the confirmed incidents."""
+    with unit_of_work(engine) as session:
+        intervals = load_device_intervals(session.connection(), device_id)
+        confirmed = incidents_frame(incidents(session, "confirmed"))
+        versions = versions_at(session, confirmed).filter(pl.col("device_id") == device_id)
+    found = device_gaps(intervals, policy, incidents=confirmed, incident_versions=versions)
+    deadlines = dict(confirmed.select("incident_id", "recovery_deadline_us").iter_rows())
+    return DeviceTimeline(timeline_segments(intervals, found, policy), found, deadlines)

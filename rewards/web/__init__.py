@@ -1,0 +1,1 @@
+"""Server-rendered web pages on the API app (issue 6)."""

@@ -1,0 +1,268 @@
+"""An admin's pages: the fleet's online count with incidents over it and the decisions on
+proposed incidents; snapshot runs, diffs and publishing (with a confirmation step); alerts
+and job runs. Every form carries the CSRF token; every write goes through the same surge
+detector and audit log as the API's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from rewards.api.auth import Principal
+from rewards.api.deps import REF_PATTERN, IncidentId, PolicyDep, SnapshotRef, watch_write
+from rewards.core.frames import to_us
+from rewards.db.tables import Snapshot
+from rewards.settings import Settings
+from rewards.web.session import AdminPage
+from rewards.web.templates import check_csrf, render
+
+admin_pages = APIRouter(prefix="/app/admin", include_in_schema=False)
+
+Ref = Annotated[str, Query(pattern=REF_PATTERN)]
+Reason = Annotated[str, Form(min_length=1, max_length=500)]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _write(request: Request, who: Principal, route: str) -> None:
+    watch_write(request, who, route)
+
+
+@admin_pages.get("", response_class=HTMLResponse)
+def fleet(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLResponse:
+    """The fleet's online count over the season, incidents drawn over it."""
+    from rewards.services.incidents import list_incidents
+    from rewards.services.pages import fleet_series
+
+    engine = request.app.state.engine
+    now = datetime.now(UTC)
+    series = fleet_series(engine, policy, now=now)
+    counts = [(to_us(at), int(n)) for at, n in series.iter_rows()]
+    found = list_incidents(engine)
+    drawn = [
+        (i.id, i.status, to_us(i.start), to_us(i.end))
+        for i in found
+        if i.status in ("confirmed", "proposed")
+    ]
+    return render(
+        request,
+        "admin.html",
+        {"title": "Fleet and incidents", "counts": counts, "drawn": drawn,
+         "proposed": [i for i in found if i.status == "proposed"],
+         "confirmed": [i for i in found if i.status == "confirmed"]},
+    )  # fmt: skip
+
+
+def _decide(request: Request, incident_id: str, who: Principal, decision: str) -> RedirectResponse:
+    """Confirm or dismiss an incident (audited)."""
+    from rewards.services.incidents import IncidentError, decide
+
+    _write(request, who, f"admin.incidents.{decision}")
+    status = "confirmed" if decision == "confirm" else "dismissed"
+    try:
+        decide(
+            request.app.state.engine, incident_id, status=status, by=who.subject,
+            now=datetime.now(UTC),
+        )  # fmt: skip
+    except IncidentError:
+        raise HTTPException(404, "no such incident") from None
+    return RedirectResponse(f"/app/admin?done={status}:{incident_id}", status_code=303)
+
+
+@admin_pages.post("/incidents/{incident_id}/confirm", dependencies=[Depends(check_csrf)])
+def confirm_incident(request: Request, incident_id: IncidentId, who: AdminPage) -> RedirectResponse:
+    return _decide(request, incident_id, who, "confirm")
+
+
+@admin_pages.post("/incidents/{incident_id}/dismiss", dependencies=[Depends(check_csrf)])
+def dismiss_incident(request: Request, incident_id: IncidentId, who: AdminPage) -> RedirectResponse:
+    return _decide(request, incident_id, who, "dismiss")
+
+
+@admin_pages.get("/incidents/{incident_id}/edit", response_class=HTMLResponse)
+def edit_form(request: Request, incident_id: IncidentId, who: AdminPage) -> HTMLResponse:
+    from rewards.services.incidents import list_incidents
+
+    found = [i for i in list_incidents(request.app.state.engine) if i.id == incident_id]
+    if not found:
+        raise HTTPException(404, "no such incident")
+    return render(request, "incident_edit.html", {"title": "Edit incident", "i": found[0]})
+
+
+@admin_pages.post("/incidents/{incident_id}/edit", dependencies=[Depends(check_csrf)])
+def edit(
+    request: Request,
+    incident_id: IncidentId,
+    who: AdminPage,
+    start: Annotated[datetime, Form()],
+    end: Annotated[datetime, Form()],
+    recovery_deadline_h: Annotated[float, Form(gt=0, le=24 * 30)],
+    reason: Reason,
+) -> RedirectResponse:
+    """Change an incident's window, deadline or reason (times in UTC; audited)."""
+    from rewards.services.incidents import IncidentError, UnknownIncident, decide
+
+    _write(request, who, "admin.incidents.edit")
+    changes = {
+        "start": start.replace(tzinfo=UTC) if start.tzinfo is None else start,
+        "end": end.replace(tzinfo=UTC) if end.tzinfo is None else end,
+        "recovery_deadline": timedelta(hours=recovery_deadline_h),
+        "reason": reason,
+    }
+    try:
+        decide(
+            request.app.state.engine, incident_id, status=None, by=who.subject,
+            now=datetime.now(UTC), changes=changes,
+        )  # fmt: skip
+    except UnknownIncident:
+        raise HTTPException(404, "no such incident") from None
+    except IncidentError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
+
+
+@admin_pages.get("/snapshots", response_class=HTMLResponse)
+def snapshots(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLResponse:
+    from rewards.services.snapshots import label, list_snapshots
+
+    found = list_snapshots(request.app.state.engine, policy.season_id)
+    return render(
+        request,
+        "snapshots.html",
+        {"title": "Snapshots", "snapshots": [(label(s), s) for s in found]},
+    )
+
+
+@admin_pages.post("/snapshots/run", dependencies=[Depends(check_csrf)])
+def run(request: Request, who: AdminPage, policy: PolicyDep, reason: Reason) -> RedirectResponse:
+    """Rerun a draft snapshot of every settled epoch of the season (audited)."""
+    from rewards.core.snapshots import closed_epochs
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, label, run_snapshot
+
+    _write(request, who, "admin.snapshots.run")
+    settings = _settings(request)
+    now = datetime.now(UTC)
+    try:
+        outcome = run_snapshot(
+            request.app.state.engine,
+            policy,
+            epochs=closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000),
+            trigger="manual",
+            triggered_by=who.subject,
+            reason=reason,
+            clock=lambda: datetime.now(UTC),
+            lock_ttl=timedelta(seconds=settings.job_lock_s),
+        )
+    except JobBusy:
+        raise HTTPException(409, "a snapshot of this season is already running") from None
+    except (SnapshotError, ValueError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    made = label(outcome.snapshot)
+    state = "ran" if outcome.created else "unchanged"
+    return RedirectResponse(f"/app/admin/snapshots?done={state}:{made}", status_code=303)
+
+
+def _resolve(request: Request, ref: str) -> Snapshot:
+    from rewards.services.snapshots import SnapshotError, resolve
+
+    try:
+        return resolve(request.app.state.engine, ref, _settings(request).season)
+    except SnapshotError:
+        raise HTTPException(404, "no such snapshot") from None
+
+
+@admin_pages.get("/snapshots/diff", response_class=HTMLResponse)
+def diff_page(request: Request, who: AdminPage, before: Ref, after: Ref) -> HTMLResponse:
+    from rewards.services.snapshots import SnapshotError, diff, label
+
+    a, b = _resolve(request, before), _resolve(request, after)
+    try:
+        summary = diff(request.app.state.engine, a, b).summary
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return render(
+        request,
+        "diff.html",
+        {"title": f"{label(a)} to {label(b)}", "a": label(a), "b": label(b), "s": summary},
+    )
+
+
+@admin_pages.get("/snapshots/{ref}/publish", response_class=HTMLResponse)
+def publish_confirm(request: Request, ref: SnapshotRef, who: AdminPage) -> HTMLResponse:
+    """The confirmation step: what publishing `ref` means, before it happens."""
+    from rewards.services.snapshots import diff, label, list_snapshots
+
+    snap = _resolve(request, ref)
+    if snap.status != "draft":
+        raise HTTPException(409, f"{label(snap)} is {snap.status}; only drafts are published")
+    engine = request.app.state.engine
+    current = next(
+        (s for s in list_snapshots(engine, snap.season) if s.status == "published"), None
+    )
+    summary = diff(engine, current, snap).summary if current is not None else None
+    return render(
+        request,
+        "publish.html",
+        {"title": f"Publish {label(snap)}?", "snap": snap, "ref": label(snap),
+         "current": label(current) if current else None, "s": summary},
+    )  # fmt: skip
+
+
+@admin_pages.post("/snapshots/{ref}/publish", dependencies=[Depends(check_csrf)])
+def publish(
+    request: Request,
+    ref: SnapshotRef,
+    who: AdminPage,
+    confirm: Annotated[str, Form(pattern=REF_PATTERN)],
+) -> RedirectResponse:
+    """Publish, once the typed confirmation names the snapshot."""
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, label, publish
+
+    snap = _resolve(request, ref)
+    if confirm != label(snap):
+        raise HTTPException(422, f"type {label(snap)} to confirm")
+    _write(request, who, "admin.snapshots.publish")
+    settings = _settings(request)
+    try:
+        publish(
+            request.app.state.engine, snap, by=who.subject, clock=lambda: datetime.now(UTC),
+            lock_ttl=timedelta(seconds=settings.job_lock_s),
+        )  # fmt: skip
+    except JobBusy:
+        raise HTTPException(409, "a snapshot of this season is running") from None
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RedirectResponse(f"/app/admin/snapshots?done=published:{label(snap)}", status_code=303)
+
+
+@admin_pages.get("/alerts", response_class=HTMLResponse)
+def alerts(request: Request, who: AdminPage) -> HTMLResponse:
+    from rewards.services.alerts import list_alerts
+    from rewards.services.runs import recent_runs
+
+    engine = request.app.state.engine
+    return render(
+        request,
+        "alerts.html",
+        {"title": "Alerts and job runs", "alerts": list_alerts(engine, None, 100),
+         "runs": recent_runs(engine, 100)},
+    )  # fmt: skip
+
+
+@admin_pages.post("/alerts/{alert_id}/clear", dependencies=[Depends(check_csrf)])
+def clear_alert(request: Request, alert_id: int, who: AdminPage) -> RedirectResponse:
+    from rewards.services.alerts import AlertError, clear
+
+    try:
+        clear(request.app.state.engine, alert_id, by=who.subject, now=datetime.now(UTC))
+    except AlertError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RedirectResponse("/app/admin/alerts", status_code=303)

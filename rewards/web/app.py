@@ -1,0 +1,106 @@
+"""The web pages on the API's FastAPI app: session middleware, sign-in, the pages of each
+role, static files, and HTML error pages under /app (the API keeps its JSON errors)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from rewards.api.app import create_app
+from rewards.api.auth import TokenVerifier
+from rewards.settings import Settings
+from rewards.web.admin import admin_pages
+from rewards.web.finance import finance_pages
+from rewards.web.provider import provider
+from rewards.web.session import SignInRequired, Viewer, session_secret
+from rewards.web.signin import oidc_client, signin
+from rewards.web.supplier import supplier_pages
+from rewards.web.templates import HERE, render
+
+# what a page may load: only this site; no inline scripts, no framing by others
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self'; script-src 'self'; form-action 'self' "
+    "{provider}; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+home = APIRouter(prefix="/app", include_in_schema=False)
+
+
+@home.get("", response_class=HTMLResponse)
+def start(request: Request, who: Viewer) -> HTMLResponse:
+    """Where each role's pages are."""
+    return render(request, "home.html", {"title": "Ignition rewards"})
+
+
+PAGE_ROUTERS = (signin, home, supplier_pages, admin_pages, finance_pages)
+
+
+def create_site(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:
+    """The API (rewards/api) with the pages on it: what `rewards api` and `rewards serve`
+    serve."""
+    app = create_app(engine, settings, verifier)
+    install_web(app, settings)
+    return app
+
+
+def install_web(app: FastAPI, settings: Settings) -> None:
+    """Add the pages to `app` (call before the app starts)."""
+    app.state.oidc = oidc_client(settings)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="rewards_session",
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    if settings.dev_issuer_enabled:
+        app.include_router(provider)
+    for router in PAGE_ROUTERS:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def page_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        if request.url.path.startswith(("/app", "/dev-issuer")):
+            policy = SECURITY_HEADERS["Content-Security-Policy"].format(
+                provider=_provider_origin(settings)
+            )
+            response.headers.update({**SECURITY_HEADERS, "Content-Security-Policy": policy})
+        return response
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(exc.location, status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def html_errors(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/app"):
+            return await http_exception_handler(request, exc)
+        titles = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}
+        return render(
+            request,
+            "message.html",
+            {"title": titles.get(exc.status_code, "Something went wrong"),
+             "message": exc.detail if exc.status_code < 500 else "Please try again later."},
+            status_code=exc.status_code,
+        )  # fmt: skip
+
+
+def _provider_origin(settings: Settings) -> str:
+    url = settings.oidc_discovery_url
+    if not url:
+        return ""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"

@@ -1,0 +1,60 @@
+"""Finance's pages: published snapshots with their totals, the export files to download, and
+the adjustments between two versions as a CSV download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from rewards.api.deps import REF_PATTERN, PolicyDep, SnapshotRef
+from rewards.api.routes import EXPORT_FILES, ExportFile, finance_export
+from rewards.web.session import FinancePage
+from rewards.web.templates import render
+
+finance_pages = APIRouter(prefix="/app/finance", include_in_schema=False)
+
+Ref = Annotated[str, Query(pattern=REF_PATTERN)]
+
+
+@finance_pages.get("", response_class=HTMLResponse)
+def snapshots(request: Request, who: FinancePage, policy: PolicyDep) -> HTMLResponse:
+    """Published (and superseded) snapshots, newest first, with totals and downloads."""
+    from rewards.services.snapshots import label, list_snapshots
+
+    found = [
+        (label(s), s)
+        for s in list_snapshots(request.app.state.engine, policy.season_id)
+        if s.status != "draft"
+    ]
+    return render(
+        request,
+        "finance.html",
+        {"title": "Published snapshots", "snapshots": found, "files": list(EXPORT_FILES)},
+    )
+
+
+@finance_pages.get("/snapshots/{ref}/export/{name}", response_class=FileResponse)
+def download(request: Request, ref: SnapshotRef, name: ExportFile, who: FinancePage) -> Response:
+    """One export file, the same bytes as the API's."""
+    state = request.app.state
+    return finance_export(ref, name, who, state.engine, state.settings)
+
+
+@finance_pages.get("/adjustments.csv")
+def adjustments(request: Request, who: FinancePage, paid: Ref, due: Ref) -> Response:
+    """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
+    from rewards.services.snapshots import SnapshotError, resolve, settle
+
+    engine, season = request.app.state.engine, request.app.state.settings.season
+    try:
+        a, b = resolve(engine, paid, season), resolve(engine, due, season)
+        table = settle(engine, a, b)
+    except SnapshotError as exc:
+        raise HTTPException(409 if "draft" in str(exc) else 404, str(exc)) from None
+    return Response(
+        table.write_csv(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="adjustments-{paid}-{due}.csv"'},
+    )

@@ -1,0 +1,101 @@
+"""Who is looking at a page: the access token kept in the signed session cookie, verified on
+every request by the API's own verifier, so pages enforce exactly the API's roles.
+
+A page without a valid session redirects to sign-in (and back afterwards); a signed-in user
+without the page's role gets 403. The session cookie is HttpOnly, SameSite=Lax, Secure when
+`public_url` is https, and signed with a secret kept in `session_secret_file` (made on first
+use, mode 0600) so that every worker process reads the same sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+
+from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.settings import REPO_ROOT, Settings
+
+log = logging.getLogger("rewards.web")
+
+
+class SignInRequired(Exception):
+    """No valid session: the page answers with a redirect to sign-in."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.location = "/app/sign-in?next=" + quote(next_path, safe="/")
+
+
+def session_secret(settings: Settings) -> str:
+    """The cookie-signing secret, created on first use (0600), shared by all workers."""
+    path = settings.session_secret_file
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker made it first
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    secret = Path(path).read_text().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path}: the session secret is too short (32 characters at least)")
+    return secret
+
+
+def local_path(candidate: str | None) -> str:
+    """`candidate` when it is a path on this site's pages, else the home page (no open
+    redirect through ?next=)."""
+    if (
+        candidate
+        and candidate.startswith("/app")
+        and "\\" not in candidate
+        and "://" not in candidate
+    ):
+        return candidate
+    return "/app"
+
+
+def viewer(request: Request) -> Principal:
+    """The signed-in user (raises SignInRequired)."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    token = request.session.get("token")
+    verifier: TokenVerifier | None = request.app.state.verifier
+    if not isinstance(token, str) or verifier is None:
+        raise SignInRequired(here)
+    try:
+        who = verifier.verify(token)
+    except AuthError as exc:
+        log.info("session token refused: %s", exc)
+        request.session.clear()
+        raise SignInRequired(here) from None
+    if not request.app.state.limiter.allow_subject(who.subject):
+        raise HTTPException(429, "too many requests", {"Retry-After": "60"})
+    request.state.who = who
+    return who
+
+
+def page_role(name: str) -> Callable[..., Principal]:
+    """A page dependency admitting only users with role `name` (others: 403)."""
+
+    def check(who: Annotated[Principal, Depends(viewer)]) -> Principal:
+        if not who.has(name):
+            raise HTTPException(403, f"this page needs the {name} role")
+        return who
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(viewer)]
+SupplierPage = Annotated[Principal, Depends(page_role("supplier"))]
+FinancePage = Annotated[Principal, Depends(page_role("finance"))]
+AdminPage = Annotated[Principal, Depends(page_role("admin"))]

@@ -1,0 +1,130 @@
+"""A supplier's pages: devices and the season's eligibility grid, one device's timeline with
+its explanation, and rewards with their Merkle proofs. Only ever the signed-in supplier's
+own: another supplier's device is the same 404 as one that does not exist."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
+
+from rewards.api.deps import PolicyDep
+from rewards.api.schemas import ID_PATTERN
+from rewards.core.policy import SeasonPolicy
+from rewards.core.timeline import KINDS, epoch_bounds, gap_words, grid_state
+from rewards.web.session import SupplierPage
+from rewards.web.templates import render
+
+supplier_pages = APIRouter(prefix="/app/supplier", include_in_schema=False)
+
+DeviceId = Annotated[str, PathParam(pattern=ID_PATTERN)]
+
+
+def _view_rows(
+    request: Request, policy: SeasonPolicy, owner: str, device_id: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The supplier's rows of the eligibility view, and as of when (None: not built yet)."""
+    from rewards.services.eligibility_view import supplier_standing
+
+    standing = supplier_standing(
+        request.app.state.engine, policy.season_id, owner, limit=10**9, device_id=device_id
+    )
+    if standing is None:
+        return [], None
+    rows: list[dict[str, Any]] = orjson.loads(standing.document)
+    return rows, standing.view.as_of.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@supplier_pages.get("", response_class=HTMLResponse)
+def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
+    """My devices now, and the season's device x epoch grid."""
+    from rewards.services.devices import owned_devices
+
+    owned = owned_devices(request.app.state.engine, who.subject, limit=500, after=None)
+    rows, as_of = _view_rows(request, policy, who.subject)
+    cells: dict[str, dict[int, str]] = defaultdict(dict)
+    for row in rows:
+        cells[row["device_id"]][row["epoch"]] = grid_state(row, policy)
+    epochs = sorted({row["epoch"] for row in rows})
+    counts = {state: 0 for state in ("eligible", "helped", "ineligible", "silent")}
+    for by_epoch in cells.values():
+        for state in by_epoch.values():
+            counts[state] += 1
+    return render(
+        request,
+        "supplier.html",
+        {
+            "title": "My devices",
+            "owned": owned,
+            "grid_devices": sorted(cells),
+            "epochs": epochs,
+            "cells": cells,
+            "counts": counts,
+            "as_of": as_of,
+            "starts": {e: epoch_bounds(policy, e)[0] for e in epochs},
+        },
+    )
+
+
+@supplier_pages.get("/devices/{device_id}", response_class=HTMLResponse)
+def device(
+    request: Request, device_id: DeviceId, who: SupplierPage, policy: PolicyDep
+) -> HTMLResponse:
+    """One of my devices: a timeline per epoch and each epoch and gap in words."""
+    from rewards.services.devices import owner_now
+    from rewards.services.pages import device_timeline
+
+    engine = request.app.state.engine
+    rows, as_of = _view_rows(request, policy, who.subject, device_id)
+    if not rows and owner_now(engine, device_id) != who.subject:
+        raise HTTPException(404, "no such device among yours")
+    timeline = device_timeline(engine, policy, device_id)
+    mine = {row["epoch"] for row in rows}  # epochs in which the device was mine
+    segments: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for _, epoch, kind, s, e in timeline.segments.iter_rows():
+        if epoch in mine:
+            segments[epoch].append((kind, s, e))
+    words: dict[int, list[str]] = defaultdict(list)
+    for gap in timeline.gaps:
+        start = epoch_bounds(policy, 0)[0]
+        epoch = (gap.g0 - start) // policy.epoch_length_us
+        if epoch in mine:
+            words[epoch].append(gap_words(gap, policy, timeline.deadlines))
+    epochs = [
+        {
+            "row": row,
+            "state": grid_state(row, policy),
+            "bounds": epoch_bounds(policy, row["epoch"]),
+            "segments": segments.get(row["epoch"], []),
+            "gaps": words.get(row["epoch"], []),
+        }
+        for row in rows
+    ]
+    return render(
+        request,
+        "device.html",
+        {"title": f"Device {device_id}", "device_id": device_id, "epochs": epochs,
+         "as_of": as_of, "kinds": KINDS},
+    )  # fmt: skip
+
+
+@supplier_pages.get("/rewards", response_class=HTMLResponse)
+def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
+    """My payout in each published snapshot, with its Merkle proof to verify in the page."""
+    from rewards.services.snapshots import SnapshotError, label, list_snapshots, proof
+
+    engine = request.app.state.engine
+    payouts = []
+    for snap in list_snapshots(engine, policy.season_id):
+        if snap.status == "draft":
+            continue
+        try:
+            document = proof(engine, snap, who.subject)
+        except SnapshotError:
+            document = None
+        payouts.append({"snapshot": snap, "label": label(snap), "proof": document})
+    return render(request, "rewards.html", {"title": "My rewards", "payouts": payouts})

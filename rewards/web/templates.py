@@ -1,0 +1,67 @@
+"""Server-rendered pages: Jinja2 templates (autoescaped) and the CSRF token every form carries.
+
+Forms are protected by a synchronizer token: a random value kept in the signed session
+cookie and echoed in a hidden field; a POST whose field does not match, or whose Origin is
+another site's, is refused. The session cookie is also SameSite=Lax.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from rewards.web import svg
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["svg"] = svg
+templates.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse a form POST without this session's token or from another origin (403)."""
+    origin = request.headers.get("origin")
+    settings = request.app.state.settings
+    if origin and origin != "null" and origin.rstrip("/") != _origin(settings.public_url):
+        raise HTTPException(403, "this form was sent from another site")
+    form = await request.form()
+    sent = form.get("csrf")
+    expected = request.session.get("csrf")
+    if not isinstance(sent, str) or not isinstance(expected, str):
+        raise HTTPException(403, "this form has expired; reload the page and try again")
+    if not hmac.compare_digest(sent, expected):
+        raise HTTPException(403, "this form has expired; reload the page and try again")
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """`name` rendered with `context`, the signed-in user and the CSRF token."""
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"who": getattr(request.state, "who", None), "csrf": csrf_token(request), **context},
+        status_code=status_code,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
