@@ -1012,10 +1012,15 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
         "var/demo"
     ),
+    serve: Annotated[
+        bool,
+        typer.Option(help="Then serve the web pages on the demo database until Ctrl-C."),
+    ] = False,
 ) -> None:
     """The April 2024 story on the embedded SQLite default: simulate, ingest over HTTP,
-    snapshot, detect and confirm the incident, rerun, diff, publish, export, prove."""
-    from rewards.demo import run_demo
+    snapshot, detect and confirm the incident, rerun, diff, publish, export, prove; and
+    where its web pages open."""
+    from rewards.demo import PAGES_PORT, run_demo
     from rewards.seasons import load_policy
     from rewards.settings import REPO_ROOT
 
@@ -1030,6 +1035,24 @@ def demo(
         workdir=workdir.resolve(),
         console=out,
     )
+    if serve:
+        import uvicorn
+
+        from rewards.api.verifier import make_verifier
+        from rewards.db.engine import make_engine
+        from rewards.web.app import create_site
+
+        settings = get_settings(
+            database_url=f"sqlite:///{workdir.resolve() / 'rewards.db'}",
+            season=policy.season_id,
+            dev_issuer_enabled=True,
+            public_url=f"http://127.0.0.1:{PAGES_PORT}",
+        )
+        out.print(f"serving the pages on http://127.0.0.1:{PAGES_PORT}/app (Ctrl-C stops)")
+        site = create_site(
+            make_engine(settings.database_url, serving=True), settings, make_verifier(settings)
+        )
+        uvicorn.run(site, host="127.0.0.1", port=PAGES_PORT, log_level="warning")
 
 
 def main() -> None:

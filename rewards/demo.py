@@ -29,6 +29,7 @@ from rewards.core.outages import DetectorSettings
 from rewards.core.policy import SeasonPolicy
 from rewards.db.tables import Snapshot
 from rewards.services.database import open_database, upgrade
+from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals
@@ -147,9 +148,34 @@ def run_demo(
         if moment < spec.start + timedelta(days=days):
             table.add_row(f"{moment:%Y-%m-%d %H:%M}", f"{online_at(intervals, moment):,}")
     console.print(table)
-    _snapshot_story(engine, policy, workdir, console, clock)
+    owner = _snapshot_story(engine, policy, workdir, console, clock)
+    refresh_view(engine, policy, trigger="demo", clock=clock, lock_ttl=timedelta(minutes=10))
+    console.print(pages_hint(workdir / "rewards.db", policy, owner=owner))
     console.print(f"done in {time.monotonic() - started:.1f} s")
     engine.dispose()
+
+
+PAGES_PORT = 8700
+
+
+def pages_hint(database: Path, policy: SeasonPolicy, *, owner: str) -> str:
+    """Step 11: where the web pages of this database open, and how each role signs in."""
+    settings = (
+        f"REWARDS_DATABASE_URL=sqlite:///{database} REWARDS_SEASON={policy.season_id} "
+        "REWARDS_DEV_ISSUER_ENABLED=true"
+    )
+    return (
+        "[bold]11.[/] the web pages: serve them on this database with\n"
+        f"   {settings} .venv/bin/rewards api --port {PAGES_PORT}\n"
+        f"   (or run [bold]rewards demo --serve[/]), then open "
+        f"http://127.0.0.1:{PAGES_PORT}/app\n"
+        "   and sign in on the development issuer's form (subject, then tick the role):\n"
+        f"     supplier: subject {owner}, role supplier\n"
+        "     admin:    subject demo-admin, role admin\n"
+        "     finance:  subject demo-finance, role finance\n"
+        "   API tokens for the same users: "
+        f"{settings} .venv/bin/rewards dev-token --sub demo-admin --role admin"
+    )
 
 
 def _snapshot_story(
@@ -158,7 +184,8 @@ def _snapshot_story(
     workdir: Path,
     console: Console,
     clock: Callable[[], datetime],
-) -> None:
+) -> str:
+    """Steps 4 to 10; returns the supplier whose proof was checked."""
     proposals = detect(engine, policy, now=datetime.now(UTC), settings=DetectorSettings())
     everything = range(policy.epoch_count)
     lock = timedelta(minutes=10)
@@ -208,7 +235,7 @@ def _snapshot_story(
     changes = diff(engine, v1, v2)
     print_diff(changes, console)
 
-    _publish_export_prove(engine, v2, changes, workdir, console, clock)
+    return _publish_export_prove(engine, v2, changes, workdir, console, clock)
 
 
 def _eligibility_table(
@@ -237,7 +264,7 @@ def _publish_export_prove(
     workdir: Path,
     console: Console,
     clock: Callable[[], datetime],
-) -> None:
+) -> str:
     lock = timedelta(minutes=10)
     publish(engine, v2, by="demo-finance", clock=clock, lock_ttl=lock)
     console.print(f"[bold]8.[/] demo-finance publishes {label(v2)} (audited)")
@@ -268,3 +295,4 @@ def _publish_export_prove(
         f"{workdir / 'rewards.db'} rewards snapshot list)",
         highlight=False,
     )
+    return owner

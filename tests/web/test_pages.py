@@ -278,3 +278,59 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     assert statuses[1] == "superseded"
     assert statuses[int(made.rsplit("v", 1)[1])] == "published"
     assert audit >= 3  # the decision, the run and the publication, each audited
+
+
+def test_an_admin_edits_an_incident_through_its_form(
+    site: Site, clients: dict[str, httpx.Client]
+) -> None:
+    admin = clients["admin"]
+    form = admin.get(f"/app/admin/incidents/{site.proposed}/edit").text
+    start = re.search(r'name="start" [^>]*value="([^"]+)"', form)
+    end = re.search(r'name="end" [^>]*value="([^"]+)"', form)
+    assert start is not None and end is not None
+    edited = {
+        "csrf": csrf_of(admin, "/app/admin"),
+        "start": start.group(1),
+        "end": end.group(1),
+        "recovery_deadline_h": "36",
+        "reason": "checked by hand",
+    }
+    assert admin.post(f"/app/admin/incidents/{site.proposed}/edit", data=edited).status_code == 303
+    backwards = {**edited, "start": end.group(1), "end": start.group(1)}
+    answer = admin.post(f"/app/admin/incidents/{site.proposed}/edit", data=backwards)
+    assert answer.status_code == 422  # said in the page, nothing stored
+    with site.engine.connect() as connection:
+        deadline, reason = connection.execute(
+            text("SELECT recovery_deadline_us, reason FROM incidents WHERE id = :i"),
+            {"i": site.proposed},
+        ).one()
+        audited = connection.execute(
+            text("SELECT count(*) FROM audit_log WHERE subject = :i AND actor = :a"),
+            {"i": site.proposed, "a": "admin@example.org"},
+        ).scalar_one()
+    assert (deadline, reason) == (36 * 3600 * 1_000_000, "checked by hand")
+    assert audited >= 1
+
+
+def test_page_writes_are_watched_for_surges_like_the_apis(
+    site: Site, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A burst of page writes raises a write-surge alert and blocks the actor."""
+    from tests.web.conftest import serve_site
+
+    for surged in serve_site(
+        site.engine, tmp_path_factory.mktemp("surge"), site.proposed, surge_min_writes=3
+    ):
+        admin = sign_in(surged, "burst@example.org", "admin")
+        token = csrf_of(admin, "/app/admin")
+        answers = [
+            admin.post(f"/app/admin/incidents/{site.proposed}/dismiss", data={"csrf": token})
+            for _ in range(5)
+        ]
+    # the write that reaches the threshold raises the alert and is refused, as are later ones
+    assert [a.status_code for a in answers] == [303, 303, 403, 403, 403]
+    with site.engine.connect() as connection:
+        alerts = connection.execute(
+            text("SELECT kind, route, blocked FROM alerts WHERE actor = 'burst@example.org'")
+        ).all()
+    assert [tuple(a) for a in alerts] == [("write-surge", "admin.incidents.dismiss", True)]

@@ -1,0 +1,209 @@
+"""The pages in a real browser: headless Chromium (Debian's package) driven by Playwright,
+on the april-2024 fleet. Each role signs in through the development issuer's form, checks
+what its pages show, and acts through them; every page is saved as a screenshot under
+test-artifacts/screenshots/.
+
+Without Chromium these tests are skipped with a message, except in CI (CI=true), where
+.ci/setup installs it and its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from rewards.db.engine import make_engine
+from rewards.services.incidents import list_incidents
+from rewards.settings import REPO_ROOT
+from tests.seeded import ingested_copy
+from tests.web.conftest import Site, prepared, serve_site
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("Chromium is missing in CI: .ci/setup installs Debian's chromium")
+    pytest.skip(
+        "browser tests skipped: Debian's chromium is not installed (.ci/setup installs it)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def site(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
+    proposed = prepared(engine)
+    yield from serve_site(engine, tmp_path_factory.mktemp("browser"), proposed)
+    engine.dispose()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+
+def signed_in(browser: Browser, site: Site, subject: str, role: str) -> Page:
+    page = browser.new_page(base_url=site.url)
+    page.goto("/app")
+    expect(page.locator("h1")).to_have_text("Development sign-in")
+    page.fill("#subject", subject)
+    page.check(f"input[name=roles][value={role}]")
+    shot(page, f"sign-in-{role}")
+    page.click("button[type=submit]")
+    expect(page.locator(".who")).to_have_text(subject)
+    shot(page, f"home-{role}")
+    return page
+
+
+def test_a_supplier_sees_grid_timeline_and_checks_their_proof(browser: Browser, site: Site) -> None:
+    owner, other = site.owners[0], site.owners[1]
+    page = signed_in(browser, site, owner, "supplier")
+    page.goto("/app/supplier")
+    owned = page.locator("table[data-table=owned] tbody tr")
+    assert sorted(owned.evaluate_all("rows => rows.map(r => r.dataset.device)")) == (
+        site.devices_of(owner)
+    )
+    with site.engine.connect() as connection:
+        view_rows = connection.execute(
+            text("SELECT rows FROM eligibility_documents WHERE owner_id = :o"), {"o": owner}
+        ).scalar_one()
+    assert page.locator("td.cell[data-state]:not([data-state=''])").count() == view_rows
+    shot(page, "supplier-devices")
+
+    device = site.devices_of(owner)[0]
+    page.click(f"table[data-table=owned] a:text-is('{device}')")
+    expect(page.locator("h1")).to_have_text(f"Device {device}")
+    assert page.locator("section.epoch svg.bar").count() == page.locator("section.epoch").count()
+    assert page.locator("section.epoch .explanation").first.inner_text().strip()
+    shot(page, "supplier-device")
+
+    answer = page.goto(f"/app/supplier/devices/{site.devices_of(other)[0]}")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    shot(page, "supplier-refused-another-device")
+
+    page.goto("/app/supplier/rewards")
+    page.click("button.verify")
+    expect(page.locator("output.verdict")).to_have_attribute("data-verified", "yes")
+    expect(page.locator("output.verdict")).to_contain_text("Verified")
+    shot(page, "supplier-rewards")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.goto("/app/supplier")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "supplier-devices-phone")
+    page.close()
+
+
+def test_an_admin_sees_the_drop_under_the_incident_then_confirms_reruns_and_publishes(
+    browser: Browser, site: Site
+) -> None:
+    page = signed_in(browser, site, "admin@example.org", "admin")
+    page.goto("/app/admin")
+    drawn = page.locator(f"svg[data-chart=fleet] g.incident[data-incident='{site.proposed}']")
+    expect(drawn).to_have_attribute("data-status", "proposed")
+    (incident,) = [i for i in list_incidents(site.engine) if i.id == site.proposed]
+    assert drawn.get_attribute("data-start") == incident.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # the fleet's lowest point (the collapse at the forced upgrade) lies inside the window
+    points = page.locator("svg[data-chart=fleet] polyline").get_attribute("points") or ""
+    xy = [tuple(map(float, p.split(","))) for p in points.split()]
+    busy = [p for p in xy if p[0] > xy[0][0] + 5]  # past the season's first instant
+    lowest_x = max(busy, key=lambda p: p[1])[0]
+    left = float(drawn.get_attribute("data-x") or 0)
+    assert left <= lowest_x <= left + float(drawn.get_attribute("data-width") or 0)
+    shot(page, "admin-fleet-proposed")
+
+    page.goto(f"/app/admin/incidents/{site.proposed}/edit")
+    expect(page.locator("#deadline")).to_have_value("48.0")
+    shot(page, "admin-incident-edit")
+
+    page.goto("/app/admin")
+    confirm = page.locator(f"tr[data-incident='{site.proposed}'] button:text-is('Confirm')")
+    confirm.focus()
+    page.keyboard.press("Enter")  # forms work from the keyboard
+    expect(
+        page.locator(f"ul[data-list=confirmed] li[data-incident='{site.proposed}']")
+    ).to_be_visible()
+    expect(drawn).to_have_attribute("data-status", "confirmed")
+    shot(page, "admin-fleet-confirmed")
+
+    page.goto("/app/admin/snapshots")
+    page.fill("#reason", "forced-upgrade incident confirmed")
+    page.click("button:text-is('Run a draft snapshot')")
+    done = page.locator("[data-done]")
+    expect(done).to_contain_text("ran:")
+    made = (done.get_attribute("data-done") or "").split(":", 1)[1]
+    shot(page, "admin-snapshots-rerun")
+
+    page.click("button:text-is('Compare')")
+    changed = page.locator("[data-fact=devices_changed]").inner_text()
+    assert int(changed.replace(",", "")) > 0
+    shot(page, "admin-diff")
+
+    page.goto("/app/admin/snapshots")
+    page.click(f"tr[data-snapshot='{made}'] a:text-is('Publish…')")
+    expect(page.locator("h1")).to_have_text(f"Publish {made}?")
+    shot(page, "admin-publish-confirm")
+    page.fill("#confirm", made)
+    page.click(f"button:text-is('Publish {made}')")
+    expect(page.locator(f"tr[data-snapshot='{made}']")).to_have_attribute(
+        "data-status", "published"
+    )
+    shot(page, "admin-snapshots-published")
+
+    page.goto("/app/admin/alerts")
+    expect(page.locator("table[data-table=runs]")).to_be_visible()
+    shot(page, "admin-alerts-and-runs")
+    page.close()
+
+
+def test_finance_sees_published_totals_and_downloads_the_export(
+    browser: Browser, site: Site, tmp_path: Path
+) -> None:
+    page = signed_in(browser, site, "finance@example.org", "finance")
+    page.goto("/app/finance")
+    with site.engine.connect() as connection:
+        published = connection.execute(
+            text("SELECT version, total_paid FROM snapshots WHERE status <> 'draft'")
+        ).all()
+    rows = page.locator("table[data-table=published] tbody tr")
+    assert rows.count() == len(published)
+    totals = {int(t) for t in rows.locator("td[data-total]").evaluate_all(
+        "cells => cells.map(c => c.dataset.total)")}  # fmt: skip
+    assert totals == {t for _, t in published}
+    shot(page, "finance-snapshots")
+    with page.expect_download() as download:
+        page.locator("a:text-is('manifest.json')").first.click()
+    saved = tmp_path / "manifest.json"
+    download.value.save_as(saved)
+    manifest = json.loads(saved.read_text())
+    assert manifest["totals"]["paid"] in totals
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["merkle_root"])
+    page.click("button:text-is('Sign out')")
+    expect(page.locator("h1")).to_have_text("Signed out")
+    shot(page, "signed-out")
+    page.goto("/app/finance")  # the session is gone: back to the provider's form
+    expect(page.locator("h1")).to_have_text("Development sign-in")
+    page.close()
