@@ -4,6 +4,7 @@ leaves the computing to the pure core."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,13 +20,28 @@ from rewards.db.heartbeats import load_device_intervals
 from rewards.db.incidents import incidents, incidents_frame, versions_at
 from rewards.services.intervals import stored_intervals
 
+SERIES_TTL_S = 60.0  # every interval is read to draw it: at full scale, seconds of work
+_series: dict[tuple[int, str, int], tuple[float, pl.DataFrame]] = {}
+
 
 def fleet_series(
     engine: Engine, policy: SeasonPolicy, *, now: datetime, points: int = 720
 ) -> pl.DataFrame:
     """Devices online (at, online) at about `points` instants over the season, up to now or
     to the last heartbeat stored, whichever is first (past it, the data ends: nothing is
-    known to be offline)."""
+    known to be offline). Kept for SERIES_TTL_S per process."""
+    key = (id(engine), policy.season_id, points)
+    cached = _series.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    series = _fleet_series(engine, policy, now=now, points=points)
+    _series[key] = (time.monotonic() + SERIES_TTL_S, series)
+    return series
+
+
+def _fleet_series(
+    engine: Engine, policy: SeasonPolicy, *, now: datetime, points: int
+) -> pl.DataFrame:
     intervals = stored_intervals(engine)
     end = min(now, policy.end)
     if not intervals.is_empty():

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rewards.api.app import create_app
 from rewards.api.auth import TokenVerifier
@@ -70,15 +71,8 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     for router in PAGE_ROUTERS:
         app.include_router(router)
 
-    @app.middleware("http")
-    async def page_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
-        if request.url.path.startswith(("/app", "/dev-issuer")):
-            policy = SECURITY_HEADERS["Content-Security-Policy"].format(
-                provider=_provider_origin(settings)
-            )
-            response.headers.update({**SECURITY_HEADERS, "Content-Security-Policy": policy})
-        return response
+    policy = SECURITY_HEADERS["Content-Security-Policy"].format(provider=_provider_origin(settings))
+    app.add_middleware(PageHeaders, headers={**SECURITY_HEADERS, "Content-Security-Policy": policy})
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, exc: SignInRequired) -> Response:
@@ -96,6 +90,32 @@ def install_web(app: FastAPI, settings: Settings) -> None:
              "message": exc.detail if exc.status_code < 500 else "Please try again later."},
             status_code=exc.status_code,
         )  # fmt: skip
+
+
+class PageHeaders:
+    """Adds the pages' security headers to responses under /app and /dev-issuer. Plain ASGI:
+    the API's own responses pass untouched, with no re-streaming (BaseHTTPMiddleware would
+    cost every API request)."""
+
+    PREFIXES = ("/app", "/dev-issuer")
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIXES):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in self.raw}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": [*kept, *self.raw]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _provider_origin(settings: Settings) -> str:
