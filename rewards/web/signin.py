@@ -110,8 +110,10 @@ async def callback(request: Request) -> Response:
     try:
         tokens = await client.authorize_access_token(request)
         access = tokens.get("access_token")
+        # Authlib hands back a refusal without "error" (e.g. a bare 4xx body) as if it were
+        # tokens: no access token means no sign-in
         if not isinstance(access, str):
-            raise OAuthError(description="no access token")
+            raise OAuthError(description="no access token in the answer")
         who = await run_in_threadpool(verifier.verify, access)
     except (OAuthError, AuthError) as exc:
         log.info("sign-in refused: %s", exc)

@@ -8,10 +8,13 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI, Form, Header, HTTPException
+from fastapi.responses import RedirectResponse
 
 from rewards.api.verifier import make_verifier
 from rewards.db.engine import make_engine
@@ -197,3 +200,128 @@ def test_without_an_issuer_there_is_no_provider_and_no_sign_in(
         sign = httpx.get(f"{server.url}/app/sign-in", follow_redirects=False)
     assert discovery.status_code == 404
     assert sign.status_code == 503 and "not configured" in sign.text
+
+
+class ExternalProvider:
+    """An OIDC provider of another origin, as Auth0 or Okta would be: a confidential client
+    (client_secret_basic), RS256 tokens, roles in a namespaced claim, codes kept server-side
+    and usable once."""
+
+    ROLES_CLAIM = "https://rewards.example/roles"
+
+    def __init__(self, subject: str, roles: list[str], secret: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.codes: dict[str, dict[str, str]] = {}
+        self.subject, self.roles, self.secret = subject, roles, secret
+        self.url = f"http://127.0.0.1:{free_port()}"
+        app = FastAPI()
+        provider = self
+
+        @app.get("/.well-known/openid-configuration")
+        def discovery() -> dict[str, object]:
+            return {
+                "issuer": f"{provider.url}/",
+                "authorization_endpoint": f"{provider.url}/authorize",
+                "token_endpoint": f"{provider.url}/oauth/token",
+                "jwks_uri": f"{provider.url}/.well-known/jwks.json",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+
+        @app.get("/.well-known/jwks.json")
+        def jwks() -> dict[str, object]:
+            import json
+
+            from jwt.algorithms import RSAAlgorithm
+
+            public = json.loads(RSAAlgorithm.to_jwk(provider.key.public_key()))
+            return {"keys": [{**public, "kid": "ext-1", "alg": "RS256", "use": "sig"}]}
+
+        @app.get("/authorize")
+        def authorize(
+            client_id: str, redirect_uri: str, state: str, nonce: str, code_challenge: str,
+            code_challenge_method: str, audience: str,
+        ) -> RedirectResponse:  # fmt: skip
+            if code_challenge_method != "S256" or audience != "ignition-rewards":
+                raise HTTPException(400)
+            code = secrets.token_urlsafe(16)
+            provider.codes[code] = {
+                "challenge": code_challenge,
+                "nonce": nonce,
+                "redirect_uri": redirect_uri,
+                "client_id": client_id,
+            }
+            return RedirectResponse(f"{redirect_uri}?code={code}&state={state}", status_code=302)
+
+        @app.post("/oauth/token")
+        def token(
+            code: Annotated[str, Form()],
+            code_verifier: Annotated[str, Form()],
+            redirect_uri: Annotated[str, Form()],
+            authorization: Annotated[str, Header()] = "",
+        ) -> dict[str, object]:
+            import time
+
+            import jwt
+
+            issued = provider.codes.pop(code, None)  # once
+            basic = base64.b64encode(f"{issued and issued['client_id']}:{provider.secret}".encode())
+            if issued is None or authorization != f"Basic {basic.decode()}":
+                raise HTTPException(400, "invalid_grant")
+            digest = hashlib.sha256(code_verifier.encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != issued["challenge"]:
+                raise HTTPException(400, "invalid_grant")
+            if redirect_uri != issued["redirect_uri"]:
+                raise HTTPException(400, "invalid_grant")
+            now = int(time.time())
+            common = {"iss": f"{provider.url}/", "sub": provider.subject, "iat": now,
+                      "exp": now + 600}  # fmt: skip
+            access = {**common, "aud": "ignition-rewards", self.ROLES_CLAIM: provider.roles}
+            ident = {**common, "aud": issued["client_id"], "nonce": issued["nonce"]}
+            sign = lambda claims: jwt.encode(  # noqa: E731
+                claims, provider.key, algorithm="RS256", headers={"kid": "ext-1"}
+            )
+            return {"access_token": sign(access), "id_token": sign(ident), "token_type": "Bearer"}
+
+        self.app = app
+
+
+@pytest.mark.parametrize("secret_sent", ["right", "wrong"])
+def test_signing_in_through_an_external_provider(
+    one_site: Site, tmp_path: Path, secret_sent: str
+) -> None:
+    provider = ExternalProvider("ops@example.org", ["admin"], secret="s3cret")
+    port = free_port()
+    settings = site_settings(
+        f"http://127.0.0.1:{port}",
+        tmp_path,
+        dev_issuer_enabled=False,
+        auth_issuer=f"{provider.url}/",
+        auth_jwks_url=f"{provider.url}/.well-known/jwks.json",
+        auth_role_claim=ExternalProvider.ROLES_CLAIM,
+        oidc_discovery_url=f"{provider.url}/.well-known/openid-configuration",
+        oidc_client_id="rewards-web",
+        oidc_client_secret="s3cret" if secret_sent == "right" else "guess",
+    )
+    app = create_site(one_site.engine, settings, make_verifier(settings))
+    with (
+        BackgroundServer(provider.app, port=int(provider.url.rsplit(":", 1)[1])),
+        BackgroundServer(app, port=port) as server,
+    ):
+        client = httpx.Client(base_url=server.url, follow_redirects=False)
+        to_sign_in = client.get("/app/admin")
+        to_provider = client.get(to_sign_in.headers["location"])
+        assert to_provider.headers["location"].startswith(f"{provider.url}/authorize?")
+        back = httpx.get(to_provider.headers["location"], follow_redirects=False)
+        done = client.get(back.headers["location"])
+        if secret_sent == "wrong":
+            assert done.status_code == 400 and "Sign-in failed" in done.text
+            assert client.get("/app/admin").status_code == 303
+            return
+        assert done.status_code == 303 and done.headers["location"] == "/app/admin"
+        page = client.get("/app/admin")
+        assert page.status_code == 200 and "ops@example.org" in page.text
+        assert provider.url in page.headers["content-security-policy"]  # form-action
+        assert client.get("/app/finance").status_code == 403  # roles from the claim
