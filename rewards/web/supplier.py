@@ -5,6 +5,7 @@ own: another supplier's device is the same 404 as one that does not exist."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -65,7 +66,12 @@ def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLRespo
             "cells": cells,
             "counts": counts,
             "as_of": as_of,
-            "starts": {e: epoch_bounds(policy, e)[0] for e in epochs},
+            "days": {
+                e: datetime.fromtimestamp(epoch_bounds(policy, e)[0] / 1e6, UTC).strftime(
+                    "%Y-%m-%d"
+                )
+                for e in epochs
+            },
         },
     )
 

@@ -36,6 +36,8 @@ LABELS = {
     "helped": "eligible thanks to bridges or incident credit",
     "ineligible": "not eligible",
     "silent": "no heartbeats",
+    "confirmed": "confirmed incident",
+    "proposed": "proposed incident (dashed outline)",
 }
 
 
@@ -103,7 +105,9 @@ def fleet_chart(
             f'<text x="{a + 3:.1f}" y="{top + 14}" font-size="12">{escape(incident_id)}</text></g>'
         )
     points = " ".join(f"{x(t):.1f},{y(n):.1f}" for t, n in counts)
-    parts.append(f'<polyline points="{points}" fill="none" stroke="#0072B2" stroke-width="1.5"/>')
+    parts.append(
+        f'<polyline points="{points}" fill="none" stroke="{COLOURS["online"]}" stroke-width="1.5"/>'
+    )
     for fraction in (0, 0.5, 1):
         value = int(peak * fraction)
         parts.append(
@@ -115,8 +119,9 @@ def fleet_chart(
     ticks = 6
     for i in range(ticks + 1):
         at = t0 + span * i // ticks
+        anchor = "end" if i == ticks else "middle"  # the last label stays inside the chart
         parts.append(
-            f'<text x="{x(at):.1f}" y="{height - 12}" font-size="12" text-anchor="middle">'
+            f'<text x="{x(at):.1f}" y="{height - 12}" font-size="12" text-anchor="{anchor}">'
             f"{_hhmm(at)}</text>"
         )
     parts.append("</svg>")
