@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
-from tests.processes import rewards
+import httpx
+
+from tests.processes import REWARDS, free_port, rewards
+from tests.web.conftest import hidden_fields
 
 
 def test_the_demo_tells_the_story_and_leaves_its_files(tmp_path: Path) -> None:
@@ -39,3 +44,47 @@ def test_the_demo_tells_the_story_and_leaves_its_files(tmp_path: Path) -> None:
     assert len(proofs) == 1
     assert json.loads(proofs[0].read_text())["root"] == manifest["merkle_root"]
     assert (tmp_path / "demo" / "rewards.db").is_file()
+    _the_pages_open_as_printed(story, tmp_path, env)
+
+
+def _the_pages_open_as_printed(story: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """Step 11's command serves the demo's database, and its supplier sees their grid."""
+    command = re.search(r"((?:REWARDS_[A-Z_]+=\S+ )+)\.venv/bin/rewards api --port (\d+)", story)
+    supplier = re.search(r"supplier: subject (\S+), role supplier", story)
+    assert command is not None and supplier is not None, story[-1500:]
+    settings = dict(pair.split("=", 1) for pair in command.group(1).split())
+    port = free_port()  # the printed 8700 may be taken here
+    served = {
+        **env,
+        **settings,
+        "REWARDS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "REWARDS_SESSION_SECRET_FILE": str(tmp_path / "session-secret"),
+        "REWARDS_DEV_ISSUER_KEY_FILE": str(tmp_path / "dev.pem"),
+    }
+    server = subprocess.Popen(
+        [*REWARDS, "api", "--port", str(port)],
+        env=served,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the printed command did not serve"
+                time.sleep(0.3)
+        form = client.get("/app/supplier", follow_redirects=True)  # to the dev issuer's form
+        page = client.post(
+            "/dev-issuer/authorize",
+            data={**hidden_fields(form.text), "subject": supplier.group(1), "roles": "supplier"},
+            follow_redirects=True,
+        )
+        assert str(page.url).endswith("/app/supplier") and page.status_code == 200
+        assert page.text.count('data-state="eligible"') > 0  # the demo built the view
+    finally:
+        server.terminate()
+        server.wait(30)
