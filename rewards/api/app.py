@@ -1,6 +1,6 @@
 """The engine's HTTP API (issue 5): each user's door, and no one through another's.
 
-`create_app` wires the routers (rewards/api/routes.py) to an engine, settings and token
+`create_app` wires the routers (rewards/api/routes/) to an engine, settings and token
 verifier, caps request bodies, counts requests for /metrics, and turns any unhandled
 error into a bare 500 that never echoes internal details.
 """
