@@ -293,7 +293,7 @@ def test_an_admin_edits_an_incident_through_its_form(
         "start": start.group(1),
         "end": end.group(1),
         "recovery_deadline_h": "36",
-        "reason": "checked by hand",
+        "reason": '<script>alert("x")</script> checked by hand',
     }
     assert admin.post(f"/app/admin/incidents/{site.proposed}/edit", data=edited).status_code == 303
     backwards = {**edited, "start": end.group(1), "end": start.group(1)}
@@ -308,8 +308,10 @@ def test_an_admin_edits_an_incident_through_its_form(
             text("SELECT count(*) FROM audit_log WHERE subject = :i AND actor = :a"),
             {"i": site.proposed, "a": "admin@example.org"},
         ).scalar_one()
-    assert (deadline, reason) == (36 * 3600 * 1_000_000, "checked by hand")
+    assert (deadline, reason) == (36 * 3600 * 1_000_000, edited["reason"])
     assert audited >= 1
+    shown = admin.get(f"/app/admin/incidents/{site.proposed}/edit").text
+    assert "<script>alert" not in shown and "&lt;script&gt;alert" in shown  # escaped
 
 
 def test_page_writes_are_watched_for_surges_like_the_apis(
