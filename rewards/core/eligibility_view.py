@@ -77,10 +77,10 @@ def explain(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
     parts = [f"online {_duration(row['online_s'])}"]
     if row["bridged_s"]:
         used = row["bridges_used"]
-        parts.append(
-            f"{_duration(row['bridged_s'])} of short gaps bridged "
-            f"({used} {'gap' if used == 1 else 'gaps'})"
-        )
+        # bridges count in the epoch where their gap begins; time bridged here with none
+        # counted is a gap begun in the previous epoch
+        which = f"{used} {'gap' if used == 1 else 'gaps'}" if used else "begun the epoch before"
+        parts.append(f"{_duration(row['bridged_s'])} of short gaps bridged ({which})")
     if row["credited_s"]:
         parts.append(
             f"{_duration(row['credited_s'])} credited by incident "
@@ -136,12 +136,13 @@ def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
         .otherwise(pl.lit(""))
     )
     plural = pl.when(c("bridges_used") == 1).then(pl.lit(" gap)")).otherwise(pl.lit(" gaps)"))
+    which = (
+        pl.when(c("bridges_used") == 0)
+        .then(pl.lit("begun the epoch before)"))
+        .otherwise(c("bridges_used").cast(pl.String) + plural)
+    )
     bridged = pl.when(c("bridged_s") != 0).then(
-        ", "
-        + _duration_expr(c("bridged_s"))
-        + " of short gaps bridged ("
-        + c("bridges_used").cast(pl.String)
-        + plural
+        ", " + _duration_expr(c("bridged_s")) + " of short gaps bridged (" + which
     )
     credited = pl.when(c("credited_s") != 0).then(
         ", "

@@ -132,6 +132,8 @@ def test_explanations_say_what_counted_and_why_in_words() -> None:
         "Longest uncounted gap: 3 h 12 min. "
         "1 short gap was not bridged: at most 3 per epoch."
     )
+    carried = {**below, "bridges_used": 0, "bridges_denied": 0}  # the gap began the day before
+    assert "10 min of short gaps bridged (begun the epoch before)" in explain(carried, SEASON)
     credited = _row(
         online_s=60_000.0,
         credited_s=24_000.0,
