@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from rewards.core.frames import TIME, to_us
@@ -35,19 +36,60 @@ class Outage:
     detail: str
 
 
+def instant_index(times: pl.Expr, start_us: int, step_us: int) -> pl.Expr:
+    """For times in µs, the index k of the first instant start + k * step at or after each
+    (0 for times at or before start): an interval that starts (or ends) at that time counts
+    as started (ended) from instant k on. The database computes the same (rewards/db)."""
+    return (
+        pl.when(times <= start_us)
+        .then(pl.lit(0, pl.Int64))
+        .otherwise((times - start_us + step_us - 1) // step_us)
+    )
+
+
+def tallies(intervals: pl.DataFrame, *, start: datetime, step: timedelta) -> pl.DataFrame:
+    """How many intervals start and end at each instant index: bound ("start" or "end"),
+    k, n. What the online count needs, small enough to send from a database."""
+    start_us, step_us = to_us(start), step // timedelta(microseconds=1)
+    return pl.concat(
+        intervals.select(
+            pl.lit(bound).alias("bound"),
+            instant_index(pl.col(bound).cast(pl.Int64), start_us, step_us).alias("k"),
+        )
+        .group_by("bound", "k")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        for bound in ("start", "end")
+    )
+
+
+def counts_from_tallies(
+    counted: pl.DataFrame, *, start: datetime, end: datetime, step: timedelta
+) -> pl.DataFrame:
+    """Devices online at each instant start, start + step, ... before end (at, online),
+    from `tallies`: online at instant k is the intervals started by k minus those ended."""
+    step_us = step // timedelta(microseconds=1)
+    instants = pl.int_range(to_us(start), to_us(end), step_us, eager=True, dtype=pl.Int64)
+    size = instants.len()
+
+    def running(bound: str) -> np.ndarray:
+        part = counted.filter((pl.col("bound") == bound) & (pl.col("k") < size))
+        dense: np.ndarray = np.bincount(
+            part.get_column("k").to_numpy(), weights=part.get_column("n").to_numpy(),
+            minlength=size,
+        ).astype(np.int64)  # fmt: skip
+        return np.cumsum(dense)
+
+    online = running("start") - running("end") if size else np.zeros(0, np.int64)
+    return pl.DataFrame({"at": instants.cast(TIME), "online": pl.Series(online, dtype=pl.Int64)})
+
+
 def fleet_online_counts(
     intervals: pl.DataFrame, *, start: datetime, end: datetime, step: timedelta
 ) -> pl.DataFrame:
     """Devices online at each instant start, start + step, ... before end: at, online."""
-    step_us = step // timedelta(microseconds=1)
-    instants = pl.int_range(to_us(start), to_us(end), step_us, eager=True, dtype=pl.Int64)
-    starts = intervals.get_column("start").cast(pl.Int64).sort()
-    ends = intervals.get_column("end").cast(pl.Int64).sort()
-    # online at t: intervals with start <= t minus those with end <= t
-    online = starts.search_sorted(instants, side="right").cast(pl.Int64) - ends.search_sorted(
-        instants, side="right"
-    ).cast(pl.Int64)
-    return pl.DataFrame({"at": instants.cast(TIME), "online": online})
+    return counts_from_tallies(
+        tallies(intervals, start=start, step=step), start=start, end=end, step=step
+    )
 
 
 def fleet_drops(

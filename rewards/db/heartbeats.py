@@ -123,6 +123,31 @@ def load_intervals(connection: Connection) -> pl.DataFrame:
     return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
 
+def interval_tallies(
+    connection: Connection, *, start_us: int, step_us: int, until_us: int
+) -> pl.DataFrame:
+    """core.outages.tallies computed by the database (bound, k, n): a few hundred rows
+    instead of every interval. Only bounds before `until_us` matter to the count."""
+    frames = []
+    for bound in ("start", "end"):  # our own column names, never input
+        index = f'CASE WHEN "{bound}" <= :t0 THEN 0 ELSE ("{bound}" - :t0 + :step - 1) / :step END'
+        found = fetch_frame(
+            connection,
+            f'SELECT {index} AS k, count(*) AS n FROM online_intervals WHERE "{bound}" < :until '  # noqa: S608
+            "GROUP BY 1",
+            {"t0": start_us, "step": step_us, "until": until_us},
+            {"k": pl.Int64(), "n": pl.Int64()},
+        )
+        frames.append(found.select(pl.lit(bound).alias("bound"), "k", "n"))
+    return pl.concat(frames)
+
+
+def last_interval_end(connection: Connection) -> int | None:
+    """The latest end of any stored interval (µs), None when there is none."""
+    found = connection.execute(text('SELECT max("end") FROM online_intervals')).scalar()
+    return None if found is None else int(found)
+
+
 def load_heartbeats(connection: Connection) -> pl.DataFrame:
     """Every stored heartbeat as a HEARTBEATS frame, sorted by device_id, observed_at."""
     frame = fetch_frame(

@@ -11,21 +11,20 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-import polars as pl
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us
+from rewards.core.frames import from_us, to_us
 from rewards.core.outages import (
     DetectorSettings,
     Outage,
+    counts_from_tallies,
     fleet_drops,
-    fleet_online_counts,
     unreachable_periods,
 )
 from rewards.core.policy import SeasonPolicy
 from rewards.db import audit
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_intervals
+from rewards.db.heartbeats import interval_tallies, last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
 from rewards.db.tables import Incident
 from rewards.inputs import InputError, parse_scope
@@ -182,16 +181,22 @@ def detect(
 ) -> list[Incident]:
     """Propose incidents from fleet drops and from failed pulls; returns the new or updated
     proposals. Decided incidents are never touched; an open proposal gets its end updated."""
-    with unit_of_work(engine) as session:
-        intervals = load_intervals(session.connection())
-        runs = job_runs_frame(session, job_id, policy.start)
     # Counts are only known up to the last heartbeat seen: past it every device looks
-    # offline, which is the end of the data, not an outage.
+    # offline, which is the end of the data, not an outage. The database adds up the
+    # intervals' starts and ends per instant; only those tallies leave it.
     until = min(now, policy.end)
-    if not intervals.is_empty():
-        last_end = from_us(int(intervals.get_column("end").cast(pl.Int64).max()))  # type: ignore[arg-type]
-        until = min(until, last_end - timedelta(microseconds=policy.heartbeat_period_us))
-    counts = fleet_online_counts(intervals, start=policy.start, end=until, step=settings.step)
+    with unit_of_work(engine) as session:
+        last = last_interval_end(session.connection())
+        if last is not None:
+            until = min(until, from_us(last) - timedelta(microseconds=policy.heartbeat_period_us))
+        counted = interval_tallies(
+            session.connection(),
+            start_us=to_us(policy.start),
+            step_us=settings.step // timedelta(microseconds=1),
+            until_us=to_us(max(until, policy.start)),
+        )
+        runs = job_runs_frame(session, job_id, policy.start)
+    counts = counts_from_tallies(counted, start=policy.start, end=until, step=settings.step)
     outages = fleet_drops(
         counts,
         drop_share=settings.drop_share,

@@ -11,14 +11,13 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us
-from rewards.core.outages import fleet_online_counts
+from rewards.core.frames import from_us, to_us
+from rewards.core.outages import counts_from_tallies
 from rewards.core.policy import SeasonPolicy
 from rewards.core.timeline import Gap, device_gaps, timeline_segments
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_device_intervals
+from rewards.db.heartbeats import interval_tallies, last_interval_end, load_device_intervals
 from rewards.db.incidents import incidents, incidents_frame, versions_at
-from rewards.services.intervals import stored_intervals
 
 SERIES_TTL_S = 60.0  # every interval is read to draw it: at full scale, seconds of work
 _series: dict[tuple[int, str, int], tuple[float, pl.DataFrame]] = {}
@@ -42,15 +41,20 @@ def fleet_series(
 def _fleet_series(
     engine: Engine, policy: SeasonPolicy, *, now: datetime, points: int
 ) -> pl.DataFrame:
-    intervals = stored_intervals(engine)
-    end = min(now, policy.end)
-    if not intervals.is_empty():
-        end = min(end, from_us(int(intervals.get_column("end").cast(pl.Int64).max())))  # type: ignore[arg-type]
-    if end <= policy.start:
-        return pl.DataFrame(schema={"at": pl.Datetime("us", "UTC"), "online": pl.Int64})
-    step = max(timedelta(minutes=1), (end - policy.start) / points)
-    step = timedelta(minutes=int(step.total_seconds() // 60))
-    return fleet_online_counts(intervals, start=policy.start, end=end, step=step)
+    with unit_of_work(engine) as session:
+        last = last_interval_end(session.connection())
+        end = min(now, policy.end) if last is None else min(now, policy.end, from_us(last))
+        if end <= policy.start:
+            return pl.DataFrame(schema={"at": pl.Datetime("us", "UTC"), "online": pl.Int64})
+        step = max(timedelta(minutes=1), (end - policy.start) / points)
+        step = timedelta(minutes=int(step.total_seconds() // 60))
+        counted = interval_tallies(
+            session.connection(),
+            start_us=to_us(policy.start),
+            step_us=step // timedelta(microseconds=1),
+            until_us=to_us(end),
+        )
+    return counts_from_tallies(counted, start=policy.start, end=end, step=step)
 
 
 @dataclass(frozen=True)

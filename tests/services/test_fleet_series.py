@@ -1,0 +1,35 @@
+"""The database's tallies give the very counts the intervals give (both dialects)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from rewards.core.frames import to_us
+from rewards.core.outages import counts_from_tallies, fleet_online_counts, tallies
+from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import interval_tallies
+from rewards.services.intervals import stored_intervals
+from tests.seeded import POLICY
+
+
+def test_the_database_tallies_what_the_core_tallies(ingested: Engine) -> None:
+    intervals = stored_intervals(ingested)
+    start = POLICY.start + timedelta(seconds=17)  # instants off the minute: rounding shows
+    for step in (timedelta(minutes=1), timedelta(minutes=7), timedelta(hours=1)):
+        end = start + 7 * timedelta(days=1)
+        with unit_of_work(ingested) as session:
+            counted = interval_tallies(
+                session.connection(),
+                start_us=to_us(start),
+                step_us=step // timedelta(microseconds=1),
+                until_us=to_us(end),
+            )
+        expected = tallies(intervals, start=start, step=step)
+        limit = len(range(to_us(start), to_us(end), step // timedelta(microseconds=1)))
+        relevant = expected.filter(expected["k"] < limit).sort("bound", "k")
+        assert counted.filter(counted["k"] < limit).sort("bound", "k").equals(relevant)
+        counts = counts_from_tallies(counted, start=start, end=end, step=step)
+        assert counts.equals(fleet_online_counts(intervals, start=start, end=end, step=step))
+        assert counts.get_column("online").max() > 0
