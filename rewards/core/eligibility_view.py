@@ -49,7 +49,7 @@ def view_rows(snapshot_rows: pl.DataFrame, policy: SeasonPolicy, as_of_us: int) 
     )
 
 
-def _duration(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
     """'3 h 12 min', '45 min', '20 s': whole minutes above a minute, rounded down."""
     whole = int(seconds)
     if whole < 60:
@@ -74,27 +74,27 @@ def explain(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
         return "Not eligible: the device was suspended at the start of the epoch."
     if row["reason"] == "NO_HEARTBEATS":
         return f"Not eligible: no heartbeats counted in this epoch{so_far}."
-    parts = [f"online {_duration(row['online_s'])}"]
+    parts = [f"online {duration_words(row['online_s'])}"]
     if row["bridged_s"]:
         used = row["bridges_used"]
         # bridges count in the epoch where their gap begins; time bridged here with none
         # counted is a gap begun in the previous epoch
         which = f"{used} {'gap' if used == 1 else 'gaps'}" if used else "begun the epoch before"
-        parts.append(f"{_duration(row['bridged_s'])} of short gaps bridged ({which})")
+        parts.append(f"{duration_words(row['bridged_s'])} of short gaps bridged ({which})")
     if row["credited_s"]:
         parts.append(
-            f"{_duration(row['credited_s'])} credited by incident "
+            f"{duration_words(row['credited_s'])} credited by incident "
             + ", ".join(str(row["crediting_incidents"] or "").split(";"))
         )
     summary = (
-        f"{_duration(counted)} counted of {_duration(length)}{so_far} "
+        f"{duration_words(counted)} counted of {duration_words(length)}{so_far} "
         f"({_percent(row['uptime_ratio'])}; {needed} needed): " + ", ".join(parts)
     )
     if row["reason"] == "ELIGIBLE":
         return f"Eligible: {summary}."
-    words = [f"Not eligible: {summary}; {_duration(row['shortfall_s'])} short."]
+    words = [f"Not eligible: {summary}; {duration_words(row['shortfall_s'])} short."]
     if row["longest_uncounted_gap_s"]:
-        words.append(f"Longest uncounted gap: {_duration(row['longest_uncounted_gap_s'])}.")
+        words.append(f"Longest uncounted gap: {duration_words(row['longest_uncounted_gap_s'])}.")
     if row["bridges_denied"]:
         denied = row["bridges_denied"]
         words.append(
@@ -105,7 +105,7 @@ def explain(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
 
 
 def _duration_expr(seconds: pl.Expr) -> pl.Expr:
-    """`_duration` for a column."""
+    """`duration_words` for a column."""
     whole = seconds.cast(pl.Int64)
     hours, minutes = (whole // 3600).cast(pl.String), (whole // 60 % 60).cast(pl.String)
     return (
@@ -152,7 +152,7 @@ def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
     )
     summary = (
         _duration_expr(counted)
-        + f" counted of {_duration(policy.epoch_length_us / 1_000_000)}"
+        + f" counted of {duration_words(policy.epoch_length_us / 1_000_000)}"
         + so_far
         + " ("
         + _percent_expr(c("uptime_ratio"))

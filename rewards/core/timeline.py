@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from rewards.core.eligibility_view import _duration
+from rewards.core.eligibility_view import duration_words
 from rewards.core.epochs import clip_to_epochs
 from rewards.core.frames import INCIDENTS, empty, to_us
 from rewards.core.gaps import bridge_gaps, gaps
@@ -141,24 +141,24 @@ def gap_words(gap: Gap, policy: SeasonPolicy, deadlines: Mapping[str, int]) -> s
     """One gap in words, e.g. "Down 2024-04-22 08:05, back 3 h 12 min later, within the
     48 h recovery deadline of incident inc-1: credited." `deadlines`: recovery deadline (µs)
     per incident id."""
-    length = _duration((gap.g1 - gap.g0) / 1_000_000)
+    length = duration_words((gap.g1 - gap.g0) / 1_000_000)
     head = f"Down {_clock(gap.g0)}, back {length} later"
     if gap.bridged:
         return f"{head}, after a restart: bridged (restart grace)."
     if gap.incidents:
         names = ", ".join(gap.incidents)
-        hours = sorted({_duration(deadlines.get(i, 0) / 1_000_000) for i in gap.incidents})
+        hours = sorted({duration_words(deadlines.get(i, 0) / 1_000_000) for i in gap.incidents})
         within = f"within the {' / '.join(hours)} recovery deadline of incident {names}"
         missing = sum(e - s for s, e in gap.uncounted())
         if not missing:
             return f"{head}, {within}: credited."
         return (
-            f"{head}: {_duration(gap.credited_us / 1_000_000)} credited ({within}); "
-            f"{_duration(missing / 1_000_000)} not counted."
+            f"{head}: {duration_words(gap.credited_us / 1_000_000)} credited ({within}); "
+            f"{duration_words(missing / 1_000_000)} not counted."
         )
     if gap.denied:
         return f"{head}, after a restart, but the epoch's bridges were used up: not counted."
-    grace = _duration(policy.restart_grace_us / 1_000_000)
+    grace = duration_words(policy.restart_grace_us / 1_000_000)
     if gap.g1 - gap.g0 <= policy.restart_grace_us:
         return f"{head}, without a restart (same boot and agent): not counted."
     return f"{head}: longer than the {grace} restart grace, and no incident covers it: not counted."

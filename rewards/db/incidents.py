@@ -60,20 +60,27 @@ def owners_frame(session: Session) -> pl.DataFrame:
     return metadata_history(session).select(list(OWNERS))
 
 
-def versions_at(session: Session, incidents: pl.DataFrame) -> pl.DataFrame:
+def versions_at(
+    session: Session, incidents: pl.DataFrame, device_id: str | None = None
+) -> pl.DataFrame:
     """INCIDENT_VERSIONS: each device's agent_version at its last heartbeat at or before
     the start of each version-scoped incident (the stored row is already the winner of
-    any disagreeing duplicates)."""
+    any disagreeing duplicates); only `device_id`'s when given."""
     frames = []
     scoped = incidents.filter(pl.col("scope_version_below").is_not_null())
+    # two fixed statements: every heartbeat, or only one device's (bound parameter)
+    one = "" if device_id is None else " AND device_id = :device"
+    sql = (
+        "SELECT h.device_id, h.agent_version FROM heartbeats h JOIN ("  # noqa: S608
+        " SELECT device_id, max(observed_at) AS last FROM heartbeats"
+        f" WHERE observed_at <= :at{one} GROUP BY device_id"
+        ") l ON h.device_id = l.device_id AND h.observed_at = l.last"
+    )
     for incident_id, start in scoped.select("incident_id", "start").iter_rows():
         found = fetch_frame(
             session.connection(),
-            "SELECT h.device_id, h.agent_version FROM heartbeats h JOIN ("
-            " SELECT device_id, max(observed_at) AS last FROM heartbeats"
-            " WHERE observed_at <= :at GROUP BY device_id"
-            ") l ON h.device_id = l.device_id AND h.observed_at = l.last",
-            {"at": to_us(start)},
+            sql,
+            {"at": to_us(start)} | ({} if device_id is None else {"device": device_id}),
             {"device_id": pl.String(), "agent_version": pl.String()},
         )
         frames.append(

@@ -13,21 +13,21 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us, to_us
+from rewards.core.frames import from_us
 from rewards.core.outages import (
     DetectorSettings,
     Outage,
-    counts_from_tallies,
     fleet_drops,
     unreachable_periods,
 )
 from rewards.core.policy import SeasonPolicy
 from rewards.db import audit
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import interval_tallies, last_interval_end
+from rewards.db.heartbeats import last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
 from rewards.db.tables import Incident
 from rewards.inputs import InputError, parse_scope
+from rewards.services.intervals import online_counts
 
 INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 
@@ -161,6 +161,12 @@ def _stored(key: str, value: Any) -> tuple[str, Any]:
     raise IncidentError(f"field {key!r} cannot be edited")
 
 
+def find_incident(engine: Engine, incident_id: str) -> Incident | None:
+    """One incident by id."""
+    with unit_of_work(engine) as session:
+        return session.get(Incident, incident_id)
+
+
 def list_incidents(engine: Engine, status: str | None = None) -> list[Incident]:
     """Incidents, oldest first."""
     with unit_of_work(engine) as session:
@@ -189,14 +195,10 @@ def detect(
         last = last_interval_end(session.connection())
         if last is not None:
             until = min(until, from_us(last) - timedelta(microseconds=policy.heartbeat_period_us))
-        counted = interval_tallies(
-            session.connection(),
-            start_us=to_us(policy.start),
-            step_us=settings.step // timedelta(microseconds=1),
-            until_us=to_us(max(until, policy.start)),
+        counts = online_counts(
+            session.connection(), start=policy.start, end=until, step=settings.step
         )
         runs = job_runs_frame(session, job_id, policy.start)
-    counts = counts_from_tallies(counted, start=policy.start, end=until, step=settings.step)
     outages = fleet_drops(
         counts,
         drop_share=settings.drop_share,

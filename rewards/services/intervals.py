@@ -6,11 +6,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from rewards.core.frames import to_us
+from rewards.core.outages import counts_from_tallies
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import count_heartbeats, load_intervals, prune_heartbeats
+from rewards.db.heartbeats import (
+    count_heartbeats,
+    interval_tallies,
+    load_intervals,
+    prune_heartbeats,
+)
 from rewards.services.files import write_parquet
 
 
@@ -40,3 +46,17 @@ def apply_retention(engine: Engine, *, now: datetime, keep: timedelta) -> int:
     """
     with unit_of_work(engine) as session:
         return prune_heartbeats(session.connection(), observed_before_us=to_us(now - keep))
+
+
+def online_counts(
+    connection: Connection, *, start: datetime, end: datetime, step: timedelta
+) -> pl.DataFrame:
+    """Devices online at each instant start, start + step, ... before end (at, online),
+    from the per-instant tallies the database adds up (not from every interval)."""
+    counted = interval_tallies(
+        connection,
+        start_us=to_us(start),
+        step_us=step // timedelta(microseconds=1),
+        until_us=to_us(max(end, start)),
+    )
+    return counts_from_tallies(counted, start=start, end=end, step=step)

@@ -11,15 +11,15 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us, to_us
-from rewards.core.outages import counts_from_tallies
+from rewards.core.frames import from_us
 from rewards.core.policy import SeasonPolicy
 from rewards.core.timeline import Gap, device_gaps, timeline_segments
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import interval_tallies, last_interval_end, load_device_intervals
+from rewards.db.heartbeats import last_interval_end, load_device_intervals
 from rewards.db.incidents import incidents, incidents_frame, versions_at
+from rewards.services.intervals import online_counts
 
-SERIES_TTL_S = 60.0  # every interval is read to draw it: at full scale, seconds of work
+SERIES_TTL_S = 60.0  # the database scans every interval to draw it: a second or two at scale
 _series: dict[tuple[int, str, int], tuple[float, pl.DataFrame]] = {}
 
 
@@ -48,13 +48,7 @@ def _fleet_series(
             return pl.DataFrame(schema={"at": pl.Datetime("us", "UTC"), "online": pl.Int64})
         step = max(timedelta(minutes=1), (end - policy.start) / points)
         step = timedelta(minutes=int(step.total_seconds() // 60))
-        counted = interval_tallies(
-            session.connection(),
-            start_us=to_us(policy.start),
-            step_us=step // timedelta(microseconds=1),
-            until_us=to_us(end),
-        )
-    return counts_from_tallies(counted, start=policy.start, end=end, step=step)
+        return online_counts(session.connection(), start=policy.start, end=end, step=step)
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ def device_timeline(engine: Engine, policy: SeasonPolicy, device_id: str) -> Dev
     with unit_of_work(engine) as session:
         intervals = load_device_intervals(session.connection(), device_id)
         confirmed = incidents_frame(incidents(session, "confirmed"))
-        versions = versions_at(session, confirmed).filter(pl.col("device_id") == device_id)
+        versions = versions_at(session, confirmed, device_id)
     found = device_gaps(intervals, policy, incidents=confirmed, incident_versions=versions)
     deadlines = dict(confirmed.select("incident_id", "recovery_deadline_us").iter_rows())
     return DeviceTimeline(timeline_segments(intervals, found, policy), found, deadlines)

@@ -10,12 +10,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import Engine
 
 from rewards.api.auth import Principal
-from rewards.api.deps import REF_PATTERN, IncidentId, PolicyDep, SnapshotRef, watch_write
+from rewards.api.deps import (
+    REF_PATTERN,
+    EngineDep,
+    IncidentId,
+    PolicyDep,
+    SettingsDep,
+    SnapshotRef,
+    watch_write,
+)
+from rewards.api.routes.admin import decide_status, edit_incident, publish_or_409, run_draft
+from rewards.api.routes.common import resolve_or_404
 from rewards.core.frames import to_us
-from rewards.db.tables import Snapshot
-from rewards.settings import Settings
 from rewards.web.session import AdminPage
 from rewards.web.templates import check_csrf, render
 
@@ -25,22 +34,12 @@ Ref = Annotated[str, Query(pattern=REF_PATTERN)]
 Reason = Annotated[str, Form(min_length=1, max_length=500)]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _write(request: Request, who: Principal, route: str) -> None:
-    watch_write(request, who, route)
-
-
 @admin_pages.get("", response_class=HTMLResponse)
-def fleet(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLResponse:
+def fleet(request: Request, who: AdminPage, engine: EngineDep, policy: PolicyDep) -> HTMLResponse:
     """The fleet's online count over the season, incidents drawn over it."""
     from rewards.services.incidents import list_incidents
     from rewards.services.pages import fleet_series
 
-    engine = request.app.state.engine
     now = datetime.now(UTC)
     series = fleet_series(engine, policy, now=now)
     counts = [(to_us(at), int(n)) for at, n in series.iter_rows()]
@@ -59,40 +58,40 @@ def fleet(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLResponse:
     )  # fmt: skip
 
 
-def _decide(request: Request, incident_id: str, who: Principal, decision: str) -> RedirectResponse:
-    """Confirm or dismiss an incident (audited)."""
-    from rewards.services.incidents import IncidentError, decide
-
-    _write(request, who, f"admin.incidents.{decision}")
+def _decide(
+    request: Request, engine: Engine, incident_id: str, who: Principal, decision: str
+) -> RedirectResponse:
+    """Confirm or dismiss an incident (audited), as the API does."""
+    watch_write(request, who, f"admin.incidents.{decision}")
     status = "confirmed" if decision == "confirm" else "dismissed"
-    try:
-        decide(
-            request.app.state.engine, incident_id, status=status, by=who.subject,
-            now=datetime.now(UTC),
-        )  # fmt: skip
-    except IncidentError:
-        raise HTTPException(404, "no such incident") from None
+    decide_status(engine, incident_id, status, who)
     return RedirectResponse(f"/app/admin?done={status}:{incident_id}", status_code=303)
 
 
 @admin_pages.post("/incidents/{incident_id}/confirm", dependencies=[Depends(check_csrf)])
-def confirm_incident(request: Request, incident_id: IncidentId, who: AdminPage) -> RedirectResponse:
-    return _decide(request, incident_id, who, "confirm")
+def confirm_incident(
+    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
+) -> RedirectResponse:
+    return _decide(request, engine, incident_id, who, "confirm")
 
 
 @admin_pages.post("/incidents/{incident_id}/dismiss", dependencies=[Depends(check_csrf)])
-def dismiss_incident(request: Request, incident_id: IncidentId, who: AdminPage) -> RedirectResponse:
-    return _decide(request, incident_id, who, "dismiss")
+def dismiss_incident(
+    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
+) -> RedirectResponse:
+    return _decide(request, engine, incident_id, who, "dismiss")
 
 
 @admin_pages.get("/incidents/{incident_id}/edit", response_class=HTMLResponse)
-def edit_form(request: Request, incident_id: IncidentId, who: AdminPage) -> HTMLResponse:
-    from rewards.services.incidents import list_incidents
+def edit_form(
+    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
+) -> HTMLResponse:
+    from rewards.services.incidents import find_incident
 
-    found = [i for i in list_incidents(request.app.state.engine) if i.id == incident_id]
-    if not found:
+    found = find_incident(engine, incident_id)
+    if found is None:
         raise HTTPException(404, "no such incident")
-    return render(request, "incident_edit.html", {"title": "Edit incident", "i": found[0]})
+    return render(request, "incident_edit.html", {"title": "Edit incident", "i": found})
 
 
 @admin_pages.post("/incidents/{incident_id}/edit", dependencies=[Depends(check_csrf)])
@@ -100,38 +99,31 @@ def edit(
     request: Request,
     incident_id: IncidentId,
     who: AdminPage,
+    engine: EngineDep,
     start: Annotated[datetime, Form()],
     end: Annotated[datetime, Form()],
     recovery_deadline_h: Annotated[float, Form(gt=0, le=24 * 30)],
     reason: Reason,
 ) -> RedirectResponse:
     """Change an incident's window, deadline or reason (times in UTC; audited)."""
-    from rewards.services.incidents import IncidentError, UnknownIncident, decide
-
-    _write(request, who, "admin.incidents.edit")
+    watch_write(request, who, "admin.incidents.edit")
     changes = {
         "start": start.replace(tzinfo=UTC) if start.tzinfo is None else start,
         "end": end.replace(tzinfo=UTC) if end.tzinfo is None else end,
         "recovery_deadline": timedelta(hours=recovery_deadline_h),
         "reason": reason,
     }
-    try:
-        decide(
-            request.app.state.engine, incident_id, status=None, by=who.subject,
-            now=datetime.now(UTC), changes=changes,
-        )  # fmt: skip
-    except UnknownIncident:
-        raise HTTPException(404, "no such incident") from None
-    except IncidentError as exc:
-        raise HTTPException(422, str(exc)) from None
+    edit_incident(engine, incident_id, who, changes)
     return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
 
 
 @admin_pages.get("/snapshots", response_class=HTMLResponse)
-def snapshots(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLResponse:
+def snapshots(
+    request: Request, who: AdminPage, engine: EngineDep, policy: PolicyDep
+) -> HTMLResponse:
     from rewards.services.snapshots import label, list_snapshots
 
-    found = list_snapshots(request.app.state.engine, policy.season_id)
+    found = list_snapshots(engine, policy.season_id)
     return render(
         request,
         "snapshots.html",
@@ -140,51 +132,39 @@ def snapshots(request: Request, who: AdminPage, policy: PolicyDep) -> HTMLRespon
 
 
 @admin_pages.post("/snapshots/run", dependencies=[Depends(check_csrf)])
-def run(request: Request, who: AdminPage, policy: PolicyDep, reason: Reason) -> RedirectResponse:
+def run(
+    request: Request,
+    who: AdminPage,
+    engine: EngineDep,
+    settings: SettingsDep,
+    policy: PolicyDep,
+    reason: Reason,
+) -> RedirectResponse:
     """Rerun a draft snapshot of every settled epoch of the season (audited)."""
-    from rewards.core.snapshots import closed_epochs
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, label, run_snapshot
+    from rewards.services.snapshots import label
 
-    _write(request, who, "admin.snapshots.run")
-    settings = _settings(request)
-    now = datetime.now(UTC)
-    try:
-        outcome = run_snapshot(
-            request.app.state.engine,
-            policy,
-            epochs=closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000),
-            trigger="manual",
-            triggered_by=who.subject,
-            reason=reason,
-            clock=lambda: datetime.now(UTC),
-            lock_ttl=timedelta(seconds=settings.job_lock_s),
-        )
-    except JobBusy:
-        raise HTTPException(409, "a snapshot of this season is already running") from None
-    except (SnapshotError, ValueError) as exc:
-        raise HTTPException(422, str(exc)) from None
+    watch_write(request, who, "admin.snapshots.run")
+    outcome = run_draft(engine, policy, settings, who, reason=reason)
     made = label(outcome.snapshot)
     state = "ran" if outcome.created else "unchanged"
     return RedirectResponse(f"/app/admin/snapshots?done={state}:{made}", status_code=303)
 
 
-def _resolve(request: Request, ref: str) -> Snapshot:
-    from rewards.services.snapshots import SnapshotError, resolve
-
-    try:
-        return resolve(request.app.state.engine, ref, _settings(request).season)
-    except SnapshotError:
-        raise HTTPException(404, "no such snapshot") from None
-
-
 @admin_pages.get("/snapshots/diff", response_class=HTMLResponse)
-def diff_page(request: Request, who: AdminPage, before: Ref, after: Ref) -> HTMLResponse:
+def diff_page(
+    request: Request,
+    who: AdminPage,
+    engine: EngineDep,
+    settings: SettingsDep,
+    before: Ref,
+    after: Ref,
+) -> HTMLResponse:
     from rewards.services.snapshots import SnapshotError, diff, label
 
-    a, b = _resolve(request, before), _resolve(request, after)
+    a = resolve_or_404(engine, before, settings.season)
+    b = resolve_or_404(engine, after, settings.season)
     try:
-        summary = diff(request.app.state.engine, a, b).summary
+        summary = diff(engine, a, b).summary
     except SnapshotError as exc:
         raise HTTPException(409, str(exc)) from None
     return render(
@@ -195,17 +175,17 @@ def diff_page(request: Request, who: AdminPage, before: Ref, after: Ref) -> HTML
 
 
 @admin_pages.get("/snapshots/{ref}/publish", response_class=HTMLResponse)
-def publish_confirm(request: Request, ref: SnapshotRef, who: AdminPage) -> HTMLResponse:
+def publish_confirm(
+    request: Request, ref: SnapshotRef, who: AdminPage, engine: EngineDep, settings: SettingsDep
+) -> HTMLResponse:
     """The confirmation step: what publishing `ref` means, before it happens."""
     from rewards.services.snapshots import diff, label, list_snapshots
 
-    snap = _resolve(request, ref)
+    snap = resolve_or_404(engine, ref, settings.season)
     if snap.status != "draft":
         raise HTTPException(409, f"{label(snap)} is {snap.status}; only drafts are published")
-    engine = request.app.state.engine
-    current = next(
-        (s for s in list_snapshots(engine, snap.season) if s.status == "published"), None
-    )
+    published = [s for s in list_snapshots(engine, snap.season) if s.status == "published"]
+    current = published[0] if published else None
     summary = diff(engine, current, snap).summary if current is not None else None
     return render(
         request,
@@ -220,35 +200,26 @@ def publish(
     request: Request,
     ref: SnapshotRef,
     who: AdminPage,
+    engine: EngineDep,
+    settings: SettingsDep,
     confirm: Annotated[str, Form(pattern=REF_PATTERN)],
 ) -> RedirectResponse:
     """Publish, once the typed confirmation names the snapshot."""
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, label, publish
+    from rewards.services.snapshots import label
 
-    snap = _resolve(request, ref)
+    snap = resolve_or_404(engine, ref, settings.season)
     if confirm != label(snap):
         raise HTTPException(422, f"type {label(snap)} to confirm")
-    _write(request, who, "admin.snapshots.publish")
-    settings = _settings(request)
-    try:
-        publish(
-            request.app.state.engine, snap, by=who.subject, clock=lambda: datetime.now(UTC),
-            lock_ttl=timedelta(seconds=settings.job_lock_s),
-        )  # fmt: skip
-    except JobBusy:
-        raise HTTPException(409, "a snapshot of this season is running") from None
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None
+    watch_write(request, who, "admin.snapshots.publish")
+    publish_or_409(engine, settings, snap, who)
     return RedirectResponse(f"/app/admin/snapshots?done=published:{label(snap)}", status_code=303)
 
 
 @admin_pages.get("/alerts", response_class=HTMLResponse)
-def alerts(request: Request, who: AdminPage) -> HTMLResponse:
+def alerts(request: Request, who: AdminPage, engine: EngineDep) -> HTMLResponse:
     from rewards.services.alerts import list_alerts
     from rewards.services.runs import recent_runs
 
-    engine = request.app.state.engine
     return render(
         request,
         "alerts.html",
@@ -258,11 +229,13 @@ def alerts(request: Request, who: AdminPage) -> HTMLResponse:
 
 
 @admin_pages.post("/alerts/{alert_id}/clear", dependencies=[Depends(check_csrf)])
-def clear_alert(request: Request, alert_id: int, who: AdminPage) -> RedirectResponse:
+def clear_alert(
+    request: Request, alert_id: int, who: AdminPage, engine: EngineDep
+) -> RedirectResponse:
     from rewards.services.alerts import AlertError, clear
 
     try:
-        clear(request.app.state.engine, alert_id, by=who.subject, now=datetime.now(UTC))
+        clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from None
     return RedirectResponse("/app/admin/alerts", status_code=303)

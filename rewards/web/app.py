@@ -21,7 +21,7 @@ from rewards.web.provider import provider
 from rewards.web.session import SignInRequired, Viewer, session_secret
 from rewards.web.signin import oidc_client, signin
 from rewards.web.supplier import supplier_pages
-from rewards.web.templates import HERE, render
+from rewards.web.templates import HERE, origin, render
 
 # what a page may load: only this site; no inline scripts, no framing by others
 SECURITY_HEADERS = {
@@ -71,7 +71,8 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     for router in PAGE_ROUTERS:
         app.include_router(router)
 
-    policy = SECURITY_HEADERS["Content-Security-Policy"].format(provider=_provider_origin(settings))
+    provider_origin = origin(settings.oidc_discovery_url) if settings.oidc_discovery_url else ""
+    policy = SECURITY_HEADERS["Content-Security-Policy"].format(provider=provider_origin)
     app.add_middleware(PageHeaders, headers={**SECURITY_HEADERS, "Content-Security-Policy": policy})
 
     @app.exception_handler(SignInRequired)
@@ -116,11 +117,3 @@ class PageHeaders:
             await send(message)
 
         await self.app(scope, receive, sending)
-
-
-def _provider_origin(settings: Settings) -> str:
-    url = settings.oidc_discovery_url
-    if not url:
-        return ""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"

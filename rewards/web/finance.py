@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from rewards.api.deps import REF_PATTERN, PolicyDep, SnapshotRef
-from rewards.api.routes import EXPORT_FILES, ExportFile, finance_export
+from rewards.api.deps import REF_PATTERN, EngineDep, PolicyDep, SettingsDep, SnapshotRef
+from rewards.api.routes.finance import EXPORT_FILES, ExportFile, adjustments, finance_export
 from rewards.web.session import FinancePage
 from rewards.web.templates import render
 
@@ -43,16 +43,11 @@ def download(request: Request, ref: SnapshotRef, name: ExportFile, who: FinanceP
 
 
 @finance_pages.get("/adjustments.csv")
-def adjustments(request: Request, who: FinancePage, paid: Ref, due: Ref) -> Response:
+def adjustments_csv(
+    who: FinancePage, engine: EngineDep, settings: SettingsDep, paid: Ref, due: Ref
+) -> Response:
     """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
-    from rewards.services.snapshots import SnapshotError, resolve, settle
-
-    engine, season = request.app.state.engine, request.app.state.settings.season
-    try:
-        a, b = resolve(engine, paid, season), resolve(engine, due, season)
-        table = settle(engine, a, b)
-    except SnapshotError as exc:
-        raise HTTPException(409 if "draft" in str(exc) else 404, str(exc)) from None
+    table = adjustments(engine, settings, paid, due)
     return Response(
         table.write_csv(),
         media_type="text/csv",

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from rewards.api.auth import ROLES
+from rewards.api.deps import settings_of
 from rewards.api.dev_issuer import DEV_ISSUER, CodeRefused
 from rewards.settings import Settings
 from rewards.web.templates import render
@@ -35,11 +36,6 @@ Text = Annotated[str, Query(max_length=512)]
 FormText = Annotated[str, Form(max_length=2048)]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _check_client(settings: Settings, client_id: str, redirect_uri: str) -> None:
     """Only this engine's own pages are a client here: no open redirect to anywhere else."""
     if client_id != settings.oidc_client_id:
@@ -50,7 +46,7 @@ def _check_client(settings: Settings, client_id: str, redirect_uri: str) -> None
 
 @provider.get("/.well-known/openid-configuration")
 def discovery(request: Request) -> dict[str, Any]:
-    base = _settings(request).public_url.rstrip("/")
+    base = settings_of(request).public_url.rstrip("/")
     return {
         "issuer": DEV_ISSUER,
         "authorization_endpoint": f"{base}/dev-issuer/authorize",
@@ -78,7 +74,7 @@ def authorize_form(
     nonce: Text = "",
     scope: Text = "openid",
 ) -> HTMLResponse:
-    settings = _settings(request)
+    settings = settings_of(request)
     _check_client(settings, client_id, redirect_uri)
     if response_type != "code" or code_challenge_method != "S256":
         raise HTTPException(400, "only response_type=code with code_challenge_method=S256")
@@ -112,7 +108,7 @@ def authorize(
 ) -> RedirectResponse:
     from rewards.api.verifier import dev_issuer
 
-    settings = _settings(request)
+    settings = settings_of(request)
     _check_client(settings, client_id, redirect_uri)
     chosen = [r for r in roles or [] if r in ROLES]
     code = dev_issuer(settings).authorization_code(
@@ -139,7 +135,7 @@ def token(
 ) -> JSONResponse:
     from rewards.api.verifier import dev_issuer
 
-    settings = _settings(request)
+    settings = settings_of(request)
     if grant_type != "authorization_code":
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
     try:

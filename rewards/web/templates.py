@@ -35,9 +35,9 @@ def csrf_token(request: Request) -> str:
 
 async def check_csrf(request: Request) -> None:
     """Refuse a form POST without this session's token or from another origin (403)."""
-    origin = request.headers.get("origin")
+    sender = request.headers.get("origin")
     settings = request.app.state.settings
-    if origin and origin != "null" and origin.rstrip("/") != _origin(settings.public_url):
+    if sender and sender != "null" and sender.rstrip("/") != origin(settings.public_url):
         raise HTTPException(403, "this form was sent from another site")
     form = await request.form()
     sent = form.get("csrf")
@@ -48,7 +48,8 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "this form has expired; reload the page and try again")
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """scheme://host[:port] of `url`."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
 

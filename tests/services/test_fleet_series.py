@@ -33,3 +33,20 @@ def test_the_database_tallies_what_the_core_tallies(ingested: Engine) -> None:
         counts = counts_from_tallies(counted, start=start, end=end, step=step)
         assert counts.equals(fleet_online_counts(intervals, start=start, end=end, step=step))
         assert counts.get_column("online").max() > 0
+
+
+def test_one_devices_versions_are_the_fleets_for_that_device(ingested: Engine) -> None:
+    import polars as pl
+
+    from rewards.db.incidents import versions_at
+    from tests.builders import incidents
+
+    scoped = incidents(
+        {"id": "apr-25", "start": "2024-04-25T08:05:00Z", "end": "2024-04-25T09:00:00Z",
+         "deadline": "48h", "scope": {"agent_version_below": "0.10"}},
+    )  # fmt: skip
+    with unit_of_work(ingested) as session:
+        everyone = versions_at(session, scoped)
+        device = everyone.get_column("device_id").sort()[3]
+        one = versions_at(session, scoped, device)
+    assert one.equals(everyone.filter(pl.col("device_id") == device)) and one.height == 1

@@ -4,7 +4,7 @@ history and reverts, job runs. Every write is watched for surges and audited."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as FastPath
@@ -40,7 +40,14 @@ from rewards.api.schemas import (
     SnapshotRunIn,
     SnapshotRunOut,
 )
-from rewards.db.tables import Incident
+from rewards.db.tables import Incident, Snapshot
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from rewards.core.policy import SeasonPolicy
+    from rewards.services.snapshots import RunOutcome
+    from rewards.settings import Settings
 
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -115,8 +122,6 @@ def admin_edit(
     _: Annotated[Principal, Depends(writer("admin.incidents.edit"))],
 ) -> IncidentOut:
     """Change an incident's window, deadline, scope or reason; its status stays (audited)."""
-    from rewards.services.incidents import IncidentError, UnknownIncident, decide
-
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"scope"})
     if "recovery_deadline_s" in changes:
         changes["recovery_deadline"] = timedelta(seconds=changes.pop("recovery_deadline_s"))
@@ -124,20 +129,36 @@ def admin_edit(
         changes["scope"] = body.scope.as_dict()
     if not changes:
         raise HTTPException(422, "nothing to change")
+    return _incident(edit_incident(engine, incident_id, who, changes))
+
+
+def edit_incident(
+    engine: Engine, incident_id: str, who: Principal, changes: dict[str, Any]
+) -> Incident:
+    """Apply `changes` to an incident, keeping its status (audited): 404 when there is
+    none, 422 for a change it refuses. Shared with the pages."""
+    from rewards.services.incidents import IncidentError, UnknownIncident, decide
+
     try:
-        edited = decide(
-            engine,
-            incident_id,
-            status=None,
-            by=who.subject,
-            now=datetime.now(UTC),
+        return decide(
+            engine, incident_id, status=None, by=who.subject, now=datetime.now(UTC),
             changes=changes,
-        )
+        )  # fmt: skip
     except UnknownIncident:
         raise HTTPException(404, "no such incident") from None
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _incident(edited)
+
+
+def decide_status(engine: Engine, incident_id: str, status: str, who: Principal) -> Incident:
+    """Confirm or dismiss an incident (audited); 404 when there is none. Shared with the
+    admin pages."""
+    from rewards.services.incidents import IncidentError, decide
+
+    try:
+        return decide(engine, incident_id, status=status, by=who.subject, now=datetime.now(UTC))
+    except IncidentError:
+        raise HTTPException(404, "no such incident") from None
 
 
 @admin.post("/incidents/{incident_id}/dismiss", response_model=IncidentOut)
@@ -148,15 +169,7 @@ def admin_dismiss(
     _: Annotated[Principal, Depends(writer("admin.incidents.dismiss"))],
 ) -> IncidentOut:
     """Dismiss an incident: it no longer credits anyone from the next snapshot on."""
-    from rewards.services.incidents import IncidentError, decide
-
-    try:
-        found = decide(
-            engine, incident_id, status="dismissed", by=who.subject, now=datetime.now(UTC)
-        )
-    except IncidentError:
-        raise HTTPException(404, "no such incident") from None
-    return _incident(found)
+    return _incident(decide_status(engine, incident_id, "dismissed", who))
 
 
 @admin.post("/incidents/{incident_id}/confirm", response_model=IncidentOut)
@@ -167,15 +180,7 @@ def admin_confirm(
     _: Annotated[Principal, Depends(writer("admin.incidents.confirm"))],
 ) -> IncidentOut:
     """Confirm an incident: it credits downtime from the next snapshot on (audited)."""
-    from rewards.services.incidents import IncidentError, decide
-
-    try:
-        found = decide(
-            engine, incident_id, status="confirmed", by=who.subject, now=datetime.now(UTC)
-        )
-    except IncidentError:
-        raise HTTPException(404, "no such incident") from None
-    return _incident(found)
+    return _incident(decide_status(engine, incident_id, "confirmed", who))
 
 
 @admin.get("/alerts", response_model=list[AlertOut])
@@ -217,35 +222,53 @@ def admin_snapshot_run(
     _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
 ) -> SnapshotRunOut:
     """Run a draft snapshot of the configured season (all settled epochs by default)."""
-    from rewards.core.snapshots import closed_epochs, parse_epoch_range
     from rewards.seasons import load_policy
+
+    policy = load_policy(settings.season_file)
+    outcome = run_draft(
+        engine, policy, settings, who, reason=body.reason, epochs=body.epochs, force=body.force
+    )
+    return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
+
+
+def run_draft(
+    engine: Engine,
+    policy: SeasonPolicy,
+    settings: Settings,
+    who: Principal,
+    *,
+    reason: str,
+    epochs: str | None = None,
+    force: bool = False,
+) -> RunOutcome:
+    """A manual draft run of `epochs` ("a-b"; default: every settled epoch): 409 while
+    another run holds the season, 422 for anything the run refuses. Shared with the pages."""
+    from rewards.core.snapshots import closed_epochs, parse_epoch_range
     from rewards.services.runs import JobBusy
     from rewards.services.snapshots import SnapshotError, run_snapshot
 
-    policy = load_policy(settings.season_file)
     now = datetime.now(UTC)
     try:
-        epochs = (
-            parse_epoch_range(body.epochs, policy.epoch_count)
-            if body.epochs
+        chosen = (
+            parse_epoch_range(epochs, policy.epoch_count)
+            if epochs
             else closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000)
         )
-        outcome = run_snapshot(
+        return run_snapshot(
             engine,
             policy,
-            epochs=epochs,
+            epochs=chosen,
             trigger="manual",
             triggered_by=who.subject,
-            reason=body.reason,
+            reason=reason,
             clock=lambda: datetime.now(UTC),
             lock_ttl=timedelta(seconds=settings.job_lock_s),
-            force=body.force,
+            force=force,
         )
     except JobBusy:
         raise HTTPException(409, "a snapshot of this season is already running") from None
     except (SnapshotError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
-    return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
 
 
 @admin.get("/snapshots/diff", response_model=DiffOut)
@@ -287,10 +310,18 @@ def admin_snapshot_publish(
     _: Annotated[Principal, Depends(writer("admin.snapshots.publish"))],
 ) -> SnapshotOut:
     """Publish a draft; the season's previous published snapshot becomes superseded."""
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, publish, resolve
+    from rewards.services.snapshots import resolve
 
-    snap = resolve_or_404(engine, ref, settings.season)
+    publish_or_409(engine, settings, resolve_or_404(engine, ref, settings.season), who)
+    return snapshot_out(resolve(engine, ref, settings.season))
+
+
+def publish_or_409(engine: Engine, settings: Settings, snap: Snapshot, who: Principal) -> None:
+    """Publish `snap` (audited): 409 while a run holds the season or when it cannot be
+    published. Shared with the pages."""
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, publish
+
     try:
         publish(
             engine,
@@ -303,7 +334,6 @@ def admin_snapshot_publish(
         raise HTTPException(409, "a snapshot of this season is running") from None
     except SnapshotError as exc:
         raise HTTPException(409, str(exc)) from None
-    return snapshot_out(resolve(engine, ref, settings.season))
 
 
 def _versions(found: list[Any], limit: int) -> MetadataPage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException
 from fastapi import Path as FastPath
@@ -50,6 +50,12 @@ EXPORT_FILES = {
     "suppliers.parquet": "application/vnd.apache.parquet",
     "manifest.json": "application/json",
 }
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Engine
+
+    from rewards.settings import Settings
+
 ExportFile = Annotated[
     str, FastPath(pattern="^(" + "|".join(EXPORT_FILES).replace(".", r"\.") + ")$")
 ]
@@ -92,12 +98,18 @@ def finance_adjustments(
     settings: SettingsDep,
 ) -> list[AdjustmentOut]:
     """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
+    table = adjustments(engine, settings, paid, due)
+    return [AdjustmentOut(**row) for row in table.iter_rows(named=True)]
+
+
+def adjustments(engine: Engine, settings: Settings, paid: str, due: str) -> pl.DataFrame:
+    """The settlement table of `due` replacing `paid`: 404 for an unknown snapshot, 409 when
+    the two cannot be settled. Shared with the pages."""
     from rewards.services.snapshots import SnapshotError, settle
 
     a = resolve_or_404(engine, paid, settings.season)
     b = resolve_or_404(engine, due, settings.season)
     try:
-        table = settle(engine, a, b)
+        return settle(engine, a, b)
     except SnapshotError as exc:
         raise HTTPException(409, str(exc)) from None
-    return [AdjustmentOut(**row) for row in table.iter_rows(named=True)]
