@@ -22,7 +22,13 @@ from rewards.api.deps import (
     SnapshotRef,
     watch_write,
 )
-from rewards.api.routes.admin import decide_status, edit_incident, publish_or_409, run_draft
+from rewards.api.routes.admin import (
+    decide_status,
+    diff_or_409,
+    edit_incident,
+    publish_or_409,
+    run_draft,
+)
 from rewards.api.routes.common import resolve_or_404
 from rewards.core.frames import to_us
 from rewards.web.session import AdminPage
@@ -159,14 +165,9 @@ def diff_page(
     before: Ref,
     after: Ref,
 ) -> HTMLResponse:
-    from rewards.services.snapshots import SnapshotError, diff, label
+    from rewards.services.snapshots import label
 
-    a = resolve_or_404(engine, before, settings.season)
-    b = resolve_or_404(engine, after, settings.season)
-    try:
-        summary = diff(engine, a, b).summary
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None
+    a, b, summary = diff_or_409(engine, settings, before, after)
     return render(
         request,
         "diff.html",

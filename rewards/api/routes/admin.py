@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from rewards.core.policy import SeasonPolicy
+    from rewards.core.snapshots import DiffSummary
     from rewards.services.snapshots import RunOutcome
     from rewards.settings import Settings
 
@@ -271,6 +272,21 @@ def run_draft(
         raise HTTPException(422, str(exc)) from None
 
 
+def diff_or_409(
+    engine: Engine, settings: Settings, before: str, after: str
+) -> tuple[Snapshot, Snapshot, DiffSummary]:
+    """The two snapshots and what changed between them: 404 for an unknown one, 409 when
+    they cannot be compared. Shared with the pages."""
+    from rewards.services.snapshots import SnapshotError, diff
+
+    a = resolve_or_404(engine, before, settings.season)
+    b = resolve_or_404(engine, after, settings.season)
+    try:
+        return a, b, diff(engine, a, b).summary
+    except SnapshotError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
 @admin.get("/snapshots/diff", response_model=DiffOut)
 def admin_snapshot_diff(
     before: SnapshotQuery,
@@ -280,14 +296,9 @@ def admin_snapshot_diff(
     settings: SettingsDep,
 ) -> DiffOut:
     """What changed between two snapshots: counts, base units moved, largest changes."""
-    from rewards.services.snapshots import SnapshotError, diff, label
+    from rewards.services.snapshots import label
 
-    a = resolve_or_404(engine, before, settings.season)
-    b = resolve_or_404(engine, after, settings.season)
-    try:
-        s = diff(engine, a, b).summary
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None
+    a, b, s = diff_or_409(engine, settings, before, after)
     return DiffOut(
         before=label(a),
         after=label(b),
