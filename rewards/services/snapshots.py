@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 import rewards.core
 from rewards.core import device_epochs
+from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
 from rewards.core.merkle import leaf_hash, merkle_root, proof_document
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import (
@@ -416,10 +417,11 @@ def write_tables(
     frame: pl.DataFrame, directory: Path, name: str, decimals: int, amounts: list[str]
 ) -> None:
     """`frame` as NAME.csv and NAME.parquet in `directory`, with a decimal column beside
-    each amount column."""
+    each amount column; CSV cells that could start a formula are neutralised, Parquet
+    keeps the raw values."""
     extra = [reward_decimal(c, decimals).alias(f"{c}_decimal") for c in amounts]
     table = frame.with_columns(extra)
-    table.write_csv(directory / f"{name}.csv")
+    (directory / f"{name}.csv").write_bytes(csv_bytes(table))
     table.write_parquet(directory / f"{name}.parquet")
 
 
@@ -502,6 +504,7 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
             },
             "epochs_totals": totals.to_dicts(),
             "files": files,
+            "csv_injection": CSV_INJECTION,  # CSV cells only; Parquet keeps raw values
         }
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
