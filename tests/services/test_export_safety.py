@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import polars as pl
+import pytest
 from sqlalchemy import Engine, text
 
 from rewards.db.engine import unit_of_work
@@ -107,3 +109,44 @@ def test_adjustments_and_diff_tables_neutralise_formula_cells_too(tmp_path: Path
     assert set(csv_column(path, "adjustment_decimal")) == {"-0.000003"}
     raw = pl.read_parquet(tmp_path / "adjustments.parquet")
     assert raw.get_column("owner_id").to_list() == list(HOSTILE)
+
+
+def test_an_export_is_fsynced_file_by_file_then_its_folder_before_the_rename_manifest_last(
+    ingested: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A spy is the honest test here: what matters is the order of real fsyncs, which no
+    # result on a healthy disk shows. Each call records what it synced and what existed.
+    out = tmp_path / "export"
+    synced: list[tuple[str, bool, bool]] = []  # (path, manifest written yet, out exists)
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        path = Path(f"/proc/self/fd/{fd}").readlink()
+        manifest = path / "manifest.json" if path.is_dir() else path.parent / "manifest.json"
+        synced.append((str(path), manifest.exists(), out.exists()))
+        real_fsync(fd)
+
+    snap = snapshot(ingested)
+    monkeypatch.setattr(os, "fsync", spy)
+    export(ingested, snap, out)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    names = sorted(p.name for p in out.iterdir())
+    partial = Path(synced[0][0]).parent
+    assert partial.name.startswith(".export.") and not partial.exists()
+    files: dict[str, tuple[bool, bool]] = {}  # each file's first fsync
+    for p, written, done in synced:
+        if Path(p).parent == partial:
+            files.setdefault(Path(p).name, (written, done))
+    assert set(files) == set(names)
+    data = [n for n in names if n != "manifest.json"]
+    assert all(files[n] == (False, False) for n in data)  # before the manifest existed
+    paths = [p for p, _, _ in synced]  # index(): each path's first fsync
+    assert paths.index(str(partial / "manifest.json")) > max(
+        paths.index(str(partial / n)) for n in data
+    )
+    folder = paths.index(str(partial))
+    assert synced[folder][1:] == (True, False)  # the folder, whole, before the rename
+    assert folder > paths.index(str(partial / "manifest.json"))
+    assert synced[-1] == (str(tmp_path), False, True)  # the parent, after the rename
+    assert verify_export(out) == []
