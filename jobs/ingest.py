@@ -99,6 +99,7 @@ def pull_job(
                     factor=settings.surge_factor,
                     min_writes=settings.surge_min_writes,
                 ),
+                years=settings.timestamp_years,
             )
         context.error = report.error
 

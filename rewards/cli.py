@@ -386,7 +386,19 @@ def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
     return runs
 
 
-Actor = Annotated[str, typer.Option("--by", help="Who is deciding (recorded in the audit log).")]
+def _actor(value: str) -> str:
+    """An actor is an identifier (DESIGN 10), so two look-alike names are never two people."""
+    from rewards.core.identifiers import identifier_problem
+
+    if problem := identifier_problem(value):
+        fail(f"--by {value!r}: an actor {problem}")
+    return value
+
+
+Actor = Annotated[
+    str,
+    typer.Option("--by", callback=_actor, help="Who is deciding (recorded in the audit log)."),
+]
 
 
 def _moment(value: str, name: str) -> datetime:
@@ -569,7 +581,7 @@ def _season_shell(season: str | None) -> Shell:
 
 @snapshot_app.command("run")
 def snapshot_run(
-    by: Annotated[str, typer.Option("--by", help="Who is running it (recorded).")],
+    by: Annotated[str, typer.Option("--by", callback=_actor, help="Who is running it (recorded).")],
     reason: Annotated[str, typer.Option(help="Why (recorded), e.g. 'incident confirmed'.")],
     season: Annotated[str | None, typer.Option(help="Season ID (default: configured).")] = None,
     epochs: Annotated[
@@ -662,7 +674,7 @@ def snapshot_show(ref: SnapshotRef) -> None:
 @snapshot_app.command("publish")
 def snapshot_publish(
     ref: SnapshotRef,
-    by: Annotated[str, typer.Option("--by", help="Who publishes (audit log).")],
+    by: Annotated[str, typer.Option("--by", callback=_actor, help="Who publishes (audit log).")],
 ) -> None:
     """Make a draft the season's published snapshot; the previous one becomes superseded."""
     from rewards.services.runs import JobBusy

@@ -14,7 +14,14 @@ import polars as pl
 
 from rewards.core.durations import parse_duration_us
 from rewards.core.frames import DEVICES, HEARTBEATS, INCIDENTS, TIME
-from rewards.core.times import parse_rfc3339, parse_rfc3339_series, rfc3339_problem
+from rewards.core.identifiers import identifier_problem, not_identifiers
+from rewards.core.times import (
+    DEFAULT_YEARS,
+    YearWindow,
+    parse_rfc3339,
+    parse_rfc3339_series,
+    rfc3339_problem,
+)
 from rewards.core.versions import VersionError, version_key
 
 _FORMATS = (".parquet", ".csv", ".ndjson", ".jsonl")
@@ -62,36 +69,67 @@ def _text_columns(path: Path, frame: pl.DataFrame, columns: list[str]) -> pl.Dat
     return frame
 
 
-def _times(path: Path, frame: pl.DataFrame, column: str, *, nullable: bool = False) -> pl.Series:
+def _identifiers(path: Path, frame: pl.DataFrame, column: str) -> None:
+    """Every value of `column` is an identifier (DESIGN 10: no look-alikes)."""
+    bad = not_identifiers(frame.get_column(column))
+    if bad.any():
+        value = frame.get_column(column)[int(bad.arg_true()[0])]
+        why = f"not an identifier: it {identifier_problem(value)}"
+        _first_bad(path, frame, bad, column, why)
+
+
+def _times(
+    path: Path,
+    frame: pl.DataFrame,
+    column: str,
+    *,
+    nullable: bool = False,
+    years: YearWindow = DEFAULT_YEARS,
+) -> pl.Series:
     values = frame.get_column(column)
     if isinstance(values.dtype, pl.Datetime):
         # A timestamp column: naive ones are UTC by the format's convention.
         if values.dtype.time_zone is None:
-            return values.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
-        return values.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+            utc = values.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        else:
+            utc = values.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        year = utc.dt.year()
+        bad = ~year.is_between(years.first, years.last).fill_null(True)
+        if bad.any():
+            why = years.problem(int(year[int(bad.arg_true()[0])])) or ""
+            _first_bad(path, frame, bad, column, why)
+        return utc
     text = values.cast(pl.String, strict=False)
-    parsed = parse_rfc3339_series(text)
+    parsed = parse_rfc3339_series(text, years=years)
     bad = parsed.is_null()
     if nullable:
         bad = bad & text.is_not_null() & (text != "")
-    _first_bad(path, frame, bad, column, "not an RFC 3339 time with an offset")
+    if bad.any():
+        first = text[int(bad.arg_true()[0])]
+        problem = rfc3339_problem(first, years=years) if first is not None else None
+        why = "not an RFC 3339 time with an offset" + (f": it {problem}" if problem else "")
+        _first_bad(path, frame, bad, column, why)
     return parsed
 
 
-def read_heartbeats(path: Path) -> pl.DataFrame:
-    """A HEARTBEATS frame from Parquet, CSV or NDJSON."""
+def read_heartbeats(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:
+    """A HEARTBEATS frame from Parquet, CSV or NDJSON: device_ids are identifiers, times
+    RFC 3339 (no leap second) within `years`."""
     frame = _read_table(path, "heartbeats")
     _require(path, frame, list(HEARTBEATS))
     frame = _text_columns(path, frame, ["device_id", "boot_id", "agent_version"])
-    observed = _times(path, frame, "observed_at")
+    _identifiers(path, frame, "device_id")
+    observed = _times(path, frame, "observed_at", years=years)
     return frame.with_columns(observed_at=observed).select(list(HEARTBEATS))
 
 
-def read_devices(path: Path) -> pl.DataFrame:
-    """A DEVICES frame: device_id, gpu_model, suspended, optional valid_from/valid_to."""
+def read_devices(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:
+    """A DEVICES frame: device_id (an identifier), gpu_model, suspended, optional
+    valid_from/valid_to (within `years`)."""
     frame = _read_table(path, "devices")
     _require(path, frame, ["device_id", "gpu_model", "suspended"])
     frame = _text_columns(path, frame, ["device_id"])
+    _identifiers(path, frame, "device_id")
     suspended = frame.get_column("suspended")
     if suspended.dtype != pl.Boolean:
         text = suspended.cast(pl.String, strict=False).str.to_lowercase()
@@ -106,7 +144,7 @@ def read_devices(path: Path) -> pl.DataFrame:
     bounds = {}
     for column in ("valid_from", "valid_to"):
         bounds[column] = (
-            _times(path, frame, column, nullable=True)
+            _times(path, frame, column, nullable=True, years=years)
             if column in frame.columns
             else pl.Series(column, [None] * frame.height, dtype=TIME)
         )
@@ -174,6 +212,9 @@ def parse_scope(where: str, scope: Any) -> dict[str, Any]:
         and isinstance(value, list)
         and all(isinstance(d, str) and d for d in value)
     ):
+        for index, device_id in enumerate(value):
+            if problem := identifier_problem(device_id):
+                raise InputError(f"{where}: scope device_ids[{index}]: {device_id!r} {problem}")
         return {"scope_all": False, "scope_device_ids": value, "scope_version_below": None}
     if kind == "agent_version_below" and isinstance(value, str):
         try:

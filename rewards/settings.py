@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from rewards.core.outages import DetectorSettings
+from rewards.core.times import YearWindow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
     max_retry_after_s: Annotated[float, Field(ge=0)] = 300.0
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+    timestamp_min_year: Annotated[int, Field(ge=1, le=9999)] = 2000
+    timestamp_max_year: Annotated[int, Field(ge=1, le=9999)] = 2100
     heartbeat_retention_days: PositiveInt = 400
 
     outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
@@ -137,6 +140,19 @@ class Settings(BaseSettings):
             recover_share=self.outage_recover_share,
             recovery_deadline=timedelta(seconds=self.proposed_recovery_deadline_s),
         )
+
+    @field_validator("timestamp_max_year")
+    @classmethod
+    def _year_window(cls, value: int, info: ValidationInfo) -> int:
+        first = info.data.get("timestamp_min_year")
+        if first is not None and value < first:
+            raise ValueError(f"must not be before timestamp_min_year ({first}), got {value}")
+        return value
+
+    @property
+    def timestamp_years(self) -> YearWindow:
+        """The UTC years a timestamp may fall in; others are refused as `bad_timestamp`."""
+        return YearWindow(self.timestamp_min_year, self.timestamp_max_year)
 
     @property
     def season_file(self) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import polars as pl
+
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -31,3 +33,9 @@ def identifier_problem(value: object) -> str | None:
     if _IDENTIFIER.fullmatch(value) is None:
         return "may contain only letters, digits and . _ : - (no spaces or control characters)"
     return None
+
+
+def not_identifiers(values: pl.Series) -> pl.Series:
+    """Vectorized `not is_identifier`: True where a value of a string Series is null or
+    does not match IDENTIFIER_PATTERN."""
+    return ~values.str.contains(IDENTIFIER_PATTERN).fill_null(False)

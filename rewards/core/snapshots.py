@@ -15,13 +15,13 @@ root, whichever database or process computed them:
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
+from rewards.core.csv_cells import csv_bytes
 from rewards.core.frames import RESULTS, TIME, check_frame, to_us
 from rewards.core.merkle import Payout
 from rewards.core.policy import SeasonPolicy
@@ -208,7 +208,8 @@ def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
 
 
 def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
-    """The canonical export of a snapshot: `export_rows` as CSV, times as RFC 3339 (Z)."""
+    """The canonical export of a snapshot: `export_rows` as CSV, times as RFC 3339 (Z),
+    cells that could start a formula neutralised (`csv_bytes`)."""
     table = export_rows(rows, decimals)
     # an epoch has one start: format each once, not once per device
     starts = table.select("epoch", "epoch_start").unique("epoch")
@@ -220,9 +221,7 @@ def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
         .with_columns(pl.col("_start").alias("epoch_start"))
         .drop("_start")
     )
-    buffer = io.BytesIO()
-    table.write_csv(buffer)
-    return buffer.getvalue()
+    return csv_bytes(table)
 
 
 def content_hash(data: bytes) -> str:

@@ -13,6 +13,7 @@ from rewards.core import (
     incident_versions,
     online_intervals,
 )
+from rewards.core.csv_cells import csv_bytes
 from rewards.core.policy import SeasonPolicy
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
@@ -68,7 +69,12 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
         write_atomically(out, table.write_parquet)
     else:
         text = table.with_columns(pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ"))
-        write_atomically(out, text.write_csv)
+        data = csv_bytes(text)
+
+        def write(path: Path) -> None:
+            path.write_bytes(data)
+
+        write_atomically(out, write)
 
 
 def compute_from_database(

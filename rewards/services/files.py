@@ -1,21 +1,37 @@
-"""Files the engine writes: whole or not at all."""
+"""Files the engine writes: whole or not at all, and on disk before they are renamed into
+place (a rename without fsync can survive a power loss while the data does not)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 
+def fsync_path(path: Path) -> None:
+    """Flush `path` (a file or a folder's entries) to disk. Folders cannot be opened on
+    Windows; there a rename is already durable, so nothing is done for them."""
+    if path.is_dir() and os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write` on a file beside `path` and rename it into place, so a failure never
-    leaves a half-written `path` (or the partial file) behind."""
+    """Call `write` on a file beside `path`, fsync it and rename it into place (then fsync
+    the folder), so a failure or crash never leaves a half-written `path` behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
         write(partial)
+        fsync_path(partial)
         partial.replace(path)
+        fsync_path(path.parent)
     finally:
         partial.unlink(missing_ok=True)
 

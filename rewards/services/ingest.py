@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from rewards.core.frames import to_us
 from rewards.core.policy import SeasonPolicy
 from rewards.core.surges import SurgePolicy, surge_minutes
+from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
@@ -83,13 +84,15 @@ def pull_stream(
     on_page: Callable[[IngestReport], None] | None = None,
     max_pages: int | None = None,
     surges: SurgePolicy | None = None,
+    years: YearWindow = DEFAULT_YEARS,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
     The next page is fetched and validated on a helper thread while the current one is
     stored; pages still commit strictly in order, each with the cursor after it. With
     `surges`, each page of the device stream is checked for a surge of metadata writes by
-    one actor (DESIGN 1: the 2024 surge was noticed by chance), raising an alert.
+    one actor (DESIGN 1: the 2024 surge was noticed by chance), raising an alert. Records
+    with look-alike identifiers or times outside `years` are quarantined with their reason.
     """
     report = IngestReport(stream=stream)
     with unit_of_work(engine) as session:
@@ -101,9 +104,11 @@ def pull_stream(
         page = client.fetch_page(stream, after, page_size)
         now = clock()
         if stream == "heartbeats":
-            frame, rejected = validate_heartbeats(page.records, now=now, max_skew=max_skew)
+            frame, rejected = validate_heartbeats(
+                page.records, now=now, max_skew=max_skew, years=years
+            )
             return _Fetched(page, frame, [], rejected, now)
-        devices, rejected = validate_devices(page.records)
+        devices, rejected = validate_devices(page.records, years=years)
         return _Fetched(page, None, devices, rejected, now)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{stream}") as pool:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 import rewards.core
 from rewards.core import device_epochs
+from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
 from rewards.core.merkle import leaf_hash, merkle_root, proof_document
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import (
@@ -57,6 +58,7 @@ from rewards.db.incidents import (
     versions_at,
 )
 from rewards.db.tables import Snapshot
+from rewards.services.files import fsync_path
 from rewards.services.runs import exclusive_run
 
 
@@ -416,26 +418,38 @@ def write_tables(
     frame: pl.DataFrame, directory: Path, name: str, decimals: int, amounts: list[str]
 ) -> None:
     """`frame` as NAME.csv and NAME.parquet in `directory`, with a decimal column beside
-    each amount column."""
+    each amount column; CSV cells that could start a formula are neutralised, Parquet
+    keeps the raw values."""
     extra = [reward_decimal(c, decimals).alias(f"{c}_decimal") for c in amounts]
     table = frame.with_columns(extra)
-    table.write_csv(directory / f"{name}.csv")
+    (directory / f"{name}.csv").write_bytes(csv_bytes(table))
     table.write_parquet(directory / f"{name}.parquet")
+
+
+MANIFEST = "manifest.json"
 
 
 @contextmanager
 def fresh_directory(out: Path) -> Iterator[Path]:
     """A temporary directory renamed to `out` when the block succeeds; `out` must not
-    exist yet (or be empty), so an export is whole or absent, never half-written."""
+    exist yet (or be empty), so an export is whole or absent, never half-written.
+
+    Before the rename every file in it (the block may already have synced some) and then
+    the directory itself are fsynced; after it, the parent, so the rename is durable too.
+    """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SnapshotError(f"{out} already exists and is not empty: choose a new directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield partial
+        for path in sorted(partial.iterdir(), key=lambda p: p.name == MANIFEST):
+            fsync_path(path)
+        fsync_path(partial)
         if out.exists():
             out.rmdir()
         partial.rename(out)
+        fsync_path(out.parent)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
@@ -476,10 +490,10 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
             leaf_hash=pl.Series([leaf_hash(leaf).hex() for leaf in leaves], dtype=pl.String)
         )
         write_tables(with_leaves, directory, "suppliers", decimals, ["reward"])
-        files = {
-            path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
-            for path in sorted(directory.iterdir())
-        }
+        files = {}
+        for path in sorted(directory.iterdir()):
+            fsync_path(path)  # the data is on disk before a manifest can vouch for it
+            files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
         manifest = {
             "snapshot": label(snapshot),
             "season": snapshot.season,
@@ -502,8 +516,9 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
             },
             "epochs_totals": totals.to_dicts(),
             "files": files,
+            "csv_injection": CSV_INJECTION,  # CSV cells only; Parquet keeps raw values
         }
-        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last
     return manifest
 
 

@@ -1,7 +1,11 @@
 """Validation of uptime API records: good ones become frames, bad ones get a reason.
 
 Nothing here raises on bad input: each record is either accepted or rejected with the
-reason a person would need to chase it with the API's owners.
+reason a person would need to chase it with the API's owners. Two reasons start with a
+stable code an operator can count by: `bad_identifier:` (DESIGN 10: device_id, owner_id
+and actors match IDENTIFIER_PATTERN, so look-alikes never become separate devices or
+suppliers) and `bad_timestamp:` (a time that does not parse, a leap second, or a year
+outside the configured window).
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from typing import Any
 import polars as pl
 
 from rewards.core.frames import HEARTBEATS
-from rewards.core.times import parse_rfc3339, parse_rfc3339_series
+from rewards.core.identifiers import identifier_problem
+from rewards.core.times import DEFAULT_YEARS, YearWindow, parse_rfc3339, parse_rfc3339_series
 
 MAX_ID = 200
 MAX_INT = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEARTBEAT_FIELDS = ("device_id", "observed_at", "boot_id", "agent_version")
+BAD_IDENTIFIER = "bad_identifier"
+BAD_TIMESTAMP = "bad_timestamp"
 
 
 @dataclass(frozen=True)
@@ -59,23 +66,34 @@ def _string_problem(name: str, value: Any) -> str | None:
     return None
 
 
-def parse_time(name: str, value: Any) -> datetime | str:
-    """An aware UTC datetime from an RFC 3339 string, or the reason it is not one."""
+def _id_problem(name: str, value: Any) -> str | None:
+    problem = identifier_problem(value)
+    return f"{BAD_IDENTIFIER}: field {name!r} {problem}" if problem else None
+
+
+def parse_time(name: str, value: Any, *, years: YearWindow | None = None) -> datetime | str:
+    """An aware UTC datetime from an RFC 3339 string (inside `years`, when given), or the
+    reason it is not one."""
     if not isinstance(value, str):
         return f"field {name!r} must be an RFC 3339 string"
     try:
-        return parse_rfc3339(value)
+        return parse_rfc3339(value, years=years)
     except ValueError as problem:
         return f"field {name!r} {problem}: {value[:40]!r}"
 
 
 def validate_heartbeats(
-    records: list[Any], *, now: datetime, max_skew: timedelta
+    records: list[Any],
+    *,
+    now: datetime,
+    max_skew: timedelta,
+    years: YearWindow = DEFAULT_YEARS,
 ) -> tuple[pl.DataFrame, list[Rejected]]:
     """Split `records` into a HEARTBEATS frame and rejections (DESIGN 4.1, issue 2 item 5).
 
-    A heartbeat needs four non-empty strings without NUL or invalid Unicode, an RFC 3339
-    observed_at with an offset, a possible date, and no later than `now + max_skew`.
+    A heartbeat needs four non-empty strings without NUL or invalid Unicode, a device_id
+    that is an identifier (DESIGN 10), an RFC 3339 observed_at with an offset, a possible
+    date that is no leap second, in `years`, and no later than `now + max_skew`.
     """
     rejected: list[Rejected] = []
     cols: dict[str, list[str]] = {f: [] for f in _HEARTBEAT_FIELDS}
@@ -92,6 +110,7 @@ def validate_heartbeats(
             problem = _string_problem(name, record[name])
             if problem:
                 break
+        problem = problem or _id_problem("device_id", record["device_id"])
         if problem:
             rejected.append(Rejected(raw_text(record), problem))
             continue
@@ -99,14 +118,14 @@ def validate_heartbeats(
             cols[name].append(record[name])
         kept.append(record)
     frame = pl.DataFrame(cols, schema=dict.fromkeys(_HEARTBEAT_FIELDS, pl.String))
-    parsed = parse_rfc3339_series(frame.get_column("observed_at"))
+    parsed = parse_rfc3339_series(frame.get_column("observed_at"), years=years)
     good = (parsed <= now + max_skew).fill_null(False)
     if not good.all():
         for index in (~good).arg_true().to_list():
             record = kept[index]
-            moment = parse_time("observed_at", record["observed_at"])
+            moment = parse_time("observed_at", record["observed_at"], years=years)
             if isinstance(moment, str):
-                reason = moment
+                reason = f"{BAD_TIMESTAMP}: {moment}"
             else:
                 ahead = (moment - now).total_seconds()
                 reason = (
@@ -119,6 +138,7 @@ def validate_heartbeats(
 
 
 DEVICE_FIELDS = ("device_id", "owner_id", "gpu_model", "status")
+_DEVICE_IDENTIFIERS = ("device_id", "owner_id")
 
 
 def _first_problem(record: dict[str, Any]) -> str | None:
@@ -129,11 +149,21 @@ def _first_problem(record: dict[str, Any]) -> str | None:
         problem = _string_problem(name, record[name])
         if problem:
             return problem
+    for name in _DEVICE_IDENTIFIERS:
+        problem = _id_problem(name, record[name])
+        if problem:
+            return problem
     return None
 
 
-def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rejected]]:
-    """Device registry records as clean dicts with aware datetimes, and rejections."""
+def validate_devices(
+    records: list[Any], *, years: YearWindow = DEFAULT_YEARS
+) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Device registry records as clean dicts with aware datetimes, and rejections.
+
+    device_id, owner_id and updated_by (the actor, when given) must be identifiers
+    (DESIGN 10); registered_at and updated_at RFC 3339 times, no leap second, in `years`.
+    """
     rejected: list[Rejected] = []
     clean: list[dict[str, Any]] = []
     for record in records:
@@ -148,13 +178,13 @@ def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rej
             problem = "field 'status' is longer than 40 characters"
         by = record.get("updated_by")
         if problem is None and by is not None:
-            problem = _string_problem("updated_by", by)
+            problem = _string_problem("updated_by", by) or _id_problem("updated_by", by)
         times: dict[str, datetime] = {}
         for name in ("registered_at", "updated_at"):
             if problem is None:
-                moment = parse_time(name, record[name])
+                moment = parse_time(name, record[name], years=years)
                 if isinstance(moment, str):
-                    problem = moment
+                    problem = f"{BAD_TIMESTAMP}: {moment}"
                 else:
                     times[name] = moment
         if problem:

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from rewards.api.deps import REF_PATTERN, EngineDep, PolicyDep, SettingsDep, SnapshotRef
 from rewards.api.routes.finance import EXPORT_FILES, ExportFile, adjustments, finance_export
+from rewards.core.csv_cells import csv_bytes
 from rewards.web.session import FinancePage
 from rewards.web.templates import render
 
@@ -49,7 +50,7 @@ def adjustments_csv(
     """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
     table = adjustments(engine, settings, paid, due)
     return Response(
-        table.write_csv(),
+        csv_bytes(table),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="adjustments-{paid}-{due}.csv"'},
     )

@@ -178,3 +178,73 @@ def test_nothing_is_written_when_an_input_is_bad(truth: pl.DataFrame, tmp_path: 
     )
     assert done.returncode == 2 and "inc.json: not valid JSON" in done.stderr
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+HEADER = "device_id,observed_at,boot_id,agent_version\n"
+
+
+@pytest.mark.parametrize(
+    ("device_id", "problem"),
+    [
+        pytest.param(" gpu-1", "no spaces", id="padded"),
+        pytest.param("gpu\u200d-1", "non-ASCII", id="zero-width-joiner"),
+        pytest.param("gpu-1\u202e", "non-ASCII", id="right-to-left-override"),
+        pytest.param("gpu-\u0430", "non-ASCII", id="cyrillic-a"),
+        pytest.param("gpu-\u00e9", "non-ASCII", id="other-non-ascii"),
+        pytest.param("g" * 129, "at most 128", id="too-long"),
+    ],
+)
+def test_a_files_device_id_that_is_not_an_identifier_is_refused_naming_row_and_column(
+    tmp_path: Path, device_id: str, problem: str
+) -> None:
+    beats = csv(
+        tmp_path, f"{HEADER}gpu-1,2024-04-25T08:00:00Z,b,1\n{device_id},2024-04-25T08:01:00Z,b,1\n"
+    )
+    with pytest.raises(InputError, match=rf"row 2, column 'device_id': .*{problem}"):
+        read_heartbeats(beats)
+    devices = csv(tmp_path, f"device_id,gpu_model,suspended\n{device_id},A100,false\n")
+    with pytest.raises(InputError, match=rf"row 1, column 'device_id': .*{problem}"):
+        read_devices(devices)
+    incidents = tmp_path / "incidents.json"
+    incidents.write_text(json.dumps([{**APRIL, "scope": {"device_ids": ["gpu-1", device_id]}}]))
+    with pytest.raises(InputError, match=rf"scope device_ids\[1\]: .*{problem}"):
+        read_incidents(incidents)
+
+
+def test_case_variants_in_a_file_stay_distinct_devices(tmp_path: Path) -> None:
+    beats = csv(
+        tmp_path, f"{HEADER}gpu-1,2024-04-25T08:00:00Z,b,1\nGPU-1,2024-04-25T08:00:00Z,b,1\n"
+    )
+    assert read_heartbeats(beats).get_column("device_id").to_list() == ["gpu-1", "GPU-1"]
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "problem"),
+    [
+        ("2016-12-31T23:59:60Z", "leap second"),
+        ("0000-01-01T00:00:00Z", "outside 2000..2100"),
+        ("2101-01-01T00:00:00Z", "outside 2000..2100"),
+    ],
+)
+def test_a_files_leap_second_or_year_outside_the_window_is_refused(
+    tmp_path: Path, observed_at: str, problem: str
+) -> None:
+    beats = csv(tmp_path, f"{HEADER}gpu-1,{observed_at},b,1\n")
+    with pytest.raises(InputError, match=rf"row 1, column 'observed_at': .*{problem}"):
+        read_heartbeats(beats)
+
+
+def test_a_parquet_timestamp_outside_the_window_is_refused(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    path = tmp_path / "hb.parquet"
+    pl.DataFrame(
+        {
+            "device_id": ["gpu-1"],
+            "observed_at": [datetime(1970, 1, 1, tzinfo=UTC)],
+            "boot_id": ["b"],
+            "agent_version": ["1"],
+        }
+    ).write_parquet(path)
+    with pytest.raises(InputError, match=r"row 1, column 'observed_at': .*outside 2000..2100"):
+        read_heartbeats(path)

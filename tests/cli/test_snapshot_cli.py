@@ -41,7 +41,7 @@ def ok(*args: str, env: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("dialect", ["sqlite"])  # the CLI's wiring; services test both databases
 def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path: Path) -> None:
-    by = ("--by", "admin@example.org")
+    by = ("--by", "admin.example.org")
     v1 = ok("snapshot", "run", "--epochs", "0:6", "--reason", "first look", *by, env=env)
     assert "ignition-s2-v1" in v1 and "draft" in v1
     same = ok("snapshot", "run", "--epochs", "0:6", "--reason", "again", *by, env=env)
@@ -116,6 +116,12 @@ def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path:
         (("snapshot", "run", "--by", "a", "--reason", "r", "--epochs", "5:2"), "--epochs"),
         (("snapshot", "run", "--by", "a", "--reason", "r", "--epochs", "0:30"), "0 to 29"),
         (("snapshot", "run", "--by", "a", "--reason", "r", "--season", "nope"), "nope.toml"),
+        # actors are identifiers (DESIGN 10): no look-alikes, no e-mail-style names
+        (("snapshot", "run", "--by", "alice@example.org", "--reason", "r"), "--by 'alice@"),
+        (("snapshot", "run", "--by", " alice", "--reason", "r"), "no spaces"),
+        (("snapshot", "publish", "v1", "--by", "ali\u0441e"), "non-ASCII"),
+        (("incidents", "confirm", "x", "--by", "admin\u200d"), "non-ASCII"),
+        (("incidents", "dismiss", "x", "--by", "admin\u202e"), "non-ASCII"),
     ],
 )
 @pytest.mark.parametrize("dialect", ["sqlite"])  # argument handling: one database is enough

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -150,3 +151,87 @@ def test_a_page_failing_after_retries_keeps_the_cursor_and_a_rerun_resumes(engin
     assert second.caught_up and second.pages == 1
     heartbeats, _ = stored(engine)
     assert heartbeats.get_column("device_id").to_list() == ["gpu-1", "gpu-2"]
+
+
+def device_record(device_id: str, owner_id: str = "owner-1", **extra: object) -> str:
+    record = {
+        "device_id": device_id,
+        "owner_id": owner_id,
+        "gpu_model": "A100",
+        "gpu_count": 1,
+        "registered_at": "2024-04-01T00:00:00Z",
+        "updated_at": "2024-04-01T00:00:00Z",
+        "status": "active",
+        **extra,
+    }
+    return json.dumps(record)
+
+
+def test_look_alike_identifiers_are_quarantined_not_stored_as_separate_devices_or_suppliers(  # type: ignore[no-untyped-def]
+    engine,
+) -> None:
+    look_alikes = [
+        device_record(" gpu-1"),  # padded
+        device_record("gpu\u200d-1"),  # zero-width joiner
+        device_record("gpu-1\u202e"),  # right-to-left override
+        device_record("gpu-\u0430"),  # Cyrillic a
+        device_record("gpu-2", owner_id="owner-\u00e9"),  # other non-ASCII owner
+        device_record("gpu-3", owner_id="o" * 129),  # too long
+        device_record("gpu-4", updated_by="ops team"),  # an actor with a space
+    ]
+    body = json.dumps(
+        {
+            "devices": [
+                json.loads(r)
+                for r in [device_record("gpu-1"), device_record("GPU-1"), *look_alikes]
+            ],
+            "next_cursor": "1",
+            "has_more": False,
+        }
+    )
+    beats = page(
+        heartbeat("gpu-1"),
+        heartbeat("gpu\u200d-1"),
+        heartbeat("gpu-\u0430"),
+        next_cursor="1",
+    )
+    app = serve_pages({"": body})
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url, stream="devices")
+    with BackgroundServer(serve_pages({"": beats})) as server:
+        pull(engine, server.url)
+    assert report.stored == 2 and report.quarantined == len(look_alikes)
+    with unit_of_work(engine) as session:
+        ids = session.connection().exec_driver_sql(
+            "SELECT device_id, owner_id FROM device_metadata ORDER BY device_id"
+        )
+        assert [tuple(r) for r in ids] == [("GPU-1", "owner-1"), ("gpu-1", "owner-1")]
+        devices = state.quarantined(session, "devices")
+        heartbeats = state.quarantined(session, "heartbeats")
+    assert [r.reason.split(":")[0] for r in devices + heartbeats] == ["bad_identifier"] * 9
+    assert [r.reason.split(" ")[2] for r in devices] == ["'device_id'"] * 4 + [
+        "'owner_id'",
+        "'owner_id'",
+        "'updated_by'",
+    ]
+    assert stored(engine)[0].get_column("device_id").to_list() == ["gpu-1"]
+
+
+def test_leap_seconds_and_years_outside_the_window_are_quarantined_as_bad_timestamp(  # type: ignore[no-untyped-def]
+    engine,
+) -> None:
+    beats = page(
+        heartbeat("gpu-1", "2016-12-31T23:59:60Z"),
+        heartbeat("gpu-1", "0000-01-01T00:00:00Z"),
+        heartbeat("gpu-1", "2024-04-25T08:00:00Z"),
+        next_cursor="1",
+    )
+    with BackgroundServer(serve_pages({"": beats})) as server:
+        report = pull(engine, server.url)
+    assert report.stored == 1 and report.quarantined == 2
+    heartbeats, _ = stored(engine)
+    assert heartbeats.get_column("observed_at").to_list() == [datetime(2024, 4, 25, 8, tzinfo=UTC)]
+    with unit_of_work(engine) as session:
+        reasons = [r.reason for r in state.quarantined(session, "heartbeats")]
+    assert [r.split(":")[0] for r in reasons] == ["bad_timestamp"] * 2
+    assert "leap second" in reasons[0] and "year 0 is outside 2000..2100" in reasons[1]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rewards.core.times import YearWindow
 from rewards.uptime.records import validate_devices, validate_heartbeats
 
 NOW = datetime(2024, 4, 25, 12, tzinfo=UTC)
@@ -96,3 +97,95 @@ def test_lower_case_t_and_z_are_rfc_3339_too() -> None:
     assert frame.get_column("observed_at").to_list() == [
         datetime(2024, 4, 25, 8, 0, 0, 123456, tzinfo=UTC)
     ]
+
+
+DEVICE = {
+    "device_id": "gpu-1",
+    "owner_id": "owner-1",
+    "gpu_model": "A100",
+    "gpu_count": 1,
+    "registered_at": "2024-01-01T00:00:00Z",
+    "updated_at": "2024-01-01T00:00:00Z",
+    "status": "active",
+}
+LOOK_ALIKES = [
+    pytest.param(" gpu-1", id="padded-left"),
+    pytest.param("gpu-1 ", id="padded-right"),
+    pytest.param("gpu\u200d-1", id="zero-width-joiner"),
+    pytest.param("gpu-1\u202e", id="right-to-left-override"),
+    pytest.param("gpu-\u0430", id="cyrillic-a"),
+    pytest.param("gpu-\u00e9", id="other-non-ascii"),
+    pytest.param("g" * 129, id="too-long"),
+    pytest.param("gpu/1", id="other-punctuation"),
+]
+
+
+@pytest.mark.parametrize("value", LOOK_ALIKES)
+def test_a_heartbeat_whose_device_id_is_not_an_identifier_is_quarantined_as_bad_identifier(
+    value: str,
+) -> None:
+    frame, rejected = check({**GOOD, "device_id": value})
+    assert frame.is_empty()
+    assert rejected[0].reason.startswith("bad_identifier: field 'device_id'")
+
+
+@pytest.mark.parametrize("field", ["device_id", "owner_id", "updated_by"])
+@pytest.mark.parametrize("value", LOOK_ALIKES)
+def test_a_device_record_whose_identifiers_are_not_identifiers_is_quarantined(
+    field: str, value: str
+) -> None:
+    clean, rejected = validate_devices([{**DEVICE, field: value}])
+    assert clean == []
+    assert rejected[0].reason.startswith(f"bad_identifier: field {field!r}")
+
+
+def test_case_variants_of_an_identifier_stay_distinct_devices() -> None:
+    clean, rejected = validate_devices([DEVICE, {**DEVICE, "device_id": "GPU-1"}])
+    assert rejected == [] and [c["device_id"] for c in clean] == ["gpu-1", "GPU-1"]
+    frame, rejected = validate_heartbeats(
+        [GOOD, {**GOOD, "device_id": "GPU-1"}], now=NOW, max_skew=timedelta(0)
+    )
+    assert rejected == [] and frame.get_column("device_id").to_list() == ["gpu-1", "GPU-1"]
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "why"),
+    [
+        ("2016-12-31T23:59:60Z", "leap second"),
+        ("2016-12-31T23:59:60.5Z", "leap second"),
+        ("2017-01-01T00:59:60+01:00", "leap second"),
+        ("0000-01-01T00:00:00Z", "year 0 is outside 2000..2100"),
+        ("1999-12-31T23:59:59Z", "year 1999 is outside 2000..2100"),
+    ],
+)
+def test_leap_seconds_and_years_outside_the_window_are_quarantined_as_bad_timestamp(
+    observed_at: str, why: str
+) -> None:
+    frame, rejected = check({**GOOD, "observed_at": observed_at})
+    assert frame.is_empty()
+    assert rejected[0].reason.startswith("bad_timestamp: field 'observed_at'")
+    assert why in rejected[0].reason
+
+
+def test_the_year_window_is_a_parameter_and_its_bounds_are_inclusive() -> None:
+    window = YearWindow(1990, 2030)
+    inside = ["1990-01-01T00:00:00Z", "2030-12-31T23:59:59.999999Z"]
+    outside = ["1989-12-31T23:59:59Z", "2031-01-01T00:00:00Z"]
+    frame, rejected = validate_heartbeats(
+        [{**GOOD, "observed_at": t} for t in inside + outside],
+        now=datetime(2040, 1, 1, tzinfo=UTC),
+        max_skew=timedelta(0),
+        years=window,
+    )
+    assert frame.height == 2
+    assert [r.reason.split(":")[0] for r in rejected] == ["bad_timestamp"] * 2
+
+
+@pytest.mark.parametrize("field", ["registered_at", "updated_at"])
+def test_device_times_outside_the_window_or_on_a_leap_second_are_bad_timestamps(
+    field: str,
+) -> None:
+    for value in ("2016-12-31T23:59:60Z", "0000-01-01T00:00:00Z", "2101-01-01T00:00:00Z"):
+        clean, rejected = validate_devices([{**DEVICE, field: value}])
+        assert clean == []
+        assert rejected[0].reason.startswith(f"bad_timestamp: field {field!r}")
