@@ -23,6 +23,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEARTBEAT_FIELDS = ("device_id", "observed_at", "boot_id", "agent_version")
 
 
+class DuplicateKeys(list[tuple[str, Any]]):
+    """A JSON object that named a key more than once, kept as its (key, value) pairs in
+    order: refused with its reason rather than letting the last value win."""
+
+    @property
+    def repeated(self) -> str:
+        """The first key named twice."""
+        seen: set[str] = set()
+        for key, _ in self:
+            if key in seen:
+                return key
+            seen.add(key)
+        return ""
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A refused record: its raw form as safe ASCII JSON, and why it was refused."""
@@ -35,6 +50,8 @@ def raw_text(record: Any) -> str:
     """The record as ASCII JSON: NULs, lone surrogates and NaN survive as escapes/literals."""
     try:
         return json.dumps(record, ensure_ascii=True, sort_keys=True, default=repr)[:10_000]
+    except RecursionError:
+        return '"(a value nested too deeply to show)"'
     except (TypeError, ValueError):
         return repr(record)[:10_000]
 
@@ -44,6 +61,8 @@ def _string_problem(name: str, value: Any) -> str | None:
         kind = "null" if value is None else type(value).__name__
         if isinstance(value, float) and math.isnan(value):
             kind = "NaN"
+        elif isinstance(value, DuplicateKeys):
+            kind = f"an object with duplicate key {value.repeated!r}"
         return f"field {name!r} must be a string, got {kind}"
     if not value:
         return f"field {name!r} is empty"
@@ -57,6 +76,12 @@ def _string_problem(name: str, value: Any) -> str | None:
     if "\x00" in value:
         return f"field {name!r} contains a NUL character"
     return None
+
+
+def _not_a_record(value: Any) -> str:
+    if isinstance(value, DuplicateKeys):
+        return f"duplicate key {value.repeated!r} in the record"
+    return "record is not a JSON object"
 
 
 def parse_time(name: str, value: Any) -> datetime | str:
@@ -82,7 +107,7 @@ def validate_heartbeats(
     kept: list[Any] = []
     for record in records:
         if type(record) is not dict:
-            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            rejected.append(Rejected(raw_text(record), _not_a_record(record)))
             continue
         problem = None
         for name in _HEARTBEAT_FIELDS:
@@ -138,7 +163,7 @@ def validate_devices(records: list[Any]) -> tuple[list[dict[str, Any]], list[Rej
     clean: list[dict[str, Any]] = []
     for record in records:
         if type(record) is not dict:
-            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            rejected.append(Rejected(raw_text(record), _not_a_record(record)))
             continue
         problem = _first_problem(record)
         count = record.get("gpu_count")

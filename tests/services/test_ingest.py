@@ -150,3 +150,27 @@ def test_a_page_failing_after_retries_keeps_the_cursor_and_a_rerun_resumes(engin
     assert second.caught_up and second.pages == 1
     heartbeats, _ = stored(engine)
     assert heartbeats.get_column("device_id").to_list() == ["gpu-1", "gpu-2"]
+
+
+def test_a_record_naming_a_key_twice_is_quarantined_with_its_reason_not_stored(engine) -> None:  # type: ignore[no-untyped-def]
+    twice = heartbeat("gpu-1").replace('"boot_id"', '"device_id":"gpu-evil","boot_id"')
+    app = serve_pages({"": page(twice, heartbeat("gpu-2"), next_cursor="10")})
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url)
+    assert report.error is None and report.stored == 1 and report.quarantined == 1
+    heartbeats, _ = stored(engine)
+    assert heartbeats.get_column("device_id").to_list() == ["gpu-2"]
+    with unit_of_work(engine) as session:
+        (held,) = state.quarantined(session, "heartbeats")
+    assert held.reason == "duplicate key 'device_id' in the record"
+    assert "gpu-evil" in held.raw and "gpu-1" in held.raw
+
+
+def test_a_page_nested_too_deeply_ends_the_run_with_its_reason_keeping_the_cursor(engine) -> None:  # type: ignore[no-untyped-def]
+    deep = '{"heartbeats":[' + "[" * 50_000 + "]" * 50_000 + '],"has_more":false}'
+    app = serve_pages({"": page(heartbeat("gpu-1"), next_cursor="10", has_more=True), "10": deep})
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url)
+    assert report.error and "nested deeper" in report.error and report.pages == 1
+    with unit_of_work(engine) as session:
+        assert state.get_cursor(session, "heartbeats") == "10"
