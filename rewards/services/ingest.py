@@ -25,7 +25,7 @@ from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import store_heartbeats
 from rewards.services.alerts import list_alerts, raise_alert
-from rewards.uptime.client import Page, UptimeApiError, UptimeClient
+from rewards.uptime.client import Page, TokenRefused, UptimeApiError, UptimeClient
 from rewards.uptime.records import Rejected, validate_devices, validate_heartbeats
 
 log = logging.getLogger("rewards.ingest")
@@ -132,6 +132,9 @@ def pull_stream(
                 if on_page:
                     on_page(report)
                 report.caught_up = not page.has_more
+        except TokenRefused as refused:
+            report.error = str(refused)
+            report.alerts += alert_token_refused(engine, stream, refused, now=clock())
         except UptimeApiError as exc:
             report.error = str(exc)
         finally:
@@ -170,6 +173,32 @@ def _store(
 
 
 FEED_ACTOR = "uptime-api"  # who wrote a registry record that does not say
+AUTH_REFUSED = "uptime-auth-refused"  # the alert kind: the service token is wrong or revoked
+
+
+def alert_token_refused(
+    engine: Engine, stream: str, refused: TokenRefused, *, now: datetime
+) -> int:
+    """Raise an `uptime-auth-refused` alert for `stream`, unless one is open already (the
+    scheduler retries every minute; one alert is enough for a person to act on). Returns
+    how many alerts were raised."""
+    log.error("%s pull stopped: %s", stream, refused)
+    route = f"uptime {stream}"
+    open_alerts = list_alerts(engine, "open", 1_000, actor=FEED_ACTOR)
+    if any(a.kind == AUTH_REFUSED and a.route == route for a in open_alerts):
+        return 0
+    raise_alert(
+        engine,
+        kind=AUTH_REFUSED,
+        route=route,
+        actor=FEED_ACTOR,
+        writes=0,
+        threshold=0.0,
+        block=False,  # nothing of ours to block: the token must be fixed or renewed
+        now=now,
+        raised_by="ingest",
+    )
+    return 1
 
 
 def watch_metadata_writes(

@@ -27,6 +27,18 @@ class UptimeApiError(RuntimeError):
     """A page could not be had; the message says why and what the engine did."""
 
 
+class TokenRefused(UptimeApiError):
+    """The uptime API answered 401 or 403: the service token is wrong or revoked. Never
+    retried; the caller raises an alert (issue 12 item 18)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            f"uptime API refused the service token (HTTP {status}): it is wrong or revoked; "
+            "check REWARDS_UPTIME_API_TOKEN"
+        )
+        self.status = status
+
+
 class _Retryable(UptimeApiError):
     """A failure the next attempt may not have; fetch_page retries it."""
 
@@ -165,10 +177,7 @@ class UptimeClient:
                         )
                     raise _Retryable("HTTP 429 Too Many Requests", wait)
                 if status in (401, 403):
-                    raise UptimeApiError(
-                        f"uptime API refused the service token (HTTP {status}); "
-                        "check REWARDS_UPTIME_API_TOKEN"
-                    )
+                    raise TokenRefused(status)
                 if status >= 500:
                     raise _Retryable(f"HTTP {status} from the uptime API")
                 if status != 200:

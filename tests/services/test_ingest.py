@@ -12,6 +12,7 @@ from rewards.core import online_intervals
 from rewards.db import state
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.services.alerts import list_alerts
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
@@ -174,3 +175,20 @@ def test_a_page_nested_too_deeply_ends_the_run_with_its_reason_keeping_the_curso
     assert report.error and "nested deeper" in report.error and report.pages == 1
     with unit_of_work(engine) as session:
         assert state.get_cursor(session, "heartbeats") == "10"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_service_token_raises_one_alert_and_stops_the_run_without_retrying(  # type: ignore[no-untyped-def]
+    engine, status: int
+) -> None:
+    app, seen = hostile_app(lambda r, n: json_response('{"error":"revoked"}', status))
+    with BackgroundServer(app) as server:
+        first = pull(engine, server.url)
+        again = pull(engine, server.url)
+    assert len(seen) == 2  # one request per run: never retried
+    for report in (first, again):
+        assert report.error and f"HTTP {status}" in report.error and report.pages == 0
+        assert "REWARDS_UPTIME_API_TOKEN" in report.error
+    alerts = list_alerts(engine, "open")
+    assert [(a.kind, a.route) for a in alerts] == [("uptime-auth-refused", "uptime heartbeats")]
+    assert alerts[0].blocked is False  # an alert for a person to act on, not a block
