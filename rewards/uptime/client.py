@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from rewards.uptime.deadline import PageDeadline, deadline_transport
 from rewards.uptime.records import DuplicateKeys
 
 STREAMS = ("heartbeats", "devices")
@@ -37,6 +38,10 @@ class TokenRefused(UptimeApiError):
             "check REWARDS_UPTIME_API_TOKEN"
         )
         self.status = status
+
+
+class LimitExceeded(UptimeApiError):
+    """A run or page went past one of its limits (time, bytes, pages); never retried."""
 
 
 class _Retryable(UptimeApiError):
@@ -111,19 +116,24 @@ class UptimeClient:
         *,
         timeout_s: float = 30.0,
         max_page_bytes: int = 32 * 1024 * 1024,
+        page_timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._deadline = PageDeadline()
         self._http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout_s,
+            transport=deadline_transport(self._deadline),
         )
         self.base_url = base_url
         self.max_page_bytes = max_page_bytes
+        self.page_timeout_s = page_timeout_s
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.retries = 0
+        self.bytes_read = 0  # every body byte received, failed attempts' too
 
     def close(self) -> None:
         self._http.close()
@@ -134,37 +144,70 @@ class UptimeClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def fetch_page(self, stream: str, cursor: str | None, limit: int) -> Page:
-        """The page of `stream` after `cursor`, retried per the RetryPolicy."""
+    def fetch_page(
+        self,
+        stream: str,
+        cursor: str | None,
+        limit: int,
+        *,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
+    ) -> Page:
+        """The page of `stream` after `cursor`, retried per the RetryPolicy.
+
+        The page, retries and waits included, is done within `page_timeout_s` and by
+        `deadline` (a time.monotonic() value: the run's), reading at most `max_bytes` of
+        bodies (what is left of the run's budget); past either it raises LimitExceeded."""
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}")
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
         source = f"{self.base_url}/v1/{stream}?cursor={cursor or ''}&limit={limit}"
-        reason = ""
-        for attempt in range(1, self.retry.max_attempts + 1):
-            try:
-                body = self._get(f"/v1/{stream}", params)
-                return decode_page(stream, body, limit=limit, source=source, attempt=attempt)
-            except _Retryable as failure:
-                reason = failure.reason
-                if attempt == self.retry.max_attempts:
-                    break
-                wait = failure.wait_s
-                if wait is None:
-                    ceiling = min(
-                        self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (attempt - 1)
+        own = time.monotonic() + self.page_timeout_s
+        if deadline is None or own <= deadline:
+            limit_at = own
+            why = f"the page took longer than page_timeout_s={self.page_timeout_s:g} s"
+        else:
+            limit_at, why = deadline, "the run's deadline passed during the page"
+        reason, read_before = "", self.bytes_read
+        self._deadline.at = limit_at
+        try:
+            for attempt in range(1, self.retry.max_attempts + 1):
+                try:
+                    left = (
+                        None if max_bytes is None else max_bytes - (self.bytes_read - read_before)
                     )
-                    wait = random.uniform(ceiling / 2, ceiling)  # jitter spreads retries out
-                self.retries += 1
-                self._sleep(wait)
+                    body = self._get(f"/v1/{stream}", params, max_bytes=left)
+                    return decode_page(stream, body, limit=limit, source=source, attempt=attempt)
+                except _Retryable as failure:
+                    if time.monotonic() >= limit_at:
+                        raise LimitExceeded(f"{stream} page at cursor {cursor!r}: {why}") from None
+                    reason = failure.reason
+                    if attempt == self.retry.max_attempts:
+                        break
+                    wait = failure.wait_s
+                    if wait is None:
+                        ceiling = min(
+                            self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (attempt - 1)
+                        )
+                        wait = random.uniform(ceiling / 2, ceiling)  # jitter spreads retries
+                    if time.monotonic() + wait >= limit_at:
+                        raise LimitExceeded(
+                            f"{stream} page at cursor {cursor!r}: {why} (waiting {wait:.1f} s "
+                            f"to retry after: {reason})"
+                        ) from None
+                    self.retries += 1
+                    self._sleep(wait)
+        finally:
+            self._deadline.at = None
         raise UptimeApiError(
             f"{stream} page at cursor {cursor!r} failed after {self.retry.max_attempts} "
             f"attempts; last: {reason}. The cursor stays where the last good page left it."
         )
 
-    def _get(self, path: str, params: dict[str, str | int]) -> bytes:
+    def _get(self, path: str, params: dict[str, str | int], *, max_bytes: int | None) -> bytes:
+        budget = max_bytes if max_bytes is not None else self.max_page_bytes
         try:
             with self._http.stream("GET", path, params=params) as response:
                 status = response.status_code
@@ -183,13 +226,13 @@ class UptimeClient:
                 if status != 200:
                     raise UptimeApiError(f"uptime API answered HTTP {status} to {path}")
                 declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > self.max_page_bytes:
-                    raise self._oversized(int(declared))
+                if declared and declared.isdigit():
+                    self._check_size(int(declared), budget)
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
-                    if size > self.max_page_bytes:
-                        raise self._oversized(size)
+                    self.bytes_read += len(chunk)
+                    self._check_size(size, budget)
                     chunks.append(chunk)
                 kind = response.headers.get("content-type", "")
                 if "json" not in kind:
@@ -198,11 +241,17 @@ class UptimeClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"network error: {type(exc).__name__}: {exc}") from None
 
-    def _oversized(self, size: int) -> UptimeApiError:
-        return UptimeApiError(
-            f"page of {size} bytes exceeds max_page_bytes={self.max_page_bytes}; "
-            "refusing it rather than running out of memory"
-        )
+    def _check_size(self, size: int, budget: int) -> None:
+        if size > self.max_page_bytes:
+            raise UptimeApiError(
+                f"page of {size} bytes exceeds max_page_bytes={self.max_page_bytes}; "
+                "refusing it rather than running out of memory"
+            )
+        if size > budget:
+            raise LimitExceeded(
+                f"the run's byte budget (ingest_max_bytes) is spent: {budget} bytes were "
+                f"left and the page has at least {size}"
+            )
 
 
 def decode_page(stream: str, body: bytes, *, limit: int, source: str, attempt: int) -> Page:

@@ -14,7 +14,15 @@ from starlette.responses import Response
 from rewards.sim.server import BackgroundServer
 from rewards.uptime.client import RetryPolicy, UptimeApiError, UptimeClient, decode_page
 from rewards.uptime.records import validate_heartbeats
-from tests.uptime.hostile import Handler, heartbeat, hostile_app, json_response, page
+from tests.uptime.hostile import (
+    Handler,
+    HeaderDripServer,
+    drip,
+    heartbeat,
+    hostile_app,
+    json_response,
+    page,
+)
 
 FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.02, max_retry_after_s=5)
 
@@ -170,3 +178,26 @@ def test_any_body_is_a_page_or_a_page_error_never_another_exception(body: bytes)
     validate_heartbeats(
         decoded.records, now=datetime(2024, 5, 1, tzinfo=UTC), max_skew=timedelta(minutes=5)
     )
+
+
+def test_a_page_dripping_a_byte_at_a_time_ends_at_the_page_timeout() -> None:
+    app, seen = hostile_app(lambda r, n: drip(page(heartbeat()), 0.05))  # ~8 s in all
+    started = time.monotonic()
+    with (
+        BackgroundServer(app) as server,
+        UptimeClient(server.url, "secret", retry=FAST, page_timeout_s=1.0) as client,
+        pytest.raises(UptimeApiError, match=r"longer than page_timeout_s=1 s"),
+    ):
+        client.fetch_page("heartbeats", "0", 10)
+    assert time.monotonic() - started < 3 and len(seen) == 1
+
+
+def test_headers_dripping_a_byte_at_a_time_end_at_the_run_deadline() -> None:
+    started = time.monotonic()
+    with (
+        HeaderDripServer(every_s=0.05) as server,
+        UptimeClient(server.url, "secret", retry=FAST, page_timeout_s=60) as client,
+        pytest.raises(UptimeApiError, match="the run's deadline passed during the page"),
+    ):
+        client.fetch_page("heartbeats", "0", 10, deadline=time.monotonic() + 1.0)
+    assert time.monotonic() - started < 3
