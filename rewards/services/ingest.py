@@ -24,8 +24,9 @@ from rewards.core.surges import SurgePolicy, surge_minutes
 from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import store_heartbeats
+from rewards.db.heartbeats import StoredBatch, store_batch
 from rewards.services.alerts import list_alerts, raise_alert
+from rewards.services.ingest_metrics import INGEST_METRICS, IngestMetrics
 from rewards.uptime.client import (
     LimitExceeded,
     Page,
@@ -142,6 +143,7 @@ def pull_stream(
     max_pages: int | None = None,
     surges: SurgePolicy | None = None,
     limits: IngestLimits | None = None,
+    metrics: IngestMetrics = INGEST_METRICS,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
@@ -150,7 +152,7 @@ def pull_stream(
     without progress is followed but not committed. The run stays within `limits`, or
     fails with the reason (DESIGN 10). With `surges`, each page of the device stream is
     checked for a surge of metadata writes by one actor (DESIGN 1: the 2024 surge was
-    noticed by chance), raising an alert.
+    noticed by chance), raising an alert. Each page is counted in `metrics`.
     """
     limits = limits or IngestLimits()
     spent = _Spent(limits, time.monotonic() + limits.deadline_s, client.bytes_read)
@@ -177,8 +179,9 @@ def pull_stream(
                     stop = spent.refusal(report.pages + 1)
                     if stop is None:
                         pending = pool.submit(fetch, next_cursor)
+                stored = StoredBatch(0, 0)
                 if not idle:
-                    report.stored += _store(engine, stream, fetched, policy, cursor=next_cursor)
+                    stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
                     report.cursor = next_cursor
                 if surges is not None and fetched.devices:
                     report.alerts += watch_metadata_writes(
@@ -187,7 +190,7 @@ def pull_stream(
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
                 cursor = next_cursor
-                _count(report, fetched, retries=client.retries - retries_before)
+                _count(report, fetched, stored, metrics, retries=client.retries - retries_before)
                 if on_page:
                     on_page(report)
                 if stop:
@@ -203,7 +206,7 @@ def pull_stream(
         finally:
             if pending is not None:
                 pending.cancel()
-    report.retries = client.retries - retries_before
+    _finish(report, metrics, retries=client.retries - retries_before, now=clock())
     return report
 
 
@@ -233,9 +236,38 @@ def _fetch(
     return _Fetched(page, None, devices, rejected, now)
 
 
-def _count(report: IngestReport, fetched: _Fetched, *, retries: int) -> None:
+def _finish(report: IngestReport, metrics: IngestMetrics, *, retries: int, now: datetime) -> None:
+    """Count the retries no page took (the failing one's) and update the lag as of `now`."""
+    metrics.retries.labels(report.stream).inc(retries - report.retries)
+    report.retries = retries
+    if report.stream == "heartbeats":
+        metrics.observed(None, now=now)  # the lag grows while nothing new comes
+
+
+def _count(
+    report: IngestReport,
+    fetched: _Fetched,
+    stored: StoredBatch,
+    metrics: IngestMetrics,
+    *,
+    retries: int,
+) -> None:
+    """Count a page in the run's report and in the process's metrics."""
+    metrics.page(
+        report.stream,
+        pulled=len(fetched.page.records),
+        stored=stored.stored,
+        conflicting=stored.conflicting,
+        reasons=[r.reason for r in fetched.rejected],
+        retries=retries - report.retries,
+    )
+    frame = fetched.heartbeats
+    if frame is not None:
+        newest = frame.get_column("observed_at").max() if frame.height else None
+        metrics.observed(newest, now=fetched.now)  # type: ignore[arg-type]
     report.pages += 1
     report.pulled += len(fetched.page.records)
+    report.stored += stored.stored
     report.quarantined += len(fetched.rejected)
     report.retries = retries
     report.caught_up = not fetched.page.has_more
@@ -243,21 +275,22 @@ def _count(report: IngestReport, fetched: _Fetched, *, retries: int) -> None:
 
 def _store(
     engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *, cursor: str | None
-) -> int:
+) -> StoredBatch:
     """One page's data, its quarantined records and the cursor after it: one transaction."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
-            stored = store_heartbeats(
+            stored = store_batch(
                 session.connection(), fetched.heartbeats, policy, received_at_us=to_us(fetched.now)
             )
         else:
-            stored = store_devices(
+            devices = store_devices(
                 session,
                 fetched.devices,
                 now=fetched.now,
                 actor=FEED_ACTOR,
                 source=fetched.page.source,
             )
+            stored = StoredBatch(devices, 0)
         state.quarantine(
             session,
             stream=stream,
