@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
     timestamp_min_year: Annotated[int, Field(ge=1, le=9999)] = 2000
     timestamp_max_year: Annotated[int, Field(ge=1, le=9999)] = 2100
+    # What one ingest run may spend (DESIGN 10); past any of these it fails with the reason
+    ingest_deadline_s: Positive = 3600.0
+    ingest_page_timeout_s: Positive = 120.0
+    ingest_max_pages: PositiveInt = 50_000
+    ingest_max_bytes: PositiveInt = 16 * 1024**3
+    ingest_max_idle_pages: PositiveInt = 100
+    ingest_max_idle_in_a_row: PositiveInt = 10
     heartbeat_retention_days: PositiveInt = 400
 
     outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2

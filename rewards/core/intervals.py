@@ -34,6 +34,16 @@ def unique_heartbeats(heartbeats: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def conflicting_heartbeats(batch: pl.DataFrame, stored: pl.DataFrame) -> int:
+    """How many of `batch`'s heartbeats disagree on (boot_id, agent_version) with one of
+    the same (device_id, observed_at) known before them: in `stored` (the stored rows of
+    the batch's keys) or in the batch. Each distinct disagreeing version counts once."""
+    check_frame(batch, HEARTBEATS, "batch")
+    check_frame(stored, HEARTBEATS, "stored")
+    versions = pl.concat([stored.select(list(HEARTBEATS)), batch.select(list(HEARTBEATS))])
+    return versions.unique().height - versions.select(_KEY).unique().height
+
+
 def _segments_of_heartbeats(heartbeats: pl.DataFrame) -> pl.LazyFrame:
     return heartbeats.lazy().select(
         "device_id",

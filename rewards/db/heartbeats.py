@@ -8,11 +8,13 @@ the core's merge of them with the batch. Everything happens in the caller's tran
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 from sqlalchemy import Connection, text
 
-from rewards.core.frames import INTERVALS, TIME
-from rewards.core.intervals import merge_intervals, unique_heartbeats
+from rewards.core.frames import HEARTBEATS, INTERVALS, TIME
+from rewards.core.intervals import conflicting_heartbeats, merge_intervals, unique_heartbeats
 from rewards.core.policy import SeasonPolicy
 from rewards.db.bulk import fetch_frame, load_frame, read_frame
 
@@ -71,6 +73,16 @@ def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
 
 
+@dataclass(frozen=True)
+class StoredBatch:
+    """What storing a batch did: rows inserted or replaced by a winning duplicate, and
+    heartbeats that disagreed with another of the same (device_id, observed_at), in the
+    batch or stored before."""
+
+    stored: int
+    conflicting: int
+
+
 def store_heartbeats(
     connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
 ) -> int:
@@ -78,11 +90,30 @@ def store_heartbeats(
 
     Returns how many heartbeat rows were inserted or replaced by a winning duplicate.
     """
+    return store_batch(connection, heartbeats, policy, received_at_us=received_at_us).stored
+
+
+_STORED_OF_STAGE_SQL = (
+    "SELECT h.device_id, h.observed_at, h.boot_id, h.agent_version "
+    "FROM hb_stage s JOIN heartbeats h "
+    "ON h.device_id = s.device_id AND h.observed_at = s.observed_at"
+)
+_HEARTBEAT_INTS = {**HEARTBEATS, "observed_at": pl.Int64()}
+
+
+def store_batch(
+    connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
+) -> StoredBatch:
+    """store_heartbeats, also counting the heartbeats that conflict (for ingest metrics)."""
     batch = unique_heartbeats(heartbeats)
     if batch.is_empty():
-        return 0
+        return StoredBatch(0, 0)
     _prepare_stage(connection)
     load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
+    known = fetch_frame(connection, _STORED_OF_STAGE_SQL, {}, _HEARTBEAT_INTS)
+    conflicting = conflicting_heartbeats(
+        heartbeats, known.with_columns(pl.col("observed_at").cast(TIME))
+    )
     stored = connection.execute(
         text(_upsert_sql(connection.dialect.name)), {"received_at": received_at_us}
     ).rowcount
@@ -108,7 +139,7 @@ def store_heartbeats(
         nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), batch, policy
     )
     load_frame(connection, "online_intervals", _as_int_times(merged, "start", "end"))
-    return int(stored)
+    return StoredBatch(int(stored), conflicting)
 
 
 def load_intervals(connection: Connection) -> pl.DataFrame:

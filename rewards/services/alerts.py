@@ -26,8 +26,10 @@ def raise_alert(
     threshold: float,
     block: bool,
     now: datetime,
+    raised_by: str = "write-surge-detector",
 ) -> Alert:
-    """Store an open alert (audited); with `block`, `actor` may not write until cleared."""
+    """Store an open alert (audited as `raised_by`); with `block`, `actor` may not write
+    until cleared."""
     alert = Alert(
         raised_at=now,
         kind=kind,
@@ -44,7 +46,7 @@ def raise_alert(
         audit.append(
             session,
             now=now,
-            actor="write-surge-detector",
+            actor=raised_by,
             action="alert.raise",
             subject=actor,
             details={"alert": alert.id, "kind": kind, "route": route, "writes": writes,

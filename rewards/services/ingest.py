@@ -8,6 +8,7 @@ from the last committed cursor and upserts are idempotent.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +25,16 @@ from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import store_heartbeats
+from rewards.db.heartbeats import StoredBatch, store_batch
 from rewards.services.alerts import list_alerts, raise_alert
-from rewards.uptime.client import Page, UptimeApiError, UptimeClient
+from rewards.services.ingest_metrics import INGEST_METRICS, IngestMetrics
+from rewards.uptime.client import (
+    LimitExceeded,
+    Page,
+    TokenRefused,
+    UptimeApiError,
+    UptimeClient,
+)
 from rewards.uptime.records import Rejected, validate_devices, validate_heartbeats
 
 log = logging.getLogger("rewards.ingest")
@@ -53,6 +61,19 @@ class CursorError(UptimeApiError):
     """The API's cursor repeated or went backwards: following it could loop or re-read."""
 
 
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one run may spend (DESIGN 10): wall-clock time, pages, bytes of bodies, and
+    pages without progress (no records though more are promised), in all and in a row.
+    A run past any of them fails with its reason, the cursor at the last committed page."""
+
+    deadline_s: float = 3600.0
+    max_pages: int = 50_000
+    max_bytes: int = 16 * 1024**3
+    max_idle_pages: int = 100
+    max_idle_in_a_row: int = 10
+
+
 def _check_progress(report: IngestReport, cursor: str | None, page: Page) -> None:
     nxt = page.next_cursor
     if nxt is None or (not page.has_more and nxt == cursor):
@@ -61,6 +82,44 @@ def _check_progress(report: IngestReport, cursor: str | None, page: Page) -> Non
         raise CursorError(f"uptime API repeated cursor {nxt!r}; stopping to avoid a loop")
     if cursor is not None and cursor.isdigit() and nxt.isdigit() and int(nxt) < int(cursor):
         raise CursorError(f"uptime API cursor went backwards from {cursor!r} to {nxt!r}")
+
+
+@dataclass
+class _Spent:
+    """What a run has used of its IngestLimits so far."""
+
+    limits: IngestLimits
+    deadline: float  # time.monotonic() by which the run ends
+    bytes_before: int  # the client's bytes_read when the run began
+    idle: int = 0
+    idle_in_a_row: int = 0
+
+    def count(self, report: IngestReport, page: Page) -> bool:
+        """Count `page` against the limits (raising LimitExceeded past one); True when it
+        made no progress: no records though the API says there are more."""
+        idle = page.has_more and not page.records
+        self.idle, self.idle_in_a_row = self.idle + idle, (self.idle_in_a_row + 1) * idle
+        where = f"after {report.pages} pages, the cursor at {report.cursor!r}"
+        if self.idle_in_a_row > self.limits.max_idle_in_a_row:
+            raise LimitExceeded(
+                f"{self.idle_in_a_row} pages in a row brought no records though the API "
+                f"said there were more (ingest_max_idle_in_a_row="
+                f"{self.limits.max_idle_in_a_row}); stopped {where}"
+            )
+        if self.idle > self.limits.max_idle_pages:
+            raise LimitExceeded(
+                f"{self.idle} pages brought no records though the API said there were more "
+                f"(ingest_max_idle_pages={self.limits.max_idle_pages}); stopped {where}"
+            )
+        return idle
+
+    def refusal(self, pages: int) -> str | None:
+        """Why the run may not fetch another page after `pages`, or None if it may."""
+        if pages >= self.limits.max_pages:
+            return f"the run's page budget is spent (ingest_max_pages={self.limits.max_pages})"
+        if time.monotonic() >= self.deadline:
+            return f"the run's deadline passed (ingest_deadline_s={self.limits.deadline_s:g})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,15 +144,21 @@ def pull_stream(
     max_pages: int | None = None,
     surges: SurgePolicy | None = None,
     years: YearWindow = DEFAULT_YEARS,
+    limits: IngestLimits | None = None,
+    metrics: IngestMetrics = INGEST_METRICS,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
     The next page is fetched and validated on a helper thread while the current one is
-    stored; pages still commit strictly in order, each with the cursor after it. With
-    `surges`, each page of the device stream is checked for a surge of metadata writes by
-    one actor (DESIGN 1: the 2024 surge was noticed by chance), raising an alert. Records
-    with look-alike identifiers or times outside `years` are quarantined with their reason.
+    stored; pages still commit strictly in order, each with the cursor after it. A page
+    without progress is followed but not committed. The run stays within `limits`, or
+    fails with the reason (DESIGN 10). With `surges`, each page of the device stream is
+    checked for a surge of metadata writes by one actor (DESIGN 1: the 2024 surge was
+    noticed by chance), raising an alert. Records with look-alike identifiers or times
+    outside `years` are quarantined with their reason. Each page is counted in `metrics`.
     """
+    limits = limits or IngestLimits()
+    spent = _Spent(limits, time.monotonic() + limits.deadline_s, client.bytes_read)
     report = IngestReport(stream=stream)
     with unit_of_work(engine) as session:
         cursor = state.get_cursor(session, stream)
@@ -101,15 +166,9 @@ def pull_stream(
     retries_before = client.retries
 
     def fetch(after: str | None) -> _Fetched:
-        page = client.fetch_page(stream, after, page_size)
-        now = clock()
-        if stream == "heartbeats":
-            frame, rejected = validate_heartbeats(
-                page.records, now=now, max_skew=max_skew, years=years
-            )
-            return _Fetched(page, frame, [], rejected, now)
-        devices, rejected = validate_devices(page.records, years=years)
-        return _Fetched(page, None, devices, rejected, now)
+        return _fetch(
+            client, stream, after, page_size, spent, clock=clock, max_skew=max_skew, years=years
+        )
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{stream}") as pool:
         pending: Future[_Fetched] | None = pool.submit(fetch, cursor)
@@ -118,51 +177,126 @@ def pull_stream(
                 fetched = pending.result()
                 page, pending = fetched.page, None
                 _check_progress(report, cursor, page)
+                idle = spent.count(report, page)
                 next_cursor = page.next_cursor if page.next_cursor is not None else cursor
+                stop = None
                 if page.has_more and (max_pages is None or report.pages + 1 < max_pages):
-                    pending = pool.submit(fetch, next_cursor)
-                stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
+                    stop = spent.refusal(report.pages + 1)
+                    if stop is None:
+                        pending = pool.submit(fetch, next_cursor)
+                stored = StoredBatch(0, 0)
+                if not idle:
+                    stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
+                    report.cursor = next_cursor
                 if surges is not None and fetched.devices:
                     report.alerts += watch_metadata_writes(
                         engine, fetched.devices, surges, now=fetched.now
                     )
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
-                cursor = report.cursor = next_cursor
-                report.pages += 1
-                report.pulled += len(page.records)
-                report.stored += stored
-                report.quarantined += len(fetched.rejected)
-                report.retries = client.retries - retries_before
+                cursor = next_cursor
+                _count(report, fetched, stored, metrics, retries=client.retries - retries_before)
                 if on_page:
                     on_page(report)
-                report.caught_up = not page.has_more
+                if stop:
+                    raise LimitExceeded(
+                        f"{stop} with more to pull; stopped after {report.pages} pages, "
+                        f"the cursor at {report.cursor!r}"
+                    )
+        except TokenRefused as refused:
+            report.error = str(refused)
+            report.alerts += alert_token_refused(engine, stream, refused, now=clock())
         except UptimeApiError as exc:
             report.error = str(exc)
         finally:
             if pending is not None:
                 pending.cancel()
-    report.retries = client.retries - retries_before
+    _finish(report, metrics, retries=client.retries - retries_before, now=clock())
     return report
+
+
+def _fetch(
+    client: UptimeClient,
+    stream: str,
+    after: str | None,
+    page_size: int,
+    spent: _Spent,
+    *,
+    clock: Callable[[], datetime],
+    max_skew: timedelta,
+    years: YearWindow,
+) -> _Fetched:
+    """The page after `after`, validated, within what is left of the run's limits."""
+    page = client.fetch_page(
+        stream,
+        after,
+        page_size,
+        deadline=spent.deadline,
+        max_bytes=spent.limits.max_bytes - (client.bytes_read - spent.bytes_before),
+    )
+    now = clock()
+    if stream == "heartbeats":
+        frame, rejected = validate_heartbeats(page.records, now=now, max_skew=max_skew, years=years)
+        return _Fetched(page, frame, [], rejected, now)
+    devices, rejected = validate_devices(page.records, years=years)
+    return _Fetched(page, None, devices, rejected, now)
+
+
+def _finish(report: IngestReport, metrics: IngestMetrics, *, retries: int, now: datetime) -> None:
+    """Count the retries no page took (the failing one's) and update the lag as of `now`."""
+    metrics.retries.labels(report.stream).inc(retries - report.retries)
+    report.retries = retries
+    if report.stream == "heartbeats":
+        metrics.observed(None, now=now)  # the lag grows while nothing new comes
+
+
+def _count(
+    report: IngestReport,
+    fetched: _Fetched,
+    stored: StoredBatch,
+    metrics: IngestMetrics,
+    *,
+    retries: int,
+) -> None:
+    """Count a page in the run's report and in the process's metrics."""
+    metrics.page(
+        report.stream,
+        pulled=len(fetched.page.records),
+        stored=stored.stored,
+        conflicting=stored.conflicting,
+        reasons=[r.reason for r in fetched.rejected],
+        retries=retries - report.retries,
+    )
+    frame = fetched.heartbeats
+    if frame is not None:
+        newest = frame.get_column("observed_at").max() if frame.height else None
+        metrics.observed(newest, now=fetched.now)  # type: ignore[arg-type]
+    report.pages += 1
+    report.pulled += len(fetched.page.records)
+    report.stored += stored.stored
+    report.quarantined += len(fetched.rejected)
+    report.retries = retries
+    report.caught_up = not fetched.page.has_more
 
 
 def _store(
     engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *, cursor: str | None
-) -> int:
+) -> StoredBatch:
     """One page's data, its quarantined records and the cursor after it: one transaction."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
-            stored = store_heartbeats(
+            stored = store_batch(
                 session.connection(), fetched.heartbeats, policy, received_at_us=to_us(fetched.now)
             )
         else:
-            stored = store_devices(
+            devices = store_devices(
                 session,
                 fetched.devices,
                 now=fetched.now,
                 actor=FEED_ACTOR,
                 source=fetched.page.source,
             )
+            stored = StoredBatch(devices, 0)
         state.quarantine(
             session,
             stream=stream,
@@ -175,6 +309,32 @@ def _store(
 
 
 FEED_ACTOR = "uptime-api"  # who wrote a registry record that does not say
+AUTH_REFUSED = "uptime-auth-refused"  # the alert kind: the service token is wrong or revoked
+
+
+def alert_token_refused(
+    engine: Engine, stream: str, refused: TokenRefused, *, now: datetime
+) -> int:
+    """Raise an `uptime-auth-refused` alert for `stream`, unless one is open already (the
+    scheduler retries every minute; one alert is enough for a person to act on). Returns
+    how many alerts were raised."""
+    log.error("%s pull stopped: %s", stream, refused)
+    route = f"uptime {stream}"
+    open_alerts = list_alerts(engine, "open", 1_000, actor=FEED_ACTOR)
+    if any(a.kind == AUTH_REFUSED and a.route == route for a in open_alerts):
+        return 0
+    raise_alert(
+        engine,
+        kind=AUTH_REFUSED,
+        route=route,
+        actor=FEED_ACTOR,
+        writes=0,
+        threshold=0.0,
+        block=False,  # nothing of ours to block: the token must be fixed or renewed
+        now=now,
+        raised_by="ingest",
+    )
+    return 1
 
 
 def watch_metadata_writes(

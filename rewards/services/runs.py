@@ -8,8 +8,10 @@ holder marks abandoned.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from sqlalchemy import Engine
 from rewards.db import state
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import JobRun
+
+log = logging.getLogger("rewards.jobs")
 
 
 def process_identity() -> str:
@@ -77,13 +81,23 @@ def exclusive_run(
             session, job_id=job_id, trigger=trigger, holder=holder, now=clock()
         )
 
+    lost = threading.Event()
+
     def renew() -> None:
+        if lost.is_set():
+            raise JobBusy(f"job {job_id} lost its lock to another process")
         with unit_of_work(engine) as s:
             if not state.try_acquire_lease(s, name=name, holder=holder, now=clock(), ttl=ttl):
+                lost.set()
                 raise JobBusy(f"job {job_id} lost its lock to another process")
 
     context = RunContext(run_id=run_id, renew=renew)
     status, error = "succeeded", None
+    stop = threading.Event()
+    keeper = threading.Thread(
+        target=_keep, args=(renew, ttl, stop), name=f"lease-{job_id}", daemon=True
+    )
+    keeper.start()
     try:
         yield context
         if context.error:
@@ -92,6 +106,8 @@ def exclusive_run(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        stop.set()
+        keeper.join()
         with unit_of_work(engine) as session:
             state.finish_job_run(
                 session,
@@ -106,6 +122,20 @@ def exclusive_run(
                 error=error,
             )
             state.release_lease(session, name=name, holder=holder)
+
+
+def _keep(renew: Callable[[], None], ttl: timedelta, stop: threading.Event) -> None:
+    """Renew the lock every third of its ttl until `stop`, so that a step slower than the
+    ttl (a page dripping in) never lets a second runner in (issue 12 item 16). A lost lock
+    ends the renewals; the body learns of it at its next renew()."""
+    while not stop.wait(ttl.total_seconds() / 3):
+        try:
+            renew()
+        except JobBusy:
+            log.error("%s", "a running job lost its lock; it stops at its next step")
+            return
+        except Exception as exc:  # a database blip: the next beat tries again
+            log.warning("renewing a job lock failed (%s); retrying", type(exc).__name__)
 
 
 def hold_lease(engine: Engine, *, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:

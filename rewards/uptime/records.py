@@ -30,6 +30,21 @@ BAD_IDENTIFIER = "bad_identifier"
 BAD_TIMESTAMP = "bad_timestamp"
 
 
+class DuplicateKeys(list[tuple[str, Any]]):
+    """A JSON object that named a key more than once, kept as its (key, value) pairs in
+    order: refused with its reason rather than letting the last value win."""
+
+    @property
+    def repeated(self) -> str:
+        """The first key named twice."""
+        seen: set[str] = set()
+        for key, _ in self:
+            if key in seen:
+                return key
+            seen.add(key)
+        return ""
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A refused record: its raw form as safe ASCII JSON, and why it was refused."""
@@ -42,6 +57,8 @@ def raw_text(record: Any) -> str:
     """The record as ASCII JSON: NULs, lone surrogates and NaN survive as escapes/literals."""
     try:
         return json.dumps(record, ensure_ascii=True, sort_keys=True, default=repr)[:10_000]
+    except RecursionError:
+        return '"(a value nested too deeply to show)"'
     except (TypeError, ValueError):
         return repr(record)[:10_000]
 
@@ -51,6 +68,8 @@ def _string_problem(name: str, value: Any) -> str | None:
         kind = "null" if value is None else type(value).__name__
         if isinstance(value, float) and math.isnan(value):
             kind = "NaN"
+        elif isinstance(value, DuplicateKeys):
+            kind = f"an object with duplicate key {value.repeated!r}"
         return f"field {name!r} must be a string, got {kind}"
     if not value:
         return f"field {name!r} is empty"
@@ -69,6 +88,12 @@ def _string_problem(name: str, value: Any) -> str | None:
 def _id_problem(name: str, value: Any) -> str | None:
     problem = identifier_problem(value)
     return f"{BAD_IDENTIFIER}: field {name!r} {problem}" if problem else None
+
+
+def _not_a_record(value: Any) -> str:
+    if isinstance(value, DuplicateKeys):
+        return f"duplicate key {value.repeated!r} in the record"
+    return "record is not a JSON object"
 
 
 def parse_time(name: str, value: Any, *, years: YearWindow | None = None) -> datetime | str:
@@ -100,7 +125,7 @@ def validate_heartbeats(
     kept: list[Any] = []
     for record in records:
         if type(record) is not dict:
-            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            rejected.append(Rejected(raw_text(record), _not_a_record(record)))
             continue
         problem = None
         for name in _HEARTBEAT_FIELDS:
@@ -168,7 +193,7 @@ def validate_devices(
     clean: list[dict[str, Any]] = []
     for record in records:
         if type(record) is not dict:
-            rejected.append(Rejected(raw_text(record), "record is not a JSON object"))
+            rejected.append(Rejected(raw_text(record), _not_a_record(record)))
             continue
         problem = _first_problem(record)
         count = record.get("gpu_count")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rewards.core import online_intervals
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals, store_heartbeats
+from rewards.db.heartbeats import load_heartbeats, load_intervals, store_batch, store_heartbeats
 from tests.builders import at, concat, heartbeats, policy
 from tests.core.test_intervals import frame_of, record
 
@@ -115,3 +115,18 @@ def test_retention_drops_old_raw_heartbeats_and_keeps_intervals(engine) -> None:
     assert deleted == 3
     assert stored_heartbeats(engine).height == 3
     assert stored_intervals(engine).height == 2
+
+
+def test_heartbeats_disagreeing_on_boot_or_version_are_counted_as_conflicts(engine) -> None:  # type: ignore[no-untyped-def]
+    first = heartbeats("gpu-1", start="2024-04-25T08:00Z", n=3)
+    again = concat(
+        heartbeats("gpu-1", start="2024-04-25T08:00Z", n=3),  # the same: no conflict
+        heartbeats("gpu-1", start="2024-04-25T08:01Z", n=1, boot="boot-0"),  # vs stored
+        heartbeats("gpu-1", start="2024-04-25T09:00Z", n=1),
+        heartbeats("gpu-1", start="2024-04-25T09:00Z", n=1, version="0.9"),  # in the batch
+    )
+    with unit_of_work(engine) as session:
+        assert store_batch(session.connection(), first, P, received_at_us=0).conflicting == 0
+    with unit_of_work(engine) as session:
+        result = store_batch(session.connection(), again, P, received_at_us=0)
+    assert result.conflicting == 2

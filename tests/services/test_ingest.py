@@ -13,6 +13,7 @@ from rewards.core import online_intervals
 from rewards.db import state
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.services.alerts import list_alerts
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
@@ -235,3 +236,44 @@ def test_leap_seconds_and_years_outside_the_window_are_quarantined_as_bad_timest
         reasons = [r.reason for r in state.quarantined(session, "heartbeats")]
     assert [r.split(":")[0] for r in reasons] == ["bad_timestamp"] * 2
     assert "leap second" in reasons[0] and "year 0 is outside 2000..2100" in reasons[1]
+
+
+def test_a_record_naming_a_key_twice_is_quarantined_with_its_reason_not_stored(engine) -> None:  # type: ignore[no-untyped-def]
+    twice = heartbeat("gpu-1").replace('"boot_id"', '"device_id":"gpu-evil","boot_id"')
+    app = serve_pages({"": page(twice, heartbeat("gpu-2"), next_cursor="10")})
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url)
+    assert report.error is None and report.stored == 1 and report.quarantined == 1
+    heartbeats, _ = stored(engine)
+    assert heartbeats.get_column("device_id").to_list() == ["gpu-2"]
+    with unit_of_work(engine) as session:
+        (held,) = state.quarantined(session, "heartbeats")
+    assert held.reason == "duplicate key 'device_id' in the record"
+    assert "gpu-evil" in held.raw and "gpu-1" in held.raw
+
+
+def test_a_page_nested_too_deeply_ends_the_run_with_its_reason_keeping_the_cursor(engine) -> None:  # type: ignore[no-untyped-def]
+    deep = '{"heartbeats":[' + "[" * 50_000 + "]" * 50_000 + '],"has_more":false}'
+    app = serve_pages({"": page(heartbeat("gpu-1"), next_cursor="10", has_more=True), "10": deep})
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url)
+    assert report.error and "nested deeper" in report.error and report.pages == 1
+    with unit_of_work(engine) as session:
+        assert state.get_cursor(session, "heartbeats") == "10"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_service_token_raises_one_alert_and_stops_the_run_without_retrying(  # type: ignore[no-untyped-def]
+    engine, status: int
+) -> None:
+    app, seen = hostile_app(lambda r, n: json_response('{"error":"revoked"}', status))
+    with BackgroundServer(app) as server:
+        first = pull(engine, server.url)
+        again = pull(engine, server.url)
+    assert len(seen) == 2  # one request per run: never retried
+    for report in (first, again):
+        assert report.error and f"HTTP {status}" in report.error and report.pages == 0
+        assert "REWARDS_UPTIME_API_TOKEN" in report.error
+    alerts = list_alerts(engine, "open")
+    assert [(a.kind, a.route) for a in alerts] == [("uptime-auth-refused", "uptime heartbeats")]
+    assert alerts[0].blocked is False  # an alert for a person to act on, not a block

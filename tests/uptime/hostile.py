@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 Handler = Callable[[Request, int], Response]
@@ -37,3 +40,64 @@ def page(*records: str, next_cursor: str | None = "1", has_more: bool = False) -
         f'{{"heartbeats":[{",".join(records)}],"next_cursor":{cursor},'
         f'"has_more":{"true" if has_more else "false"}}}'
     )
+
+
+def drip(body: str, every_s: float, *, status: int = 200) -> Response:
+    """`body` one byte at a time, `every_s` apart: each read succeeds, the page never ends
+    soon (httpx's per-read timeouts never fire)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for byte in body.encode():
+            yield bytes([byte])
+            await asyncio.sleep(every_s)
+
+    return StreamingResponse(chunks(), status_code=status, media_type="application/json")
+
+
+def slow(body: str, after_s: float) -> Response:
+    """`body`, whole, after `after_s` (a slow page that is not malformed)."""
+
+    async def late() -> AsyncIterator[bytes]:
+        await asyncio.sleep(after_s)
+        yield body.encode()
+
+    return StreamingResponse(late(), media_type="application/json")
+
+
+class HeaderDripServer:
+    """A raw TCP server that answers every connection with a status line and then headers
+    one byte at a time, forever (until stopped): no HTTP framework would do this."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self._stop.wait(self.every_s):
+                    connection.sendall(b"x")
+            except OSError:
+                return
+
+    def __enter__(self) -> HeaderDripServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()

@@ -41,8 +41,11 @@ def readyz(engine: EngineDep) -> JSONResponse:
 
 @operations.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics."""
+    """Prometheus metrics: the API's, and ingestion's when this process pulls (serve)."""
+    from rewards.services.ingest_metrics import INGEST_METRICS
+
     body = generate_latest(request.app.state.metrics.registry)
+    body += generate_latest(INGEST_METRICS.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
