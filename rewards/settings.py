@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     auth_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     auth_jwks_ttl_s: Positive = 300.0
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
+    auth_max_token_lifetime_s: PositiveInt = 86_400
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2

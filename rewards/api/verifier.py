@@ -57,4 +57,5 @@ def make_verifier(settings: Settings) -> TokenVerifier | None:
         ),
         role_claim=settings.auth_role_claim,
         leeway_s=settings.auth_leeway_s,
+        max_lifetime_s=settings.auth_max_token_lifetime_s,
     )
