@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     auth_jwks_ttl_s: Positive = 300.0
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
     auth_max_token_lifetime_s: PositiveInt = 86_400
+    auth_jwks_stale_s: Positive = 86_400.0
+    auth_jwks_wait_s: Annotated[float, Field(ge=0, le=5)] = 0.5
+    auth_jwks_backoff_max_s: Positive = 300.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2

@@ -1,9 +1,10 @@
 """Bearer JWTs from any OIDC provider, checked the way the 2024 attack called for.
 
-* Keys come from the provider's JWKS, cached for `ttl`; a token whose `kid` is unknown
-  makes the cache refetch, at most once per `min_refresh` (so forged kids cannot hammer the
-  provider), and a refetch replaces the whole set: a key the provider removed stops
-  working at once.
+* Keys come from the provider's JWKS (rewards/api/jwks.py): cached for `ttl`, kept for a
+  stale period while the provider is in trouble, refetched in the background with backoff;
+  a token whose `kid` is unknown makes it refetch, at most once per `min_refresh`, and a
+  refetch replaces the whole set: a key the provider removed stops working at once. With
+  no usable keys at all the verifier raises KeysUnavailable (a 503, not a 401).
 * Only asymmetric algorithms are accepted; `alg: none` and HMAC (which a public key can
   be abused to forge) are refused before any key is looked at, and the algorithm must fit
   the key the token names (its type, its curve, and the JWK's own `alg` when it has one):
@@ -18,64 +19,28 @@
   shape refuses the token.
 
 Failures are `AuthError` with a short reason for logs (never a traceback); callers answer
-a bare 401.
+a bare 401 (503 for KeysUnavailable).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from rewards.api.jwks import ALGORITHMS, JwksCache, KeysUnavailable
 from rewards.core.identifiers import identifier_problem
 
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-ALGORITHMS = (*RSA_ALGORITHMS, *EC_ALGORITHMS.values(), "EdDSA")
+__all__ = ["AuthError", "JwksCache", "KeysUnavailable", "Principal", "TokenVerifier", "roles_of"]
+
 ROLES = frozenset({"supplier", "finance", "admin"})
 DEFAULT_MAX_LIFETIME_S = 86_400
 
 
 class AuthError(Exception):
     """The request is not authenticated; the message is for logs, never for the client."""
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """A provider's public key and the algorithms a token signed by it may name."""
-
-    key: Any
-    algorithms: frozenset[str]
-
-
-def signing_key(entry: Mapping[str, Any]) -> SigningKey | None:
-    """The usable public signing key of a JWK entry; None for one that is not (symmetric,
-    private, for encryption, or of an unknown type): such a key is never trusted."""
-    if entry.get("use", "sig") != "sig":
-        return None
-    try:
-        public = jwt.PyJWK.from_dict(dict(entry)).key
-    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-        return None
-    fits: set[str] = set()
-    if isinstance(public, RSAPublicKey):
-        fits = set(RSA_ALGORITHMS)
-    elif isinstance(public, EllipticCurvePublicKey) and public.curve.name in EC_ALGORITHMS:
-        fits = {EC_ALGORITHMS[public.curve.name]}
-    elif isinstance(public, Ed25519PublicKey | Ed448PublicKey):
-        fits = {"EdDSA"}
-    declared = entry.get("alg")
-    if declared is not None:
-        fits &= {declared}
-    return SigningKey(public, frozenset(fits)) if fits else None
 
 
 @dataclass(frozen=True)
@@ -87,58 +52,6 @@ class Principal:
 
     def has(self, role: str) -> bool:
         return role in self.roles
-
-
-class JwksCache:
-    """The provider's signing keys by kid, refetched when stale or asked for an unknown kid
-    (rate-limited). `fetch` returns the JWKS document (a dict with "keys")."""
-
-    def __init__(
-        self,
-        fetch: Callable[[], Mapping[str, Any]],
-        *,
-        ttl_s: float = 300.0,
-        min_refresh_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._ttl = ttl_s
-        self._min_refresh = min_refresh_s
-        self._clock = clock
-        self._keys: dict[str, SigningKey] = {}
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
-        self.fetches = 0
-
-    def _refresh(self) -> None:
-        document = self._fetch()
-        keys: dict[str, SigningKey] = {}
-        for entry in document.get("keys", []):
-            kid = entry.get("kid") if isinstance(entry, Mapping) else None
-            if not isinstance(kid, str):
-                continue
-            key = signing_key(entry)
-            if key is not None:
-                keys[kid] = key
-        self._keys = keys
-        self._fetched_at = self._clock()
-        self.fetches += 1
-
-    def key(self, kid: str) -> SigningKey | None:
-        """The key `kid`, refetching the set if it is stale or lacks it (rate-limited)."""
-        with self._lock:
-            now = self._clock()
-            age = None if self._fetched_at is None else now - self._fetched_at
-            stale = age is None or age >= self._ttl
-            missing = kid not in self._keys
-            if stale or (missing and (age is None or age >= self._min_refresh)):
-                try:
-                    self._refresh()
-                except Exception as exc:
-                    if stale and age is not None and age >= 2 * self._ttl:
-                        self._keys = {}  # too old to trust any longer
-                    raise AuthError(f"JWKS fetch failed: {type(exc).__name__}") from None
-            return self._keys.get(kid)
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:
@@ -179,7 +92,8 @@ class TokenVerifier:
     max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; AuthError otherwise."""
+        """The principal of a valid token; AuthError otherwise (KeysUnavailable when no key
+        of the provider can be had)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

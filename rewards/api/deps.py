@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
-from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
 from rewards.api.schemas import ID_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
@@ -63,6 +63,11 @@ def principal(request: Request) -> Principal:
         metrics.refused.labels("invalid token").inc()
         raise HTTPException(
             401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from None
+    except KeysUnavailable:  # DESIGN 10: no key was ever fetched (or all are past stale)
+        metrics.refused.labels("no keys").inc()
+        raise HTTPException(
+            503, "the identity provider's keys are not available yet", {"Retry-After": "5"}
         ) from None
     if not request.app.state.limiter.allow_subject(who.subject):
         metrics.refused.labels("rate limit: subject").inc()

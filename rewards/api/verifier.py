@@ -47,15 +47,20 @@ def make_verifier(settings: Settings) -> TokenVerifier | None:
         fetch = partial(fetch_jwks, url)
     else:
         return None
-    return TokenVerifier(
+    verifier = TokenVerifier(
         issuer=issuer,
         audience=settings.auth_audience,
         jwks=JwksCache(
             fetch,
             ttl_s=settings.auth_jwks_ttl_s,
             min_refresh_s=settings.auth_jwks_min_refresh_s,
+            stale_s=settings.auth_jwks_stale_s,
+            wait_s=settings.auth_jwks_wait_s,
+            backoff_max_s=settings.auth_jwks_backoff_max_s,
         ),
         role_claim=settings.auth_role_claim,
         leeway_s=settings.auth_leeway_s,
         max_lifetime_s=settings.auth_max_token_lifetime_s,
     )
+    verifier.jwks.prefetch()  # in the background: the first request should find the keys
+    return verifier

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
-from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
 from rewards.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("rewards.web")
@@ -78,6 +78,12 @@ def viewer(request: Request) -> Principal:
         log.info("session token refused: %s", exc)
         request.session.clear()
         raise SignInRequired(here) from None
+    except KeysUnavailable:
+        raise HTTPException(
+            503,
+            "Sign-in is unavailable: the identity provider did not answer. Try again in a minute.",
+            {"Retry-After": "5"},
+        ) from None
     if not request.app.state.limiter.allow_subject(who.subject):
         raise HTTPException(429, "too many requests", {"Retry-After": "60"})
     request.state.who = who

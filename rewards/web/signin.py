@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from rewards.api.auth import AuthError, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, TokenVerifier
 from rewards.settings import Settings
 from rewards.web.session import local_path
 from rewards.web.templates import check_csrf, render
@@ -123,6 +123,14 @@ async def callback(request: Request) -> Response:
             {"title": "Sign-in failed", "message": "The sign-in could not be completed. "
              "Start again from the sign-in page.", "retry": True},
             status_code=400,
+        )  # fmt: skip
+    except KeysUnavailable:
+        return render(
+            request,
+            "message.html",
+            {"title": "Sign-in is unavailable", "message": "The identity provider did not "
+             "answer. Try again in a minute.", "retry": True},
+            status_code=503,
         )  # fmt: skip
     target = local_path(request.session.get("next"))
     request.session.clear()  # a fresh session: nothing from before sign-in carries over
