@@ -70,6 +70,7 @@ def test_the_cookie_is_secure_when_the_site_is_served_over_https(
     settings = site_settings(
         "https://rewards.example.org",
         tmp_path,
+        dev_issuer_enabled=False,  # never beside a real provider (DESIGN 10)
         oidc_discovery_url=f"http://127.0.0.1:{closed}/.well-known/openid-configuration",
     )
     app = create_site(one_site.engine, settings, make_verifier(settings))
