@@ -49,6 +49,7 @@ class Principal:
 
     subject: str
     roles: frozenset[str]
+    expires_at: float | None = None  # the token's exp, seconds since the Unix epoch
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -135,4 +136,5 @@ class TokenVerifier:
         problem = identifier_problem(subject)
         if problem is not None or not isinstance(subject, str):
             raise AuthError(f"subject {problem}")
-        return Principal(subject=subject, roles=roles_of(claims, self.role_claim))
+        roles = roles_of(claims, self.role_claim)
+        return Principal(subject=subject, roles=roles, expires_at=claims["exp"])
