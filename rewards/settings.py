@@ -10,7 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
     auth_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     auth_jwks_ttl_s: Positive = 300.0
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
+    auth_max_token_lifetime_s: PositiveInt = 86_400
+    auth_jwks_stale_s: Positive = 86_400.0
+    auth_jwks_wait_s: Annotated[float, Field(ge=0, le=5)] = 0.5
+    auth_jwks_backoff_max_s: Positive = 300.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2
@@ -138,6 +149,13 @@ class Settings(BaseSettings):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _one_issuer(self) -> Settings:
+        problem = issuer_conflict(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def detector(self) -> DetectorSettings:
         """The outage detector's parameters."""
@@ -190,6 +208,24 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config))
 
 
+REAL_ISSUER_SETTINGS = ("auth_issuer", "auth_jwks_url", "oidc_discovery_url")
+
+
+def issuer_conflict(settings: Settings) -> str | None:
+    """Why the settings enable the development issuer beside a real one (DESIGN 10: never
+    together; the dev issuer would win silently, and anyone could sign in as admin), or
+    None."""
+    real = [name for name in REAL_ISSUER_SETTINGS if getattr(settings, name)]
+    if not settings.dev_issuer_enabled or not real:
+        return None
+    return (
+        f"dev_issuer_enabled is true and {', '.join(real)} "
+        f"{'is' if len(real) == 1 else 'are'} set: the development issuer and a real "
+        "issuer are never on together; unset dev_issuer_enabled (production) or "
+        f"{' and '.join(real)} (development)"
+    )
+
+
 def get_settings(**overrides: object) -> Settings:
     """Load settings once at the edge; SettingsError names each bad setting and its source."""
     config = os.environ.get("REWARDS_CONFIG", str(DEFAULT_CONFIG))
@@ -201,5 +237,8 @@ def get_settings(**overrides: object) -> Settings:
         lines = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
+            if not key:  # a rule across settings: its message names them
+                lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+                continue
             lines.append(f"  {key} (REWARDS_{key.upper()} or {Path(config).name}): {error['msg']}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
-from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
 from rewards.api.schemas import ID_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
@@ -64,10 +64,29 @@ def principal(request: Request) -> Principal:
         raise HTTPException(
             401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
+    except KeysUnavailable:  # DESIGN 10: no key was ever fetched (or all are past stale)
+        metrics.refused.labels("no keys").inc()
+        raise HTTPException(
+            503, "the identity provider's keys are not available yet", {"Retry-After": "5"}
+        ) from None
+    if _signed_out(request, token.strip()):
+        log.info("refused token: its session was signed out")
+        metrics.refused.labels("signed out").inc()
+        raise HTTPException(
+            401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
     if not request.app.state.limiter.allow_subject(who.subject):
         metrics.refused.labels("rate limit: subject").inc()
         raise HTTPException(429, "too many requests", {"Retry-After": "60"})
     return who
+
+
+def _signed_out(request: Request, token: str) -> bool:
+    """True when `token` came from a web session that was signed out (issue 12): the
+    database says so, for every worker process."""
+    from rewards.services.sessions import token_revoked
+
+    return token_revoked(request.app.state.engine, token)
 
 
 def role(name: str) -> Callable[..., Principal]:

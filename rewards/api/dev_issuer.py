@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from rewards.api.auth import ROLES
+from rewards.core.identifiers import identifier_problem
 
 DEV_ISSUER = "urn:ignition-rewards:dev-issuer"
 CODE_AUDIENCE = "urn:ignition-rewards:dev-issuer:code"
@@ -155,8 +156,9 @@ class DevIssuer:
         unknown = [r for r in wanted if r not in ROLES]
         if unknown:
             raise ValueError(f"unknown role(s) {unknown}; choose from {sorted(ROLES)}")
-        if not subject.strip():
-            raise ValueError("a token needs a subject")
+        problem = identifier_problem(subject)
+        if problem is not None:
+            raise ValueError(f"the subject {problem}")
         claims = {
             "iss": DEV_ISSUER,
             "aud": self.audience,

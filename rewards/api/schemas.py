@@ -81,6 +81,15 @@ class Health(BaseModel):
     status: str
 
 
+class Readiness(BaseModel):
+    """What /readyz checks (DESIGN 10)."""
+
+    status: str  # ok, not ready
+    database: str  # ok, unreachable
+    migrations: str  # at head, behind (at R, head H), unknown
+    identity_provider: str  # not configured, fresh, stale, expired, never fetched
+
+
 class AlertOut(BaseModel):
     id: int
     raised_at: datetime

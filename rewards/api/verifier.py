@@ -11,7 +11,7 @@ import httpx
 
 from rewards.api.auth import JwksCache, TokenVerifier
 from rewards.api.dev_issuer import DEV_ISSUER, DevIssuer
-from rewards.settings import REPO_ROOT, Settings
+from rewards.settings import REPO_ROOT, Settings, issuer_conflict
 
 MAX_JWKS_BYTES = 256 * 1024
 
@@ -38,7 +38,11 @@ def fetch_jwks(url: str, timeout_s: float = 5.0) -> Mapping[str, Any]:
 
 
 def make_verifier(settings: Settings) -> TokenVerifier | None:
-    """None when no issuer is configured: every authenticated route then answers 401."""
+    """None when no issuer is configured: every authenticated route then answers 401.
+    ValueError when the development issuer is enabled beside a real one."""
+    conflict = issuer_conflict(settings)
+    if conflict:
+        raise ValueError(conflict)
     fetch: Callable[[], Mapping[str, Any]]
     if settings.dev_issuer_enabled:
         issuer, fetch = DEV_ISSUER, dev_issuer(settings).jwks
@@ -47,14 +51,20 @@ def make_verifier(settings: Settings) -> TokenVerifier | None:
         fetch = partial(fetch_jwks, url)
     else:
         return None
-    return TokenVerifier(
+    verifier = TokenVerifier(
         issuer=issuer,
         audience=settings.auth_audience,
         jwks=JwksCache(
             fetch,
             ttl_s=settings.auth_jwks_ttl_s,
             min_refresh_s=settings.auth_jwks_min_refresh_s,
+            stale_s=settings.auth_jwks_stale_s,
+            wait_s=settings.auth_jwks_wait_s,
+            backoff_max_s=settings.auth_jwks_backoff_max_s,
         ),
         role_claim=settings.auth_role_claim,
         leeway_s=settings.auth_leeway_s,
+        max_lifetime_s=settings.auth_max_token_lifetime_s,
     )
+    verifier.jwks.prefetch()  # in the background: the first request should find the keys
+    return verifier

@@ -351,6 +351,21 @@ class EligibilityDocument(SQLModel, table=True):
     document: bytes = Field(sa_type=LargeBinary)
 
 
+class WebSession(SQLModel, table=True):
+    """A signed-in browser's session (issue 12): the cookie holds a random id whose SHA-256
+    is kept here with the SHA-256 of the access token it carries. Signing out sets
+    `revoked_at`: the cookie no longer opens pages and the token no longer passes the API,
+    in every worker process. A row can go once its token has expired (`expires_at`)."""
+
+    __tablename__ = "web_sessions"
+    id_hash: str = Field(primary_key=True, max_length=64)
+    subject: str = Field(max_length=ID)
+    token_hash: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(sa_column=_time())
+    expires_at: datetime = Field(sa_column=_time(index=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
 __all__ = [
     "Alert",
     "AuditEntry",
@@ -372,5 +387,6 @@ __all__ = [
     "SnapshotPayout",
     "String",
     "Supplier",
+    "WebSession",
     "metadata",
 ]

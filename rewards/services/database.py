@@ -31,6 +31,19 @@ def open_database(url: str, *, serving: bool = False) -> Engine:
     return engine
 
 
+def readiness(engine: Engine) -> tuple[str, str]:
+    """What /readyz says of the database: ("ok" or "unreachable", and "at head", "behind
+    (at R, head H)" or "unknown"). Never raises; no connection detail in the words."""
+    try:
+        current = migrate.current_revision(engine)
+    except Exception:  # any driver error here means the database is unreachable
+        return "unreachable", "unknown"
+    head = migrate.head_revision(str(engine.url))
+    if current == head:
+        return "ok", "at head"
+    return "ok", f"behind (at {current or 'none'}, head {head})"
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at `url` up to `revision`."""
     migrate.upgrade(url, revision)

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from rewards.api.auth import ROLES
 from rewards.api.deps import settings_of
 from rewards.api.dev_issuer import DEV_ISSUER, CodeRefused
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 from rewards.settings import Settings
 from rewards.web.templates import render
 
@@ -34,6 +35,9 @@ provider = APIRouter(prefix="/dev-issuer", include_in_schema=False)
 
 Text = Annotated[str, Query(max_length=512)]
 FormText = Annotated[str, Form(max_length=2048)]
+# the identifier rule for the form's `pattern` attribute: browsers compile it with the `v`
+# flag, where a `-` in a character class must be escaped
+SUBJECT_HTML_PATTERN = IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$").replace("-]", r"\-]")
 
 
 def _check_client(settings: Settings, client_id: str, redirect_uri: str) -> None:
@@ -91,6 +95,7 @@ def authorize_form(
                 "nonce": nonce,
             },
             "roles": sorted(ROLES),
+            "subject_pattern": SUBJECT_HTML_PATTERN,
         },
     )
 
@@ -98,7 +103,7 @@ def authorize_form(
 @provider.post("/authorize")
 def authorize(
     request: Request,
-    subject: Annotated[str, Form(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")],
+    subject: Annotated[str, Form(pattern=IDENTIFIER_PATTERN)],  # DESIGN 10, as tokens
     client_id: FormText,
     redirect_uri: FormText,
     code_challenge: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{43}$")],

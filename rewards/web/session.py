@@ -1,5 +1,7 @@
 """Who is looking at a page: the access token kept in the signed session cookie, verified on
-every request by the API's own verifier, so pages enforce exactly the API's roles.
+every request by the API's own verifier, so pages enforce exactly the API's roles, and the
+session id beside it, which must name a session the server opened and nobody has signed out
+(rewards/services/sessions.py): a copied cookie dies with the session.
 
 A page without a valid session redirects to sign-in (and back afterwards); a signed-in user
 without the page's role gets 403. The session cookie is HttpOnly, SameSite=Lax, Secure when
@@ -13,13 +15,15 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
-from rewards.api.auth import AuthError, Principal, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
+from rewards.services.sessions import session_is_active
 from rewards.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("rewards.web")
@@ -69,8 +73,9 @@ def viewer(request: Request) -> Principal:
     """The signed-in user (raises SignInRequired)."""
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     token = request.session.get("token")
+    session_id = request.session.get("sid")
     verifier: TokenVerifier | None = request.app.state.verifier
-    if not isinstance(token, str) or verifier is None:
+    if not isinstance(token, str) or not isinstance(session_id, str) or verifier is None:
         raise SignInRequired(here)
     try:
         who = verifier.verify(token)
@@ -78,6 +83,16 @@ def viewer(request: Request) -> Principal:
         log.info("session token refused: %s", exc)
         request.session.clear()
         raise SignInRequired(here) from None
+    except KeysUnavailable:
+        raise HTTPException(
+            503,
+            "Sign-in is unavailable: the identity provider did not answer. Try again in a minute.",
+            {"Retry-After": "5"},
+        ) from None
+    if not session_is_active(request.app.state.engine, session_id, datetime.now(UTC)):
+        log.info("session of %s refused: signed out or unknown", who.subject)
+        request.session.clear()
+        raise SignInRequired(here)
     if not request.app.state.limiter.allow_subject(who.subject):
         raise HTTPException(429, "too many requests", {"Retry-After": "60"})
     request.state.who = who

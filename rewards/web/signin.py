@@ -5,6 +5,7 @@ issuer enabled, the engine's own development provider (rewards/web/provider.py) 
 the same flow. Authlib keeps state, nonce and the PKCE verifier in the session between the
 redirect and the callback, and checks the ID token; the access token is then verified by the
 API's verifier and kept in the session: pages accept exactly the tokens the API accepts.
+Each sign-in opens a server-side session whose id the cookie carries; signing out ends it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 import secrets
 import warnings
+from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 import authlib.deprecate  # noqa: F401 (sets its warning filter first, so ours below wins)
@@ -24,7 +27,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from rewards.api.auth import AuthError, TokenVerifier
+from rewards.api.auth import AuthError, KeysUnavailable, TokenVerifier
+from rewards.services.sessions import end_session, open_session
 from rewards.settings import Settings
 from rewards.web.session import local_path
 from rewards.web.templates import check_csrf, render
@@ -124,8 +128,25 @@ async def callback(request: Request) -> Response:
              "Start again from the sign-in page.", "retry": True},
             status_code=400,
         )  # fmt: skip
+    except KeysUnavailable:
+        return render(
+            request,
+            "message.html",
+            {"title": "Sign-in is unavailable", "message": "The identity provider did not "
+             "answer. Try again in a minute.", "retry": True},
+            status_code=503,
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    expires = datetime.fromtimestamp(who.expires_at, UTC) if who.expires_at else now
+    session_id = await run_in_threadpool(
+        partial(
+            open_session, request.app.state.engine, subject=who.subject, token=access,
+            expires_at=expires, now=now,
+        )
+    )  # fmt: skip
     target = local_path(request.session.get("next"))
     request.session.clear()  # a fresh session: nothing from before sign-in carries over
+    request.session["sid"] = session_id
     request.session["token"] = access
     request.session["csrf"] = secrets.token_urlsafe(32)
     log.info("signed in: %s (%s)", who.subject, ",".join(sorted(who.roles)) or "no role")
@@ -134,6 +155,11 @@ async def callback(request: Request) -> Response:
 
 @signin.post("/sign-out", dependencies=[Depends(check_csrf)])
 def sign_out(request: Request) -> RedirectResponse:
+    """End the session on the server (its cookie and its token are refused from now on, in
+    every worker process), then forget it in this browser."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        end_session(request.app.state.engine, session_id, datetime.now(UTC))
     request.session.clear()
     return RedirectResponse("/app/signed-out", status_code=303)
 

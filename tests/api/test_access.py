@@ -105,9 +105,9 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
     tokens = {
         "supplier": token(owner, "supplier"),
         "other-supplier": token(other, "supplier"),
-        "finance": token("finance@example.org", "finance"),
-        "admin": token("admin@example.org", "admin"),
-        "none-role": token("nobody@example.org"),
+        "finance": token("finance.example.org", "finance"),
+        "admin": token("admin.example.org", "admin"),
+        "none-role": token("nobody.example.org"),
     }
     app = create_app(ingested, settings, make_verifier(settings))
     with BackgroundServer(app) as server:
@@ -284,7 +284,7 @@ def test_admins_declare_edit_and_dismiss_incidents_and_bad_ones_get_a_4xx(api: A
             text("SELECT action, actor FROM audit_log WHERE subject = 'flow-1' ORDER BY id")
         ).all()
     assert [a for a, _ in actions] == ["incident.declare", "incident.edit", "incident.dismiss"]
-    assert {who for _, who in actions} == {"admin@example.org"}
+    assert {who for _, who in actions} == {"admin.example.org"}
     bad = [
         {**body, "id": "bad-1", "end": body["start"]},  # empty window
         {**body, "id": "bad-2", "scope": {"all": False}},

@@ -214,8 +214,10 @@ def test_roles_come_from_a_configurable_claim() -> None:
     assert roles_of({"roles": "admin finance"}, "roles") == {"admin", "finance"}
     assert roles_of({"https://x.test/roles": ["finance"]}, "https://x.test/roles") == {"finance"}
     assert roles_of({"realm_access": {"roles": ["admin", "x"]}}, "realm_access.roles") == {"admin"}
-    assert roles_of({"roles": 7}, "roles") == frozenset()
     assert roles_of({}, "roles") == frozenset()
+    for shape in (7, {"admin": True}, ["admin", 3]):  # another shape refuses the token
+        with pytest.raises(AuthError, match="not a list of strings"):
+            roles_of({"roles": shape}, "roles")
 
 
 def test_the_dev_issuer_signs_tokens_its_own_jwks_verifies(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_a_supplier_sees_grid_timeline_and_checks_their_proof(browser: Browser, 
 def test_an_admin_sees_the_drop_under_the_incident_then_confirms_reruns_and_publishes(
     browser: Browser, site: Site
 ) -> None:
-    page = signed_in(browser, site, "admin@example.org", "admin")
+    page = signed_in(browser, site, "admin.example.org", "admin")
     page.goto("/app/admin")
     drawn = page.locator(f"svg[data-chart=fleet] g.incident[data-incident='{site.proposed}']")
     expect(drawn).to_have_attribute("data-status", "proposed")
@@ -182,7 +182,7 @@ def test_an_admin_sees_the_drop_under_the_incident_then_confirms_reruns_and_publ
 def test_finance_sees_published_totals_and_downloads_the_export(
     browser: Browser, site: Site, tmp_path: Path
 ) -> None:
-    page = signed_in(browser, site, "finance@example.org", "finance")
+    page = signed_in(browser, site, "finance.example.org", "finance")
     page.goto("/app/finance")
     with site.engine.connect() as connection:
         published = connection.execute(

@@ -55,9 +55,9 @@ def clients(site: Site) -> Iterator[dict[str, httpx.Client]]:
     made = {
         "supplier": sign_in(site, site.owners[0], "supplier"),
         "other-supplier": sign_in(site, site.owners[1], "supplier"),
-        "finance": sign_in(site, "finance@example.org", "finance"),
-        "admin": sign_in(site, "admin@example.org", "admin"),
-        "none-role": sign_in(site, "nobody@example.org"),
+        "finance": sign_in(site, "finance.example.org", "finance"),
+        "admin": sign_in(site, "admin.example.org", "admin"),
+        "none-role": sign_in(site, "nobody.example.org"),
         "anonymous": httpx.Client(base_url=site.url, follow_redirects=False, timeout=30),
     }
     yield made
@@ -273,7 +273,7 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     with site.engine.connect() as connection:
         statuses = dict(connection.execute(text("SELECT version, status FROM snapshots")).all())
         audit = connection.execute(
-            text("SELECT count(*) FROM audit_log WHERE actor = 'admin@example.org'")
+            text("SELECT count(*) FROM audit_log WHERE actor = 'admin.example.org'")
         ).scalar_one()
     assert statuses[1] == "superseded"
     assert statuses[int(made.rsplit("v", 1)[1])] == "published"
@@ -306,7 +306,7 @@ def test_an_admin_edits_an_incident_through_its_form(
         ).one()
         audited = connection.execute(
             text("SELECT count(*) FROM audit_log WHERE subject = :i AND actor = :a"),
-            {"i": site.proposed, "a": "admin@example.org"},
+            {"i": site.proposed, "a": "admin.example.org"},
         ).scalar_one()
     assert (deadline, reason) == (36 * 3600 * 1_000_000, edited["reason"])
     assert audited >= 1
@@ -323,7 +323,7 @@ def test_page_writes_are_watched_for_surges_like_the_apis(
     for surged in serve_site(
         site.engine, tmp_path_factory.mktemp("surge"), site.proposed, surge_min_writes=3
     ):
-        admin = sign_in(surged, "burst@example.org", "admin")
+        admin = sign_in(surged, "burst.example.org", "admin")
         token = csrf_of(admin, "/app/admin")
         answers = [
             admin.post(f"/app/admin/incidents/{site.proposed}/dismiss", data={"csrf": token})
@@ -333,6 +333,6 @@ def test_page_writes_are_watched_for_surges_like_the_apis(
     assert [a.status_code for a in answers] == [303, 303, 403, 403, 403]
     with site.engine.connect() as connection:
         alerts = connection.execute(
-            text("SELECT kind, route, blocked FROM alerts WHERE actor = 'burst@example.org'")
+            text("SELECT kind, route, blocked FROM alerts WHERE actor = 'burst.example.org'")
         ).all()
     assert [tuple(a) for a in alerts] == [("write-surge", "admin.incidents.dismiss", True)]

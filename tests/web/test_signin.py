@@ -70,6 +70,7 @@ def test_the_cookie_is_secure_when_the_site_is_served_over_https(
     settings = site_settings(
         "https://rewards.example.org",
         tmp_path,
+        dev_issuer_enabled=False,  # never beside a real provider (DESIGN 10)
         oidc_discovery_url=f"http://127.0.0.1:{closed}/.well-known/openid-configuration",
     )
     app = create_site(one_site.engine, settings, make_verifier(settings))
@@ -100,7 +101,7 @@ def _code(site: Site, challenge: str, redirect: str) -> str:
     assert form.status_code == 200
     back = client.post(
         "/dev-issuer/authorize",
-        data={**hidden_fields(form.text), "subject": "admin@example.org", "roles": ["admin"]},
+        data={**hidden_fields(form.text), "subject": "admin.example.org", "roles": ["admin"]},
     )
     return parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
 
@@ -123,7 +124,7 @@ def test_a_code_is_only_redeemed_with_its_verifier_and_redirect(one_site: Site) 
     me = httpx.get(
         one_site.url + "/v1/me", headers={"Authorization": f"Bearer {good.json()['access_token']}"}
     )
-    assert me.json() == {"subject": "admin@example.org", "roles": ["admin"]}
+    assert me.json() == {"subject": "admin.example.org", "roles": ["admin"]}
 
 
 @pytest.mark.parametrize(
@@ -166,13 +167,13 @@ def test_after_sign_in_the_browser_only_goes_to_this_sites_pages(
     form = client.get(start.headers["location"])
     back = client.post(
         "/dev-issuer/authorize",
-        data={**hidden_fields(form.text), "subject": "a@example.org", "roles": ["admin"]},
+        data={**hidden_fields(form.text), "subject": "a.example.org", "roles": ["admin"]},
     )
     assert client.get(back.headers["location"]).headers["location"] == "/app"
 
 
 def test_signing_out_needs_the_form_token_and_ends_the_session(one_site: Site) -> None:
-    client = sign_in(one_site, "admin@example.org", "admin")
+    client = sign_in(one_site, "admin.example.org", "admin")
     assert client.post("/app/sign-out").status_code == 403
     assert client.post("/app/sign-out", data={"csrf": "guess"}).status_code == 403
     out = client.post("/app/sign-out", data={"csrf": csrf_of(client, "/app")})
@@ -181,7 +182,7 @@ def test_signing_out_needs_the_form_token_and_ends_the_session(one_site: Site) -
 
 
 def test_a_tampered_session_cookie_is_no_session(one_site: Site) -> None:
-    client = sign_in(one_site, "admin@example.org", "admin")
+    client = sign_in(one_site, "admin.example.org", "admin")
     cookie = client.cookies["rewards_session"]
     client.cookies.clear()
     client.cookies.set(
@@ -292,7 +293,7 @@ class ExternalProvider:
 def test_signing_in_through_an_external_provider(
     one_site: Site, tmp_path: Path, secret_sent: str
 ) -> None:
-    provider = ExternalProvider("ops@example.org", ["admin"], secret="s3cret")
+    provider = ExternalProvider("ops.example.org", ["admin"], secret="s3cret")
     port = free_port()
     settings = site_settings(
         f"http://127.0.0.1:{port}",
@@ -322,6 +323,27 @@ def test_signing_in_through_an_external_provider(
             return
         assert done.status_code == 303 and done.headers["location"] == "/app/admin"
         page = client.get("/app/admin")
-        assert page.status_code == 200 and "ops@example.org" in page.text
+        assert page.status_code == 200 and "ops.example.org" in page.text
         assert provider.url in page.headers["content-security-policy"]  # form-action
         assert client.get("/app/finance").status_code == 403  # roles from the claim
+
+
+@pytest.mark.parametrize("subject", ["someone@example.org", "owner 1", "owner-\u04361", "o" * 129])
+def test_the_dev_issuer_signs_in_only_subjects_the_identifier_rule_accepts(
+    one_site: Site, subject: str
+) -> None:
+    _, challenge = _pkce()
+    client = httpx.Client(base_url=one_site.url, follow_redirects=False)
+    params = {
+        "client_id": one_site.settings.oidc_client_id,
+        "redirect_uri": one_site.url + "/app/auth/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    form = client.get("/dev-issuer/authorize", params=params)
+    assert 'maxlength="128"' in form.text
+    answer = client.post(
+        "/dev-issuer/authorize",
+        data={**hidden_fields(form.text), "subject": subject, "roles": ["admin"]},
+    )
+    assert answer.status_code == 422  # no code for a subject every token check would refuse

@@ -15,6 +15,7 @@ from rewards.api.schemas import (
     Health,
     MeOut,
     PublicDeviceOut,
+    Readiness,
 )
 
 operations = APIRouter(tags=["operations"])
@@ -22,21 +23,35 @@ public = APIRouter(prefix="/v1/explorer", tags=["public"])
 anyone = APIRouter(prefix="/v1", tags=["any role"])
 
 
+HEALTHY = {"status": "ok"}
+
+
 @operations.get("/healthz", response_model=Health)
-def healthz() -> Health:
-    return Health(status="ok")
+async def healthz() -> dict[str, str]:
+    """Alive: depends on nothing (DESIGN 10). `async` so that it runs on the event loop and
+    never waits for a worker thread held by a locked database or a slow provider."""
+    return HEALTHY
 
 
-@operations.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-def readyz(engine: EngineDep) -> JSONResponse:
-    """Ready when the database answers and is migrated to the newest revision."""
-    from rewards.db.migrate import current_revision, head_revision
+@operations.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+def readyz(request: Request, engine: EngineDep) -> JSONResponse:
+    """Ready when the database answers and is migrated to the newest revision, and, with an
+    issuer configured, its keys were fetched (fresh, or stale within the stale period)."""
+    from rewards.services.database import readiness
 
-    try:
-        ready = current_revision(engine) == head_revision(str(engine.url))
-    except Exception:
-        ready = False
-    return JSONResponse({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
+    database, migrations = readiness(engine)
+    verifier = request.app.state.verifier
+    provider = "not configured" if verifier is None else verifier.jwks.state().status
+    ready = (database, migrations) == ("ok", "at head") and provider in {
+        "not configured", "fresh", "stale",
+    }  # fmt: skip
+    body = Readiness(
+        status="ok" if ready else "not ready",
+        database=database,
+        migrations=migrations,
+        identity_provider=provider,
+    )
+    return JSONResponse(body.model_dump(), 200 if ready else 503)
 
 
 @operations.get("/metrics", response_class=Response)
