@@ -916,7 +916,7 @@ def api(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if workers == 1:
-        uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+        uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info", proxy_headers=False)  # type: ignore[arg-type]
     else:
         uvicorn.run(
             "rewards.cli:worker_app",
@@ -925,6 +925,7 @@ def api(
             host=host,
             port=port,
             log_level="info",
+            proxy_headers=False,  # the API decides whom to trust (trusted_proxies)
         )
 
 
@@ -943,7 +944,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8700) -> None:
     )
     scheduler.start()
     try:
-        uvicorn.run(_api_app(sh), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+        uvicorn.run(_api_app(sh), host=host, port=port, log_level="info", proxy_headers=False)  # type: ignore[arg-type]
     finally:
         stop.set()
         scheduler.join(60)
@@ -1052,7 +1053,9 @@ def demo(
         site = create_site(
             make_engine(settings.database_url, serving=True), settings, make_verifier(settings)
         )
-        uvicorn.run(site, host="127.0.0.1", port=PAGES_PORT, log_level="warning")
+        uvicorn.run(
+            site, host="127.0.0.1", port=PAGES_PORT, log_level="warning", proxy_headers=False
+        )
 
 
 def main() -> None:

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
+    # proxies (addresses or CIDRs) whose Forwarded / X-Forwarded-For name the client
+    trusted_proxies: list[str] = []
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2
     surge_baseline_minutes: PositiveInt = 60
     surge_factor: Positive = 5.0
@@ -119,6 +121,18 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError(f"expected a rate such as 600/minute, got {value!r}") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for spec in value:
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or CIDRs, got {spec!r}") from None
         return value
 
     @field_validator("uptime_api_url")
