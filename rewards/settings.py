@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     auth_jwks_min_refresh_s: Annotated[float, Field(ge=0)] = 30.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
+    # the years a time given to the engine may fall in (incident windows, timestamps)
+    timestamp_min_year: Annotated[int, Field(ge=1970, le=9999)] = 2000
+    timestamp_max_year: Annotated[int, Field(ge=1970, le=9999)] = 2100
     # proxies (addresses or CIDRs) whose Forwarded / X-Forwarded-For name the client
     trusted_proxies: list[str] = []
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2
