@@ -424,9 +424,10 @@ def incidents_declare(
         recovery = timedelta(microseconds=parse_duration_us(deadline))
     except (json.JSONDecodeError, ValueError) as exc:
         fail(f"--scope or --deadline: {exc}")
+    sh = shell()
     try:
         declare(
-            shell().engine(),
+            sh.engine(),
             incident_id=incident_id,
             start=_moment(start, "start"),
             end=_moment(end, "end"),
@@ -435,6 +436,7 @@ def incidents_declare(
             reason=reason,
             by=by,
             now=utc_now(),
+            years=(sh.settings.timestamp_min_year, sh.settings.timestamp_max_year),
         )
     except IncidentError as exc:
         fail(str(exc))
