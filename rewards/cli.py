@@ -436,9 +436,10 @@ def incidents_declare(
         recovery = timedelta(microseconds=parse_duration_us(deadline))
     except (json.JSONDecodeError, ValueError) as exc:
         fail(f"--scope or --deadline: {exc}")
+    sh = shell()
     try:
         declare(
-            shell().engine(),
+            sh.engine(),
             incident_id=incident_id,
             start=_moment(start, "start"),
             end=_moment(end, "end"),
@@ -447,6 +448,7 @@ def incidents_declare(
             reason=reason,
             by=by,
             now=utc_now(),
+            years=sh.settings.timestamp_years,
         )
     except IncidentError as exc:
         fail(str(exc))
@@ -928,7 +930,7 @@ def api(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if workers == 1:
-        uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+        uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info", proxy_headers=False)  # type: ignore[arg-type]
     else:
         uvicorn.run(
             "rewards.cli:worker_app",
@@ -937,6 +939,7 @@ def api(
             host=host,
             port=port,
             log_level="info",
+            proxy_headers=False,  # the API decides whom to trust (trusted_proxies)
         )
 
 
@@ -955,7 +958,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8700) -> None:
     )
     scheduler.start()
     try:
-        uvicorn.run(_api_app(sh), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+        uvicorn.run(_api_app(sh), host=host, port=port, log_level="info", proxy_headers=False)  # type: ignore[arg-type]
     finally:
         stop.set()
         scheduler.join(60)
@@ -1064,7 +1067,9 @@ def demo(
         site = create_site(
             make_engine(settings.database_url, serving=True), settings, make_verifier(settings)
         )
-        uvicorn.run(site, host="127.0.0.1", port=PAGES_PORT, log_level="warning")
+        uvicorn.run(
+            site, host="127.0.0.1", port=PAGES_PORT, log_level="warning", proxy_headers=False
+        )
 
 
 def main() -> None:

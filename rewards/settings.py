@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
     max_retry_after_s: Annotated[float, Field(ge=0)] = 300.0
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
-    timestamp_min_year: Annotated[int, Field(ge=1, le=9999)] = 2000
-    timestamp_max_year: Annotated[int, Field(ge=1, le=9999)] = 2100
+    # the years a time given to the engine may fall in (heartbeats, incident windows)
+    timestamp_min_year: Annotated[int, Field(ge=1970, le=9999)] = 2000
+    timestamp_max_year: Annotated[int, Field(ge=1970, le=9999)] = 2100
     # What one ingest run may spend (DESIGN 10); past any of these it fails with the reason
     ingest_deadline_s: Positive = 3600.0
     ingest_page_timeout_s: Positive = 120.0
@@ -98,6 +99,8 @@ class Settings(BaseSettings):
     auth_jwks_backoff_max_s: Positive = 300.0
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_per_subject: str = "600/minute"
+    # proxies (addresses or CIDRs) whose Forwarded / X-Forwarded-For name the client
+    trusted_proxies: list[str] = []
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2
     surge_baseline_minutes: PositiveInt = 60
     surge_factor: Positive = 5.0
@@ -140,6 +143,18 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError(f"expected a rate such as 600/minute, got {value!r}") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for spec in value:
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or CIDRs, got {spec!r}") from None
         return value
 
     @field_validator("uptime_api_url")

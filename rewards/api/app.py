@@ -1,13 +1,14 @@
 """The engine's HTTP API (issue 5): each user's door, and no one through another's.
 
 `create_app` wires the routers (rewards/api/routes/) to an engine, settings and token
-verifier, caps request bodies, counts requests for /metrics, and turns any unhandled
-error into a bare 500 that never echoes internal details.
+verifier behind the edge (rewards/api/edge.py: client address, rate limit, body cap,
+unauthenticated bodies refused unread), counts requests for /metrics, and makes every
+error an RFC 9457 problem document (rewards/api/problems.py) that never echoes internal
+details.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,22 +16,21 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rewards.api import problems
 from rewards.api.auth import TokenVerifier
+from rewards.api.edge import MAX_BODY_BYTES, Gate, Guard, bearer_gate, networks
 from rewards.api.routes import ROUTERS
 from rewards.api.surges import WriteCounter
 from rewards.core.surges import SurgePolicy
 from rewards.settings import Settings
 
-log = logging.getLogger("rewards.api")
-MAX_BODY_BYTES = 64 * 1024
+__all__ = ["MAX_BODY_BYTES", "Metrics", "RateLimits", "create_app"]
 
 
 @dataclass
@@ -71,55 +71,6 @@ class RateLimits:
         return bool(self._limiter.hit(self._per_subject, "sub", subject))
 
 
-class Guard:
-    """Per request: the per-address rate limit, the body size cap, a bare 500 for any
-    unhandled error (logged, never echoed) and the request counter for /metrics.
-
-    Plain ASGI rather than an `@app.middleware("http")` function: Starlette's
-    BaseHTTPMiddleware re-streams every response through a task and a queue, which cost
-    more than the eligibility route's own work (py-spy, bench/api_load.py)."""
-
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        if not self.state.limiter.allow_ip(client[0] if client else "unknown"):
-            self.state.metrics.refused.labels("rate limit: address").inc()
-            refusal = JSONResponse(
-                {"detail": "too many requests"}, status_code=429, headers={"Retry-After": "60"}
-            )
-            await refusal(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await JSONResponse({"detail": "request body too large"}, status_code=413)(
-                scope, receive, send
-            )
-            return
-        status: list[int] = []
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if status:  # the response had begun: nothing more can be said on it
-                raise
-            status.append(500)
-            await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.state.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
-
-
 def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:
     """The API over `engine`; `verifier` None means no issuer is configured (all 401)."""
 
@@ -150,7 +101,11 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
         )
     )
 
+    app.state.trusted_proxies = networks(settings.trusted_proxies)
+    gates: list[Gate] = [bearer_gate]  # the pages add theirs (rewards/web/app.py)
+    app.state.gates = gates
     app.add_middleware(Guard, state=app.state)
+    problems.install(app)
 
     for router in ROUTERS:
         app.include_router(router)

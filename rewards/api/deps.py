@@ -46,7 +46,11 @@ def settings_of(request: Request) -> Settings:
 
 
 def principal(request: Request) -> Principal:
-    """The caller, from `Authorization: Bearer <JWT>`."""
+    """The caller, from `Authorization: Bearer <JWT>` (verified once per request: the edge
+    checks a request with a body before reading it and keeps the caller for its route)."""
+    known = getattr(request.state, "caller", None)
+    if isinstance(known, Principal):
+        return known
     metrics = request.app.state.metrics
     verifier: TokenVerifier | None = request.app.state.verifier
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -78,6 +82,7 @@ def principal(request: Request) -> Principal:
     if not request.app.state.limiter.allow_subject(who.subject):
         metrics.refused.labels("rate limit: subject").inc()
         raise HTTPException(429, "too many requests", {"Retry-After": "60"})
+    request.state.caller = who
     return who
 
 

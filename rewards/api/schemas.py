@@ -1,13 +1,30 @@
-"""The API's explicit input and output schemas (no mass assignment: every field named)."""
+"""The API's explicit input and output schemas (no mass assignment: every field named).
+
+Inputs are strict (issue 12, item 15): an integer is a JSON integer, a boolean is true or
+false, never "3600", 1 or "yes"; unknown fields and NaN or infinite numbers are refused. A
+time is an RFC 3339 string with a UTC offset, never a number.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+STRICT_INPUT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _text_only(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 time as a string, e.g. 2024-04-25T08:05:00Z")
+    return value
+
+
+# FastAPI validates bodies in pydantic's python mode, where a strict datetime would refuse
+# every string: parse the string (lax) but let nothing but a string in
+Timestamp = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_text_only)]
 
 
 class DeviceOut(BaseModel):
@@ -107,7 +124,7 @@ class AlertOut(BaseModel):
 class SnapshotRunIn(BaseModel):
     """A rerun an admin asks for: why (recorded), and optionally which epochs."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     reason: str = Field(min_length=1, max_length=500)
     epochs: str | None = Field(default=None, pattern=r"^\d{1,4}(:\d{1,4})?$")
     force: bool = False
@@ -181,7 +198,7 @@ class EligibilityPage(BaseModel):
 class ScopeIn(BaseModel):
     """Which devices an incident covers: exactly one of the three."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     all: bool | None = Field(default=None, description="true: every device")
     device_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
         default=None, min_length=1, max_length=10_000
@@ -197,10 +214,10 @@ class ScopeIn(BaseModel):
 class IncidentIn(BaseModel):
     """An incident an admin declares (confirmed at once)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Timestamp
+    end: Timestamp
     recovery_deadline_s: int = Field(ge=0, le=30 * 86_400)
     scope: ScopeIn
     reason: str = Field(min_length=1, max_length=500)
@@ -209,9 +226,9 @@ class IncidentIn(BaseModel):
 class IncidentEditIn(BaseModel):
     """Fields of an incident to change; the others stay as they are."""
 
-    model_config = {"extra": "forbid"}
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    model_config = STRICT_INPUT
+    start: Timestamp | None = None
+    end: Timestamp | None = None
     recovery_deadline_s: int | None = Field(default=None, ge=0, le=30 * 86_400)
     scope: ScopeIn | None = None
     reason: str | None = Field(default=None, min_length=1, max_length=500)
@@ -244,10 +261,10 @@ class MetadataPage(BaseModel):
 class RevertIn(BaseModel):
     """Revert every metadata change `actor` made with valid_from in [since, until)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     actor: str = Field(pattern=ID_PATTERN)
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Timestamp
+    until: Timestamp
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -306,3 +306,15 @@ def last_seen(session: Session, device_ids: list[str]) -> dict[str, datetime]:
         .group_by(col(OnlineInterval.device_id))
     ).all()
     return {str(d): from_us(int(end)) for d, end in rows}
+
+
+def unknown_devices(session: Session, device_ids: list[str]) -> list[str]:
+    """Those of `device_ids` the registry has never reported, sorted."""
+    wanted = sorted(set(device_ids))
+    known: set[str] = set()
+    for at in range(0, len(wanted), 1000):  # bounded IN lists on every database
+        batch = wanted[at : at + 1000]
+        known.update(
+            session.scalars(select(col(Device.device_id)).where(col(Device.device_id).in_(batch)))
+        )
+    return [d for d in wanted if d not in known]

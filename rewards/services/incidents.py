@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from rewards.core.frames import from_us
 from rewards.core.outages import (
@@ -21,7 +22,9 @@ from rewards.core.outages import (
     unreachable_periods,
 )
 from rewards.core.policy import SeasonPolicy
+from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import audit
+from rewards.db.devices import unknown_devices
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
@@ -44,6 +47,37 @@ class UnknownIncident(IncidentError):
     """No incident has that id."""
 
 
+class UnknownDevices(IncidentError):
+    """A scope names devices the registry has never reported (`device_ids`, sorted)."""
+
+    def __init__(self, device_ids: list[str]) -> None:
+        shown = ", ".join(device_ids[:10]) + (" ..." if len(device_ids) > 10 else "")
+        super().__init__(f"the scope names {len(device_ids)} unknown device(s): {shown}")
+        self.device_ids = device_ids
+
+
+def _check_window(start: datetime, end: datetime, years: YearWindow) -> None:
+    """An incident's window: end after start, both within `years` (inclusive)."""
+    if end <= start:
+        raise IncidentError("end must be after start")
+    first, last = years.first, years.last
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    # compared, not converted: a year-1 time with an offset cannot be moved to UTC
+    if start < datetime(first, 1, 1, tzinfo=UTC) or (
+        last < 9999 and end > datetime(last + 1, 1, 1, tzinfo=UTC)
+    ):
+        raise IncidentError(f"the window must lie within the years {first} to {last} (UTC)")
+
+
+def _check_devices(session: Session, scope: dict[str, Any]) -> None:
+    """A device_ids scope names only devices the registry knows (UnknownDevices)."""
+    device_ids = scope.get("device_ids")
+    if isinstance(device_ids, list):
+        unknown = unknown_devices(session, [str(d) for d in device_ids])
+        if unknown:
+            raise UnknownDevices(unknown)
+
+
 def _scope_json(scope: dict[str, Any]) -> str:
     try:
         parse_scope("scope", scope)
@@ -63,15 +97,16 @@ def declare(
     reason: str,
     by: str,
     now: datetime,
+    years: YearWindow = DEFAULT_YEARS,
 ) -> Incident:
-    """An admin declares a confirmed incident."""
+    """An admin declares a confirmed incident: its window within `years`, its scope naming
+    only known devices."""
     if not INCIDENT_ID.fullmatch(incident_id):
         raise IncidentError(
             f"incident id {incident_id!r}: use 1-80 letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"
         )
-    if end <= start:
-        raise IncidentError("end must be after start")
+    _check_window(start, end, years)
     if recovery_deadline < timedelta(0):
         raise IncidentError("recovery_deadline must not be negative")
     incident = Incident(
@@ -90,6 +125,7 @@ def declare(
     with unit_of_work(engine) as session:
         if session.get(Incident, incident_id) is not None:
             raise IncidentExists(f"incident {incident_id!r} already exists")
+        _check_devices(session, scope)
         session.add(incident)
         audit.append(
             session,
@@ -110,8 +146,10 @@ def decide(
     by: str,
     now: datetime,
     changes: dict[str, Any] | None = None,
+    years: YearWindow = DEFAULT_YEARS,
 ) -> Incident:
-    """Confirm, dismiss or edit an incident (with `changes`; status None keeps it), audited."""
+    """Confirm, dismiss or edit an incident (with `changes`; status None keeps it), audited.
+    A changed window must lie within `years`; a changed scope may name only known devices."""
     if status not in (None, "confirmed", "dismissed", "proposed"):
         raise IncidentError(f"unknown status {status!r}")
     with unit_of_work(engine) as session:
@@ -129,6 +167,10 @@ def decide(
             setattr(incident, *_stored(key, value))
         if incident.end <= incident.start:
             raise IncidentError("end must be after start")
+        if changes and ("start" in changes or "end" in changes):
+            _check_window(incident.start, incident.end, years)
+        if changes and isinstance(changes.get("scope"), dict):
+            _check_devices(session, changes["scope"])
         status = status or incident.status
         incident.status, incident.decided_by, incident.updated_at = status, by, now
         session.add(incident)

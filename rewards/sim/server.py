@@ -176,7 +176,14 @@ class BackgroundServer:
                 port = probe.getsockname()[1]
         self.url = f"http://{host}:{port}"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                proxy_headers=False,  # the API decides whom to trust (trusted_proxies)
+            )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

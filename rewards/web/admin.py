@@ -28,6 +28,7 @@ from rewards.api.routes.admin import (
     edit_incident,
     publish_or_409,
     run_draft,
+    years_of,
 )
 from rewards.api.routes.common import resolve_or_404
 from rewards.core.frames import to_us
@@ -106,6 +107,7 @@ def edit(
     incident_id: IncidentId,
     who: AdminPage,
     engine: EngineDep,
+    settings: SettingsDep,
     start: Annotated[datetime, Form()],
     end: Annotated[datetime, Form()],
     recovery_deadline_h: Annotated[float, Form(gt=0, le=24 * 30)],
@@ -119,7 +121,7 @@ def edit(
         "recovery_deadline": timedelta(hours=recovery_deadline_h),
         "reason": reason,
     }
-    edit_incident(engine, incident_id, who, changes)
+    edit_incident(engine, incident_id, who, changes, years_of(settings))
     return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
 
 

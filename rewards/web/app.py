@@ -3,8 +3,8 @@ role, static files, and HTML error pages under /app (the API keeps its JSON erro
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
@@ -13,7 +13,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rewards.api.app import create_app
-from rewards.api.auth import TokenVerifier
+from rewards.api.auth import AuthError, TokenVerifier
+from rewards.api.edge import carries_body
+from rewards.api.problems import http_problem
 from rewards.settings import Settings
 from rewards.web.admin import admin_pages
 from rewards.web.finance import finance_pages
@@ -65,6 +67,7 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
         https_only=settings.public_url.startswith("https://"),
     )
+    app.state.gates.append(session_gate)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if settings.dev_issuer_enabled:
         app.include_router(provider)
@@ -82,15 +85,39 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def html_errors(request: Request, exc: StarletteHTTPException) -> Response:
         if not request.url.path.startswith("/app"):
-            return await http_exception_handler(request, exc)
+            return await http_problem(request, exc)
         titles = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}
-        return render(
+        page = render(
             request,
             "message.html",
             {"title": titles.get(exc.status_code, "Something went wrong"),
              "message": exc.detail if exc.status_code < 500 else "Please try again later."},
             status_code=exc.status_code,
         )  # fmt: skip
+        page.headers.update(exc.headers or {})  # Retry-After of a busy database
+        return page
+
+
+SIGNED_IN_PAGES = ("/app/admin", "/app/finance", "/app/supplier")
+
+
+async def session_gate(scope: Scope) -> Response | None:
+    """A form sent to a signed-in page without a valid session goes to sign-in before its
+    body is read (the API's edge runs this; see rewards/api/edge.py)."""
+    path: str = scope["path"]
+    if not path.startswith(SIGNED_IN_PAGES) or not carries_body(scope):
+        return None
+    request = Request(scope)
+    token = request.session.get("token")
+    verifier: TokenVerifier | None = request.app.state.verifier
+    if isinstance(token, str) and verifier is not None:
+        try:
+            await anyio.to_thread.run_sync(verifier.verify, token)
+        except AuthError:
+            pass
+        else:
+            return None
+    return RedirectResponse(SignInRequired(path).location, status_code=303)
 
 
 class PageHeaders:

@@ -320,7 +320,13 @@ def test_refusals_say_nothing_internal(api: Api) -> None:
         api.url + "/v1/admin/incidents", headers={"Authorization": f"Bearer {forged}"}
     )
     assert response.status_code == 401
-    assert response.json() == {"detail": "invalid token"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://ignition-rewards.dev/problems/unauthorized",
+        "title": "A valid bearer token is required",
+        "status": 401,
+        "detail": "invalid token",
+    }
     assert response.headers["www-authenticate"].startswith("Bearer")
     big = httpx.post(
         api.url + "/v1/admin/incidents/inc-1/confirm",

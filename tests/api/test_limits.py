@@ -54,7 +54,13 @@ def test_an_unhandled_error_is_a_bare_500_and_counted(databases, tmp_path: Path)
         metrics = httpx.get(server.url + "/metrics").text
         big = httpx.post(server.url + "/boom", content=b"x" * 70_000)
     assert response.status_code == 500
-    assert response.json() == {"detail": "internal error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://ignition-rewards.dev/problems/internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "something went wrong",
+    }
     assert "hunter2" not in response.text
     assert 'rewards_api_requests_total{route="/boom",status="500"} 1.0' in metrics
     assert big.status_code == 413

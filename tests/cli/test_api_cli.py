@@ -71,3 +71,39 @@ def test_the_served_api_accepts_a_dev_token_and_refuses_none(
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_served_api_ignores_forwarded_headers_from_an_untrusted_peer(
+    workers: str,
+    databases,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """uvicorn trusts X-Forwarded-For from loopback by default; `rewards api` must not, or
+    a client escapes the per-address limit by rotating it (issue 12, item 5)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
+    env.pop("FORWARDED_ALLOW_IPS", None)
+    env.update(
+        REWARDS_DATABASE_URL=databases.fresh("sqlite"),
+        REWARDS_RATE_LIMIT_PER_IP="3/minute",
+        REWARDS_UPTIME_API_URL="http://127.0.0.1:9",
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [*REWARDS, "api", "--port", str(port), "--workers", workers],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)  # one request of this address's allowance per worker
+        statuses = [
+            httpx.get(url + "/healthz", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+            for i in range(10)
+        ]
+    finally:
+        process.terminate()
+        process.wait(30)
+    # each worker keeps its own counts: at most 3 per worker get through
+    assert statuses.count(200) <= 3 * int(workers) < len(statuses)

@@ -12,6 +12,7 @@ import pytest
 
 from rewards.core.outages import DetectorSettings
 from rewards.db import audit
+from rewards.db.devices import store_devices
 from rewards.db.engine import unit_of_work
 from rewards.db.incidents import devices_frame
 from rewards.db.state import finish_job_run, start_job_run
@@ -116,6 +117,10 @@ def test_failed_pulls_become_a_proposed_unreachable_period(engine) -> None:  # t
 
 
 def test_dismissed_and_edited_incidents_are_audited_and_unknown_ones_refused(engine) -> None:  # type: ignore[no-untyped-def]
+    registered = {"device_id": "gpu-1", "owner_id": "o", "gpu_model": "H100", "gpu_count": 1,
+                  "status": "active", "registered_at": NOW, "updated_at": NOW}  # fmt: skip
+    with unit_of_work(engine) as session:  # an edited scope may name only known devices
+        store_devices(session, [registered], now=NOW, actor="registry", source="test")
     declare(
         engine,
         incident_id="x",

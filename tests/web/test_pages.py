@@ -16,6 +16,7 @@ from sqlalchemy import text
 from rewards.core.timeline import grid_state
 from rewards.services.eligibility_view import supplier_standing
 from rewards.web.app import PAGE_ROUTERS
+from tests.api.loopback import stream_chunked
 from tests.seeded import POLICY
 from tests.web.conftest import Site, csrf_of, sign_in
 
@@ -117,7 +118,12 @@ def test_each_form_refuses_other_roles_and_missing_tokens(
     site: Site, clients: dict[str, httpx.Client], path: str, allowed: str
 ) -> None:
     url = _fill(path, site)
-    assert clients["anonymous"].post(url, data={"csrf": "x"}).status_code == 403
+    anonymous = clients["anonymous"].post(url, data={"csrf": "x"})
+    if path == "/app/sign-out":
+        assert anonymous.status_code == 403  # no session, so no CSRF token either
+    else:
+        assert anonymous.status_code == 303  # to sign-in, before its body is read
+        assert anonymous.headers["location"].startswith("/app/sign-in?next=")
     for who in (*ROLES, "none-role"):
         client = clients[who]
         assert client.post(url).status_code == 403  # no token
@@ -336,3 +342,9 @@ def test_page_writes_are_watched_for_surges_like_the_apis(
             text("SELECT kind, route, blocked FROM alerts WHERE actor = 'burst.example.org'")
         ).all()
     assert [tuple(a) for a in alerts] == [("write-surge", "admin.incidents.dismiss", True)]
+
+
+def test_a_chunked_form_without_a_session_is_refused_before_it_is_read(site: Site) -> None:
+    """Issue 12, item 2: the pages' forms, like the API, read no body from a stranger."""
+    status, sent = stream_chunked(site.url, "/app/admin/snapshots/run", {}, budget=16 * 2**20)
+    assert status == 303 and sent < 2 * 2**20

@@ -23,6 +23,7 @@ from rewards.api.deps import (
     SnapshotRef,
     writer,
 )
+from rewards.api.problems import TYPES, Problem
 from rewards.api.routes.common import resolve_or_404, snapshot_out
 from rewards.api.schemas import (
     ID_PATTERN,
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
     from rewards.core.policy import SeasonPolicy
     from rewards.core.snapshots import DiffSummary
+    from rewards.core.times import YearWindow
+    from rewards.services.incidents import UnknownDevices
     from rewards.services.snapshots import RunOutcome
     from rewards.settings import Settings
 
@@ -90,10 +93,12 @@ def admin_declare(
     body: IncidentIn,
     who: Admin,
     engine: EngineDep,
+    settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.incidents.declare"))],
 ) -> IncidentOut:
-    """Declare an incident (confirmed at once; audited). 409 if the id is taken."""
-    from rewards.services.incidents import IncidentError, IncidentExists, declare
+    """Declare an incident (confirmed at once; audited). 409 if the id is taken; 422 for a
+    window outside the configured years or a scope naming unknown devices (listed)."""
+    from rewards.services.incidents import IncidentError, IncidentExists, UnknownDevices, declare
 
     try:
         made = declare(
@@ -106,12 +111,24 @@ def admin_declare(
             reason=body.reason,
             by=who.subject,
             now=datetime.now(UTC),
+            years=years_of(settings),
         )
     except IncidentExists:
         raise HTTPException(409, "an incident with this id exists") from None
+    except UnknownDevices as exc:
+        raise _unknown(exc) from None
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
     return _incident(made)
+
+
+def years_of(settings: Settings) -> YearWindow:
+    """The years a time given to the engine may fall in."""
+    return settings.timestamp_years
+
+
+def _unknown(exc: UnknownDevices) -> Problem:
+    return Problem(TYPES["invalid-request"], str(exc), unknown_device_ids=exc.device_ids)
 
 
 @admin.patch("/incidents/{incident_id}", response_model=IncidentOut)
@@ -120,6 +137,7 @@ def admin_edit(
     body: IncidentEditIn,
     who: Admin,
     engine: EngineDep,
+    settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.incidents.edit"))],
 ) -> IncidentOut:
     """Change an incident's window, deadline, scope or reason; its status stays (audited)."""
@@ -130,23 +148,29 @@ def admin_edit(
         changes["scope"] = body.scope.as_dict()
     if not changes:
         raise HTTPException(422, "nothing to change")
-    return _incident(edit_incident(engine, incident_id, who, changes))
+    return _incident(edit_incident(engine, incident_id, who, changes, years_of(settings)))
 
 
 def edit_incident(
-    engine: Engine, incident_id: str, who: Principal, changes: dict[str, Any]
+    engine: Engine,
+    incident_id: str,
+    who: Principal,
+    changes: dict[str, Any],
+    years: YearWindow,
 ) -> Incident:
     """Apply `changes` to an incident, keeping its status (audited): 404 when there is
-    none, 422 for a change it refuses. Shared with the pages."""
-    from rewards.services.incidents import IncidentError, UnknownIncident, decide
+    none, 422 for a change it refuses (unknown devices listed). Shared with the pages."""
+    from rewards.services.incidents import IncidentError, UnknownDevices, UnknownIncident, decide
 
     try:
         return decide(
             engine, incident_id, status=None, by=who.subject, now=datetime.now(UTC),
-            changes=changes,
+            changes=changes, years=years,
         )  # fmt: skip
     except UnknownIncident:
         raise HTTPException(404, "no such incident") from None
+    except UnknownDevices as exc:
+        raise _unknown(exc) from None
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
 

@@ -1,0 +1,193 @@
+"""The API's edge, in front of every route: who the client is, the per-address rate limit,
+the body cap, refusing unauthenticated bodies unread, and a problem document for anything
+unhandled (DESIGN 10).
+
+* The client's address is the TCP peer's, unless the peer is a configured trusted proxy
+  (`trusted_proxies`, none by default): then it is the last address the proxies added to
+  `Forwarded` (RFC 7239) or `X-Forwarded-For` that is not itself a trusted proxy. A
+  client cannot pick its own address to escape the limit.
+* Request bodies are capped while they stream, Content-Length or chunked: 413 as soon as
+  the cap is passed, with nothing more read.
+* A request with a body to a route that needs a caller is checked before its body is
+  read: FastAPI reads a body before the route's dependencies run, so without this a
+  tokenless client could make the server read and parse whatever it sends. The checks
+  (`gates`) come from the API (bearer token) and the pages (session).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio.to_thread
+from fastapi import HTTPException, Request
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rewards.api.deps import principal
+from rewards.api.problems import TYPES, Problem, http_problem, problem_response
+
+log = logging.getLogger("rewards.api")
+MAX_BODY_BYTES = 64 * 1024
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Gate = Callable[[Scope], Awaitable[Response | None]]
+
+
+def networks(specs: Sequence[str]) -> tuple[Network, ...]:
+    """The networks of `specs` (addresses or CIDRs)."""
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in trusted)
+
+
+def _node(value: str) -> str:
+    """The address of a Forwarded `for=` node: quotes, brackets and port removed."""
+    node = value.strip().strip('"')
+    if node.startswith("["):  # [2001:db8::1]:4711
+        return node[1:].split("]", 1)[0]
+    if node.count(":") == 1:  # 198.51.100.1:4711
+        return node.split(":", 1)[0]
+    return node
+
+
+def _forwarded_chain(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The client addresses the proxies recorded, first hop first (`Forwarded` preferred)."""
+    forwarded = [v.decode("latin-1") for k, v in headers if k == b"forwarded"]
+    if forwarded:
+        chain = []
+        for element in ",".join(forwarded).split(","):
+            for pair in element.split(";"):
+                name, _, value = pair.partition("=")
+                if name.strip().lower() == "for":
+                    chain.append(_node(value))
+        return chain
+    listed = ",".join(v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for")
+    return [hop.strip() for hop in listed.split(",") if hop.strip()]
+
+
+def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
+    """The address the rate limit counts (see the module docstring)."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    for hop in reversed(_forwarded_chain(scope["headers"])):
+        if not _trusted(hop, trusted):
+            return hop
+    return peer
+
+
+def carries_body(scope: Scope) -> bool:
+    """Whether the request says it has a body (Content-Length above 0, or chunked)."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0 ")):
+            return True
+    return False
+
+
+async def bearer_gate(scope: Scope) -> Response | None:
+    """A body sent to an authenticated API route without a valid bearer token: 401 (the
+    verified caller is kept for the route, so it is verified and counted once)."""
+    path: str = scope["path"]
+    if not path.startswith("/v1/") or path.startswith("/v1/explorer/"):
+        return None
+    if not carries_body(scope):
+        return None
+    request = Request(scope)
+    try:
+        await anyio.to_thread.run_sync(principal, request)
+    except HTTPException as exc:
+        return await http_problem(request, exc)
+    return None
+
+
+class Guard:
+    """Per request: the client's address and its rate limit, the body cap, the gates, a
+    bare 500 problem for any unhandled error (logged, never echoed) and the request
+    counter for /metrics.
+
+    Plain ASGI rather than an `@app.middleware("http")` function: Starlette's
+    BaseHTTPMiddleware re-streams every response through a task and a queue, which cost
+    more than the eligibility route's own work (py-spy, bench/api_load.py)."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            self._count(scope, refusal.status_code)
+            return
+        status: list[int] = []
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise _too_large()
+            return message
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, capped, sending)
+        except Exception as exc:
+            if status:  # the response had begun: nothing more can be said on it
+                raise
+            if isinstance(exc, Problem):
+                answer = await http_problem(Request(scope), exc)
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                answer = problem_response(TYPES["internal-error"], "something went wrong")
+            status.append(answer.status_code)
+            await answer(scope, receive, send)
+        self._count(scope, status[0] if status else 500)
+
+    async def _refusal(self, scope: Scope) -> Response | None:
+        """Why the request is refused before the app sees it, if it is."""
+        address = client_address(scope, self.state.trusted_proxies)
+        scope["client"] = (address, (scope.get("client") or ("", 0))[1])
+        if not self.state.limiter.allow_ip(address):
+            self.state.metrics.refused.labels("rate limit: address").inc()
+            return problem_response(
+                TYPES["rate-limited"], "too many requests", headers={"Retry-After": "60"}
+            )
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return await http_problem(Request(scope), _too_large())
+        gates: list[Gate] = self.state.gates
+        for gate in gates:
+            refused = await gate(scope)
+            if refused is not None:
+                return refused
+        return None
+
+    def _count(self, scope: Scope, status: int) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.state.metrics.requests.labels(route, str(status)).inc()
+
+
+def _too_large() -> Problem:
+    return Problem(
+        TYPES["content-too-large"], f"request bodies are capped at {MAX_BODY_BYTES} bytes"
+    )

@@ -1,0 +1,125 @@
+"""What the API's bodies accept (issue 12, items 14 and 15): an incident covers only known
+devices within sane years, and an integer is an integer, not "3600" or true."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from rewards.api.problems import TYPES
+from rewards.db.devices import store_devices
+from rewards.db.engine import make_engine, unit_of_work
+from tests.api.loopback import PROBLEM, Served, served_api
+
+KNOWN = ["gpu-known-1", "gpu-known-2"]
+
+
+def incident(incident_id: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": incident_id,
+        "start": "2024-04-25T08:05:00Z",
+        "end": "2024-04-25T09:05:00Z",
+        "recovery_deadline_s": 3600,
+        "scope": {"device_ids": KNOWN},
+        "reason": "test",
+    }
+    return {**body, **changes}
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path) -> Iterator[Served]:
+    engine: Engine = make_engine(db_url, serving=True)
+    at = datetime(2024, 4, 1, tzinfo=UTC)
+    records = [
+        {"device_id": d, "owner_id": "owner-1", "gpu_model": "H100", "gpu_count": 8,
+         "status": "active", "registered_at": at, "updated_at": at}
+        for d in KNOWN
+    ]  # fmt: skip
+    with unit_of_work(engine) as session:
+        store_devices(session, records, now=at, actor="registry", source="test")
+    with served_api(engine, tmp_path) as served:
+        yield served
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def strict_api(databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
+    """The schemas' strictness needs no storage: one SQLite-backed API for those tests."""
+    engine = make_engine(databases.fresh("sqlite"), serving=True)
+    with served_api(engine, tmp_path_factory.mktemp("strict")) as served:
+        yield served
+    engine.dispose()
+
+
+def refused(answer) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = answer.json()
+    assert body["type"] == TYPES["invalid-request"].uri
+    return body
+
+
+def test_an_incident_scope_naming_unknown_devices_is_refused_listing_them(api: Served) -> None:
+    scope = {"device_ids": [KNOWN[0], "gpu-ghost-9", "gpu-ghost-1"]}
+    post = api.call("POST", "/v1/admin/incidents", json=incident("i-1", scope=scope),
+                    headers=api.bearer())  # fmt: skip
+    assert refused(post)["unknown_device_ids"] == ["gpu-ghost-1", "gpu-ghost-9"]
+    made = api.call("POST", "/v1/admin/incidents", json=incident("i-1"), headers=api.bearer())
+    assert made.status_code == 201, made.text
+    edit = api.call("PATCH", "/v1/admin/incidents/i-1", json={"scope": scope}, headers=api.bearer())
+    assert refused(edit)["unknown_device_ids"] == ["gpu-ghost-1", "gpu-ghost-9"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("1999-12-31T23:00:00Z", "2000-01-01T01:00:00Z"),
+        ("2100-12-31T23:00:00Z", "2101-01-01T01:00:00Z"),
+    ],
+)
+def test_an_incident_window_outside_the_sane_years_is_refused(
+    api: Served, start: str, end: str
+) -> None:
+    body = incident("i-2", start=start, end=end)
+    assert "2000" in refused(api.call("POST", "/v1/admin/incidents", json=body,
+                                      headers=api.bearer()))["detail"]  # fmt: skip
+    assert api.call("POST", "/v1/admin/incidents", json=incident("i-2"),
+                    headers=api.bearer()).status_code == 201  # fmt: skip
+    edit = api.call("PATCH", "/v1/admin/incidents/i-2", json={"start": start, "end": end},
+                    headers=api.bearer())  # fmt: skip
+    refused(edit)
+    edge = {"start": "2000-01-01T00:00:00Z", "end": "2100-12-31T23:59:59Z"}
+    assert api.call("PATCH", "/v1/admin/incidents/i-2", json=edge,
+                    headers=api.bearer()).status_code == 200  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body"),
+    [
+        ("/v1/admin/incidents", "POST", incident("s-1", recovery_deadline_s="3600")),
+        ("/v1/admin/incidents", "POST", incident("s-1", recovery_deadline_s=True)),
+        ("/v1/admin/incidents", "POST", incident("s-1", recovery_deadline_s=3600.0)),
+        ("/v1/admin/incidents", "POST", incident("s-1", start=1714032300)),
+        ("/v1/admin/incidents", "POST", incident("s-1", scope={"all": 1})),
+        ("/v1/admin/incidents", "POST", incident("s-1", scope={"all": "true"})),
+        ("/v1/admin/incidents", "POST", incident("s-1", reason=12)),
+        ("/v1/admin/incidents/x-1", "PATCH", {"recovery_deadline_s": "3600"}),
+        ("/v1/admin/incidents/x-1", "PATCH", {"recovery_deadline_s": True}),
+        ("/v1/admin/snapshots/run", "POST", {"reason": "r", "force": "true"}),
+        ("/v1/admin/snapshots/run", "POST", {"reason": "r", "force": 1}),
+        ("/v1/admin/metadata-changes/revert", "POST",
+         {"actor": "a", "since": 0, "until": "2024-04-25T09:05:00Z", "reason": "r"}),
+    ],
+)  # fmt: skip
+def test_strings_and_booleans_are_not_numbers_in_api_bodies(
+    strict_api: Served, path: str, method: str, body: dict[str, Any]
+) -> None:
+    answer = strict_api.call(method, path, json=body, headers=strict_api.bearer())
+    errors = refused(answer)["errors"]
+    assert errors and all(isinstance(e["loc"], list) for e in errors)
