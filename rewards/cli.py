@@ -663,17 +663,54 @@ def snapshot_show(ref: SnapshotRef) -> None:
 def snapshot_publish(
     ref: SnapshotRef,
     by: Annotated[str, typer.Option("--by", help="Who publishes (audit log).")],
+    override_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--override-rollback",
+            help="Publish a version older than the published one (a rollback; needs --reason).",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the rollback (recorded in the audit log).")
+    ] = None,
 ) -> None:
-    """Make a draft the season's published snapshot; the previous one becomes superseded."""
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, label, publish
+    """Make a draft the season's published snapshot; the previous one becomes superseded.
 
+    Publishing a version older than the published one rolls the season back (DESIGN 9): it
+    prints what moves and is refused unless --override-rollback and --reason are given."""
+    from rewards.console import print_diff
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, diff, label, publish, rollback_from
+
+    if override_rollback and not (reason or "").strip():
+        fail("--override-rollback needs --reason: say why the season goes back")
+    if reason is not None and not override_rollback:
+        fail("--reason is recorded only with --override-rollback")
     sh = shell()
     engine = sh.engine()
     snap = _snapshot(engine, ref, sh.policy.season_id)
     try:
+        newer = rollback_from(engine, snap)
+        if newer is not None and snap.status == "draft":
+            out.print(
+                f"rollback: publishing {label(snap)} replaces the newer published "
+                f"{label(newer)}; what moves:",
+                highlight=False,
+            )
+            print_diff(diff(engine, newer, snap), out)
+            if not override_rollback:
+                fail(
+                    f"{label(snap)} is older than the published {label(newer)}: refusing to "
+                    "roll back without --override-rollback --reason TEXT",
+                    1,
+                )
         previous = publish(
-            engine, snap, by=by, clock=utc_now, lock_ttl=timedelta(seconds=sh.settings.job_lock_s)
+            engine,
+            snap,
+            by=by,
+            clock=utc_now,
+            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            rollback_reason=reason if override_rollback else None,
         )
     except JobBusy as busy:
         fail(str(busy), 3)

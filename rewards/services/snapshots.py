@@ -288,6 +288,18 @@ def run_snapshot(
     return RunOutcome(header, created=True)
 
 
+class RollbackRefused(SnapshotError):
+    """Publishing would replace a newer published snapshot and no override was given."""
+
+
+def rollback_from(engine: Engine, snapshot: Snapshot) -> Snapshot | None:
+    """The season's published snapshot when it is newer than `snapshot`, so that publishing
+    `snapshot` would roll the season back (DESIGN 9); None when publishing moves forward."""
+    with unit_of_work(engine) as session:
+        current = store.published(session, snapshot.season)
+    return current if current is not None and current.version > snapshot.version else None
+
+
 def publish(
     engine: Engine,
     snapshot: Snapshot,
@@ -295,12 +307,21 @@ def publish(
     by: str,
     clock: Callable[[], datetime],
     lock_ttl: timedelta,
+    rollback_reason: str | None = None,
 ) -> Snapshot | None:
-    """Make a draft the season's published snapshot; returns the one it superseded."""
+    """Make a draft the season's published snapshot; returns the one it superseded.
+
+    Publishing a version older than the published one is a rollback (DESIGN 9): refused
+    with RollbackRefused unless `rollback_reason` says why; an allowed rollback is audited
+    as `snapshot.rollback` with the reason and what it moves.
+    """
     if snapshot.status != "draft":
         raise SnapshotError(
             f"{label(snapshot)} is {snapshot.status}: only a draft can be published"
         )
+    reason = (rollback_reason or "").strip()
+    newer = rollback_from(engine, snapshot)
+    moves = diff(engine, newer, snapshot).summary if newer is not None and reason else None
     with (
         exclusive_run(
             engine,
@@ -314,18 +335,38 @@ def publish(
         current = session.get(Snapshot, snapshot.id)
         if current is None or current.status != "draft":
             raise SnapshotError(f"{label(snapshot)} is no longer a draft")
+        replaced = store.published(session, snapshot.season)
+        rollback = replaced is not None and replaced.version > current.version
+        if rollback and replaced is not None and not reason:
+            raise RollbackRefused(
+                f"{label(snapshot)} is older than the published {label(replaced)}: publishing "
+                "it would roll the season back; it needs an explicit rollback override and a "
+                "reason"
+            )
+        if rollback and (newer is None or replaced is None or newer.id != replaced.id):
+            raise SnapshotError("the published snapshot changed meanwhile: check and try again")
+        details: dict[str, Any] = {
+            "content_hash": snapshot.content_hash,
+            "merkle_root": snapshot.merkle_root,
+        }
+        if rollback and moves is not None:
+            details["reason"] = reason
+            details["moves"] = {
+                "device_epochs_changed": moves.device_epochs_changed,
+                "device_epochs_regained": moves.device_epochs_regained,
+                "device_epochs_lost": moves.device_epochs_lost,
+                "suppliers_changed": moves.suppliers_changed,
+                "moved": moves.moved,
+            }
         previous = store.mark_published(session, current, by=by, now=clock())
+        details["supersedes"] = label(previous) if previous else None
         audit.append(
             session,
             now=clock(),
             actor=by,
-            action="snapshot.publish",
+            action="snapshot.rollback" if rollback else "snapshot.publish",
             subject=label(snapshot),
-            details={
-                "content_hash": snapshot.content_hash,
-                "merkle_root": snapshot.merkle_root,
-                "supersedes": label(previous) if previous else None,
-            },
+            details=details,
         )
     return previous
 

@@ -142,6 +142,45 @@ def test_publishing_twice_or_exporting_over_files_is_refused(
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the CLI's wiring; services test both databases
+def test_publishing_an_older_version_is_refused_without_override_and_reason_and_shows_the_diff(
+    env: dict[str, str],
+) -> None:
+    by = ("--by", "admin@example.org")
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "first", *by, env=env)
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "second", "--force", *by, env=env)
+    ok("snapshot", "publish", "v2", *by, env=env)
+
+    refused = rewards("snapshot", "publish", "v1", *by, env=env)
+    assert refused.returncode == 1, refused.stdout
+    assert "older than the published ignition-s2-v2" in refused.stderr
+    assert "--override-rollback" in refused.stderr
+    assert "ignition-s2-v2 -> ignition-s2-v1" in refused.stdout  # the diff it would cause
+    assert "base units moved" in refused.stdout
+    no_reason = rewards("snapshot", "publish", "v1", "--override-rollback", *by, env=env)
+    assert no_reason.returncode == 2 and "needs --reason" in no_reason.stderr
+    listing = ok("snapshot", "list", env=env).splitlines()[1:]
+    assert [line.split("\t")[:2] for line in listing] == [
+        ["ignition-s2-v2", "published"],
+        ["ignition-s2-v1", "draft"],
+    ]
+
+    done = ok(
+        "snapshot", "publish", "v1", "--override-rollback", "--reason", "v2 was wrong", *by,
+        env=env,
+    )  # fmt: skip
+    assert "ignition-s2-v2 -> ignition-s2-v1" in done
+    assert "ignition-s2-v2 is now superseded" in done
+    engine = make_engine(env["REWARDS_DATABASE_URL"])
+    with engine.connect() as connection:
+        action, details = connection.execute(
+            text("SELECT action, details FROM audit_log ORDER BY id DESC LIMIT 1")
+        ).one()
+    engine.dispose()
+    assert action == "snapshot.rollback"
+    assert json.loads(details)["reason"] == "v2 was wrong"
+
+
 def test_a_run_killed_mid_way_leaves_no_snapshot_and_holds_its_lock_until_it_lapses(
     env: dict[str, str],
 ) -> None:
