@@ -582,21 +582,27 @@ def snapshot_run(
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
-    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.core.snapshots import parse_epoch_range
     from rewards.services.runs import JobBusy
+    from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, Stages, label, run_snapshot
 
     sh = _season_shell(season)
     policy = sh.policy
+    engine = sh.engine()
     try:
         chosen = (
             parse_epoch_range(epochs, policy.epoch_count)
             if epochs
-            else closed_epochs(policy, utc_now(), sh.settings.snapshot_settlement_s * 1_000_000)
+            else settled_epochs(
+                engine,
+                policy,
+                now=utc_now(),
+                settlement=timedelta(seconds=sh.settings.snapshot_settlement_s),
+            )
         )
     except ValueError as exc:
         fail(f"--epochs {exc}")
-    engine = sh.engine()
     stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
     try:
         outcome = run_snapshot(

@@ -117,6 +117,8 @@ class IngestCursor(SQLModel, table=True):
     stream: str = Field(primary_key=True, max_length=40)
     cursor: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_column=_time())
+    # the latest observed_at (UTC µs) the stream has stored: epochs close on it (DESIGN 10)
+    watermark: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class JobRun(SQLModel, table=True):

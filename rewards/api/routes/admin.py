@@ -245,16 +245,18 @@ def run_draft(
 ) -> RunOutcome:
     """A manual draft run of `epochs` ("a-b"; default: every settled epoch): 409 while
     another run holds the season, 422 for anything the run refuses. Shared with the pages."""
-    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.core.snapshots import parse_epoch_range
     from rewards.services.runs import JobBusy
+    from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, run_snapshot
 
     now = datetime.now(UTC)
+    settlement = timedelta(seconds=settings.snapshot_settlement_s)
     try:
         chosen = (
             parse_epoch_range(epochs, policy.epoch_count)
             if epochs
-            else closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000)
+            else settled_epochs(engine, policy, now=now, settlement=settlement)
         )
         return run_snapshot(
             engine,
