@@ -867,19 +867,46 @@ def _write_text(path: Path, body: str) -> None:
 @snapshot_app.command("verify-proof")
 def snapshot_verify_proof(
     proof_file: Path,
-    root: Annotated[str | None, typer.Option(help="The published root to check against.")] = None,
+    root: Annotated[
+        str | None,
+        typer.Option(help="The published root to check against (default: the engine's)."),
+    ] = None,
 ) -> None:
-    """Check a proof file: its leaf must hash up to the root (exit 1 when it does not)."""
+    """Check a proof file: its leaf must hash up to the published root (exit 1 when it does
+    not). Without --root the root comes from the engine's database, never from the file
+    (a forged file carries a root that fits it); it says which root it checked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from rewards.core.merkle import check_proof_document
+    from rewards.services.snapshots import SnapshotError, label, root_of_record
 
     try:
         document = json.loads(proof_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         fail(f"{proof_file}: {exc}")
-    if not isinstance(document, dict) or not check_proof_document(document, root):
+    if not isinstance(document, dict):
+        fail(f"{proof_file}: not a proof document (a JSON object with leaf, proof, root)")
+    if root is not None:
+        source = "given with --root"
+    else:
+        try:
+            snap = root_of_record(shell().engine(), document.get("leaf"))
+        except (SnapshotError, SQLAlchemyError) as exc:
+            reason = exc if isinstance(exc, SnapshotError) else "the database is unreachable"
+            fail(
+                f"no --root given and no published root to check against: {reason}; pass "
+                "--root HEX from the published manifest (the root inside the file proves "
+                "nothing)"
+            )
+        root = snap.merkle_root
+        source = f"of {label(snap)} ({snap.status}) from the engine's database"
+    checked = f"checked against root {root} {source}"
+    if not check_proof_document(document, root):
         err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
+        err.print(checked, highlight=False)
         raise typer.Exit(1)
-    out.print(f"valid: {document['leaf']} is in the tree with root {root or document['root']}")
+    out.print(f"valid: {document['leaf']} is in the tree with root {root}", highlight=False)
+    out.print(checked, highlight=False)
 
 
 @audit_app.command("verify")

@@ -604,3 +604,23 @@ def proof(engine: Engine, snapshot: Snapshot, owner_id: str) -> dict[str, Any]:
         "amount_decimal": amount.select(reward_decimal("a", decimals)).item(),
         **document,
     }
+
+
+def root_of_record(engine: Engine, leaf: Any) -> Snapshot:
+    """The snapshot a proof's leaf [owner_id, season, version, amount] names, whose stored
+    Merkle root is the one to check the proof against (never the root inside the proof
+    file, which anyone can forge with its leaf). SnapshotError when there is no such
+    snapshot or it was never published."""
+    try:
+        _, season, number, _ = leaf
+    except (TypeError, ValueError):
+        raise SnapshotError("the proof's leaf is not [owner_id, season, version, amount]") from None
+    if not isinstance(season, str) or isinstance(number, bool) or not isinstance(number, int):
+        raise SnapshotError("the proof's leaf names no season and version")
+    with unit_of_work(engine) as session:
+        found = store.find(session, season, number)
+    if found is None:
+        raise SnapshotError(f"the engine has no snapshot {season}-v{number}")
+    if found.status == "draft":
+        raise SnapshotError(f"{label(found)} is a draft: its root was never published")
+    return found
