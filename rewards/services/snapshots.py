@@ -269,13 +269,13 @@ def run_snapshot(
                 job_run_id=context.run_id,
                 created_at=clock(),
             )
-            store.insert(session, header, rows, suppliers, totals)
-            audit.append(
+            # audited first, so that the snapshot records the log's head including its run
+            head = audit.append(
                 session,
                 now=clock(),
                 actor=triggered_by,
                 action="snapshot.run",
-                subject=label(header),
+                subject=f"{season}-v{number}",
                 details={
                     "trigger": trigger,
                     "reason": reason,
@@ -284,6 +284,8 @@ def run_snapshot(
                     "input_fingerprint": prints,
                 },
             )
+            header.audit_entries, header.audit_hash = head.entries, head.hash
+            store.insert(session, header, rows, suppliers, totals)
             context.stored = rows.height
     return RunOutcome(header, created=True)
 
@@ -358,9 +360,8 @@ def publish(
                 "suppliers_changed": moves.suppliers_changed,
                 "moved": moves.moved,
             }
-        previous = store.mark_published(session, current, by=by, now=clock())
-        details["supersedes"] = label(previous) if previous else None
-        audit.append(
+        details["supersedes"] = label(replaced) if replaced else None
+        head = audit.append(
             session,
             now=clock(),
             actor=by,
@@ -368,6 +369,7 @@ def publish(
             subject=label(snapshot),
             details=details,
         )
+        previous = store.mark_published(session, current, by=by, now=clock(), audit_head=head)
     return previous
 
 
@@ -533,6 +535,13 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
             "code_version": snapshot.code_version,
             "content_hash": snapshot.content_hash,
             "merkle_root": snapshot.merkle_root,
+            # the audit log's head after the run and the publication (DESIGN 9): a log cut
+            # short or rewound later no longer holds these entries
+            "audit_head": {"entries": snapshot.audit_entries, "hash": snapshot.audit_hash},
+            "published_audit_head": {
+                "entries": snapshot.published_audit_entries,
+                "hash": snapshot.published_audit_hash,
+            },
             "token_decimals": decimals,
             "rows": {"device_epochs": rows.height, "suppliers": suppliers.height},
             "totals": {
