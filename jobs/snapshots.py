@@ -1,8 +1,10 @@
 """The scheduled snapshot: after each epoch closes and settles, a new draft for the season;
 and the eligibility view suppliers read, rebuilt every few minutes when its inputs changed.
 
-An epoch is settled `snapshot_settlement_s` after it ends, so that late heartbeats (the
-uptime API delivers them hours late at times) are in before its rewards are computed. The
+An epoch is settled `snapshot_settlement_s` after it ends, on the wall clock and on the
+observed_at watermark of the ingested feed (DESIGN 10), so that late heartbeats (the uptime
+API delivers them hours late at times) are in before its rewards are computed, and a feed
+outage does not close an epoch it left empty. The
 draft waits for an admin to publish it.
 """
 
@@ -15,11 +17,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
-from rewards.core.snapshots import closed_epochs
 from rewards.db.eligibility_views import ViewHeader
 from rewards.db.tables import Snapshot
 from rewards.services.eligibility_view import ViewError, refresh_view
 from rewards.services.runs import JobBusy
+from rewards.services.settlement import settled_epochs
 from rewards.services.snapshots import SnapshotError, covering_snapshot, label, run_snapshot
 from rewards.settings import Settings
 
@@ -32,8 +34,9 @@ def due_epochs(
     engine: Engine, policy: SeasonPolicy, *, now: datetime, settlement: timedelta
 ) -> range:
     """The epochs a scheduled snapshot should cover now; empty when none is due (nothing
-    settled yet, or a snapshot from epoch 0 through the last settled epoch exists)."""
-    settled = closed_epochs(policy, now, settlement // timedelta(microseconds=1))
+    settled yet on the clock and the feed's watermark, or a snapshot from epoch 0 through
+    the last settled epoch exists)."""
+    settled = settled_epochs(engine, policy, now=now, settlement=settlement)
     if not settled or covering_snapshot(engine, policy.season_id, settled) is not None:
         return range(0)
     return settled

@@ -596,21 +596,27 @@ def snapshot_run(
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
-    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.core.snapshots import parse_epoch_range
     from rewards.services.runs import JobBusy
+    from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, Stages, label, run_snapshot
 
     sh = _season_shell(season)
     policy = sh.policy
+    engine = sh.engine()
     try:
         chosen = (
             parse_epoch_range(epochs, policy.epoch_count)
             if epochs
-            else closed_epochs(policy, utc_now(), sh.settings.snapshot_settlement_s * 1_000_000)
+            else settled_epochs(
+                engine,
+                policy,
+                now=utc_now(),
+                settlement=timedelta(seconds=sh.settings.snapshot_settlement_s),
+            )
         )
     except ValueError as exc:
         fail(f"--epochs {exc}")
-    engine = sh.engine()
     stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
     try:
         outcome = run_snapshot(
@@ -677,17 +683,54 @@ def snapshot_show(ref: SnapshotRef) -> None:
 def snapshot_publish(
     ref: SnapshotRef,
     by: Annotated[str, typer.Option("--by", callback=_actor, help="Who publishes (audit log).")],
+    override_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--override-rollback",
+            help="Publish a version older than the published one (a rollback; needs --reason).",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the rollback (recorded in the audit log).")
+    ] = None,
 ) -> None:
-    """Make a draft the season's published snapshot; the previous one becomes superseded."""
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, label, publish
+    """Make a draft the season's published snapshot; the previous one becomes superseded.
 
+    Publishing a version older than the published one rolls the season back (DESIGN 9): it
+    prints what moves and is refused unless --override-rollback and --reason are given."""
+    from rewards.console import print_diff
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshots import SnapshotError, diff, label, publish, rollback_from
+
+    if override_rollback and not (reason or "").strip():
+        fail("--override-rollback needs --reason: say why the season goes back")
+    if reason is not None and not override_rollback:
+        fail("--reason is recorded only with --override-rollback")
     sh = shell()
     engine = sh.engine()
     snap = _snapshot(engine, ref, sh.policy.season_id)
     try:
+        newer = rollback_from(engine, snap)
+        if newer is not None and snap.status == "draft":
+            out.print(
+                f"rollback: publishing {label(snap)} replaces the newer published "
+                f"{label(newer)}; what moves:",
+                highlight=False,
+            )
+            print_diff(diff(engine, newer, snap), out)
+            if not override_rollback:
+                fail(
+                    f"{label(snap)} is older than the published {label(newer)}: refusing to "
+                    "roll back without --override-rollback --reason TEXT",
+                    1,
+                )
         previous = publish(
-            engine, snap, by=by, clock=utc_now, lock_ttl=timedelta(seconds=sh.settings.job_lock_s)
+            engine,
+            snap,
+            by=by,
+            clock=utc_now,
+            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            rollback_reason=reason if override_rollback else None,
         )
     except JobBusy as busy:
         fail(str(busy), 3)
@@ -838,19 +881,46 @@ def _write_text(path: Path, body: str) -> None:
 @snapshot_app.command("verify-proof")
 def snapshot_verify_proof(
     proof_file: Path,
-    root: Annotated[str | None, typer.Option(help="The published root to check against.")] = None,
+    root: Annotated[
+        str | None,
+        typer.Option(help="The published root to check against (default: the engine's)."),
+    ] = None,
 ) -> None:
-    """Check a proof file: its leaf must hash up to the root (exit 1 when it does not)."""
+    """Check a proof file: its leaf must hash up to the published root (exit 1 when it does
+    not). Without --root the root comes from the engine's database, never from the file
+    (a forged file carries a root that fits it); it says which root it checked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from rewards.core.merkle import check_proof_document
+    from rewards.services.snapshots import SnapshotError, label, root_of_record
 
     try:
         document = json.loads(proof_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         fail(f"{proof_file}: {exc}")
-    if not isinstance(document, dict) or not check_proof_document(document, root):
+    if not isinstance(document, dict):
+        fail(f"{proof_file}: not a proof document (a JSON object with leaf, proof, root)")
+    if root is not None:
+        source = "given with --root"
+    else:
+        try:
+            snap = root_of_record(shell().engine(), document.get("leaf"))
+        except (SnapshotError, SQLAlchemyError) as exc:
+            reason = exc if isinstance(exc, SnapshotError) else "the database is unreachable"
+            fail(
+                f"no --root given and no published root to check against: {reason}; pass "
+                "--root HEX from the published manifest (the root inside the file proves "
+                "nothing)"
+            )
+        root = snap.merkle_root
+        source = f"of {label(snap)} ({snap.status}) from the engine's database"
+    checked = f"checked against root {root} {source}"
+    if not check_proof_document(document, root):
         err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
+        err.print(checked, highlight=False)
         raise typer.Exit(1)
-    out.print(f"valid: {document['leaf']} is in the tree with root {root or document['root']}")
+    out.print(f"valid: {document['leaf']} is in the tree with root {root}", highlight=False)
+    out.print(checked, highlight=False)
 
 
 @audit_app.command("verify")

@@ -130,6 +130,14 @@ class SnapshotRunIn(BaseModel):
     force: bool = False
 
 
+class PublishIn(BaseModel):
+    """Publishing a version older than the published one (a rollback, DESIGN 9) needs both."""
+
+    model_config = {"extra": "forbid"}
+    override_rollback: bool = False
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
 class SnapshotRunOut(BaseModel):
     snapshot: SnapshotOut
     created: bool

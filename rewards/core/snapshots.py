@@ -396,10 +396,17 @@ def summarize(rows: pl.DataFrame, suppliers: pl.DataFrame, largest: int = 5) -> 
     )
 
 
-def closed_epochs(policy: SeasonPolicy, now: datetime, settlement_us: int) -> range:
-    """The epochs that ended at least `settlement_us` before `now` (late heartbeats have
-    had that long to arrive): range(0, k), possibly empty."""
-    elapsed = to_us(now) - to_us(policy.start) - settlement_us
+def closed_epochs(
+    policy: SeasonPolicy, now: datetime, settlement_us: int, *, watermark: datetime | None
+) -> range:
+    """The epochs closed and settled (DESIGN 10): those whose end plus `settlement_us` is
+    at or before both `now` and `watermark`, the latest observed_at of the ingested feed
+    (None: nothing ingested, nothing closed). The wall clock alone never closes an epoch,
+    so a feed outage does not snapshot epochs it left empty. range(0, k), possibly empty."""
+    if watermark is None:
+        return range(0)
+    horizon = min(to_us(now), to_us(watermark))
+    elapsed = horizon - to_us(policy.start) - settlement_us
     return range(max(0, min(policy.epoch_count, elapsed // policy.epoch_length_us)))
 
 

@@ -4,6 +4,10 @@ Each entry's hash is SHA-256 of the JSON list [previous hash, at (RFC 3339, micr
 actor, action, subject, details] with no spaces; the first entry's previous hash is 64
 zeros. Appenders first lock the single `audit_head` row (an UPDATE, which locks on both
 databases), so concurrent transactions chain one after the other.
+
+The database lets the head move only forward with the log (triggers, revision 0009), and
+every snapshot records the head after its run and its publication, so a log truncated or
+rewound by someone who lifted the triggers is still caught against those anchors.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, text
 from sqlmodel import Session, col
 
-from rewards.db.tables import AuditEntry, AuditHead
+from rewards.db.tables import AuditEntry, AuditHead, Snapshot
 
 GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where the log ends: how many entries it has and the last one's hash."""
+
+    entries: int
+    hash: str
 
 
 def entry_hash(
@@ -43,12 +55,13 @@ def _lock_head(connection: Connection) -> tuple[str, int]:
     return str(row[0]), int(row[1])
 
 
-def append_many(session: Session, entries: list[dict[str, Any]]) -> None:
+def append_many(session: Session, entries: list[dict[str, Any]]) -> Head:
     """Record actions (dicts of at, actor, action, subject, details as JSON text) in the
-    caller's transaction, chained after the current head."""
-    if not entries:
-        return
+    caller's transaction, chained after the current head; returns the new head."""
     connection = session.connection()
+    if not entries:  # nothing to chain: no lock, so callers with nothing to say never wait
+        row = connection.execute(select(col(AuditHead.hash), col(AuditHead.entries))).first()
+        return Head(int(row[1]), str(row[0])) if row else Head(0, GENESIS)
     head, count = _lock_head(connection)
     rows = []
     for entry in entries:
@@ -67,6 +80,7 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> None:
         text("UPDATE audit_head SET hash = :hash, entries = :entries WHERE id = 1"),
         {"hash": head, "entries": count + len(rows)},
     )
+    return Head(count + len(rows), head)
 
 
 def append(
@@ -77,9 +91,9 @@ def append(
     action: str,
     subject: str,
     details: dict[str, Any],
-) -> None:
-    """Record one action in the caller's transaction."""
-    append_many(
+) -> Head:
+    """Record one action in the caller's transaction; returns the new head."""
+    return append_many(
         session,
         [
             {
@@ -128,9 +142,34 @@ def _walk(session: Session, batch: int = 10_000) -> Iterator[AuditEntry]:
         last = rows[-1].id or last
 
 
+def anchors(session: Session) -> dict[int, list[tuple[str, str]]]:
+    """The heads recorded in snapshots: entry number -> [(hash, who recorded it)]."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    rows = session.execute(
+        select(
+            col(Snapshot.season),
+            col(Snapshot.version),
+            col(Snapshot.audit_entries),
+            col(Snapshot.audit_hash),
+            col(Snapshot.published_audit_entries),
+            col(Snapshot.published_audit_hash),
+        )
+    )
+    for season, number, entries, digest, published_entries, published_digest in rows:
+        for when, n, h in (
+            ("run", entries, digest),
+            ("publication", published_entries, published_digest),
+        ):
+            if n is not None and h is not None:
+                found.setdefault(int(n), []).append((str(h), f"{season}-v{number} ({when})"))
+    return found
+
+
 def verify_chain(session: Session) -> ChainReport:
-    """Recompute every hash in order and compare the end with the head."""
+    """Recompute every hash in order, compare the end with the head, and check that the
+    log still holds every head a snapshot recorded (same entry number, same hash)."""
     problems: list[str] = []
+    recorded = anchors(session)
     previous, count = GENESIS, 0
     for entry in _walk(session):
         count += 1
@@ -142,9 +181,21 @@ def verify_chain(session: Session) -> ChainReport:
         if expected != entry.hash:
             problems.append(f"entry {entry.id}: content does not match its hash (edited)")
         previous = entry.hash
+        for digest, who in recorded.pop(count, []):
+            if digest != entry.hash:
+                problems.append(
+                    f"{who} recorded the log's head at entry {count} ({digest[:12]}...), but "
+                    f"entry {count} is now {entry.hash[:12]}...: the log was rewritten"
+                )
         if len(problems) >= 20:
             problems.append("... stopped after 20 problems")
             return ChainReport(count, problems)
+    for position, found in sorted(recorded.items()):
+        for digest, who in found:
+            problems.append(
+                f"{who} recorded the log's head at entry {position} ({digest[:12]}...), but "
+                f"the log has only {count} entries: it was truncated or rewound"
+            )
     head = session.get(AuditHead, 1)
     if head is None:
         problems.append("audit_head is missing")

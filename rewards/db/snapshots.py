@@ -12,6 +12,7 @@ from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
 from rewards.core.snapshots import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS
+from rewards.db.audit import Head
 from rewards.db.bulk import load_frame, read_frame
 from rewards.db.tables import Snapshot, SnapshotEpoch, SnapshotPart, SnapshotPayout
 
@@ -134,9 +135,10 @@ def read_epochs(connection: Connection, snapshot_id: int) -> pl.DataFrame:
 
 
 def mark_published(
-    session: Session, snapshot: Snapshot, *, by: str, now: datetime
+    session: Session, snapshot: Snapshot, *, by: str, now: datetime, audit_head: Head
 ) -> Snapshot | None:
-    """Publish `snapshot` and supersede the season's previous published one (returned)."""
+    """Publish `snapshot` and supersede the season's previous published one (returned);
+    `audit_head` is the audit log's head with the publication recorded."""
     previous = published(session, snapshot.season)
     if previous is not None:
         session.execute(
@@ -150,6 +152,8 @@ def mark_published(
             published_at=now,
             published_by=by,
             supersedes_id=previous.id if previous else None,
+            published_audit_entries=audit_head.entries,
+            published_audit_hash=audit_head.hash,
         )
     )
     return previous

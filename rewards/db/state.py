@@ -18,14 +18,31 @@ def get_cursor(session: Session, stream: str) -> str | None:
     return row.cursor if row else None
 
 
-def set_cursor(session: Session, stream: str, cursor: str | None, *, now: datetime) -> None:
-    """Move `stream`'s cursor; commits with the caller's data or not at all."""
+def set_cursor(
+    session: Session,
+    stream: str,
+    cursor: str | None,
+    *,
+    now: datetime,
+    observed_us: int | None = None,
+) -> None:
+    """Move `stream`'s cursor, and its watermark up to `observed_us` (the latest observed_at
+    of the page; it never moves back); commits with the caller's data or not at all."""
     row = session.get(IngestCursor, stream)
     if row is None:
-        session.add(IngestCursor(stream=stream, cursor=cursor, updated_at=now))
+        row = IngestCursor(stream=stream, cursor=cursor, updated_at=now)
+        session.add(row)
     else:
         row.cursor, row.updated_at = cursor, now
+    if observed_us is not None and (row.watermark is None or observed_us > row.watermark):
+        row.watermark = observed_us
     session.flush()
+
+
+def watermark(session: Session, stream: str) -> int | None:
+    """The latest observed_at (UTC µs) `stream` has stored, None before its first record."""
+    row = session.get(IngestCursor, stream)
+    return row.watermark if row else None
 
 
 def quarantine(

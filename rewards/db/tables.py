@@ -117,6 +117,8 @@ class IngestCursor(SQLModel, table=True):
     stream: str = Field(primary_key=True, max_length=40)
     cursor: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_column=_time())
+    # the latest observed_at (UTC µs) the stream has stored: epochs close on it (DESIGN 10)
+    watermark: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class JobRun(SQLModel, table=True):
@@ -269,6 +271,12 @@ class Snapshot(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_time())
     published_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
     published_by: str | None = Field(default=None, max_length=ID)
+    # the audit log's head (entries, hash) after this snapshot's run and after its
+    # publication were audited: a log later cut short or rewound is caught (DESIGN 9)
+    audit_entries: int | None = Field(default=None, sa_type=BigInteger)
+    audit_hash: str | None = Field(default=None, max_length=64)
+    published_audit_entries: int | None = Field(default=None, sa_type=BigInteger)
+    published_audit_hash: str | None = Field(default=None, max_length=64)
 
 
 def _snapshot_key() -> Column[int]:

@@ -304,7 +304,11 @@ def _store(
             items=[(r.raw, r.reason) for r in fetched.rejected],
             now=fetched.now,
         )
-        state.set_cursor(session, stream, cursor, now=fetched.now)
+        observed = None
+        if fetched.heartbeats is not None and fetched.heartbeats.height:
+            latest = fetched.heartbeats.get_column("observed_at").max()
+            observed = to_us(latest) if isinstance(latest, datetime) else None
+        state.set_cursor(session, stream, cursor, now=fetched.now, observed_us=observed)
     return stored
 
 

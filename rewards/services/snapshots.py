@@ -271,13 +271,13 @@ def run_snapshot(
                 job_run_id=context.run_id,
                 created_at=clock(),
             )
-            store.insert(session, header, rows, suppliers, totals)
-            audit.append(
+            # audited first, so that the snapshot records the log's head including its run
+            head = audit.append(
                 session,
                 now=clock(),
                 actor=triggered_by,
                 action="snapshot.run",
-                subject=label(header),
+                subject=f"{season}-v{number}",
                 details={
                     "trigger": trigger,
                     "reason": reason,
@@ -286,8 +286,22 @@ def run_snapshot(
                     "input_fingerprint": prints,
                 },
             )
+            header.audit_entries, header.audit_hash = head.entries, head.hash
+            store.insert(session, header, rows, suppliers, totals)
             context.stored = rows.height
     return RunOutcome(header, created=True)
+
+
+class RollbackRefused(SnapshotError):
+    """Publishing would replace a newer published snapshot and no override was given."""
+
+
+def rollback_from(engine: Engine, snapshot: Snapshot) -> Snapshot | None:
+    """The season's published snapshot when it is newer than `snapshot`, so that publishing
+    `snapshot` would roll the season back (DESIGN 9); None when publishing moves forward."""
+    with unit_of_work(engine) as session:
+        current = store.published(session, snapshot.season)
+    return current if current is not None and current.version > snapshot.version else None
 
 
 def publish(
@@ -297,12 +311,21 @@ def publish(
     by: str,
     clock: Callable[[], datetime],
     lock_ttl: timedelta,
+    rollback_reason: str | None = None,
 ) -> Snapshot | None:
-    """Make a draft the season's published snapshot; returns the one it superseded."""
+    """Make a draft the season's published snapshot; returns the one it superseded.
+
+    Publishing a version older than the published one is a rollback (DESIGN 9): refused
+    with RollbackRefused unless `rollback_reason` says why; an allowed rollback is audited
+    as `snapshot.rollback` with the reason and what it moves.
+    """
     if snapshot.status != "draft":
         raise SnapshotError(
             f"{label(snapshot)} is {snapshot.status}: only a draft can be published"
         )
+    reason = (rollback_reason or "").strip()
+    newer = rollback_from(engine, snapshot)
+    moves = diff(engine, newer, snapshot).summary if newer is not None and reason else None
     with (
         exclusive_run(
             engine,
@@ -316,19 +339,39 @@ def publish(
         current = session.get(Snapshot, snapshot.id)
         if current is None or current.status != "draft":
             raise SnapshotError(f"{label(snapshot)} is no longer a draft")
-        previous = store.mark_published(session, current, by=by, now=clock())
-        audit.append(
+        replaced = store.published(session, snapshot.season)
+        rollback = replaced is not None and replaced.version > current.version
+        if rollback and replaced is not None and not reason:
+            raise RollbackRefused(
+                f"{label(snapshot)} is older than the published {label(replaced)}: publishing "
+                "it would roll the season back; it needs an explicit rollback override and a "
+                "reason"
+            )
+        if rollback and (newer is None or replaced is None or newer.id != replaced.id):
+            raise SnapshotError("the published snapshot changed meanwhile: check and try again")
+        details: dict[str, Any] = {
+            "content_hash": snapshot.content_hash,
+            "merkle_root": snapshot.merkle_root,
+        }
+        if rollback and moves is not None:
+            details["reason"] = reason
+            details["moves"] = {
+                "device_epochs_changed": moves.device_epochs_changed,
+                "device_epochs_regained": moves.device_epochs_regained,
+                "device_epochs_lost": moves.device_epochs_lost,
+                "suppliers_changed": moves.suppliers_changed,
+                "moved": moves.moved,
+            }
+        details["supersedes"] = label(replaced) if replaced else None
+        head = audit.append(
             session,
             now=clock(),
             actor=by,
-            action="snapshot.publish",
+            action="snapshot.rollback" if rollback else "snapshot.publish",
             subject=label(snapshot),
-            details={
-                "content_hash": snapshot.content_hash,
-                "merkle_root": snapshot.merkle_root,
-                "supersedes": label(previous) if previous else None,
-            },
+            details=details,
         )
+        previous = store.mark_published(session, current, by=by, now=clock(), audit_head=head)
     return previous
 
 
@@ -506,6 +549,13 @@ def export(engine: Engine, snapshot: Snapshot, out: Path) -> dict[str, Any]:
             "code_version": snapshot.code_version,
             "content_hash": snapshot.content_hash,
             "merkle_root": snapshot.merkle_root,
+            # the audit log's head after the run and the publication (DESIGN 9): a log cut
+            # short or rewound later no longer holds these entries
+            "audit_head": {"entries": snapshot.audit_entries, "hash": snapshot.audit_hash},
+            "published_audit_head": {
+                "entries": snapshot.published_audit_entries,
+                "hash": snapshot.published_audit_hash,
+            },
             "token_decimals": decimals,
             "rows": {"device_epochs": rows.height, "suppliers": suppliers.height},
             "totals": {
@@ -578,3 +628,23 @@ def proof(engine: Engine, snapshot: Snapshot, owner_id: str) -> dict[str, Any]:
         "amount_decimal": amount.select(reward_decimal("a", decimals)).item(),
         **document,
     }
+
+
+def root_of_record(engine: Engine, leaf: Any) -> Snapshot:
+    """The snapshot a proof's leaf [owner_id, season, version, amount] names, whose stored
+    Merkle root is the one to check the proof against (never the root inside the proof
+    file, which anyone can forge with its leaf). SnapshotError when there is no such
+    snapshot or it was never published."""
+    try:
+        _, season, number, _ = leaf
+    except (TypeError, ValueError):
+        raise SnapshotError("the proof's leaf is not [owner_id, season, version, amount]") from None
+    if not isinstance(season, str) or isinstance(number, bool) or not isinstance(number, int):
+        raise SnapshotError("the proof's leaf names no season and version")
+    with unit_of_work(engine) as session:
+        found = store.find(session, season, number)
+    if found is None:
+        raise SnapshotError(f"the engine has no snapshot {season}-v{number}")
+    if found.status == "draft":
+        raise SnapshotError(f"{label(found)} is a draft: its root was never published")
+    return found

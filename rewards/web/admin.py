@@ -194,7 +194,8 @@ def publish_confirm(
         request,
         "publish.html",
         {"title": f"Publish {label(snap)}?", "snap": snap, "ref": label(snap),
-         "current": label(current) if current else None, "s": summary},
+         "current": label(current) if current else None, "s": summary,
+         "rollback": current is not None and current.version > snap.version},
     )  # fmt: skip
 
 
@@ -206,15 +207,22 @@ def publish(
     engine: EngineDep,
     settings: SettingsDep,
     confirm: Annotated[str, Form(pattern=REF_PATTERN)],
+    override_rollback: Annotated[bool, Form()] = False,
+    reason: Annotated[str, Form(max_length=500)] = "",
 ) -> RedirectResponse:
-    """Publish, once the typed confirmation names the snapshot."""
+    """Publish, once the typed confirmation names the snapshot; a rollback (an older
+    version than the published one) also needs the override ticked and a reason."""
     from rewards.services.snapshots import label
 
     snap = resolve_or_404(engine, ref, settings.season)
     if confirm != label(snap):
         raise HTTPException(422, f"type {label(snap)} to confirm")
+    if override_rollback and not reason.strip():
+        raise HTTPException(422, "a rollback needs a reason")
     watch_write(request, who, "admin.snapshots.publish")
-    publish_or_409(engine, settings, snap, who)
+    publish_or_409(
+        engine, settings, snap, who, rollback_reason=reason if override_rollback else None
+    )
     return RedirectResponse(f"/app/admin/snapshots?done=published:{label(snap)}", status_code=303)
 
 

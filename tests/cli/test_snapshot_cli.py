@@ -148,6 +148,84 @@ def test_publishing_twice_or_exporting_over_files_is_refused(
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the CLI's wiring; services test both databases
+def test_publishing_an_older_version_is_refused_without_override_and_reason_and_shows_the_diff(
+    env: dict[str, str],
+) -> None:
+    by = ("--by", "admin@example.org")
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "first", *by, env=env)
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "second", "--force", *by, env=env)
+    ok("snapshot", "publish", "v2", *by, env=env)
+
+    refused = rewards("snapshot", "publish", "v1", *by, env=env)
+    assert refused.returncode == 1, refused.stdout
+    assert "older than the published ignition-s2-v2" in refused.stderr
+    assert "--override-rollback" in refused.stderr
+    assert "ignition-s2-v2 -> ignition-s2-v1" in refused.stdout  # the diff it would cause
+    assert "base units moved" in refused.stdout
+    no_reason = rewards("snapshot", "publish", "v1", "--override-rollback", *by, env=env)
+    assert no_reason.returncode == 2 and "needs --reason" in no_reason.stderr
+    listing = ok("snapshot", "list", env=env).splitlines()[1:]
+    assert [line.split("\t")[:2] for line in listing] == [
+        ["ignition-s2-v2", "published"],
+        ["ignition-s2-v1", "draft"],
+    ]
+
+    done = ok(
+        "snapshot", "publish", "v1", "--override-rollback", "--reason", "v2 was wrong", *by,
+        env=env,
+    )  # fmt: skip
+    assert "ignition-s2-v2 -> ignition-s2-v1" in done
+    assert "ignition-s2-v2 is now superseded" in done
+    engine = make_engine(env["REWARDS_DATABASE_URL"])
+    with engine.connect() as connection:
+        action, details = connection.execute(
+            text("SELECT action, details FROM audit_log ORDER BY id DESC LIMIT 1")
+        ).one()
+    engine.dispose()
+    assert action == "snapshot.rollback"
+    assert json.loads(details)["reason"] == "v2 was wrong"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the root comes through the service layer
+def test_verify_proof_without_root_checks_the_published_root_not_the_files_own(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from rewards.core.merkle import Payout, leaf_hash
+
+    by = ("--by", "admin@example.org")
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", *by, env=env)
+    ok("snapshot", "publish", "v1", *by, env=env)
+    engine = make_engine(env["REWARDS_DATABASE_URL"])
+    with engine.connect() as connection:
+        owner = connection.execute(text("SELECT min(owner_id) FROM snapshot_payouts")).scalar_one()
+    engine.dispose()
+    root = json.loads(ok("snapshot", "proof", "v1", "--supplier", owner, env=env))["root"]
+    # a forged proof that is consistent with itself: one leaf paying far more, its own root
+    leaf = [owner, "ignition-s2", 1, 10**18]
+    forged = tmp_path / "forged.json"
+    forged.write_text(
+        json.dumps({"leaf": leaf, "proof": [], "root": leaf_hash(Payout(*leaf)).hex()})
+    )
+    refused = rewards("snapshot", "verify-proof", str(forged), env=env)
+    assert refused.returncode == 1, refused.stdout
+    assert "invalid" in refused.stderr
+    assert f"checked against root {root} of ignition-s2-v1 (published)" in refused.stderr
+
+    genuine = tmp_path / "genuine.json"
+    ok("snapshot", "proof", "v1", "--supplier", owner, "--out", str(genuine), env=env)
+    valid = ok("snapshot", "verify-proof", str(genuine), env=env)
+    assert f"checked against root {root} of ignition-s2-v1 (published) from the engine" in valid
+
+    elsewhere = json.dumps({"leaf": [*leaf[:2], 9, leaf[3]], "proof": [], "root": "00" * 32})
+    forged.write_text(elsewhere)  # a snapshot the engine never made: no root to trust
+    unknown = rewards("snapshot", "verify-proof", str(forged), env=env)
+    assert unknown.returncode == 2
+    assert "no --root given" in unknown.stderr and "ignition-s2-v9" in unknown.stderr
+    given = rewards("snapshot", "verify-proof", str(genuine), "--root", root, env=env)
+    assert given.returncode == 0 and "given with --root" in given.stdout
+
+
 def test_a_run_killed_mid_way_leaves_no_snapshot_and_holds_its_lock_until_it_lapses(
     env: dict[str, str],
 ) -> None:

@@ -325,3 +325,22 @@ def test_owners_at_epochs_match_a_plain_reference(spans: list[tuple[int, int]]) 
         DAY_US,
     ).to_list()
     assert found == [_owner_reference(d, s, closed) for d, s in cells]
+
+
+def test_an_epoch_closes_on_the_feed_watermark_plus_settlement_not_on_the_clock_alone() -> None:
+    from datetime import timedelta
+
+    from rewards.core.snapshots import closed_epochs
+
+    season = policy(end="2024-05-20T00:00:00Z")
+    settle = 2 * 3600 * 1_000_000
+    day = timedelta(days=1)
+    end_of_epoch_4 = season.start + 5 * day
+    clock = season.start + 20 * day  # the wall clock moved on
+    stuck = end_of_epoch_4 + timedelta(hours=2)  # the feed stopped 2 h after epoch 4 ended
+    assert closed_epochs(season, clock, settle, watermark=stuck) == range(5)
+    assert closed_epochs(season, clock, settle, watermark=stuck - timedelta(microseconds=1)) == (
+        range(4)
+    )
+    assert closed_epochs(season, clock, settle, watermark=None) == range(0)
+    assert closed_epochs(season, season.start + 3 * day, settle, watermark=clock) == range(2)

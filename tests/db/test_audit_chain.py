@@ -125,3 +125,108 @@ def test_rewards_audit_verify_exits_1_on_a_broken_chain(db_url: str, tmp_path: P
     broken = rewards("audit", "verify", env=env)
     assert broken.returncode == 1
     assert "content does not match its hash" in broken.stderr
+
+
+def _refused(engine: Engine, statement: str) -> None:
+    import pytest
+    import sqlalchemy.exc
+
+    with pytest.raises(sqlalchemy.exc.DBAPIError), engine.begin() as connection:
+        connection.execute(text(statement))
+
+
+def test_truncate_and_any_change_to_the_head_but_an_append_are_refused(engine: Engine) -> None:
+    record(engine, 3)
+    statements = [
+        "UPDATE audit_head SET hash = '" + "0" * 64 + "', entries = 0",  # reset the head
+        "UPDATE audit_head SET entries = entries - 1",
+        "UPDATE audit_head SET entries = entries + 1",  # forward, but to no entry
+        "UPDATE audit_head SET hash = (SELECT hash FROM audit_log ORDER BY id LIMIT 1)",
+        "DELETE FROM audit_head",
+        "INSERT INTO audit_head (id, hash, entries) VALUES (2, 'x', 0)",
+    ]
+    if engine.dialect.name == "postgresql":
+        statements += ["TRUNCATE audit_log", "TRUNCATE audit_head", "TRUNCATE audit_log CASCADE"]
+    for statement in statements:
+        _refused(engine, statement)
+    record(engine, 2)  # the append path still moves it
+    report = verify(engine)
+    assert (report.entries, report.problems) == (5, [])
+
+
+def lift_every_guard(engine: Engine) -> None:
+    """What an attacker with the database owner's rights would do: no trigger stays."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            for table in ("audit_log", "audit_head"):
+                connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        else:
+            names = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name IN ('audit_log', 'audit_head')"
+            ).scalars()
+            for name in list(names):
+                connection.exec_driver_sql(f"DROP TRIGGER {name}")
+
+
+def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_recorded(
+    ingested: Engine, tmp_path: Path
+) -> None:
+    import os
+
+    from rewards.services.snapshots import export, publish, resolve, run_snapshot
+    from tests.seeded import LOCK, POLICY
+    from tests.seeded import NOW as LATER
+
+    with ingested.connect() as connection:
+        before = connection.execute(text("SELECT entries FROM audit_head")).scalar_one()
+    record(ingested, 2)
+    run_snapshot(
+        ingested, POLICY, epochs=range(7), trigger="manual", triggered_by="admin@test",
+        reason="t", clock=lambda: LATER, lock_ttl=LOCK,
+    )  # fmt: skip
+    publish(
+        ingested, resolve(ingested, "v1", "ignition-s2"), by="admin@test",
+        clock=lambda: LATER, lock_ttl=LOCK,
+    )  # fmt: skip
+    record(ingested, 1)
+    snap = resolve(ingested, "v1", "ignition-s2")
+    n = before + 3  # the run's entry: after the ingest's and the two recorded here
+    assert (snap.audit_entries, snap.published_audit_entries) == (n, n + 1)
+    with ingested.connect() as connection:
+        hashes = connection.execute(text("SELECT hash FROM audit_log ORDER BY id")).scalars().all()
+    assert (snap.audit_hash, snap.published_audit_hash) == (hashes[n - 1], hashes[n])
+    manifest = export(ingested, snap, tmp_path / "export")
+    assert manifest["audit_head"] == {"entries": n, "hash": hashes[n - 1]}
+    assert manifest["published_audit_head"] == {"entries": n + 1, "hash": hashes[n]}
+    assert verify(ingested).intact
+    for column in ("audit_hash", "audit_entries", "published_audit_hash"):  # frozen too
+        _refused(ingested, f"UPDATE snapshots SET {column} = NULL")  # noqa: S608
+
+    # delete the tail from the snapshot's run on, and rewind the head to fit
+    lift_every_guard(ingested)
+    with ingested.begin() as connection:
+        ids = connection.execute(text("SELECT id FROM audit_log ORDER BY id")).scalars().all()
+        connection.execute(text("DELETE FROM audit_log WHERE id >= :id"), {"id": ids[n - 1]})
+        connection.execute(
+            text("UPDATE audit_head SET hash = :h, entries = :n"), {"h": hashes[n - 2], "n": n - 1}
+        )
+    problems = verify(ingested).problems
+    assert problems, "a rewound log passed"
+    assert all("removed or added" not in p for p in problems)  # the head itself agrees
+    assert any(f"ignition-s2-v1 (run) recorded the log's head at entry {n}" in p for p in problems)
+    assert any(
+        "ignition-s2-v1 (publication)" in p and "truncated or rewound" in p for p in problems
+    )
+
+    # empty the log and reset the head: once "intact: 0 entries"
+    with ingested.begin() as connection:
+        connection.execute(text("DELETE FROM audit_log"))
+        connection.execute(
+            text("UPDATE audit_head SET hash = :h, entries = 0"), {"h": audit.GENESIS}
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
+    env["REWARDS_DATABASE_URL"] = str(ingested.url.render_as_string(hide_password=False))
+    done = rewards("audit", "verify", env=env)
+    assert done.returncode == 1, done.stdout
+    assert "the log has only 0 entries: it was truncated or rewound" in done.stderr

@@ -381,3 +381,49 @@ def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: En
     assert (second.version, second.epoch_last) == (2, 2)
     assert second.reason == "epoch 2 closed and settled"
     assert job() is None
+
+
+def test_publishing_an_older_version_over_a_newer_one_needs_a_reason_and_is_audited(
+    ingested: Engine,
+) -> None:
+    from rewards.services.snapshots import RollbackRefused
+
+    v1 = run(ingested, reason="no incident declared").snapshot
+    declare_forced_upgrade(ingested)
+    v2 = run(ingested, reason="forced upgrade confirmed").snapshot
+    publish(ingested, v2, by="finance@test", clock=lambda: NOW, lock_ttl=LOCK)
+
+    for reason in (None, "", "   "):
+        with pytest.raises(RollbackRefused, match="older than the published ignition-s2-v2"):
+            publish(
+                ingested, v1, by="mallory@test", clock=lambda: NOW, lock_ttl=LOCK,
+                rollback_reason=reason,
+            )  # fmt: skip
+    current = resolve(ingested, "v2", "ignition-s2")
+    assert current.status == "published"
+    assert resolve(ingested, "v1", "ignition-s2").status == "draft"
+
+    previous = publish(
+        ingested, v1, by="finance@test", clock=lambda: NOW, lock_ttl=LOCK,
+        rollback_reason="v2 paid the wrong pool; finance ticket 17",
+    )  # fmt: skip
+    assert previous is not None and previous.id == v2.id
+    assert resolve(ingested, "v1", "ignition-s2").status == "published"
+    assert resolve(ingested, "v2", "ignition-s2").status == "superseded"
+    with ingested.connect() as connection:
+        actions = connection.execute(
+            text(
+                "SELECT action, actor, subject, details FROM audit_log "
+                "WHERE action LIKE 'snapshot.%' ORDER BY id"
+            )
+        ).all()
+    assert [a[:3] for a in actions[-2:]] == [
+        ("snapshot.publish", "finance@test", "ignition-s2-v2"),
+        ("snapshot.rollback", "finance@test", "ignition-s2-v1"),
+    ]
+    import json
+
+    details = json.loads(actions[-1][3])
+    assert details["reason"] == "v2 paid the wrong pool; finance ticket 17"
+    assert details["supersedes"] == "ignition-s2-v2"
+    assert details["moves"]["moved"] == diff(ingested, v2, v1).summary.moved > 0

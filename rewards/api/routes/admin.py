@@ -35,6 +35,7 @@ from rewards.api.schemas import (
     JobRunOut,
     MetadataPage,
     MetadataVersionOut,
+    PublishIn,
     RevertIn,
     RevertOut,
     SnapshotOut,
@@ -268,16 +269,18 @@ def run_draft(
 ) -> RunOutcome:
     """A manual draft run of `epochs` ("a-b"; default: every settled epoch): 409 while
     another run holds the season, 422 for anything the run refuses. Shared with the pages."""
-    from rewards.core.snapshots import closed_epochs, parse_epoch_range
+    from rewards.core.snapshots import parse_epoch_range
     from rewards.services.runs import JobBusy
+    from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, run_snapshot
 
     now = datetime.now(UTC)
+    settlement = timedelta(seconds=settings.snapshot_settlement_s)
     try:
         chosen = (
             parse_epoch_range(epochs, policy.epoch_count)
             if epochs
-            else closed_epochs(policy, now, settings.snapshot_settlement_s * 1_000_000)
+            else settled_epochs(engine, policy, now=now, settlement=settlement)
         )
         return run_snapshot(
             engine,
@@ -343,17 +346,33 @@ def admin_snapshot_publish(
     engine: EngineDep,
     settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.snapshots.publish"))],
+    body: PublishIn | None = None,
 ) -> SnapshotOut:
-    """Publish a draft; the season's previous published snapshot becomes superseded."""
+    """Publish a draft; the season's previous published snapshot becomes superseded.
+    Publishing a version older than the published one (a rollback) is a 409 unless the
+    body has `override_rollback: true` and a `reason` (audited with what it moves)."""
     from rewards.services.snapshots import resolve
 
-    publish_or_409(engine, settings, resolve_or_404(engine, ref, settings.season), who)
+    chosen = body or PublishIn()
+    if chosen.override_rollback and not (chosen.reason or "").strip():
+        raise HTTPException(422, "override_rollback needs a reason")
+    reason = chosen.reason if chosen.override_rollback else None
+    snap = resolve_or_404(engine, ref, settings.season)
+    publish_or_409(engine, settings, snap, who, rollback_reason=reason)
     return snapshot_out(resolve(engine, ref, settings.season))
 
 
-def publish_or_409(engine: Engine, settings: Settings, snap: Snapshot, who: Principal) -> None:
-    """Publish `snap` (audited): 409 while a run holds the season or when it cannot be
-    published. Shared with the pages."""
+def publish_or_409(
+    engine: Engine,
+    settings: Settings,
+    snap: Snapshot,
+    who: Principal,
+    *,
+    rollback_reason: str | None = None,
+) -> None:
+    """Publish `snap` (audited): 409 while a run holds the season, when it cannot be
+    published, or when it is older than the published one and `rollback_reason` is not
+    given (DESIGN 9). Shared with the pages."""
     from rewards.services.runs import JobBusy
     from rewards.services.snapshots import SnapshotError, publish
 
@@ -364,6 +383,7 @@ def publish_or_409(engine: Engine, settings: Settings, snap: Snapshot, who: Prin
             by=who.subject,
             clock=lambda: datetime.now(UTC),
             lock_ttl=timedelta(seconds=settings.job_lock_s),
+            rollback_reason=rollback_reason,
         )
     except JobBusy:
         raise HTTPException(409, "a snapshot of this season is running") from None
