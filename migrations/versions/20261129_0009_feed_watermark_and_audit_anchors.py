@@ -15,7 +15,7 @@ Columns are added and dropped with plain ALTER TABLE (SQLite has both since 3.35
 mode would rebuild `snapshots` on SQLite and lose its guard triggers.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-29 10:00:00.000000
 """
 

@@ -34,11 +34,11 @@ class Served:
     settings: Settings
     issuer: DevIssuer
 
-    def token(self, subject: str = "admin@example.org", *roles: str) -> str:
+    def token(self, subject: str = "admin.example.org", *roles: str) -> str:
         chosen = roles or ("admin",)
         return self.issuer.token(subject, chosen, now=datetime.now(UTC), ttl=timedelta(minutes=10))
 
-    def bearer(self, subject: str = "admin@example.org", *roles: str) -> dict[str, str]:
+    def bearer(self, subject: str = "admin.example.org", *roles: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(subject, *roles)}"}
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -39,7 +39,7 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
         dev_issuer_enabled=True, dev_issuer_key_file=tmp_path / "dev.pem", season="ignition-s2"
     )
     token = dev_issuer(settings).token(
-        "admin@example.org", ["admin"], now=datetime.now(UTC), ttl=timedelta(minutes=10)
+        "admin.example.org", ["admin"], now=datetime.now(UTC), ttl=timedelta(minutes=10)
     )
     headers = {"Authorization": f"Bearer {token}"}
     with BackgroundServer(create_app(engine, settings, make_verifier(settings))) as server:
@@ -62,5 +62,5 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
             text("SELECT action, actor, details FROM audit_log ORDER BY id DESC LIMIT 1")
         ).one()
     engine.dispose()
-    assert (action, actor) == ("snapshot.rollback", "admin@example.org")
+    assert (action, actor) == ("snapshot.rollback", "admin.example.org")
     assert json.loads(details)["reason"] == "v2 was wrong"

@@ -152,7 +152,7 @@ def test_publishing_twice_or_exporting_over_files_is_refused(
 def test_publishing_an_older_version_is_refused_without_override_and_reason_and_shows_the_diff(
     env: dict[str, str],
 ) -> None:
-    by = ("--by", "admin@example.org")
+    by = ("--by", "admin.example.org")
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "first", *by, env=env)
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "second", "--force", *by, env=env)
     ok("snapshot", "publish", "v2", *by, env=env)
@@ -193,7 +193,7 @@ def test_verify_proof_without_root_checks_the_published_root_not_the_files_own(
 ) -> None:
     from rewards.core.merkle import Payout, leaf_hash
 
-    by = ("--by", "admin@example.org")
+    by = ("--by", "admin.example.org")
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", *by, env=env)
     ok("snapshot", "publish", "v1", *by, env=env)
     engine = make_engine(env["REWARDS_DATABASE_URL"])

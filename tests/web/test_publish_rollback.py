@@ -28,7 +28,7 @@ def test_the_publish_page_refuses_a_rollback_without_override_and_reason(
         )  # fmt: skip
     publish(engine, resolve(engine, "v2", "ignition-s2"), by="t", clock=lambda: NOW, lock_ttl=LOCK)
     for site in serve_site(engine, tmp_path, proposed="none"):
-        admin = sign_in(site, "admin@example.org", "admin")
+        admin = sign_in(site, "admin.example.org", "admin")
         page = admin.get("/app/admin/snapshots/v1/publish")
         assert page.status_code == 200
         assert "Rollback:" in page.text and 'name="override_rollback"' in page.text
