@@ -60,8 +60,7 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> Head:
     caller's transaction, chained after the current head; returns the new head."""
     connection = session.connection()
     if not entries:  # nothing to chain: no lock, so callers with nothing to say never wait
-        row = connection.execute(select(col(AuditHead.hash), col(AuditHead.entries))).first()
-        return Head(int(row[1]), str(row[0])) if row else Head(0, GENESIS)
+        return current_head(session)
     head, count = _lock_head(connection)
     rows = []
     for entry in entries:
@@ -81,6 +80,12 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> Head:
         {"hash": head, "entries": count + len(rows)},
     )
     return Head(count + len(rows), head)
+
+
+def current_head(session: Session) -> Head:
+    """The log's head as this transaction sees it, without taking the appenders' lock."""
+    row = session.connection().execute(select(col(AuditHead.hash), col(AuditHead.entries))).first()
+    return Head(int(row[1]), str(row[0])) if row else Head(0, GENESIS)
 
 
 def append(

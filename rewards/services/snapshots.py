@@ -271,8 +271,14 @@ def run_snapshot(
                 job_run_id=context.run_id,
                 created_at=clock(),
             )
-            # audited first, so that the snapshot records the log's head including its run
-            head = audit.append(
+            # The snapshot records the log's head as its rows are written (DESIGN 9), read
+            # without the appenders' lock; the run's own entry is chained last, so the lock
+            # that every audited write waits on is held for an instant, not for the bulk
+            # insert of a fleet's device-epochs.
+            head = audit.current_head(session)
+            header.audit_entries, header.audit_hash = head.entries, head.hash
+            store.insert(session, header, rows, suppliers, totals)
+            audit.append(
                 session,
                 now=clock(),
                 actor=triggered_by,
@@ -286,8 +292,6 @@ def run_snapshot(
                     "input_fingerprint": prints,
                 },
             )
-            header.audit_entries, header.audit_hash = head.entries, head.hash
-            store.insert(session, header, rows, suppliers, totals)
             context.stored = rows.height
     return RunOutcome(header, created=True)
 

@@ -7,7 +7,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from rewards.db import audit
 from rewards.db.engine import make_engine, unit_of_work
@@ -191,19 +193,20 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
     )  # fmt: skip
     record(ingested, 1)
     snap = resolve(ingested, "v1", "ignition-s2")
-    n = before + 3  # the run's entry: after the ingest's and the two recorded here
-    assert (snap.audit_entries, snap.published_audit_entries) == (n, n + 1)
+    n = before + 2  # the head as the run wrote: the ingest's entries and the two recorded here
+    # then the run's own entry (n + 1) and the publication's (n + 2)
+    assert (snap.audit_entries, snap.published_audit_entries) == (n, n + 2)
     with ingested.connect() as connection:
         hashes = connection.execute(text("SELECT hash FROM audit_log ORDER BY id")).scalars().all()
-    assert (snap.audit_hash, snap.published_audit_hash) == (hashes[n - 1], hashes[n])
+    assert (snap.audit_hash, snap.published_audit_hash) == (hashes[n - 1], hashes[n + 1])
     manifest = export(ingested, snap, tmp_path / "export")
     assert manifest["audit_head"] == {"entries": n, "hash": hashes[n - 1]}
-    assert manifest["published_audit_head"] == {"entries": n + 1, "hash": hashes[n]}
+    assert manifest["published_audit_head"] == {"entries": n + 2, "hash": hashes[n + 1]}
     assert verify(ingested).intact
     for column in ("audit_hash", "audit_entries", "published_audit_hash"):  # frozen too
         _refused(ingested, f"UPDATE snapshots SET {column} = NULL")  # noqa: S608
 
-    # delete the tail from the snapshot's run on, and rewind the head to fit
+    # delete the tail from the head the run recorded on, and rewind the head to fit
     lift_every_guard(ingested)
     with ingested.begin() as connection:
         ids = connection.execute(text("SELECT id FROM audit_log ORDER BY id")).scalars().all()
@@ -230,3 +233,49 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
     done = rewards("audit", "verify", env=env)
     assert done.returncode == 1, done.stdout
     assert "the log has only 0 entries: it was truncated or rewound" in done.stderr
+
+
+def test_a_snapshot_run_holds_the_appenders_lock_only_for_its_own_entry(
+    ingested: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run bulk-writes a fleet's device-epochs, every other audited write (an admin
+    confirming an incident, say) must still get through: on PostgreSQL the serving engine
+    waits at most a few seconds for a lock. SQLite has one writer at a time anyway."""
+    from rewards.db import snapshots as store
+    from rewards.services.snapshots import run_snapshot
+    from tests.seeded import LOCK, POLICY
+    from tests.seeded import NOW as LATER
+
+    if ingested.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises every writer; the row lock is PostgreSQL's")
+    writing, written = threading.Event(), threading.Event()
+    original = store.insert
+
+    def slow_insert(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)  # type: ignore[arg-type]
+        writing.set()
+        written.wait(30)  # the rest of a long bulk write
+
+    monkeypatch.setattr(store, "insert", slow_insert)
+    run = threading.Thread(
+        target=run_snapshot,
+        args=(ingested, POLICY),
+        kwargs={
+            "epochs": range(7), "trigger": "manual", "triggered_by": "admin.test",
+            "reason": "t", "clock": lambda: LATER, "lock_ttl": LOCK,
+        },
+    )  # fmt: skip
+    run.start()
+    try:
+        assert writing.wait(60), "the run never reached its write"
+        with ingested.connect() as connection, connection.begin():
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
+            with Session(bind=connection) as session:
+                audit.append(
+                    session, now=NOW, actor="admin.test", action="incident.confirm",
+                    subject="inc-during-run", details={},
+                )  # fmt: skip
+    finally:
+        written.set()
+        run.join(60)
+    assert verify(ingested).intact
