@@ -313,12 +313,13 @@ def eligibility_compute(
     if out_file.suffix not in (".parquet", ".csv"):
         fail(f"--out {out_file}: expected a .parquet or .csv file")
     try:
+        years = get_settings().timestamp_years  # the files' times obey the engine's window
         policy = load_policy(season)
         results, payouts = compute_from_files(
-            policy, heartbeats=heartbeats, incidents=incidents, devices=devices
+            policy, heartbeats=heartbeats, incidents=incidents, devices=devices, years=years
         )
         write_results(results, out_file)
-    except (InputError, PolicyError) as exc:
+    except (InputError, PolicyError, SettingsError) as exc:
         fail(str(exc))
     eligible = int(results.get_column("eligible").sum())
     out.print(
@@ -529,13 +530,20 @@ def incidents_edit(
         fail(f"--scope or --deadline: {exc}")
     if not changes:
         fail("nothing to change: give --start, --end, --deadline or --scope")
-    engine = shell().engine()
+    sh = shell()
+    engine = sh.engine()
     current = {i.id: i.status for i in list_incidents(engine)}
     if incident_id not in current:
         fail(f"no incident {incident_id!r}")
     try:
         decide(
-            engine, incident_id, status=current[incident_id], by=by, now=utc_now(), changes=changes
+            engine,
+            incident_id,
+            status=current[incident_id],
+            by=by,
+            now=utc_now(),
+            changes=changes,
+            years=sh.settings.timestamp_years,
         )
     except IncidentError as exc:
         fail(str(exc))

@@ -159,7 +159,7 @@ def read_devices(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFra
     )
 
 
-def _incident(path: Path, index: int, item: Any) -> dict[str, Any] | None:
+def _incident(path: Path, index: int, item: Any, years: YearWindow) -> dict[str, Any] | None:
     where = f"{path}: incident {index + 1}"
     if not isinstance(item, dict):
         raise InputError(f"{where}: expected an object")
@@ -177,7 +177,7 @@ def _incident(path: Path, index: int, item: Any) -> dict[str, Any] | None:
     moments = {}
     for field in ("start", "end"):
         value = item.get(field)
-        if not isinstance(value, str) or (problem := rfc3339_problem(value)):
+        if not isinstance(value, str) or (problem := rfc3339_problem(value, years=years)):
             why = problem if isinstance(value, str) else "is not a string"
             raise InputError(
                 f"{where}: field {field!r} must be an RFC 3339 time, got {value!r} (it {why})"
@@ -225,8 +225,9 @@ def parse_scope(where: str, scope: Any) -> dict[str, Any]:
     raise InputError(f"{where}: scope {scope!r} is not {shapes}")
 
 
-def read_incidents(path: Path) -> pl.DataFrame:
-    """Confirmed incidents from a JSON list (entries whose status is not confirmed skipped)."""
+def read_incidents(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:
+    """Confirmed incidents from a JSON list (entries whose status is not confirmed skipped),
+    their start and end RFC 3339 (no leap second) within `years`."""
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -235,7 +236,7 @@ def read_incidents(path: Path) -> pl.DataFrame:
         raise InputError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a JSON list of incidents")
-    records = [r for i, item in enumerate(items) if (r := _incident(path, i, item))]
+    records = [r for i, item in enumerate(items) if (r := _incident(path, i, item, years))]
     ids = [r["incident_id"] for r in records]
     if len(set(ids)) != len(ids):
         raise InputError(f"{path}: incident ids must be unique")

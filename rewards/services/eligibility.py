@@ -15,6 +15,7 @@ from rewards.core import (
 )
 from rewards.core.csv_cells import csv_bytes
 from rewards.core.policy import SeasonPolicy
+from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at
@@ -44,11 +45,13 @@ def compute_from_files(
     heartbeats: Path,
     incidents: Path | None = None,
     devices: Path | None = None,
+    years: YearWindow = DEFAULT_YEARS,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Device-epoch results and epoch payouts from input files (raises InputError)."""
-    beats = read_heartbeats(heartbeats)
-    confirmed = read_incidents(incidents) if incidents else None
-    meta = read_devices(devices) if devices else None
+    """Device-epoch results and epoch payouts from input files (raises InputError); every
+    time in them must fall within `years` (the engine's is settings.timestamp_years)."""
+    beats = read_heartbeats(heartbeats, years=years)
+    confirmed = read_incidents(incidents, years=years) if incidents else None
+    meta = read_devices(devices, years=years) if devices else None
     versions = incident_versions(beats, confirmed) if confirmed is not None else None
     results = device_epochs(
         online_intervals(beats, policy),

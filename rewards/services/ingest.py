@@ -64,7 +64,7 @@ class CursorError(UptimeApiError):
 @dataclass(frozen=True)
 class IngestLimits:
     """What one run may spend (DESIGN 10): wall-clock time, pages, bytes of bodies, and
-    pages without progress (no records though more are promised), in all and in a row.
+    pages without progress (no valid records though more are promised), in all and in a row.
     A run past any of them fails with its reason, the cursor at the last committed page."""
 
     deadline_s: float = 3600.0
@@ -94,21 +94,23 @@ class _Spent:
     idle: int = 0
     idle_in_a_row: int = 0
 
-    def count(self, report: IngestReport, page: Page) -> bool:
-        """Count `page` against the limits (raising LimitExceeded past one); True when it
-        made no progress: no records though the API says there are more."""
-        idle = page.has_more and not page.records
+    def count(self, report: IngestReport, page: Page, *, valid: int) -> bool:
+        """Count `page`, which brought `valid` valid records, against the limits (raising
+        LimitExceeded past one); True when it made no progress: no valid records though
+        the API says there are more. A page of only quarantined records is no progress
+        either: a hostile API could otherwise send look-alikes with fresh cursors forever."""
+        idle = page.has_more and not valid
         self.idle, self.idle_in_a_row = self.idle + idle, (self.idle_in_a_row + 1) * idle
         where = f"after {report.pages} pages, the cursor at {report.cursor!r}"
         if self.idle_in_a_row > self.limits.max_idle_in_a_row:
             raise LimitExceeded(
-                f"{self.idle_in_a_row} pages in a row brought no records though the API "
+                f"{self.idle_in_a_row} pages in a row brought no valid records though the API "
                 f"said there were more (ingest_max_idle_in_a_row="
                 f"{self.limits.max_idle_in_a_row}); stopped {where}"
             )
         if self.idle > self.limits.max_idle_pages:
             raise LimitExceeded(
-                f"{self.idle} pages brought no records though the API said there were more "
+                f"{self.idle} pages brought no valid records though the API said there were more "
                 f"(ingest_max_idle_pages={self.limits.max_idle_pages}); stopped {where}"
             )
         return idle
@@ -129,6 +131,11 @@ class _Fetched:
     devices: list[dict[str, Any]]
     rejected: list[Rejected]
     now: datetime
+
+    @property
+    def valid(self) -> int:
+        """How many of the page's records passed validation (the ones stored)."""
+        return self.heartbeats.height if self.heartbeats is not None else len(self.devices)
 
 
 def pull_stream(
@@ -151,7 +158,8 @@ def pull_stream(
 
     The next page is fetched and validated on a helper thread while the current one is
     stored; pages still commit strictly in order, each with the cursor after it. A page
-    without progress is followed but not committed. The run stays within `limits`, or
+    without progress (no valid records, more promised) counts against `limits`; it is
+    committed only for its quarantined records, if any. The run stays within `limits`, or
     fails with the reason (DESIGN 10). With `surges`, each page of the device stream is
     checked for a surge of metadata writes by one actor (DESIGN 1: the 2024 surge was
     noticed by chance), raising an alert. Records with look-alike identifiers or times
@@ -177,7 +185,7 @@ def pull_stream(
                 fetched = pending.result()
                 page, pending = fetched.page, None
                 _check_progress(report, cursor, page)
-                idle = spent.count(report, page)
+                idle = spent.count(report, page, valid=fetched.valid)
                 next_cursor = page.next_cursor if page.next_cursor is not None else cursor
                 stop = None
                 if page.has_more and (max_pages is None or report.pages + 1 < max_pages):
@@ -185,7 +193,7 @@ def pull_stream(
                     if stop is None:
                         pending = pool.submit(fetch, next_cursor)
                 stored = StoredBatch(0, 0)
-                if not idle:
+                if page.records or not idle:  # quarantined records are kept, idle or not
                     stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
                     report.cursor = next_cursor
                 if surges is not None and fetched.devices:

@@ -10,31 +10,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-# A quarantine reason names its record's values; the metric's label is its kind, so the
-# number of series stays small. The first kind whose words the reason contains wins.
-_REASON_KINDS = (
-    ("duplicate key", "duplicate-key"),
-    ("not a JSON object", "not-an-object"),
-    ("missing field", "missing-field"),
-    ("must be a string", "not-a-string"),
-    ("is empty", "empty"),
-    ("longer than", "too-long"),
-    ("lone surrogate", "invalid-unicode"),
-    ("NUL character", "nul-character"),
-    ("ahead of the engine clock", "in-the-future"),
-    ("identifier", "bad-identifier"),
-    ("'observed_at'", "bad-time"),
-    ("_at'", "bad-time"),
-    ("gpu_count", "bad-count"),
-)
-
-
-def reason_kind(reason: str) -> str:
-    """The label of a quarantine reason: a short, stable kind ("other" if unknown)."""
-    for words, kind in _REASON_KINDS:
-        if words in reason:
-            return kind
-    return "other"
+from rewards.uptime.records import reason_code
 
 
 class IngestMetrics:
@@ -52,7 +28,7 @@ class IngestMetrics:
             ["stream"], registry=r,
         )  # fmt: skip
         self.quarantined = Counter(
-            "rewards_ingest_records_quarantined", "Records refused, by kind of reason",
+            "rewards_ingest_records_quarantined", "Records refused, by the code of the reason",
             ["stream", "reason"], registry=r,
         )  # fmt: skip
         self.conflicting = Counter(
@@ -83,14 +59,17 @@ class IngestMetrics:
         reasons: list[str],
         retries: int,
     ) -> None:
-        """Count one page of `stream` and the retries it took."""
+        """Count one page of `stream` and the retries it took. A quarantined record is
+        counted under its reason's code (rewards.uptime.records.REASON_CODES, "other" for
+        none), never words of the reason: the reason names the record's values, so
+        matching words would count a bad time spelled "identifier" as a bad identifier."""
         self.pages.labels(stream).inc()
         self.pulled.labels(stream).inc(pulled)
         self.stored.labels(stream).inc(stored)
         self.retries.labels(stream).inc(retries)
         self.conflicting.inc(conflicting)
         for reason in reasons:
-            self.quarantined.labels(stream, reason_kind(reason)).inc()
+            self.quarantined.labels(stream, reason_code(reason)).inc()
 
     def observed(self, newest: datetime | None, *, now: datetime) -> None:
         """Note the newest observed_at of a page (if any) and set the lag as of `now`."""

@@ -138,3 +138,24 @@ def test_incident_commands_declare_list_and_refuse_bad_input(
     assert backwards.returncode == 2 and "end must be after start" in backwards.stderr
     missing = rewards("incidents", "confirm", "nope", "--by", "admin", env=env)
     assert missing.returncode == 2 and "no incident 'nope'" in missing.stderr
+
+
+def test_incidents_declare_and_edit_keep_windows_inside_the_configured_year_window(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    env = env_for(
+        tmp_path, season_dir, REWARDS_TIMESTAMP_MIN_YEAR="2020", REWARDS_TIMESTAMP_MAX_YEAR="2030"
+    )
+    assert rewards("db", "upgrade", env=env).returncode == 0
+    window = ["--start", "2024-04-25T08:05:00Z", "--end", "2024-04-25T09:05:00Z"]
+    done = rewards("incidents", "declare", "apr-25", *window, "--by", "admin", env=env)
+    assert done.returncode == 0, done.stderr
+    late = rewards("incidents", "declare", "late", "--start", "2024-04-25T08:05:00Z",
+                   "--end", "2031-06-01T00:00:00Z", "--by", "admin", env=env)  # fmt: skip
+    assert late.returncode == 2 and "2020 to 2030" in late.stderr
+    for option, value in (("--end", "2031-06-01T00:00:00Z"), ("--start", "2019-12-31T23:00:00Z")):
+        edited = rewards("incidents", "edit", "apr-25", option, value, "--by", "bob", env=env)
+        assert edited.returncode == 2, edited.stdout
+        assert "2020 to 2030" in edited.stderr and "Traceback" not in edited.stderr
+    listed = rewards("incidents", "list", env=env)
+    assert "\t2024-04-25T08:05:00Z\t2024-04-25T09:05:00Z\t" in listed.stdout  # unchanged

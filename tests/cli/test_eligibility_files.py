@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from rewards.core.times import YearWindow
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
 from rewards.settings import REPO_ROOT
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
@@ -248,3 +249,107 @@ def test_a_parquet_timestamp_outside_the_window_is_refused(tmp_path: Path) -> No
     ).write_parquet(path)
     with pytest.raises(InputError, match=r"row 1, column 'observed_at': .*outside 2000..2100"):
         read_heartbeats(path)
+
+
+@pytest.mark.parametrize(
+    ("start", "problem"),
+    [
+        pytest.param("9999-04-25T08:05:00Z", "year 9999 is outside 2000..2100", id="year-9999"),
+        pytest.param("1999-12-31T23:00:00Z", "year 1999 is outside 2000..2100", id="year-1999"),
+        pytest.param("2016-12-31T23:59:60Z", "leap second", id="leap-second"),
+    ],
+)
+def test_an_incident_file_time_outside_the_year_window_or_on_a_leap_second_is_refused(
+    tmp_path: Path, start: str, problem: str
+) -> None:
+    path = tmp_path / "incidents.json"
+    path.write_text(json.dumps([{**APRIL, "start": start, "end": "9999-12-31T00:00:00Z"}]))
+    with pytest.raises(InputError, match=rf"incident 'apr-25': field 'start' .*{problem}"):
+        read_incidents(path)
+
+
+def test_the_year_window_of_an_incident_file_is_a_parameter(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.json"
+    old = {**APRIL, "start": "1995-04-25T08:05:00Z", "end": "1995-04-25T09:05:00Z"}
+    path.write_text(json.dumps([old]))
+    read = read_incidents(path, years=YearWindow(1990, 2030))
+    assert read.get_column("incident_id").to_list() == ["apr-25"]
+    with pytest.raises(InputError, match=r"field 'end' .*year 2024 is outside 2025..2030"):
+        path.write_text(json.dumps([{**APRIL, "start": "2025-01-01T00:00:00Z"}]))
+        read_incidents(path, years=YearWindow(2025, 2030))
+
+
+@pytest.mark.parametrize(
+    ("window", "outside", "problem"),
+    [
+        pytest.param(("2025", "2030"), "heartbeats", "outside 2025..2030", id="heartbeats"),
+        pytest.param(("2020", "2023"), "heartbeats", "outside 2020..2023", id="heartbeats-after"),
+        pytest.param(
+            ("2020", "2030"), "incidents", "year 2031 is outside 2020..2030", id="incident"
+        ),
+        pytest.param(("2020", "2030"), "devices", "outside 2020..2030", id="devices"),
+    ],
+)
+def test_eligibility_compute_reads_every_file_within_the_configured_year_window(
+    truth: pl.DataFrame, tmp_path: Path, window: tuple[str, str], outside: str, problem: str
+) -> None:
+    incident = APRIL if outside != "incidents" else {**APRIL, "end": "2031-06-01T00:00:00Z"}
+    (tmp_path / "inc.json").write_text(json.dumps([incident]))
+    until = "2031-06-01T00:00:00Z" if outside == "devices" else ""
+    devices = csv(
+        tmp_path, f"device_id,gpu_model,suspended,valid_from,valid_to\ngpu-1,A100,false,,{until}\n"
+    )
+    out = tmp_path / "out.csv"
+    first, last = window
+    done = rewards(
+        "eligibility",
+        "compute",
+        "--season",
+        str(SEASON),
+        "--heartbeats",
+        str(write_all_formats(truth, tmp_path)[0]),
+        "--incidents",
+        str(tmp_path / "inc.json"),
+        "--devices",
+        str(devices),
+        "--out",
+        str(out),
+        env=cli_env(
+            "sqlite:///unused",
+            "http://127.0.0.1:9",
+            tmp_path,
+            REWARDS_TIMESTAMP_MIN_YEAR=first,
+            REWARDS_TIMESTAMP_MAX_YEAR=last,
+        ),
+    )
+    assert done.returncode == 2 and problem in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_eligibility_compute_accepts_files_inside_a_configured_wider_window(
+    tmp_path: Path,
+) -> None:
+    beats = csv(tmp_path, f"{HEADER}gpu-1,1995-04-25T08:00:00Z,b,1\n")
+    old = {**APRIL, "start": "1995-04-25T08:05:00Z", "end": "1995-04-25T09:05:00Z"}
+    (tmp_path / "inc.json").write_text(json.dumps([old]))
+    out = tmp_path / "out.csv"
+    done = rewards(
+        "eligibility",
+        "compute",
+        "--season",
+        str(SEASON),
+        "--heartbeats",
+        str(beats),
+        "--incidents",
+        str(tmp_path / "inc.json"),
+        "--out",
+        str(out),
+        env=cli_env(
+            "sqlite:///unused",
+            "http://127.0.0.1:9",
+            tmp_path,
+            REWARDS_TIMESTAMP_MIN_YEAR="1990",
+            REWARDS_TIMESTAMP_MAX_YEAR="2100",
+        ),
+    )
+    assert done.returncode == 0, done.stderr

@@ -248,7 +248,7 @@ def test_a_record_naming_a_key_twice_is_quarantined_with_its_reason_not_stored(e
     assert heartbeats.get_column("device_id").to_list() == ["gpu-2"]
     with unit_of_work(engine) as session:
         (held,) = state.quarantined(session, "heartbeats")
-    assert held.reason == "duplicate key 'device_id' in the record"
+    assert held.reason == "duplicate_key: duplicate key 'device_id' in the record"
     assert "gpu-evil" in held.raw and "gpu-1" in held.raw
 
 

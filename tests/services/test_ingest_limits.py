@@ -77,7 +77,7 @@ def test_endless_empty_pages_fail_the_recorded_run_with_the_cursor_at_the_last_d
             engine, JOB_IDS["heartbeats"], body, trigger="test", lock_ttl=timedelta(minutes=1)
         )
     assert context is not None and context.error
-    assert "6 pages in a row brought no records" in context.error
+    assert "6 pages in a row brought no valid records" in context.error
     assert "ingest_max_idle_in_a_row=5" in context.error
     assert len(seen) == 7
     assert cursor_of(engine) == "1"
@@ -171,3 +171,41 @@ def test_a_slow_page_never_lets_a_second_runner_take_the_job(engine: Engine) -> 
     runner.join()
     report = outcome["report"]
     assert isinstance(report, IngestReport) and report.error is None and report.stored == 1
+
+
+def look_alike_page(n: int) -> str:
+    """Page n of a hostile stream: look-alike device IDs only (each quarantined), a fresh
+    cursor, always "more"; it ends at page 300 only so that old code cannot hang."""
+    fakes = (f"gpu-{n}\u200d", f"gpu-\u0430{n}", f" gpu-{n}")
+    return page(*(heartbeat(d) for d in fakes), next_cursor=str(n), has_more=n < 300)
+
+
+def test_endless_pages_of_only_quarantined_records_count_as_no_progress_yet_are_kept(
+    engine: Engine,
+) -> None:
+    app, seen = hostile_app(
+        lambda r, n: json_response(data_page(1) if n == 1 else look_alike_page(n))
+    )
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url, IngestLimits(max_idle_in_a_row=5))
+    assert report.error and "6 pages in a row brought no valid records" in report.error
+    assert "ingest_max_idle_in_a_row=5" in report.error
+    assert len(seen) == 7 and report.pages == 6 and report.stored == 1
+    # pages 2-6 were refused as progress, but their quarantined records and cursors were
+    # committed: nothing a person must chase is lost; page 7 (over the budget) was not
+    assert cursor_of(engine) == "6" and "the cursor at '6'" in report.error
+    with unit_of_work(engine) as session:
+        held = state.quarantined(session, "heartbeats")
+    assert len(held) == report.quarantined == 5 * 3
+    assert {h.reason.split(":")[0] for h in held} == {"bad_identifier"}
+
+
+def test_quarantine_only_pages_count_against_the_run_budget_of_idle_pages(
+    engine: Engine,
+) -> None:
+    # every other page has only look-alikes: never 2 in a row, but 4 in all is over 3
+    app, _ = hostile_app(lambda r, n: json_response(data_page(n) if n % 2 else look_alike_page(n)))
+    with BackgroundServer(app) as server:
+        report = pull(engine, server.url, IngestLimits(max_idle_pages=3, max_idle_in_a_row=2))
+    assert report.error and "ingest_max_idle_pages=3" in report.error
+    assert report.pages == 7 and cursor_of(engine) == "7"

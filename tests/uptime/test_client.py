@@ -145,7 +145,9 @@ def test_a_record_with_a_duplicate_key_arrives_marked_for_quarantine_not_last_wi
         result.records, now=datetime(2024, 5, 1, tzinfo=UTC), max_skew=timedelta(minutes=5)
     )
     assert frame.get_column("device_id").to_list() == ["gpu-2"]
-    assert [r.reason for r in rejected] == ["duplicate key 'device_id' in the record"]
+    assert [r.reason for r in rejected] == [
+        "duplicate_key: duplicate key 'device_id' in the record"
+    ]
     assert "gpu-evil" in rejected[0].raw and '"gpu-1"' in rejected[0].raw  # both kept
 
 

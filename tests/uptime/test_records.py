@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rewards.core.times import YearWindow
-from rewards.uptime.records import validate_devices, validate_heartbeats
+from rewards.uptime.records import DuplicateKeys, validate_devices, validate_heartbeats
 
 NOW = datetime(2024, 4, 25, 12, tzinfo=UTC)
 GOOD = {
@@ -35,11 +35,13 @@ def test_a_good_heartbeat_keeps_microseconds_and_converts_offsets_to_utc() -> No
     ("change", "reason"),
     [
         ({"boot_id": None}, "field 'boot_id' must be a string, got null"),
-        ({"device_id": "gpu\x00-1"}, "NUL character"),
+        ({"boot_id": "b\x00-1"}, "NUL character"),
+        ({"device_id": "gpu\x00-1"}, "may contain only letters"),
         ({"agent_version": "\ud800"}, "lone surrogate"),
         ({"device_id": ""}, "is empty"),
-        ({"device_id": "x" * 201}, "longer than 200"),
-        ({"device_id": 12}, "must be a string, got int"),
+        ({"agent_version": "x" * 201}, "longer than 200"),
+        ({"device_id": "x" * 201}, "201 characters long (at most 128)"),
+        ({"device_id": 12}, "expected a string, got int"),
         ({"boot_id": 2**70}, "must be a string, got int"),
         ({"agent_version": float("nan")}, "got NaN"),
         ({"observed_at": "2024-04-25T08:00:00"}, "no UTC offset"),
@@ -63,9 +65,9 @@ def test_a_missing_field_and_a_non_object_are_quarantined() -> None:
         [{"device_id": "x"}, "text", [1]], now=NOW, max_skew=timedelta(0)
     )
     assert [r.reason for r in rejected] == [
-        "missing field 'observed_at'",
-        "record is not a JSON object",
-        "record is not a JSON object",
+        "missing_field: missing field 'observed_at'",
+        "not_an_object: record is not a JSON object",
+        "not_an_object: record is not a JSON object",
     ]
 
 
@@ -189,3 +191,76 @@ def test_device_times_outside_the_window_or_on_a_leap_second_are_bad_timestamps(
         clean, rejected = validate_devices([{**DEVICE, field: value}])
         assert clean == []
         assert rejected[0].reason.startswith(f"bad_timestamp: field {field!r}")
+
+
+CODED = [
+    pytest.param("not_an_object", "text", id="not-an-object"),
+    pytest.param("missing_field", {"device_id": "gpu-1"}, id="missing-field"),
+    pytest.param("not_a_string", {**GOOD, "boot_id": 1}, id="not-a-string"),
+    pytest.param("empty_field", {**GOOD, "agent_version": ""}, id="empty-field"),
+    pytest.param("too_long", {**GOOD, "boot_id": "b" * 201}, id="too-long"),
+    pytest.param("invalid_unicode", {**GOOD, "boot_id": "\ud800"}, id="invalid-unicode"),
+    pytest.param("nul_character", {**GOOD, "boot_id": "b\x00"}, id="nul-character"),
+    pytest.param("bad_identifier", {**GOOD, "device_id": "gpu 1"}, id="bad-identifier"),
+    pytest.param("bad_timestamp", {**GOOD, "observed_at": "identifier"}, id="bad-timestamp"),
+    pytest.param("in_the_future", {**GOOD, "observed_at": "2024-04-25T13:00:00Z"}, id="future"),
+]
+
+
+@pytest.mark.parametrize(("code", "record"), CODED)
+def test_every_heartbeat_quarantine_reason_starts_with_its_stable_code(
+    code: str, record: object
+) -> None:
+    _, rejected = check(record)
+    assert rejected[0].reason.split(": ")[0] == code
+
+
+@pytest.mark.parametrize(
+    ("code", "change"),
+    [
+        ("bad_count", {"gpu_count": -1}),
+        ("too_long", {"status": "s" * 41}),
+        ("too_long", {"gpu_model": "m" * 201}),
+        ("not_a_string", {"gpu_model": None}),
+        ("bad_identifier", {"owner_id": "@SUM(1+1)"}),
+        ("bad_timestamp", {"updated_at": "2024-04-25T08:00:00"}),
+    ],
+)
+def test_every_device_quarantine_reason_starts_with_its_stable_code(
+    code: str, change: dict[str, object]
+) -> None:
+    _, rejected = validate_devices([{**DEVICE, **change}])
+    assert rejected[0].reason.split(": ")[0] == code
+
+
+def test_a_record_or_a_field_naming_a_key_twice_is_a_duplicate_key_by_its_code() -> None:
+    twice = DuplicateKeys([("device_id", "a"), ("device_id", "b")])
+    _, rejected = check(twice)
+    assert rejected[0].reason == "duplicate_key: duplicate key 'device_id' in the record"
+    _, rejected = check({**GOOD, "boot_id": DuplicateKeys([("x", 1), ("x", 2)])})
+    assert rejected[0].reason.startswith("duplicate_key: field 'boot_id'")
+
+
+@pytest.mark.parametrize("length", [129, 200, 201, 5_000])
+def test_a_heartbeat_device_id_over_128_characters_is_a_bad_identifier_whatever_its_length(
+    length: int,
+) -> None:
+    _, rejected = check({**GOOD, "device_id": "g" * length})
+    assert rejected[0].reason.startswith("bad_identifier: field 'device_id'")
+    assert "at most 128" in rejected[0].reason
+
+
+@pytest.mark.parametrize("field", ["device_id", "owner_id", "updated_by"])
+def test_a_device_identifier_over_200_characters_is_a_bad_identifier_not_a_long_text(
+    field: str,
+) -> None:
+    _, rejected = validate_devices([{**DEVICE, field: "o" * 201}])
+    assert rejected[0].reason.startswith(f"bad_identifier: field {field!r}")
+
+
+@pytest.mark.parametrize("field", ["boot_id", "agent_version"])
+def test_free_text_heartbeat_fields_keep_their_own_limit_of_200_characters(field: str) -> None:
+    frame, rejected = check({**GOOD, field: "v" * 200})
+    assert frame.height == 1 and rejected == []
+    _, rejected = check({**GOOD, field: "v" * 201})
+    assert rejected[0].reason.startswith(f"too_long: field {field!r}")
