@@ -8,6 +8,8 @@ the core's merge of them with the batch. Everything happens in the caller's tran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -69,6 +71,25 @@ def _take_nearby_sql(dialect: str) -> str:
     )
 
 
+@contextmanager
+def _nested_loops(connection: Connection) -> Iterator[None]:
+    """Joins of a batch's stage with a stored table walk the table's index per staged row.
+
+    PostgreSQL has no statistics for the temporary stage and, once the table is large,
+    picks a hash join that scans every stored row per batch: ingestion would then cost
+    O(stored rows), not O(page) (DESIGN 8). SQLite already loops over the stage."""
+    pg = connection.dialect.name == "postgresql"
+    if pg:
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        if pg:
+            connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
+            connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
+
+
 def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
 
@@ -110,7 +131,8 @@ def store_batch(
         return StoredBatch(0, 0)
     _prepare_stage(connection)
     load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
-    known = fetch_frame(connection, _STORED_OF_STAGE_SQL, {}, _HEARTBEAT_INTS)
+    with _nested_loops(connection):
+        known = fetch_frame(connection, _STORED_OF_STAGE_SQL, {}, _HEARTBEAT_INTS)
     conflicting = conflicting_heartbeats(
         heartbeats, known.with_columns(pl.col("observed_at").cast(TIME))
     )
@@ -122,19 +144,10 @@ def store_batch(
         "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
     )
     window = {"timeout": policy.liveness_timeout_us, "period": policy.heartbeat_period_us}
-    pg = connection.dialect.name == "postgresql"
-    if pg:
-        # The planner cannot estimate the correlated range conditions and, once the table
-        # is large, picks a hash join that scans every interval per batch; the nested loop
-        # over ix_online_intervals_device_id_end touches a few rows per device instead.
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-    nearby = fetch_frame(
-        connection, _take_nearby_sql(connection.dialect.name), window, _INTERVAL_INTS
-    )
-    if pg:
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
-        connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
+    with _nested_loops(connection):
+        nearby = fetch_frame(
+            connection, _take_nearby_sql(connection.dialect.name), window, _INTERVAL_INTS
+        )
     merged = merge_intervals(
         nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), batch, policy
     )

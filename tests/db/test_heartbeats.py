@@ -6,6 +6,7 @@ from datetime import timedelta
 from itertools import pairwise
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -130,3 +131,37 @@ def test_heartbeats_disagreeing_on_boot_or_version_are_counted_as_conflicts(engi
     with unit_of_work(engine) as session:
         result = store_batch(session.connection(), again, P, received_at_us=0)
     assert result.conflicting == 2
+
+
+def _heartbeat_seq_scans(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        return int(
+            connection.exec_driver_sql(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'heartbeats'"
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"])  # SQLite loops over the stage anyway
+def test_storing_a_page_never_scans_every_stored_heartbeat(engine) -> None:  # type: ignore[no-untyped-def]
+    """DESIGN 8: interval upkeep and conflict counting cost O(page), not O(stored rows), so
+    the ingest rate does not fall as the table grows."""
+    fleet = concat(
+        *(heartbeats(f"gpu-{d}", start="2024-04-25T00:00Z", n=500) for d in range(200))
+    )  # 100,000 stored heartbeats
+    store(engine, fleet)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE heartbeats")
+        connection.commit()
+    page = concat(
+        *(heartbeats(f"gpu-{d}", start="2024-04-25T08:00Z", n=5, boot="boot-2") for d in range(200))
+    )
+    before = _heartbeat_seq_scans(engine)
+    with engine.connect() as connection:
+        with connection.begin():
+            result = store_batch(connection, page, P, received_at_us=0)
+        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        connection.exec_driver_sql("SELECT 1")  # the flush happens at the end of a statement
+    assert result.conflicting == 1000  # same (device, time) as stored, another boot
+    assert _heartbeat_seq_scans(engine) == before
