@@ -20,6 +20,7 @@ from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
 from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
+from rewards.api.problems import keys_unavailable
 from rewards.api.schemas import ID_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
@@ -70,9 +71,7 @@ def principal(request: Request) -> Principal:
         ) from None
     except KeysUnavailable:  # DESIGN 10: no key was ever fetched (or all are past stale)
         metrics.refused.labels("no keys").inc()
-        raise HTTPException(
-            503, "the identity provider's keys are not available yet", {"Retry-After": "5"}
-        ) from None
+        raise keys_unavailable() from None
     if _signed_out(request, token.strip()):
         log.info("refused token: its session was signed out")
         metrics.refused.labels("signed out").inc()

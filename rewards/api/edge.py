@@ -27,7 +27,14 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rewards.api.deps import principal
-from rewards.api.problems import TYPES, Problem, http_problem, problem_response
+from rewards.api.problems import (
+    TYPES,
+    Problem,
+    http_problem,
+    mapped_problem,
+    problem_of,
+    problem_response,
+)
 
 log = logging.getLogger("rewards.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -127,7 +134,10 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = await self._refusal(scope)
+        try:
+            refusal = await self._refusal(scope)
+        except Exception as exc:  # a check that needed the database or the provider's keys
+            refusal = await _answer(scope, exc)
         if refusal is not None:
             await refusal(scope, receive, send)
             self._count(scope, refusal.status_code)
@@ -154,11 +164,7 @@ class Guard:
         except Exception as exc:
             if status:  # the response had begun: nothing more can be said on it
                 raise
-            if isinstance(exc, Problem):
-                answer = await http_problem(Request(scope), exc)
-            else:
-                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-                answer = problem_response(TYPES["internal-error"], "something went wrong")
+            answer = await _answer(scope, exc, pages=False)
             status.append(answer.status_code)
             await answer(scope, receive, send)
         self._count(scope, status[0] if status else 500)
@@ -185,6 +191,20 @@ class Guard:
     def _count(self, scope: Scope, status: int) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")
         self.state.metrics.requests.labels(route, str(status)).inc()
+
+
+async def _answer(scope: Scope, exc: Exception, *, pages: bool = True) -> Response:
+    """The response to an exception no route handled: the problem `problem_of` maps it to
+    (through the app's HTTPException handler, so the pages show a page, when `pages`), else
+    a bare 500 that says nothing internal (the error is logged, never echoed)."""
+    request = Request(scope)
+    problem = problem_of(exc)
+    if problem is None:
+        log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+        return problem_response(TYPES["internal-error"], "something went wrong")
+    if pages:
+        return await mapped_problem(request, problem)
+    return await http_problem(request, problem)
 
 
 def _too_large() -> Problem:
