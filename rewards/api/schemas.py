@@ -133,7 +133,7 @@ class SnapshotRunIn(BaseModel):
 class PublishIn(BaseModel):
     """Publishing a version older than the published one (a rollback, DESIGN 9) needs both."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     override_rollback: bool = False
     reason: str | None = Field(default=None, min_length=1, max_length=500)
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from rewards.api import schemas
 from rewards.api.problems import TYPES
+from rewards.api.routes import ROUTERS
 from rewards.db.devices import store_devices
 from rewards.db.engine import make_engine, unit_of_work
 from tests.api.loopback import PROBLEM, Served, served_api
@@ -115,6 +119,10 @@ def test_an_incident_window_outside_the_sane_years_is_refused(
         ("/v1/admin/snapshots/run", "POST", {"reason": "r", "force": 1}),
         ("/v1/admin/metadata-changes/revert", "POST",
          {"actor": "a", "since": 0, "until": "2024-04-25T09:05:00Z", "reason": "r"}),
+        ("/v1/admin/snapshots/v1/publish", "POST", {"override_rollback": "yes", "reason": "r"}),
+        ("/v1/admin/snapshots/v1/publish", "POST", {"override_rollback": 1, "reason": "r"}),
+        ("/v1/admin/snapshots/v1/publish", "POST", {"override_rollback": "true", "reason": "r"}),
+        ("/v1/admin/snapshots/v1/publish", "POST", {"override_rollback": True, "reason": 7}),
     ],
 )  # fmt: skip
 def test_strings_and_booleans_are_not_numbers_in_api_bodies(
@@ -123,3 +131,38 @@ def test_strings_and_booleans_are_not_numbers_in_api_bodies(
     answer = strict_api.call(method, path, json=body, headers=strict_api.bearer())
     errors = refused(answer)["errors"]
     assert errors and all(isinstance(e["loc"], list) for e in errors)
+
+
+def _models_in(annotation: object) -> Iterator[type[BaseModel]]:
+    """The pydantic models an annotation names, through unions, lists and Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        for field in annotation.model_fields.values():
+            yield from _models_in(field.annotation)
+    for argument in get_args(annotation):
+        yield from _models_in(argument)
+
+
+def test_every_model_the_api_reads_is_strict() -> None:
+    """Every body model of every route, every model nested in one, and every `...In` model
+    of rewards/api/schemas.py refuses unknown fields, coercion and NaN (issue 12, item 15):
+    a new input model cannot forget STRICT_INPUT."""
+    read = {
+        model
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for body in route.dependant.body_params
+        for model in _models_in(body.field_info.annotation)
+    }
+    named = {
+        value
+        for name, value in vars(schemas).items()
+        if isinstance(value, type) and issubclass(value, BaseModel) and name.endswith("In")
+    }
+    assert schemas.PublishIn in read and schemas.ScopeIn in read
+    for model in sorted(read | named, key=lambda m: m.__name__):
+        config = model.model_config
+        assert config.get("strict") is True, f"{model.__name__} is not strict"
+        assert config.get("extra") == "forbid", f"{model.__name__} accepts unknown fields"
+        assert config.get("allow_inf_nan") is False, f"{model.__name__} accepts NaN"
