@@ -58,6 +58,7 @@ TYPES = {
         ProblemType("not-found", "Not found", 404),
         ProblemType("method-not-allowed", "Method not allowed", 405),
         ProblemType("conflict", "Conflicts with the current state", 409),
+        ProblemType("rollback-refused", "Publishing this would roll the season back", 409),
         ProblemType("content-too-large", "The request body is too large", 413),
         ProblemType("unsupported-media-type", "Unsupported media type", 415),
         ProblemType("invalid-request", "The request is invalid", 422),
@@ -67,7 +68,9 @@ TYPES = {
         ProblemType("database-unavailable", "The database is busy or unreachable", 503),
     )
 }
-_BY_STATUS = {kind.status: kind for kind in TYPES.values() if kind.slug != "database-unavailable"}
+# the generic type of each status; the specific ones are raised by name only
+_SPECIFIC = {"database-unavailable", "rollback-refused"}
+_BY_STATUS = {kind.status: kind for kind in TYPES.values() if kind.slug not in _SPECIFIC}
 
 
 def type_of_status(status: int) -> ProblemType:

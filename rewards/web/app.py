@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rewards.api.app import create_app
 from rewards.api.auth import AuthError, TokenVerifier
 from rewards.api.edge import carries_body
-from rewards.api.problems import http_problem
+from rewards.api.problems import Problem, http_problem
 from rewards.services.sessions import session_is_active
 from rewards.settings import Settings
 from rewards.web.admin import admin_pages
@@ -90,10 +90,13 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         if not request.url.path.startswith("/app"):
             return await http_problem(request, exc)
         titles = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}
+        title = titles.get(exc.status_code, "Something went wrong")
+        if isinstance(exc, Problem) and exc.kind.status < 500:
+            title = exc.kind.title  # a named refusal (a rollback) says which
         page = render(
             request,
             "message.html",
-            {"title": titles.get(exc.status_code, "Something went wrong"),
+            {"title": title,
              "message": exc.detail if exc.status_code < 500 else "Please try again later."},
             status_code=exc.status_code,
         )  # fmt: skip

@@ -370,11 +370,11 @@ def publish_or_409(
     *,
     rollback_reason: str | None = None,
 ) -> None:
-    """Publish `snap` (audited): 409 while a run holds the season, when it cannot be
-    published, or when it is older than the published one and `rollback_reason` is not
-    given (DESIGN 9). Shared with the pages."""
+    """Publish `snap` (audited): 409 while a run holds the season or when it cannot be
+    published; 409 `rollback-refused` when it is older than the published one and
+    `rollback_reason` is not given (DESIGN 9). Shared with the pages."""
     from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, publish
+    from rewards.services.snapshots import RollbackRefused, SnapshotError, publish
 
     try:
         publish(
@@ -387,6 +387,8 @@ def publish_or_409(
         )
     except JobBusy:
         raise HTTPException(409, "a snapshot of this season is running") from None
+    except RollbackRefused as exc:  # its own type: clients tell it from a busy season
+        raise Problem(TYPES["rollback-refused"], str(exc)) from None
     except SnapshotError as exc:
         raise HTTPException(409, str(exc)) from None
 
