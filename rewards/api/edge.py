@@ -4,8 +4,10 @@ unhandled (DESIGN 10).
 
 * The client's address is the TCP peer's, unless the peer is a configured trusted proxy
   (`trusted_proxies`, none by default): then it is the last address the proxies added to
-  `Forwarded` (RFC 7239) or `X-Forwarded-For` that is not itself a trusted proxy. A
-  client cannot pick its own address to escape the limit.
+  the one header they write (`trusted_proxy_header`: `X-Forwarded-For` or `Forwarded`,
+  RFC 7239) that is not itself a trusted proxy. The other header is ignored: a proxy
+  passes it through from the client untouched. A client cannot pick its own address to
+  escape the limit.
 * Request bodies are capped while they stream, Content-Length or chunked: 413 as soon as
   the cap is passed, with nothing more read.
 * A request with a body to a route that needs a caller is checked before its body is
@@ -66,28 +68,32 @@ def _node(value: str) -> str:
     return node
 
 
-def _forwarded_chain(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The client addresses the proxies recorded, first hop first (`Forwarded` preferred)."""
-    forwarded = [v.decode("latin-1") for k, v in headers if k == b"forwarded"]
-    if forwarded:
-        chain = []
-        for element in ",".join(forwarded).split(","):
-            for pair in element.split(";"):
-                name, _, value = pair.partition("=")
-                if name.strip().lower() == "for":
-                    chain.append(_node(value))
-        return chain
-    listed = ",".join(v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for")
-    return [hop.strip() for hop in listed.split(",") if hop.strip()]
+def _forwarded_chain(headers: list[tuple[bytes, bytes]], header: str) -> list[str]:
+    """The client addresses the proxies recorded in `header` (`forwarded` or
+    `x-forwarded-for`, lower case), first hop first."""
+    name = header.encode()
+    listed = ",".join(v.decode("latin-1") for k, v in headers if k == name)
+    if header != "forwarded":
+        return [hop.strip() for hop in listed.split(",") if hop.strip()]
+    chain = []
+    for element in listed.split(","):
+        for pair in element.split(";"):
+            key, _, value = pair.partition("=")
+            if key.strip().lower() == "for":
+                chain.append(_node(value))
+    return chain
 
 
-def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
-    """The address the rate limit counts (see the module docstring)."""
+def client_address(
+    scope: Scope, trusted: tuple[Network, ...], header: str = "x-forwarded-for"
+) -> str:
+    """The address the rate limit counts (see the module docstring); `header` is the one
+    the trusted proxies write."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     if not trusted or not _trusted(peer, trusted):
         return peer
-    for hop in reversed(_forwarded_chain(scope["headers"])):
+    for hop in reversed(_forwarded_chain(scope["headers"], header)):
         if not _trusted(hop, trusted):
             return hop
     return peer
@@ -171,7 +177,9 @@ class Guard:
 
     async def _refusal(self, scope: Scope) -> Response | None:
         """Why the request is refused before the app sees it, if it is."""
-        address = client_address(scope, self.state.trusted_proxies)
+        address = client_address(
+            scope, self.state.trusted_proxies, self.state.settings.trusted_proxy_header
+        )
         scope["client"] = (address, (scope.get("client") or ("", 0))[1])
         if not self.state.limiter.allow_ip(address):
             self.state.metrics.refused.labels("rate limit: address").inc()
