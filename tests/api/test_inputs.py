@@ -3,6 +3,7 @@ devices within sane years, and an integer is an integer, not "3600" or true."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,3 +167,34 @@ def test_every_model_the_api_reads_is_strict() -> None:
         assert config.get("strict") is True, f"{model.__name__} is not strict"
         assert config.get("extra") == "forbid", f"{model.__name__} accepts unknown fields"
         assert config.get("allow_inf_nan") is False, f"{model.__name__} accepts NaN"
+
+
+NOT_IDENTIFIERS = ["owner@example.org", "a" * 129]  # DESIGN 10: '@' and past 128 characters
+
+
+@pytest.mark.parametrize("bad", NOT_IDENTIFIERS, ids=["at-sign", "129-chars"])
+@pytest.mark.parametrize(
+    ("method", "path", "role", "body"),
+    [
+        ("GET", "/v1/explorer/devices/{bad}", "admin", None),
+        ("GET", "/v1/admin/devices/{bad}/metadata", "admin", None),
+        ("GET", "/v1/admin/metadata-changes?actor={bad}", "admin", None),
+        ("GET", "/v1/supplier/devices?after={bad}", "supplier", None),
+        ("GET", "/v1/supplier/eligibility?device_id={bad}", "supplier", None),
+        ("GET", "/v1/supplier/eligibility?after={bad}/3", "supplier", None),
+        ("POST", "/v1/admin/incidents", "admin", incident("n-1", scope={"device_ids": ["{bad}"]})),
+        ("PATCH", "/v1/admin/incidents/n-1", "admin", {"scope": {"device_ids": ["{bad}"]}}),
+        ("POST", "/v1/admin/metadata-changes/revert", "admin",
+         {"actor": "{bad}", "since": "2024-04-25T08:05:00Z", "until": "2024-04-25T09:05:00Z",
+          "reason": "r"}),
+    ],
+)  # fmt: skip
+def test_device_ids_and_actors_that_are_not_identifiers_are_422_in_paths_queries_and_bodies(
+    strict_api: Served, method: str, path: str, role: str, body: Any, bad: str
+) -> None:
+    """The identifier rule has one home (rewards/core/identifiers.py): every device id and
+    actor the API reads follows it, as the ingest and the tokens do."""
+    filled = json.loads(json.dumps(body).replace("{bad}", bad)) if body is not None else None
+    headers = strict_api.bearer("caller-1", role)
+    answer = strict_api.call(method, path.replace("{bad}", bad), json=filled, headers=headers)
+    assert refused(answer)["errors"]

@@ -26,7 +26,7 @@ from rewards.api.deps import (
 from rewards.api.problems import TYPES, Problem
 from rewards.api.routes.common import resolve_or_404, snapshot_out
 from rewards.api.schemas import (
-    ID_PATTERN,
+    INCIDENT_ID_PATTERN,
     AlertOut,
     DiffOut,
     IncidentEditIn,
@@ -42,6 +42,7 @@ from rewards.api.schemas import (
     SnapshotRunIn,
     SnapshotRunOut,
 )
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 from rewards.db.tables import Incident, Snapshot
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def admin_incidents(
     engine: EngineDep,
     status: Annotated[str | None, Query(pattern="^(proposed|confirmed|dismissed)$")] = None,
     limit: Limit = 100,
-    after: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")] = None,
+    after: Annotated[str | None, Query(pattern=INCIDENT_ID_PATTERN)] = None,
 ) -> list[IncidentOut]:
     """Incidents, oldest start first; `status=proposed` lists what the detector proposes.
     For the next page pass the last one's id as `after`."""
@@ -419,7 +420,7 @@ def admin_device_metadata(
 def admin_metadata_changes(
     who: Admin,
     engine: EngineDep,
-    actor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    actor: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     since: Annotated[AwareDatetime | None, Query()] = None,
     until: Annotated[AwareDatetime | None, Query()] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
