@@ -9,7 +9,8 @@ unhandled (DESIGN 10).
   passes it through from the client untouched. A client cannot pick its own address to
   escape the limit.
 * Request bodies are capped while they stream, Content-Length or chunked: 413 as soon as
-  the cap is passed, with nothing more read.
+  the cap is passed, with nothing more read. The cap is 64 KiB, except on the incident
+  routes, whose largest valid body (10,000 device ids) is bigger (`body_cap`).
 * A request with a body to a route that needs a caller is checked before its body is
   read: FastAPI reads a body before the route's dependencies run, so without this a
   tokenless client could make the server read and parse whatever it sends. The checks
@@ -37,9 +38,26 @@ from rewards.api.problems import (
     problem_of,
     problem_response,
 )
+from rewards.api.schemas import MAX_SCOPE_DEVICES
 
 log = logging.getLogger("rewards.api")
 MAX_BODY_BYTES = 64 * 1024
+# An incident's scope may name MAX_SCOPE_DEVICES identifiers of up to 128 characters: the
+# admin's incident routes get a cap that fits the largest valid body (each id quoted, with
+# ", " between), the rest of the body within the usual cap. The bearer gate still refuses
+# a body without a valid admin token unread.
+INCIDENT_BODY_BYTES = MAX_SCOPE_DEVICES * (128 + 4) + MAX_BODY_BYTES
+INCIDENT_ROUTES = "/v1/admin/incidents"
+
+
+def body_cap(scope: Scope) -> int:
+    """The most bytes a request's body may have: INCIDENT_BODY_BYTES on the incident
+    routes, MAX_BODY_BYTES everywhere else."""
+    path: str = scope["path"]
+    if path == INCIDENT_ROUTES or path.startswith(INCIDENT_ROUTES + "/"):
+        return INCIDENT_BODY_BYTES
+    return MAX_BODY_BYTES
+
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Gate = Callable[[Scope], Awaitable[Response | None]]
@@ -149,15 +167,15 @@ class Guard:
             self._count(scope, refusal.status_code)
             return
         status: list[int] = []
-        received = 0
+        received, cap = 0, body_cap(scope)
 
         async def capped() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
-                    raise _too_large()
+                if received > cap:
+                    raise _too_large(cap)
             return message
 
         async def sending(message: Message) -> None:
@@ -187,8 +205,9 @@ class Guard:
                 TYPES["rate-limited"], "too many requests", headers={"Retry-After": "60"}
             )
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return await http_problem(Request(scope), _too_large())
+        cap = body_cap(scope)
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            return await http_problem(Request(scope), _too_large(cap))
         gates: list[Gate] = self.state.gates
         for gate in gates:
             refused = await gate(scope)
@@ -215,7 +234,5 @@ async def _answer(scope: Scope, exc: Exception, *, pages: bool = True) -> Respon
     return await http_problem(request, problem)
 
 
-def _too_large() -> Problem:
-    return Problem(
-        TYPES["content-too-large"], f"request bodies are capped at {MAX_BODY_BYTES} bytes"
-    )
+def _too_large(cap: int) -> Problem:
+    return Problem(TYPES["content-too-large"], f"request bodies here are capped at {cap} bytes")

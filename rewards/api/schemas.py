@@ -19,6 +19,7 @@ from rewards.core.identifiers import IDENTIFIER_PATTERN
 # token does), so it keeps its own rule here; snapshot refs are REF_PATTERN (deps.py).
 INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"
 STRICT_INPUT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+MAX_SCOPE_DEVICES = 10_000  # device ids an incident scope may name (the body cap fits them)
 
 
 def _text_only(value: object) -> object:
@@ -214,7 +215,7 @@ class ScopeIn(BaseModel):
     model_config = STRICT_INPUT
     all: bool | None = Field(default=None, description="true: every device")
     device_ids: list[Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]] | None = Field(
-        default=None, min_length=1, max_length=10_000
+        default=None, min_length=1, max_length=MAX_SCOPE_DEVICES
     )
     agent_version_below: str | None = Field(
         default=None, pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="e.g. 0.10"

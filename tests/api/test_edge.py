@@ -74,7 +74,7 @@ def test_a_chunked_body_past_the_cap_is_refused_while_it_streams(api: Served) ->
     status, sent = stream_chunked(api.url, "/v1/admin/incidents", api.bearer(), budget=16 * 2**20)
     assert status == 413
     assert sent < 4 * 2**20, f"the server took {sent} bytes before refusing"
-    big = api.call("POST", "/v1/admin/incidents", content=b"x" * 70_000, headers=api.bearer())
+    big = api.call("POST", "/v1/admin/snapshots/run", content=b"x" * 70_000, headers=api.bearer())
     assert_problem(big, 413, "content-too-large")
 
 

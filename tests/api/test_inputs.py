@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from rewards.api import schemas
+from rewards.api.edge import INCIDENT_BODY_BYTES, MAX_BODY_BYTES
 from rewards.api.problems import TYPES
 from rewards.api.routes import ROUTERS
 from rewards.db.devices import store_devices
@@ -198,3 +199,37 @@ def test_device_ids_and_actors_that_are_not_identifiers_are_422_in_paths_queries
     headers = strict_api.bearer("caller-1", role)
     answer = strict_api.call(method, path.replace("{bad}", bad), json=filled, headers=headers)
     assert refused(answer)["errors"]
+
+
+def test_the_largest_valid_incident_body_fits_the_body_cap(db_url: str, tmp_path: Path) -> None:
+    """An incident may name 10,000 devices of 128 characters (~1.3 MB of JSON): the
+    incident routes' body cap fits the largest valid body, while other routes keep the
+    64 KiB one and a body past the incident cap is still 413 (issue 12, items 2 and 14)."""
+    engine: Engine = make_engine(db_url, serving=True)
+    at = datetime(2024, 4, 1, tzinfo=UTC)
+    devices = [f"gpu-{n:05d}-".ljust(128, "x") for n in range(schemas.MAX_SCOPE_DEVICES)]
+    records = [
+        {"device_id": d, "owner_id": "owner-1", "gpu_model": "H100", "gpu_count": 8,
+         "status": "active", "registered_at": at, "updated_at": at}
+        for d in devices
+    ]  # fmt: skip
+    with unit_of_work(engine) as session:
+        store_devices(session, records, now=at, actor="registry", source="test")
+    body = incident("m-" + "1" * 78, scope={"device_ids": devices}, reason="r" * 500)
+    size = len(json.dumps(body))
+    assert size > MAX_BODY_BYTES
+    with served_api(engine, tmp_path) as api:
+        made = api.call("POST", "/v1/admin/incidents", json=body, headers=api.bearer())
+        assert made.status_code == 201, made.text[:300]
+        edit = {"scope": {"device_ids": devices}, "reason": "s" * 500}
+        edited = api.call("PATCH", f"/v1/admin/incidents/{body['id']}", json=edit,
+                          headers=api.bearer())  # fmt: skip
+        assert edited.status_code == 200, edited.text[:300]
+        as_json = {**api.bearer(), "Content-Type": "application/json"}
+        padded = json.dumps(body).encode() + b" " * (INCIDENT_BODY_BYTES - size + 1)
+        too_big = api.call("POST", "/v1/admin/incidents", content=padded, headers=as_json)
+        assert too_big.status_code == 413
+        elsewhere = api.call("POST", "/v1/admin/snapshots/run", content=b" " * size,
+                             headers=as_json)  # fmt: skip
+        assert elsewhere.status_code == 413
+    engine.dispose()
