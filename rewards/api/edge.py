@@ -51,10 +51,15 @@ INCIDENT_ROUTES = "/v1/admin/incidents"
 
 
 def body_cap(scope: Scope) -> int:
-    """The most bytes a request's body may have: INCIDENT_BODY_BYTES on the incident
-    routes, MAX_BODY_BYTES everywhere else."""
+    """The most bytes a request's body may have: INCIDENT_BODY_BYTES for declaring
+    (POST /v1/admin/incidents) or editing (PATCH /v1/admin/incidents/{id}) an incident,
+    the routes that read a scope; MAX_BODY_BYTES everywhere else."""
     path: str = scope["path"]
-    if path == INCIDENT_ROUTES or path.startswith(INCIDENT_ROUTES + "/"):
+    method: str = scope["method"]
+    if method == "POST" and path == INCIDENT_ROUTES:
+        return INCIDENT_BODY_BYTES
+    incident_id = path.removeprefix(INCIDENT_ROUTES + "/")
+    if method == "PATCH" and incident_id != path and "/" not in incident_id:
         return INCIDENT_BODY_BYTES
     return MAX_BODY_BYTES
 

@@ -229,7 +229,7 @@ def test_the_largest_valid_incident_body_fits_the_body_cap(db_url: str, tmp_path
         padded = json.dumps(body).encode() + b" " * (INCIDENT_BODY_BYTES - size + 1)
         too_big = api.call("POST", "/v1/admin/incidents", content=padded, headers=as_json)
         assert too_big.status_code == 413
-        elsewhere = api.call("POST", "/v1/admin/snapshots/run", content=b" " * size,
-                             headers=as_json)  # fmt: skip
-        assert elsewhere.status_code == 413
+        for elsewhere in ("/v1/admin/snapshots/run", f"/v1/admin/incidents/{body['id']}/confirm"):
+            answer = api.call("POST", elsewhere, content=b" " * size, headers=as_json)
+            assert answer.status_code == 413, elsewhere
     engine.dispose()
