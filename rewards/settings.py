@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     rate_limit_per_subject: str = "600/minute"
     # proxies (addresses or CIDRs) whose Forwarded / X-Forwarded-For name the client
     trusted_proxies: list[str] = []
+    # the one header those proxies write; the other is the client's and is ignored
+    trusted_proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     api_threads: Annotated[int, Field(ge=1, le=200)] = 2
     surge_baseline_minutes: PositiveInt = 60
     surge_factor: Positive = 5.0

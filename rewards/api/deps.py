@@ -20,7 +20,9 @@ from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
 from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
-from rewards.api.schemas import ID_PATTERN
+from rewards.api.problems import keys_unavailable
+from rewards.api.schemas import INCIDENT_ID_PATTERN
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.settings import Settings
 
@@ -29,8 +31,8 @@ log = logging.getLogger("rewards.api")
 REF_PATTERN = r"^(?:[A-Za-z0-9._-]{1,80}-)?v?\d{1,9}$"
 SnapshotRef = Annotated[str, PathParam(pattern=REF_PATTERN)]
 SnapshotQuery = Annotated[str, Query(pattern=REF_PATTERN)]
-DeviceId = Annotated[str, PathParam(pattern=ID_PATTERN)]
-IncidentId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
+DeviceId = Annotated[str, PathParam(pattern=IDENTIFIER_PATTERN)]
+IncidentId = Annotated[str, PathParam(pattern=INCIDENT_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[int | None, Query(ge=1, le=2**62)]  # keyset pagination by id
 
@@ -70,9 +72,7 @@ def principal(request: Request) -> Principal:
         ) from None
     except KeysUnavailable:  # DESIGN 10: no key was ever fetched (or all are past stale)
         metrics.refused.labels("no keys").inc()
-        raise HTTPException(
-            503, "the identity provider's keys are not available yet", {"Retry-After": "5"}
-        ) from None
+        raise keys_unavailable() from None
     if _signed_out(request, token.strip()):
         log.info("refused token: its session was signed out")
         metrics.refused.labels("signed out").inc()
@@ -175,7 +175,8 @@ def writer(route: str) -> Callable[..., Principal]:
     return guard
 
 
-EPOCH_KEY_PATTERN = ID_PATTERN[:-1] + r"/\d{1,9}$"  # device_id/epoch, a device-epoch cursor
+# device_id/epoch, a device-epoch cursor
+EPOCH_KEY_PATTERN = IDENTIFIER_PATTERN.removesuffix("$") + r"/\d{1,9}$"
 
 
 def season_policy(settings: Annotated[Settings, Depends(settings_of)]) -> SeasonPolicy:

@@ -8,7 +8,9 @@ status; clients branch on `type`, people read `detail`. `install` makes every er
 * a request that does not match its schema is 422 with the errors listed by location,
   never echoing the rejected values (a NaN cannot be serialised, a secret must not be
   reflected);
-* a busy, locked or unreachable database is 503 with Retry-After, never 500;
+* a busy, locked or unreachable database is 503 with Retry-After, never 500, and so is
+  an identity provider whose keys were never fetched (`problem_of` is the one mapping,
+  used by the handlers and by the edge's checks that run before any route);
 * anything unhandled is a 500 that says nothing internal (`rewards.api.edge.Guard`).
 """
 
@@ -26,6 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+
+from rewards.api.jwks import KeysUnavailable
 
 log = logging.getLogger("rewards.api")
 
@@ -54,6 +58,7 @@ TYPES = {
         ProblemType("not-found", "Not found", 404),
         ProblemType("method-not-allowed", "Method not allowed", 405),
         ProblemType("conflict", "Conflicts with the current state", 409),
+        ProblemType("rollback-refused", "Publishing this would roll the season back", 409),
         ProblemType("content-too-large", "The request body is too large", 413),
         ProblemType("unsupported-media-type", "Unsupported media type", 415),
         ProblemType("invalid-request", "The request is invalid", 422),
@@ -63,7 +68,9 @@ TYPES = {
         ProblemType("database-unavailable", "The database is busy or unreachable", 503),
     )
 }
-_BY_STATUS = {kind.status: kind for kind in TYPES.values() if kind.slug != "database-unavailable"}
+# the generic type of each status; the specific ones are raised by name only
+_SPECIFIC = {"database-unavailable", "rollback-refused"}
+_BY_STATUS = {kind.status: kind for kind in TYPES.values() if kind.slug not in _SPECIFIC}
 
 
 def type_of_status(status: int) -> ProblemType:
@@ -150,16 +157,40 @@ def database_unavailable() -> Problem:
     )
 
 
-async def database_problem(request: Request, exc: Exception) -> Response:
-    """A busy, locked or unreachable database, through the app's HTTPException handler
-    (so the pages render it as a page)."""
-    cause = getattr(exc, "orig", None) or exc
-    log.warning(
-        "database unavailable on %s %s: %s: %s",
-        request.method, request.url.path, type(cause).__name__, str(cause).splitlines()[0:1],
-    )  # fmt: skip
+def keys_unavailable() -> Problem:
+    """503 with Retry-After: no key of the identity provider was ever fetched (DESIGN 10)."""
+    return Problem(
+        TYPES["unavailable"],
+        "the identity provider's keys are not available yet; try again in a minute",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def problem_of(exc: BaseException) -> HTTPException | None:
+    """The problem `exc` stands for: itself for an HTTPException, 503 for a busy, locked
+    or unreachable database or for missing identity provider keys; None for anything else
+    (a bug: the caller logs it and answers a bare 500)."""
+    if isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, OperationalError | PoolTimeout):
+        cause = getattr(exc, "orig", None) or exc
+        log.warning(
+            "database unavailable: %s: %s", type(cause).__name__, str(cause).splitlines()[0:1]
+        )
+        return database_unavailable()
+    if isinstance(exc, KeysUnavailable):
+        log.warning("identity provider keys unavailable: %s", exc)
+        return keys_unavailable()
+    return None
+
+
+async def mapped_problem(request: Request, exc: Exception) -> Response:
+    """An exception `problem_of` maps, through the app's HTTPException handler (so the
+    pages render it as a page)."""
+    problem = problem_of(exc)
+    assert problem is not None
     handler = request.app.exception_handlers.get(HTTPException, http_problem)
-    response: Response = await handler(request, database_unavailable())
+    response: Response = await handler(request, problem)
     return response
 
 
@@ -167,5 +198,5 @@ def install(app: FastAPI) -> None:
     """Make every error `app` answers with a problem document."""
     app.add_exception_handler(HTTPException, http_problem)
     app.add_exception_handler(RequestValidationError, validation_problem)
-    app.add_exception_handler(OperationalError, database_problem)
-    app.add_exception_handler(PoolTimeout, database_problem)
+    for unavailable in (OperationalError, PoolTimeout, KeysUnavailable):
+        app.add_exception_handler(unavailable, mapped_problem)

@@ -12,8 +12,14 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+from rewards.core.identifiers import IDENTIFIER_PATTERN
+
+# Device ids, owner ids and actors are identifiers: IDENTIFIER_PATTERN (DESIGN 10) is their
+# one rule. An incident id is not one (admins and the detector name incidents; no feed or
+# token does), so it keeps its own rule here; snapshot refs are REF_PATTERN (deps.py).
+INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"
 STRICT_INPUT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+MAX_SCOPE_DEVICES = 10_000  # device ids an incident scope may name (the body cap fits them)
 
 
 def _text_only(value: object) -> object:
@@ -133,7 +139,7 @@ class SnapshotRunIn(BaseModel):
 class PublishIn(BaseModel):
     """Publishing a version older than the published one (a rollback, DESIGN 9) needs both."""
 
-    model_config = {"extra": "forbid"}
+    model_config = STRICT_INPUT
     override_rollback: bool = False
     reason: str | None = Field(default=None, min_length=1, max_length=500)
 
@@ -208,8 +214,8 @@ class ScopeIn(BaseModel):
 
     model_config = STRICT_INPUT
     all: bool | None = Field(default=None, description="true: every device")
-    device_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
-        default=None, min_length=1, max_length=10_000
+    device_ids: list[Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_SCOPE_DEVICES
     )
     agent_version_below: str | None = Field(
         default=None, pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="e.g. 0.10"
@@ -223,7 +229,7 @@ class IncidentIn(BaseModel):
     """An incident an admin declares (confirmed at once)."""
 
     model_config = STRICT_INPUT
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+    id: str = Field(pattern=INCIDENT_ID_PATTERN)
     start: Timestamp
     end: Timestamp
     recovery_deadline_s: int = Field(ge=0, le=30 * 86_400)
@@ -270,7 +276,7 @@ class RevertIn(BaseModel):
     """Revert every metadata change `actor` made with valid_from in [since, until)."""
 
     model_config = STRICT_INPUT
-    actor: str = Field(pattern=ID_PATTERN)
+    actor: str = Field(pattern=IDENTIFIER_PATTERN)
     since: Timestamp
     until: Timestamp
     reason: str = Field(min_length=1, max_length=500)

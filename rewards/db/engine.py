@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlmodel import Session
 
 SERVING_WAIT_S = 3
@@ -43,16 +43,28 @@ def make_engine(url: str, *, serving: bool = False, **kwargs: Any) -> Engine:
 
         return engine
     if serving:
-        waits = {"connect_timeout": wait_s, "options": f"-c lock_timeout={wait_s * 1000}"}
         return create_engine(
             url,
             pool_pre_ping=False,
             pool_recycle=300,
             pool_timeout=wait_s,
-            connect_args=waits,
+            connect_args=_serving_waits(url, wait_s),
             **kwargs,
         )
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _serving_waits(url: str, wait_s: int) -> dict[str, Any]:
+    """libpq arguments for a serving connection: a connect timeout and a lock timeout of
+    `wait_s`, merged with the URL's own (connect_args replace the URL's query values, so
+    `?options=-c search_path=...` would otherwise be lost). What the URL sets explicitly
+    wins: libpq applies the last `-c` of a setting, and the URL's options come last."""
+    query = make_url(url).query
+    waits: dict[str, Any] = {"connect_timeout": query.get("connect_timeout", wait_s)}
+    given = query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    waits["options"] = f"-c lock_timeout={wait_s * 1000} {given}".strip()
+    return waits
 
 
 @contextmanager

@@ -3,6 +3,8 @@ role, static files, and HTML error pages under /app (the API keeps its JSON erro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rewards.api.app import create_app
 from rewards.api.auth import AuthError, TokenVerifier
 from rewards.api.edge import carries_body
-from rewards.api.problems import http_problem
+from rewards.api.problems import Problem, http_problem
+from rewards.services.sessions import session_is_active
 from rewards.settings import Settings
 from rewards.web.admin import admin_pages
 from rewards.web.finance import finance_pages
@@ -87,10 +90,13 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         if not request.url.path.startswith("/app"):
             return await http_problem(request, exc)
         titles = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}
+        title = titles.get(exc.status_code, "Something went wrong")
+        if isinstance(exc, Problem) and exc.kind.status < 500:
+            title = exc.kind.title  # a named refusal (a rollback) says which
         page = render(
             request,
             "message.html",
-            {"title": titles.get(exc.status_code, "Something went wrong"),
+            {"title": title,
              "message": exc.detail if exc.status_code < 500 else "Please try again later."},
             status_code=exc.status_code,
         )  # fmt: skip
@@ -102,22 +108,29 @@ SIGNED_IN_PAGES = ("/app/admin", "/app/finance", "/app/supplier")
 
 
 async def session_gate(scope: Scope) -> Response | None:
-    """A form sent to a signed-in page without a valid session goes to sign-in before its
-    body is read (the API's edge runs this; see rewards/api/edge.py)."""
+    """A form sent to a signed-in page without a valid session (no token, an invalid one,
+    or a session signed out or unknown to the server) goes to sign-in before its body is
+    read (the API's edge runs this; see rewards/api/edge.py). An identity provider without
+    keys or an unreachable database raises, and the edge answers the 503 page."""
     path: str = scope["path"]
     if not path.startswith(SIGNED_IN_PAGES) or not carries_body(scope):
         return None
     request = Request(scope)
-    token = request.session.get("token")
-    verifier: TokenVerifier | None = request.app.state.verifier
-    if isinstance(token, str) and verifier is not None:
-        try:
-            await anyio.to_thread.run_sync(verifier.verify, token)
-        except AuthError:
-            pass
-        else:
-            return None
+    if await anyio.to_thread.run_sync(_session_valid, request):
+        return None
     return RedirectResponse(SignInRequired(path).location, status_code=303)
+
+
+def _session_valid(request: Request) -> bool:
+    token, session_id = request.session.get("token"), request.session.get("sid")
+    verifier: TokenVerifier | None = request.app.state.verifier
+    if not isinstance(token, str) or not isinstance(session_id, str) or verifier is None:
+        return False
+    try:
+        verifier.verify(token)
+    except AuthError:
+        return False
+    return session_is_active(request.app.state.engine, session_id, datetime.now(UTC))
 
 
 class PageHeaders:

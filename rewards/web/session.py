@@ -23,6 +23,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request
 
 from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
+from rewards.api.problems import keys_unavailable
 from rewards.services.sessions import session_is_active
 from rewards.settings import REPO_ROOT, Settings
 
@@ -83,12 +84,8 @@ def viewer(request: Request) -> Principal:
         log.info("session token refused: %s", exc)
         request.session.clear()
         raise SignInRequired(here) from None
-    except KeysUnavailable:
-        raise HTTPException(
-            503,
-            "Sign-in is unavailable: the identity provider did not answer. Try again in a minute.",
-            {"Retry-After": "5"},
-        ) from None
+    except KeysUnavailable:  # the one mapping (rewards/api/problems.py): the 503 page
+        raise keys_unavailable() from None
     if not session_is_active(request.app.state.engine, session_id, datetime.now(UTC)):
         log.info("session of %s refused: signed out or unknown", who.subject)
         request.session.clear()

@@ -14,7 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from rewards.api.deps import PolicyDep
-from rewards.api.schemas import ID_PATTERN
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 from rewards.core.policy import SeasonPolicy
 from rewards.core.timeline import KINDS, epoch_bounds, gap_words, grid_state
 from rewards.web.session import SupplierPage
@@ -22,7 +22,7 @@ from rewards.web.templates import render
 
 supplier_pages = APIRouter(prefix="/app/supplier", include_in_schema=False)
 
-DeviceId = Annotated[str, PathParam(pattern=ID_PATTERN)]
+DeviceId = Annotated[str, PathParam(pattern=IDENTIFIER_PATTERN)]
 
 
 def _view_rows(

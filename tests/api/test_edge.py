@@ -74,7 +74,7 @@ def test_a_chunked_body_past_the_cap_is_refused_while_it_streams(api: Served) ->
     status, sent = stream_chunked(api.url, "/v1/admin/incidents", api.bearer(), budget=16 * 2**20)
     assert status == 413
     assert sent < 4 * 2**20, f"the server took {sent} bytes before refusing"
-    big = api.call("POST", "/v1/admin/incidents", content=b"x" * 70_000, headers=api.bearer())
+    big = api.call("POST", "/v1/admin/snapshots/run", content=b"x" * 70_000, headers=api.bearer())
     assert_problem(big, 413, "content-too-large")
 
 
@@ -189,6 +189,41 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(
         # ... the address the proxy saw is the last one it added, not what the client wrote
         spoofed = {"X-Forwarded-For": "10.9.9.9, 203.0.113.7"}
         assert status(**spoofed) == 429
-        assert status(Forwarded='for="198.51.100.1:4711";proto=https') == 200
-        assert status(Forwarded="for=198.51.100.1") == 200
-        assert status(Forwarded="for=198.51.100.1") == 429
+
+
+def test_behind_a_proxy_that_writes_x_forwarded_for_a_client_sent_forwarded_is_ignored(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """nginx's default appends X-Forwarded-For and passes a client's own `Forwarded`
+    through untouched: rotating it must not escape the limit (issue 12, item 5)."""
+    with served_api(
+        sqlite_engine, tmp_path, rate_limit_per_ip="3/minute", trusted_proxies=["127.0.0.0/8"]
+    ) as api:
+        statuses = [
+            api.call("GET", "/healthz", headers={
+                "X-Forwarded-For": "203.0.113.7", "Forwarded": f"for=198.51.100.{i}"
+            }).status_code
+            for i in range(5)
+        ]  # fmt: skip
+    assert statuses == [200] * 3 + [429] * 2
+
+
+def test_behind_a_proxy_that_writes_forwarded_a_client_sent_x_forwarded_for_is_ignored(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    with served_api(
+        sqlite_engine, tmp_path, rate_limit_per_ip="2/minute", trusted_proxies=["127.0.0.0/8"],
+        trusted_proxy_header="forwarded",
+    ) as api:  # fmt: skip
+
+        def status(**headers: str) -> int:
+            return api.call("GET", "/healthz", headers=headers).status_code
+
+        rotating = [
+            status(Forwarded='for="198.51.100.1:4711";proto=https',
+                   **{"X-Forwarded-For": f"203.0.113.{i}"})
+            for i in range(3)
+        ]  # fmt: skip
+        assert rotating == [200, 200, 429]
+        assert status(Forwarded="for=198.51.100.2") == 200  # another client of the proxy
+        assert status(Forwarded='for="[2001:db8::5]:80"') == 200

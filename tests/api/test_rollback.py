@@ -1,6 +1,6 @@
 """Publishing an older snapshot over a newer published one through the API (DESIGN 9):
-refused with a 409 unless the body overrides it with a reason; an override is audited.
-Real HTTP on both databases."""
+refused with a 409 of its own problem type (rollback-refused) unless the body overrides it
+with a reason; an override is audited. Real HTTP on both databases."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from rewards.api.app import create_app
+from rewards.api.problems import TYPES
 from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
 from rewards.services.snapshots import publish, run_snapshot
@@ -46,6 +47,8 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
         url = f"{server.url}/v1/admin/snapshots/v1/publish"
         refused = httpx.post(url, headers=headers, timeout=60)
         assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == TYPES["rollback-refused"].uri  # not a generic conflict
         assert "older than the published ignition-s2-v2" in refused.json()["detail"]
         no_reason = httpx.post(url, headers=headers, json={"override_rollback": True}, timeout=60)
         assert no_reason.status_code == 422

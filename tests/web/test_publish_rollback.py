@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from rewards.api.problems import TYPES
 from rewards.db.engine import make_engine
 from rewards.services.snapshots import publish, resolve, run_snapshot
 from tests.seeded import LOCK, NOW, POLICY, ingested_copy
@@ -36,6 +37,7 @@ def test_the_publish_page_refuses_a_rollback_without_override_and_reason(
         form = {"csrf": token, "confirm": "ignition-s2-v1"}
         refused = admin.post("/app/admin/snapshots/v1/publish", data=form)
         assert refused.status_code == 409
+        assert TYPES["rollback-refused"].title in refused.text  # the page names the refusal
         no_reason = admin.post(
             "/app/admin/snapshots/v1/publish", data={**form, "override_rollback": "true"}
         )

@@ -26,7 +26,7 @@ from rewards.api.deps import (
 from rewards.api.problems import TYPES, Problem
 from rewards.api.routes.common import resolve_or_404, snapshot_out
 from rewards.api.schemas import (
-    ID_PATTERN,
+    INCIDENT_ID_PATTERN,
     AlertOut,
     DiffOut,
     IncidentEditIn,
@@ -42,6 +42,7 @@ from rewards.api.schemas import (
     SnapshotRunIn,
     SnapshotRunOut,
 )
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 from rewards.db.tables import Incident, Snapshot
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def admin_incidents(
     engine: EngineDep,
     status: Annotated[str | None, Query(pattern="^(proposed|confirmed|dismissed)$")] = None,
     limit: Limit = 100,
-    after: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")] = None,
+    after: Annotated[str | None, Query(pattern=INCIDENT_ID_PATTERN)] = None,
 ) -> list[IncidentOut]:
     """Incidents, oldest start first; `status=proposed` lists what the detector proposes.
     For the next page pass the last one's id as `after`."""
@@ -370,11 +371,11 @@ def publish_or_409(
     *,
     rollback_reason: str | None = None,
 ) -> None:
-    """Publish `snap` (audited): 409 while a run holds the season, when it cannot be
-    published, or when it is older than the published one and `rollback_reason` is not
-    given (DESIGN 9). Shared with the pages."""
+    """Publish `snap` (audited): 409 while a run holds the season or when it cannot be
+    published; 409 `rollback-refused` when it is older than the published one and
+    `rollback_reason` is not given (DESIGN 9). Shared with the pages."""
     from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, publish
+    from rewards.services.snapshots import RollbackRefused, SnapshotError, publish
 
     try:
         publish(
@@ -387,6 +388,8 @@ def publish_or_409(
         )
     except JobBusy:
         raise HTTPException(409, "a snapshot of this season is running") from None
+    except RollbackRefused as exc:  # its own type: clients tell it from a busy season
+        raise Problem(TYPES["rollback-refused"], str(exc)) from None
     except SnapshotError as exc:
         raise HTTPException(409, str(exc)) from None
 
@@ -417,7 +420,7 @@ def admin_device_metadata(
 def admin_metadata_changes(
     who: Admin,
     engine: EngineDep,
-    actor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    actor: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     since: Annotated[AwareDatetime | None, Query()] = None,
     until: Annotated[AwareDatetime | None, Query()] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,

@@ -18,13 +18,13 @@ from rewards.api.deps import (
     Supplier,
 )
 from rewards.api.schemas import (
-    ID_PATTERN,
     DeviceOut,
     DevicePage,
     EligibilityPage,
     ProofStepOut,
     RewardOut,
 )
+from rewards.core.identifiers import IDENTIFIER_PATTERN
 
 supplier = APIRouter(prefix="/v1/supplier", tags=["supplier"])
 
@@ -34,7 +34,7 @@ def supplier_devices(
     who: Supplier,
     engine: EngineDep,
     limit: Limit = 100,
-    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    after: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
 ) -> DevicePage:
     """Your devices now, by device_id; pass `next_after` as `after` for the next page."""
     from rewards.services.devices import owned_devices
@@ -64,7 +64,7 @@ def supplier_eligibility(
     who: Supplier,
     engine: EngineDep,
     policy: PolicyDep,
-    device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    device_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     epoch: Annotated[int | None, Query(ge=0, le=100_000)] = None,
     after: Annotated[str | None, Query(pattern=EPOCH_KEY_PATTERN)] = None,
     limit: Limit = 100,
