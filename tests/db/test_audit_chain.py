@@ -235,19 +235,18 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
     assert "the log has only 0 entries: it was truncated or rewound" in done.stderr
 
 
+@pytest.mark.parametrize("dialect", ["postgresql"])  # SQLite has one writer at a time anyway
 def test_a_snapshot_run_holds_the_appenders_lock_only_for_its_own_entry(
     ingested: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While a run bulk-writes a fleet's device-epochs, every other audited write (an admin
     confirming an incident, say) must still get through: on PostgreSQL the serving engine
-    waits at most a few seconds for a lock. SQLite has one writer at a time anyway."""
+    waits at most a few seconds for a lock."""
     from rewards.db import snapshots as store
     from rewards.services.snapshots import run_snapshot
     from tests.seeded import LOCK, POLICY
     from tests.seeded import NOW as LATER
 
-    if ingested.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises every writer; the row lock is PostgreSQL's")
     writing, written = threading.Event(), threading.Event()
     original = store.insert
 
