@@ -427,15 +427,14 @@ def incidents_declare(
     reason: str = "",
 ) -> None:
     """Declare a confirmed incident."""
-    import json
-
     from rewards.core.durations import parse_duration_us
+    from rewards.core.scope import IncidentScope
     from rewards.services.incidents import IncidentError, declare
 
     try:
-        scope_value = json.loads(scope)
+        scope_value = IncidentScope.from_json(scope)
         recovery = timedelta(microseconds=parse_duration_us(deadline))
-    except (json.JSONDecodeError, ValueError) as exc:
+    except ValueError as exc:  # a ScopeError or a bad duration
         fail(f"--scope or --deadline: {exc}")
     sh = shell()
     try:
@@ -511,9 +510,8 @@ def incidents_edit(
     scope: Annotated[str | None, typer.Option(help="New JSON scope.")] = None,
 ) -> None:
     """Edit an incident's window, deadline or scope; it keeps its status (audited)."""
-    import json
-
     from rewards.core.durations import parse_duration_us
+    from rewards.core.scope import IncidentScope
     from rewards.services.incidents import IncidentError, decide, list_incidents
 
     changes: dict[str, object] = {}
@@ -525,8 +523,8 @@ def incidents_edit(
         if deadline:
             changes["recovery_deadline"] = timedelta(microseconds=parse_duration_us(deadline))
         if scope:
-            changes["scope"] = json.loads(scope)
-    except (json.JSONDecodeError, ValueError) as exc:
+            changes["scope"] = IncidentScope.from_json(scope)
+    except ValueError as exc:  # a ScopeError or a bad duration
         fail(f"--scope or --deadline: {exc}")
     if not changes:
         fail("nothing to change: give --start, --end, --deadline or --scope")

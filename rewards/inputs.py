@@ -15,6 +15,7 @@ import polars as pl
 from rewards.core.durations import parse_duration_us
 from rewards.core.frames import DEVICES, HEARTBEATS, INCIDENTS, TIME
 from rewards.core.identifiers import identifier_problem, not_identifiers
+from rewards.core.scope import IncidentScope, ScopeError
 from rewards.core.times import (
     DEFAULT_YEARS,
     YearWindow,
@@ -22,7 +23,6 @@ from rewards.core.times import (
     parse_rfc3339_series,
     rfc3339_problem,
 )
-from rewards.core.versions import VersionError, version_key
 
 _FORMATS = (".parquet", ".csv", ".ndjson", ".jsonl")
 
@@ -200,29 +200,12 @@ def _incident(path: Path, index: int, item: Any, years: YearWindow) -> dict[str,
 
 
 def parse_scope(where: str, scope: Any) -> dict[str, Any]:
-    """The INCIDENTS scope columns of a scope object, or InputError naming `where`."""
-    shapes = 'one of {"all": true}, {"device_ids": [...]}, {"agent_version_below": "X"}'
-    if not isinstance(scope, dict) or len(scope) != 1:
-        raise InputError(f"{where}: 'scope' must be {shapes}")
-    ((kind, value),) = scope.items()
-    if kind == "all" and value is True:
-        return {"scope_all": True, "scope_device_ids": [], "scope_version_below": None}
-    if (
-        kind == "device_ids"
-        and isinstance(value, list)
-        and all(isinstance(d, str) and d for d in value)
-    ):
-        for index, device_id in enumerate(value):
-            if problem := identifier_problem(device_id):
-                raise InputError(f"{where}: scope device_ids[{index}]: {device_id!r} {problem}")
-        return {"scope_all": False, "scope_device_ids": value, "scope_version_below": None}
-    if kind == "agent_version_below" and isinstance(value, str):
-        try:
-            version_key(value)
-        except VersionError as exc:
-            raise InputError(f"{where}: scope agent_version_below: {exc}") from None
-        return {"scope_all": False, "scope_device_ids": [], "scope_version_below": value}
-    raise InputError(f"{where}: scope {scope!r} is not {shapes}")
+    """The INCIDENTS scope columns of a scope object (IncidentScope.parse), or InputError
+    naming `where`."""
+    try:
+        return IncidentScope.parse(scope).columns()
+    except ScopeError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def read_incidents(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:

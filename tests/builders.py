@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from rewards.core import HEARTBEATS, parse_duration_us, parse_policy
+from rewards.core import HEARTBEATS, IncidentScope, parse_duration_us, parse_policy
 from rewards.core.policy import SeasonPolicy
 
 
@@ -62,17 +62,14 @@ def incidents(*rows: dict[str, object]) -> pl.DataFrame:
 
     records = []
     for row in rows:
-        scope = row.get("scope", {"all": True})
-        assert isinstance(scope, dict)
+        scope = IncidentScope.parse(row.get("scope", {"all": True}))
         records.append(
             {
                 "incident_id": row["id"],
                 "start": at(str(row["start"])),
                 "end": at(str(row["end"])),
                 "recovery_deadline_us": parse_duration_us(row.get("deadline", "0s")),
-                "scope_all": bool(scope.get("all", False)),
-                "scope_device_ids": list(scope.get("device_ids", [])),
-                "scope_version_below": scope.get("agent_version_below"),
+                **scope.columns(),
             }
         )
     return pl.DataFrame(records, schema=dict(INCIDENTS))

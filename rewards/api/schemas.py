@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rewards.core.identifiers import IDENTIFIER_PATTERN
+from rewards.core.scope import IncidentScope
 
 # Device ids, owner ids and actors are identifiers: IDENTIFIER_PATTERN (DESIGN 10) is their
 # one rule. An incident id is not one (admins and the detector name incidents; no feed or
@@ -210,7 +211,8 @@ class EligibilityPage(BaseModel):
 
 
 class ScopeIn(BaseModel):
-    """Which devices an incident covers: exactly one of the three."""
+    """Which devices an incident covers: exactly one of the three (IncidentScope's rule,
+    checked here so a bad scope is refused with the schema errors)."""
 
     model_config = STRICT_INPUT
     all: bool | None = Field(default=None, description="true: every device")
@@ -221,8 +223,17 @@ class ScopeIn(BaseModel):
         default=None, pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="e.g. 0.10"
     )
 
+    @model_validator(mode="after")
+    def _one_scope(self) -> ScopeIn:
+        self.scope()  # a ScopeError is a ValueError: pydantic reports it as a 422
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+    def scope(self) -> IncidentScope:
+        """The value object of the scope (DESIGN 4.5)."""
+        return IncidentScope.parse(self.as_dict())
 
 
 class IncidentIn(BaseModel):

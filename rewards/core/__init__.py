@@ -18,6 +18,7 @@ from rewards.core.intervals import merge_intervals, online_intervals, unique_hea
 from rewards.core.merkle import Payout, ProofStep, merkle_proof, merkle_root, verify_proof
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
+from rewards.core.scope import IncidentScope, ScopeError
 from rewards.core.versions import VersionError, version_key
 
 __all__ = [
@@ -29,10 +30,12 @@ __all__ = [
     "REASONS",
     "RESULTS",
     "FrameSchemaError",
+    "IncidentScope",
     "IncidentScopeError",
     "Payout",
     "PolicyError",
     "ProofStep",
+    "ScopeError",
     "SeasonPolicy",
     "VersionError",
     "allocate",

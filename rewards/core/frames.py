@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from rewards.core.scope import SCOPE_COLUMNS
+
 TIME = pl.Datetime("us", "UTC")
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -48,9 +50,7 @@ INCIDENTS: Mapping[str, pl.DataType] = {
     "start": TIME,
     "end": TIME,
     "recovery_deadline_us": pl.Int64(),
-    "scope_all": pl.Boolean(),
-    "scope_device_ids": pl.List(pl.String()),
-    "scope_version_below": pl.String(),
+    **SCOPE_COLUMNS,
 }
 
 # Metadata of a device over [valid_from, valid_to); null bounds are open (always valid).

@@ -7,6 +7,7 @@ import polars as pl
 from rewards.core.epochs import same_group_as_previous
 from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, check_frame
 from rewards.core.policy import SeasonPolicy
+from rewards.core.scope import covers_expr
 from rewards.core.versions import version_key_expr
 
 WINDOWS = {
@@ -64,22 +65,14 @@ def credited_windows(
             & (pl.col("g0") >= pl.col("a") - policy.incident_lookback_us)
         )
     )
-    in_scope = pl.col("scope_all") | pl.col("scope_device_ids").list.contains(pl.col("device_id"))
     if needs_versions:
         assert incident_versions is not None
         versions = incident_versions.select(
             "incident_id", "device_id", version_key_expr("agent_version").alias("device_key")
         )
         pairs = pairs.join(versions, on=["incident_id", "device_id"], how="left")
-        # A device with no heartbeat before the incident, or a version that is not dotted
-        # numbers, cannot be shown to be below X: it is out of scope.
-        in_scope = in_scope | (
-            pl.col("below_key").is_not_null()
-            & pl.col("device_key").is_not_null()
-            & (pl.col("device_key") < pl.col("below_key"))
-        )
     return (
-        pairs.filter(in_scope)
+        pairs.filter(covers_expr(versions=bool(needs_versions)))
         .select(
             "device_id",
             "g0",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import polars as pl
@@ -10,6 +9,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, TIME, to_us
+from rewards.core.scope import IncidentScope
 from rewards.core.snapshots import OWNERS
 from rewards.db.bulk import fetch_frame
 from rewards.db.devices import metadata_history
@@ -25,19 +25,16 @@ def incidents(session: Session, status: str | None = None) -> list[Incident]:
 
 
 def incidents_frame(rows: list[Incident]) -> pl.DataFrame:
-    """An INCIDENTS frame of stored incidents."""
+    """An INCIDENTS frame of stored incidents (their scopes read by IncidentScope)."""
     records = []
     for row in rows:
-        scope = json.loads(row.scope)
         records.append(
             {
                 "incident_id": row.id,
                 "start": row.start,
                 "end": row.end,
                 "recovery_deadline_us": row.recovery_deadline_us,
-                "scope_all": bool(scope.get("all", False)),
-                "scope_device_ids": list(scope.get("device_ids", [])),
-                "scope_version_below": scope.get("agent_version_below"),
+                **IncidentScope.from_json(row.scope).columns(),
             }
         )
     return pl.DataFrame(records, schema=dict(INCIDENTS))

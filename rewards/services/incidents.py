@@ -6,7 +6,6 @@ count; declaring or confirming one never lowers anyone's counted time (DESIGN 4.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from rewards.core.outages import (
     unreachable_periods,
 )
 from rewards.core.policy import SeasonPolicy
+from rewards.core.scope import IncidentScope, ScopeError
 from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import audit
 from rewards.db.devices import unknown_devices
@@ -29,7 +29,6 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
 from rewards.db.tables import Incident
-from rewards.inputs import InputError, parse_scope
 from rewards.services.intervals import online_counts
 
 INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
@@ -69,21 +68,22 @@ def _check_window(start: datetime, end: datetime, years: YearWindow) -> None:
         raise IncidentError(f"the window must lie within the years {first} to {last} (UTC)")
 
 
-def _check_devices(session: Session, scope: dict[str, Any]) -> None:
+def _check_devices(session: Session, scope: IncidentScope) -> None:
     """A device_ids scope names only devices the registry knows (UnknownDevices)."""
-    device_ids = scope.get("device_ids")
-    if isinstance(device_ids, list):
-        unknown = unknown_devices(session, [str(d) for d in device_ids])
+    if scope.device_ids is not None:
+        unknown = unknown_devices(session, list(scope.device_ids))
         if unknown:
             raise UnknownDevices(unknown)
 
 
-def _scope_json(scope: dict[str, Any]) -> str:
+def _scope(scope: IncidentScope | dict[str, Any]) -> IncidentScope:
+    """The scope of a request (IncidentScope.parse of its JSON object), or IncidentError."""
+    if isinstance(scope, IncidentScope):
+        return scope
     try:
-        parse_scope("scope", scope)
-    except InputError as exc:
-        raise IncidentError(str(exc)) from None
-    return json.dumps(scope, sort_keys=True)
+        return IncidentScope.parse(scope)
+    except ScopeError as exc:
+        raise IncidentError(f"scope: {exc}") from None
 
 
 def declare(
@@ -93,7 +93,7 @@ def declare(
     start: datetime,
     end: datetime,
     recovery_deadline: timedelta,
-    scope: dict[str, Any],
+    scope: IncidentScope | dict[str, Any],
     reason: str,
     by: str,
     now: datetime,
@@ -109,12 +109,13 @@ def declare(
     _check_window(start, end, years)
     if recovery_deadline < timedelta(0):
         raise IncidentError("recovery_deadline must not be negative")
+    scope = _scope(scope)
     incident = Incident(
         id=incident_id,
         start=start,
         end=end,
         recovery_deadline_us=recovery_deadline // timedelta(microseconds=1),
-        scope=_scope_json(scope),
+        scope=scope.to_json(),
         status="confirmed",
         source="admin",
         reason=reason,
@@ -133,7 +134,7 @@ def declare(
             actor=by,
             action="incident.declare",
             subject=incident_id,
-            details={"start": start, "end": end, "scope": scope, "reason": reason},
+            details={"start": start, "end": end, "scope": scope.as_dict(), "reason": reason},
         )
     return incident
 
@@ -163,14 +164,17 @@ def decide(
             "recovery_deadline_us": incident.recovery_deadline_us,
             "scope": incident.scope,
         }
+        scope = _scope(changes["scope"]) if changes and "scope" in changes else None
+        if changes and scope is not None:
+            changes = {**changes, "scope": scope.as_dict()}  # the audit log stores JSON
         for key, value in (changes or {}).items():
             setattr(incident, *_stored(key, value))
         if incident.end <= incident.start:
             raise IncidentError("end must be after start")
         if changes and ("start" in changes or "end" in changes):
             _check_window(incident.start, incident.end, years)
-        if changes and isinstance(changes.get("scope"), dict):
-            _check_devices(session, changes["scope"])
+        if scope is not None:
+            _check_devices(session, scope)
         status = status or incident.status
         incident.status, incident.decided_by, incident.updated_at = status, by, now
         session.add(incident)
@@ -195,7 +199,7 @@ def decide(
 def _stored(key: str, value: Any) -> tuple[str, Any]:
     """The column and stored value of an edit request's field."""
     if key == "scope":
-        return key, _scope_json(value)
+        return key, _scope(value).to_json()
     if key == "recovery_deadline":
         return "recovery_deadline_us", value // timedelta(microseconds=1)
     if key in ("start", "end", "reason"):
@@ -267,7 +271,7 @@ def detect(
                 start=outage.start,
                 end=end,
                 recovery_deadline_us=deadline // timedelta(microseconds=1),
-                scope=json.dumps({"all": True}),
+                scope=IncidentScope.every_device().to_json(),
                 status="proposed",
                 source=f"detector:{outage.kind}",
                 reason=outage.detail,

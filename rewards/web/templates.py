@@ -16,12 +16,15 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from rewards.core.scope import IncidentScope
 from rewards.web import svg
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["svg"] = svg
 templates.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+# an incident's stored scope (JSON) in words: "every device", "2 devices: gpu-1, gpu-2"
+templates.env.filters["scope_words"] = lambda stored: IncidentScope.from_json(stored).describe()
 
 
 def csrf_token(request: Request) -> str:

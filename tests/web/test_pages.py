@@ -286,6 +286,13 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     assert audit >= 3  # the decision, the run and the publication, each audited
 
 
+def test_the_incident_form_says_which_devices_the_incident_covers(
+    site: Site, clients: dict[str, httpx.Client]
+) -> None:
+    form = clients["admin"].get(f"/app/admin/incidents/{site.proposed}/edit").text
+    assert "covering every device" in form  # a detector's proposal covers the whole fleet
+
+
 def test_an_admin_edits_an_incident_through_its_form(
     site: Site, clients: dict[str, httpx.Client]
 ) -> None:

@@ -109,7 +109,7 @@ def admin_declare(
             start=body.start,
             end=body.end,
             recovery_deadline=timedelta(seconds=body.recovery_deadline_s),
-            scope=body.scope.as_dict(),
+            scope=body.scope.scope(),
             reason=body.reason,
             by=who.subject,
             now=datetime.now(UTC),
@@ -147,7 +147,7 @@ def admin_edit(
     if "recovery_deadline_s" in changes:
         changes["recovery_deadline"] = timedelta(seconds=changes.pop("recovery_deadline_s"))
     if body.scope is not None:
-        changes["scope"] = body.scope.as_dict()
+        changes["scope"] = body.scope.scope()
     if not changes:
         raise HTTPException(422, "nothing to change")
     return _incident(edit_incident(engine, incident_id, who, changes, years_of(settings)))
