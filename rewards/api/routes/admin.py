@@ -18,6 +18,7 @@ from rewards.api.deps import (
     EngineDep,
     IncidentId,
     Limit,
+    PolicyDep,
     SettingsDep,
     SnapshotQuery,
     SnapshotRef,
@@ -247,11 +248,9 @@ def admin_snapshot_run(
     engine: EngineDep,
     settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
+    policy: PolicyDep,
 ) -> SnapshotRunOut:
     """Run a draft snapshot of the configured season (all settled epochs by default)."""
-    from rewards.seasons import load_policy
-
-    policy = load_policy(settings.season_file)
     outcome = run_draft(
         engine, policy, settings, who, reason=body.reason, epochs=body.epochs, force=body.force
     )
