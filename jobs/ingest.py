@@ -8,13 +8,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core.policy import SeasonPolicy
-from rewards.core.surges import SurgePolicy
 from rewards.services.incidents import detect
-from rewards.services.ingest import IngestLimits, IngestReport, pull_stream
+from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
 from rewards.services.runs import RunContext
 from rewards.settings import Settings
-from rewards.uptime.client import RetryPolicy, UptimeClient
+from rewards.uptime.client import UptimeClient
 
 JOB_IDS = {"devices": "ingest-devices", "heartbeats": "ingest-heartbeats"}
 
@@ -57,23 +56,7 @@ def make_client(settings: Settings) -> UptimeClient:
         timeout_s=settings.uptime_api_timeout_s,
         max_page_bytes=settings.max_page_bytes,
         page_timeout_s=settings.ingest_page_timeout_s,
-        retry=RetryPolicy(
-            max_attempts=settings.max_attempts,
-            backoff_base_s=settings.backoff_base_s,
-            backoff_max_s=settings.backoff_max_s,
-            max_retry_after_s=settings.max_retry_after_s,
-        ),
-    )
-
-
-def ingest_limits(settings: Settings) -> IngestLimits:
-    """What one ingest run may spend, from settings."""
-    return IngestLimits(
-        deadline_s=settings.ingest_deadline_s,
-        max_pages=settings.ingest_max_pages,
-        max_bytes=settings.ingest_max_bytes,
-        max_idle_pages=settings.ingest_max_idle_pages,
-        max_idle_in_a_row=settings.ingest_max_idle_in_a_row,
+        retry=settings.retry,
     )
 
 
@@ -106,13 +89,9 @@ def pull_job(
                 max_skew=timedelta(seconds=settings.max_clock_skew_s),
                 clock=clock,
                 on_page=page_done,
-                surges=SurgePolicy(
-                    baseline_minutes=settings.surge_baseline_minutes,
-                    factor=settings.surge_factor,
-                    min_writes=settings.surge_min_writes,
-                ),
+                surges=settings.surges,
                 years=settings.timestamp_years,
-                limits=ingest_limits(settings),
+                limits=settings.ingest_limits,
             )
         context.error = report.error
 

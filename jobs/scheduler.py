@@ -7,6 +7,7 @@ them; the others wait as standbys and take over when the leader's lease lapses.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -40,13 +41,14 @@ def build_scheduler(
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> BackgroundScheduler:
-    """A scheduler with every job registered (not started)."""
+    """A scheduler with every job registered (not started), each through `register`:
+    an explicit id, replace_existing, coalesce, one instance at a time and a deliberate
+    misfire grace (STYLE 6)."""
     scheduler = BackgroundScheduler(timezone=UTC)
-    lock_ttl = timedelta(seconds=settings.job_lock_s)
 
     def register(
         job_id: str,
-        body: Callable[[RunContext], None],
+        run: Callable[[], object],
         *,
         every: timedelta,
         name: str,
@@ -54,11 +56,9 @@ def build_scheduler(
         start_now: bool,
     ) -> None:
         scheduler.add_job(
-            run_recorded,
+            run,
             "interval",
             seconds=every.total_seconds(),
-            args=[engine, job_id, body],
-            kwargs={"trigger": "scheduled", "lock_ttl": lock_ttl, "clock": clock},
             id=job_id,
             name=name,
             replace_existing=True,
@@ -68,15 +68,28 @@ def build_scheduler(
             **({"next_run_time": clock()} if start_now else {}),
         )
 
+    def recorded(job_id: str, body: Callable[[RunContext], None]) -> Callable[[], object]:
+        """`body` run under the job's lock, its run recorded (jobs/runner.py)."""
+        return functools.partial(
+            run_recorded,
+            engine,
+            job_id,
+            body,
+            trigger="scheduled",
+            lock_ttl=settings.job_lock,
+            clock=clock,
+        )
+
     # A pull that starts late is still useful; one more than a period late is replaced by
-    # the next one anyway.
+    # the next one anyway. The same holds for the outage detector, the snapshot check and
+    # the view rebuild.
     for stream, seconds in (
         ("devices", settings.devices_every_s),
         ("heartbeats", settings.heartbeats_every_s),
     ):
         register(
             JOB_IDS[stream],
-            pull_job(engine, settings, policy, stream, clock=clock),
+            recorded(JOB_IDS[stream], pull_job(engine, settings, policy, stream, clock=clock)),
             every=timedelta(seconds=seconds),
             name=f"pull {stream} from the uptime API",
             misfire_grace=timedelta(seconds=seconds),
@@ -84,40 +97,33 @@ def build_scheduler(
         )
     register(
         OUTAGES_JOB_ID,
-        outages_job(engine, settings, policy, clock=clock),
+        recorded(OUTAGES_JOB_ID, outages_job(engine, settings, policy, clock=clock)),
         every=timedelta(seconds=settings.outages_every_s),
         name="propose incidents from fleet drops and failed pulls",
         misfire_grace=timedelta(seconds=settings.outages_every_s),
         start_now=False,
     )
-    # The snapshot job takes the season's own lock and records its own run.
-    scheduler.add_job(
+    # The snapshot and view jobs take the season's own lock and record their own runs.
+    register(
+        SNAPSHOT_JOB_ID,
         snapshot_job(engine, settings, policy, clock=clock),
-        "interval",
-        seconds=settings.snapshots_every_s,
-        id=SNAPSHOT_JOB_ID,
+        every=timedelta(seconds=settings.snapshots_every_s),
         name="snapshot the season after each epoch settles",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=settings.snapshots_every_s,
+        misfire_grace=timedelta(seconds=settings.snapshots_every_s),
+        start_now=False,
     )
-    scheduler.add_job(
+    register(
+        VIEW_JOB_ID,
         view_job(engine, settings, policy, clock=clock),
-        "interval",
-        seconds=settings.eligibility_view_every_s,
-        id=VIEW_JOB_ID,
+        every=timedelta(seconds=settings.eligibility_view_every_s),
         name="rebuild the suppliers' eligibility view",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=settings.eligibility_view_every_s,
-        next_run_time=clock(),
+        misfire_grace=timedelta(seconds=settings.eligibility_view_every_s),
+        start_now=True,
     )
     # A day's prune may run hours late; it is not urgent.
     register(
         RETENTION_JOB_ID,
-        retention_job(engine, settings, clock=clock),
+        recorded(RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)),
         every=timedelta(days=1),
         name="drop raw heartbeats past the retention period",
         misfire_grace=timedelta(hours=6),

@@ -52,7 +52,7 @@ def snapshot_job(
             engine,
             policy,
             now=clock(),
-            settlement=timedelta(seconds=settings.snapshot_settlement_s),
+            settlement=settings.settlement,
         )
         if not epochs:
             return None
@@ -65,7 +65,7 @@ def snapshot_job(
                 triggered_by="scheduler",
                 reason=f"epoch {epochs.stop - 1} closed and settled",
                 clock=clock,
-                lock_ttl=timedelta(seconds=settings.job_lock_s),
+                lock_ttl=settings.job_lock,
             )
         except JobBusy as busy:
             log.warning("%s", busy)
@@ -91,7 +91,7 @@ def view_job(
                 policy,
                 trigger="scheduled",
                 clock=clock,
-                lock_ttl=timedelta(seconds=settings.job_lock_s),
+                lock_ttl=settings.job_lock,
             )
         except JobBusy as busy:
             log.warning("%s", busy)

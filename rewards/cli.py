@@ -230,7 +230,7 @@ def ingest(
                     job_id=JOB_IDS[name],
                     trigger="manual",
                     clock=utc_now,
-                    ttl=timedelta(seconds=sh.settings.job_lock_s),
+                    ttl=sh.settings.job_lock,
                 ) as context:
                     pull_job(engine, sh.settings, sh.policy, name, clock=utc_now, on_page=on_page)(
                         context
@@ -355,7 +355,7 @@ def eligibility_refresh(
             sh.policy,
             trigger="manual",
             clock=utc_now,
-            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            lock_ttl=sh.settings.job_lock,
             force=force,
             stages=stages,
         )
@@ -618,7 +618,7 @@ def snapshot_run(
                 engine,
                 policy,
                 now=utc_now(),
-                settlement=timedelta(seconds=sh.settings.snapshot_settlement_s),
+                settlement=sh.settings.settlement,
             )
         )
     except ValueError as exc:
@@ -633,7 +633,7 @@ def snapshot_run(
             triggered_by=by,
             reason=reason,
             clock=utc_now,
-            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            lock_ttl=sh.settings.job_lock,
             force=force,
             stages=stages,
         )
@@ -735,7 +735,7 @@ def snapshot_publish(
             snap,
             by=by,
             clock=utc_now,
-            lock_ttl=timedelta(seconds=sh.settings.job_lock_s),
+            lock_ttl=sh.settings.job_lock,
             rollback_reason=reason if override_rollback else None,
         )
     except JobBusy as busy:

@@ -25,7 +25,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rewards.core.limits import IngestLimits, RetryPolicy
 from rewards.core.outages import DetectorSettings
+from rewards.core.surges import SurgePolicy
 from rewards.core.times import YearWindow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +183,47 @@ class Settings(BaseSettings):
             window=timedelta(seconds=self.outage_window_s),
             recover_share=self.outage_recover_share,
             recovery_deadline=timedelta(seconds=self.proposed_recovery_deadline_s),
+        )
+
+    @property
+    def job_lock(self) -> timedelta:
+        """How long a job's lock (a season's snapshot run, a view rebuild, an ingest pull)
+        holds without renewal before another process may take it over."""
+        return timedelta(seconds=self.job_lock_s)
+
+    @property
+    def settlement(self) -> timedelta:
+        """How long after an epoch ends it is settled and may be snapshotted (DESIGN 10)."""
+        return timedelta(seconds=self.snapshot_settlement_s)
+
+    @property
+    def surges(self) -> SurgePolicy:
+        """When a minute of metadata writes is a surge (DESIGN 1; rewards/core/surges.py)."""
+        return SurgePolicy(
+            baseline_minutes=self.surge_baseline_minutes,
+            factor=self.surge_factor,
+            min_writes=self.surge_min_writes,
+        )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How the uptime client retries a page that failed transiently (DESIGN 6)."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            max_retry_after_s=self.max_retry_after_s,
+        )
+
+    @property
+    def ingest_limits(self) -> IngestLimits:
+        """What one ingest run may spend (DESIGN 10)."""
+        return IngestLimits(
+            deadline_s=self.ingest_deadline_s,
+            max_pages=self.ingest_max_pages,
+            max_bytes=self.ingest_max_bytes,
+            max_idle_pages=self.ingest_max_idle_pages,
+            max_idle_in_a_row=self.ingest_max_idle_in_a_row,
         )
 
     @field_validator("timestamp_max_year")

@@ -27,7 +27,6 @@ from rewards.api.auth import TokenVerifier
 from rewards.api.edge import MAX_BODY_BYTES, Gate, Guard, bearer_gate, networks
 from rewards.api.routes import ROUTERS
 from rewards.api.surges import WriteCounter
-from rewards.core.surges import SurgePolicy
 from rewards.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "Metrics", "RateLimits", "create_app"]
@@ -93,13 +92,7 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
     app.state.verifier = verifier
     app.state.metrics = Metrics()
     app.state.limiter = RateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_subject)
-    app.state.surges = WriteCounter(
-        SurgePolicy(
-            baseline_minutes=settings.surge_baseline_minutes,
-            factor=settings.surge_factor,
-            min_writes=settings.surge_min_writes,
-        )
-    )
+    app.state.surges = WriteCounter(settings.surges)
 
     app.state.trusted_proxies = networks(settings.trusted_proxies)
     gates: list[Gate] = [bearer_gate]  # the pages add theirs (rewards/web/app.py)

@@ -19,6 +19,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.core.frames import to_us
+from rewards.core.limits import IngestLimits
 from rewards.core.policy import SeasonPolicy
 from rewards.core.surges import SurgePolicy, surge_minutes
 from rewards.core.times import DEFAULT_YEARS, YearWindow
@@ -59,19 +60,6 @@ class IngestReport:
 
 class CursorError(UptimeApiError):
     """The API's cursor repeated or went backwards: following it could loop or re-read."""
-
-
-@dataclass(frozen=True)
-class IngestLimits:
-    """What one run may spend (DESIGN 10): wall-clock time, pages, bytes of bodies, and
-    pages without progress (no valid records though more are promised), in all and in a row.
-    A run past any of them fails with its reason, the cursor at the last committed page."""
-
-    deadline_s: float = 3600.0
-    max_pages: int = 50_000
-    max_bytes: int = 16 * 1024**3
-    max_idle_pages: int = 100
-    max_idle_in_a_row: int = 10
 
 
 def _check_progress(report: IngestReport, cursor: str | None, page: Page) -> None:

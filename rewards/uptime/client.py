@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from rewards.core.limits import RetryPolicy
 from rewards.uptime.deadline import PageDeadline, deadline_transport
 from rewards.uptime.records import DuplicateKeys
 
@@ -62,14 +63,6 @@ class Page:
     has_more: bool
     source: str
     attempts: int
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 300.0
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | DuplicateKeys:

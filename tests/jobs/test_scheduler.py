@@ -7,12 +7,22 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+import pytest
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import create_engine, text
 
+import jobs.scheduler as scheduler_module
+from jobs.ingest import JOB_IDS, OUTAGES_JOB_ID, RETENTION_JOB_ID
+from jobs.scheduler import build_scheduler
+from jobs.snapshots import SNAPSHOT_JOB_ID, VIEW_JOB_ID
 from rewards.db.engine import make_engine, unit_of_work
+from rewards.settings import get_settings
 from rewards.sim.fleet import FleetSpec
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
+from tests.builders import policy
 from tests.processes import REWARDS, TOKEN, cli_env
 
 
@@ -87,3 +97,33 @@ def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: P
             if first.poll() is None:
                 first.kill()
     engine.dispose()
+
+
+def test_every_job_is_registered_with_an_id_one_instance_coalesced_and_a_misfire_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    added: list[dict[str, object]] = []
+
+    class Recording(BackgroundScheduler):
+        def add_job(self, func: Callable[..., object], *args: Any, **options: Any) -> Job:
+            added.append(options)
+            return super().add_job(func, *args, **options)
+
+    monkeypatch.setattr(scheduler_module, "BackgroundScheduler", Recording)
+    scheduler = build_scheduler(create_engine("sqlite://"), get_settings(), policy())
+
+    assert {job.id for job in scheduler.get_jobs()} == {
+        *JOB_IDS.values(),
+        OUTAGES_JOB_ID,
+        RETENTION_JOB_ID,
+        SNAPSHOT_JOB_ID,
+        VIEW_JOB_ID,
+    }
+    assert len(added) == len(scheduler.get_jobs())
+    for options in added:
+        assert options["id"], options
+        assert options["replace_existing"] is True, options["id"]
+        assert options["coalesce"] is True, options["id"]
+        assert options["max_instances"] == 1, options["id"]
+        grace = options["misfire_grace_time"]
+        assert isinstance(grace, int) and grace > 0, options["id"]

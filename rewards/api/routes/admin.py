@@ -18,6 +18,7 @@ from rewards.api.deps import (
     EngineDep,
     IncidentId,
     Limit,
+    PolicyDep,
     SettingsDep,
     SnapshotQuery,
     SnapshotRef,
@@ -247,11 +248,9 @@ def admin_snapshot_run(
     engine: EngineDep,
     settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
+    policy: PolicyDep,
 ) -> SnapshotRunOut:
     """Run a draft snapshot of the configured season (all settled epochs by default)."""
-    from rewards.seasons import load_policy
-
-    policy = load_policy(settings.season_file)
     outcome = run_draft(
         engine, policy, settings, who, reason=body.reason, epochs=body.epochs, force=body.force
     )
@@ -276,12 +275,11 @@ def run_draft(
     from rewards.services.snapshots import SnapshotError, run_snapshot
 
     now = datetime.now(UTC)
-    settlement = timedelta(seconds=settings.snapshot_settlement_s)
     try:
         chosen = (
             parse_epoch_range(epochs, policy.epoch_count)
             if epochs
-            else settled_epochs(engine, policy, now=now, settlement=settlement)
+            else settled_epochs(engine, policy, now=now, settlement=settings.settlement)
         )
         return run_snapshot(
             engine,
@@ -291,7 +289,7 @@ def run_draft(
             triggered_by=who.subject,
             reason=reason,
             clock=lambda: datetime.now(UTC),
-            lock_ttl=timedelta(seconds=settings.job_lock_s),
+            lock_ttl=settings.job_lock,
             force=force,
         )
     except JobBusy:
@@ -383,7 +381,7 @@ def publish_or_409(
             snap,
             by=who.subject,
             clock=lambda: datetime.now(UTC),
-            lock_ttl=timedelta(seconds=settings.job_lock_s),
+            lock_ttl=settings.job_lock,
             rollback_reason=rollback_reason,
         )
     except JobBusy:
