@@ -49,11 +49,13 @@ def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: P
         rows = query("SELECT holder FROM leases WHERE name = 'scheduler-leader'")
         return str(rows[0][0]) if rows else None
 
-    def runs_by(process: subprocess.Popen[bytes]) -> int:
+    def runs_by(process: subprocess.Popen[bytes], job: str = "%") -> int:
         return len(
             query(
-                "SELECT id FROM job_runs WHERE holder LIKE :holder AND status = 'succeeded'",
+                "SELECT id FROM job_runs WHERE holder LIKE :holder AND status = 'succeeded' "
+                "AND job_id LIKE :job",
                 holder=f"%:{process.pid}/%",
+                job=job,
             )
         )
 
@@ -65,6 +67,8 @@ def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: P
             REWARDS_LEADER_LEASE_S="3",
             REWARDS_HEARTBEATS_EVERY_S="1",
             REWARDS_DEVICES_EVERY_S="1",
+            # a job lock the killed leader held mid-run lapses soon (a live run renews it)
+            REWARDS_JOB_LOCK_S="10",
         )
 
         def start() -> subprocess.Popen[bytes]:
@@ -87,6 +91,10 @@ def test_standby_takes_over_when_the_leader_is_killed(db_url: str, season_dir: P
                 first.wait()
                 wait_for(lambda: runs_by(second) >= 1, 30, "the standby to take over")
                 assert leader().endswith(f":{second.pid}")  # type: ignore[union-attr]
+                # the first may have died mid-pull: the standby's own pull completes it
+                wait_for(
+                    lambda: runs_by(second, "ingest-heartbeats") >= 1, 45, "the standby's pull"
+                )
                 heartbeats = query("SELECT count(*) FROM heartbeats")[0][0]
                 assert heartbeats == sim.heartbeats.unique(["device_id", "observed_us"]).height
             finally:
