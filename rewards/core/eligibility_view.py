@@ -16,7 +16,16 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from rewards.core.frames import TIME, to_us
+from rewards.core.frames import (
+    DEVICE_EPOCH_BRIDGES,
+    DEVICE_EPOCH_COUNTED,
+    DEVICE_EPOCH_KEY,
+    DEVICE_EPOCH_OUTCOME,
+    DEVICE_EPOCH_SHORTFALL,
+    DEVICE_EPOCH_WHY,
+    TIME,
+    to_us,
+)
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import SNAPSHOT_ROWS
 
@@ -212,21 +221,13 @@ def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
 # the owner in front to find a supplier's slice.
 STORED_ROWS = (
     "owner_id",
-    "device_id",
-    "epoch",
-    "epoch_start",
+    *DEVICE_EPOCH_KEY,
     "in_progress",
-    "online_s",
-    "bridged_s",
-    "credited_s",
-    "uptime_ratio",
-    "eligible",
-    "reason",
-    "shortfall_s",
-    "bridges_used",
-    "bridges_denied",
-    "longest_uncounted_gap_s",
-    "crediting_incidents",
+    *DEVICE_EPOCH_COUNTED,
+    *DEVICE_EPOCH_OUTCOME,
+    *DEVICE_EPOCH_SHORTFALL,
+    *DEVICE_EPOCH_BRIDGES,
+    *DEVICE_EPOCH_WHY,
     "explanation",
 )
 
