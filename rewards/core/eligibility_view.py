@@ -12,11 +12,20 @@ document.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
-from rewards.core.frames import TIME, to_us
+from rewards.core.frames import (
+    DEVICE_EPOCH_BRIDGES,
+    DEVICE_EPOCH_COUNTED,
+    DEVICE_EPOCH_KEY,
+    DEVICE_EPOCH_OUTCOME,
+    DEVICE_EPOCH_SHORTFALL,
+    DEVICE_EPOCH_WHY,
+    TIME,
+    to_us,
+)
 from rewards.core.policy import SeasonPolicy
 from rewards.core.snapshots import SNAPSHOT_ROWS
 
@@ -27,6 +36,8 @@ VIEW_ROWS: Mapping[str, pl.DataType] = {
     **{k: v for k, v in SNAPSHOT_ROWS.items() if k != "reward"},
     "in_progress": pl.Boolean(),
 }
+
+_Ratio = TypeVar("_Ratio", float, pl.Expr)
 
 
 def started_epochs(policy: SeasonPolicy, as_of_us: int) -> range:
@@ -60,14 +71,24 @@ def duration_words(seconds: float) -> str:
     return f"{hours} h" if hours else f"{minutes} min"
 
 
-def _percent(ratio: float) -> str:
-    return f"{ratio * 100:.1f}".rstrip("0").rstrip(".") + "%"
+def tenths_of_percent(ratio: _Ratio) -> _Ratio:
+    """A ratio in whole tenths of a percent, rounded half up: floor(ratio x 1000 + 0.5) in
+    float64 arithmetic (0.0005 is 1, 0.00049 is 0). The one rounding behind every
+    percentage in words, for a number and for a column alike (the same operations, so the
+    same result on every input). Ratios are not negative."""
+    return (ratio * 1000 + 0.5) // 1
+
+
+def percent_words(ratio: float) -> str:
+    """'97.2%', '90%': the ratio in tenths of a percent (`tenths_of_percent`)."""
+    whole, tenth = divmod(int(tenths_of_percent(ratio)), 10)
+    return f"{whole}.{tenth}%" if tenth else f"{whole}%"
 
 
 def explain(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
     """One device-epoch's outcome in words, from its VIEW_ROWS fields."""
     length = policy.epoch_length_us / 1_000_000
-    needed = _percent(float(policy.min_uptime_ratio))
+    needed = percent_words(float(policy.min_uptime_ratio))
     counted = row["online_s"] + row["bridged_s"] + row["credited_s"]
     so_far = " so far (the epoch is still running)" if row["in_progress"] else ""
     if row["reason"] == "SUSPENDED":
@@ -88,7 +109,7 @@ def explain(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
         )
     summary = (
         f"{duration_words(counted)} counted of {duration_words(length)}{so_far} "
-        f"({_percent(row['uptime_ratio'])}; {needed} needed): " + ", ".join(parts)
+        f"({percent_words(row['uptime_ratio'])}; {needed} needed): " + ", ".join(parts)
     )
     if row["reason"] == "ELIGIBLE":
         return f"Eligible: {summary}."
@@ -119,10 +140,13 @@ def _duration_expr(seconds: pl.Expr) -> pl.Expr:
     )
 
 
-def _percent_expr(ratio: pl.Expr) -> pl.Expr:
-    """`_percent` for a column."""
-    text = pl.format("{}", (ratio * 100).round(1))
-    return text.str.strip_chars_end("0").str.strip_chars_end(".") + "%"
+def percent_words_expr(ratio: pl.Expr) -> pl.Expr:
+    """`percent_words` for a column."""
+    tenths = tenths_of_percent(ratio).cast(pl.Int64)
+    whole, tenth = (tenths // 10).cast(pl.String), tenths % 10
+    return (
+        pl.when(tenth == 0).then(whole + "%").otherwise(whole + "." + tenth.cast(pl.String) + "%")
+    )
 
 
 def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
@@ -155,8 +179,8 @@ def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
         + f" counted of {duration_words(policy.epoch_length_us / 1_000_000)}"
         + so_far
         + " ("
-        + _percent_expr(c("uptime_ratio"))
-        + f"; {_percent(float(policy.min_uptime_ratio))} needed): online "
+        + percent_words_expr(c("uptime_ratio"))
+        + f"; {percent_words(float(policy.min_uptime_ratio))} needed): online "
         + _duration_expr(c("online_s"))
         + bridged.otherwise(pl.lit(""))
         + credited.otherwise(pl.lit(""))
@@ -197,21 +221,13 @@ def explanation_expr(policy: SeasonPolicy) -> pl.Expr:
 # the owner in front to find a supplier's slice.
 STORED_ROWS = (
     "owner_id",
-    "device_id",
-    "epoch",
-    "epoch_start",
+    *DEVICE_EPOCH_KEY,
     "in_progress",
-    "online_s",
-    "bridged_s",
-    "credited_s",
-    "uptime_ratio",
-    "eligible",
-    "reason",
-    "shortfall_s",
-    "bridges_used",
-    "bridges_denied",
-    "longest_uncounted_gap_s",
-    "crediting_incidents",
+    *DEVICE_EPOCH_COUNTED,
+    *DEVICE_EPOCH_OUTCOME,
+    *DEVICE_EPOCH_SHORTFALL,
+    *DEVICE_EPOCH_BRIDGES,
+    *DEVICE_EPOCH_WHY,
     "explanation",
 )
 

@@ -69,23 +69,50 @@ INCIDENT_VERSIONS: Mapping[str, pl.DataType] = {
     "agent_version": pl.String(),
 }
 
-RESULTS: Mapping[str, pl.DataType] = {
+# The device-epoch (DESIGN 4): one device's outcome in one epoch, its columns spelled once
+# here. Every frame, file and response of device-epochs takes its columns from these
+# groups, in the order it shows them: RESULTS below; SNAPSHOT_ROWS (core/snapshots.py)
+# and STORED_ROWS (core/eligibility_view.py) with the owner; RESULT_FILE_COLUMNS; and the
+# API's DeviceEpochOut, which a test holds to STORED_ROWS.
+DEVICE_EPOCH_KEY: Mapping[str, pl.DataType] = {
     "device_id": pl.String(),
     "epoch": pl.Int64(),
     "epoch_start": TIME,
+}
+DEVICE_EPOCH_COUNTED: Mapping[str, pl.DataType] = {
     "online_s": pl.Float64(),
     "bridged_s": pl.Float64(),
     "credited_s": pl.Float64(),
     "uptime_ratio": pl.Float64(),
+}
+DEVICE_EPOCH_OUTCOME: Mapping[str, pl.DataType] = {
     "eligible": pl.Boolean(),
     "reason": pl.String(),
-    "reward": pl.Int64(),
+}
+DEVICE_EPOCH_REWARD: Mapping[str, pl.DataType] = {"reward": pl.Int64()}
+DEVICE_EPOCH_BRIDGES: Mapping[str, pl.DataType] = {
     "bridges_used": pl.Int64(),
     "bridges_denied": pl.Int64(),
-    "shortfall_s": pl.Float64(),
+}
+DEVICE_EPOCH_SHORTFALL: Mapping[str, pl.DataType] = {"shortfall_s": pl.Float64()}
+# Why it came out so: the longest gap not counted and the incidents that credited time.
+DEVICE_EPOCH_WHY: Mapping[str, pl.DataType] = {
     "longest_uncounted_gap_s": pl.Float64(),
     "crediting_incidents": pl.List(pl.String()),
 }
+
+RESULTS: Mapping[str, pl.DataType] = {
+    **DEVICE_EPOCH_KEY,
+    **DEVICE_EPOCH_COUNTED,
+    **DEVICE_EPOCH_OUTCOME,
+    **DEVICE_EPOCH_REWARD,
+    **DEVICE_EPOCH_BRIDGES,
+    **DEVICE_EPOCH_SHORTFALL,
+    **DEVICE_EPOCH_WHY,
+}
+
+# The columns of a results file (`rewards eligibility --out`): RESULTS without the why.
+RESULT_FILE_COLUMNS: tuple[str, ...] = tuple(c for c in RESULTS if c not in DEVICE_EPOCH_WHY)
 
 
 class FrameSchemaError(ValueError):

@@ -10,6 +10,15 @@ import numpy as np
 import polars as pl
 
 from rewards.core.allocation import allocate
+from rewards.core.eligibility import (
+    REASONS,
+    US,
+    eligibility,
+    exact_div,
+    reasons,
+    shortfall_s,
+    uptime_ratio,
+)
 from rewards.core.epochs import clip_to_epochs
 from rewards.core.frames import (
     DEVICES,
@@ -26,22 +35,7 @@ from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows, union_windows
 from rewards.core.policy import SeasonPolicy
 
-
-def _exact_div(expr: pl.Expr, divisor: int) -> pl.Expr:
-    """expr / divisor as a correctly rounded float.
-
-    Polars' float division is not always correctly rounded (77,759,999,999 / 1e6 came out
-    as 77759.99999899999); numpy's is IEEE division, so reported seconds read exactly.
-    """
-    return expr.map_batches(
-        lambda s: pl.Series(s.name, np.true_divide(s.cast(pl.Float64).to_numpy(), divisor)),
-        return_dtype=pl.Float64,
-    )
-
-
 KINDS = {"online": 0, "bridged": 1, "credited": 2}  # kinds of counted time, as small codes
-REASONS = ("SUSPENDED", "ELIGIBLE", "NO_HEARTBEATS", "BELOW_MIN_UPTIME")
-US = 1_000_000
 
 
 def _epochs(policy: SeasonPolicy) -> pl.DataFrame:
@@ -109,6 +103,10 @@ def device_epochs(
 
     `incidents` must hold confirmed incidents only; `devices` is metadata history (DEVICES);
     `incident_versions` is required when an incident is scoped by agent version.
+
+    DESIGN 4's steps in order: the counted time of each device-epoch (gaps, bridges, credit,
+    clipped per epoch: `_counted_per_epoch`), then eligibility and the reason (`eligibility`,
+    `reasons`), then rewards, then the reported columns (`_as_results`).
     """
     check_frame(intervals, INTERVALS, "intervals")
     incidents = empty(INCIDENTS) if incidents is None else incidents
@@ -126,20 +124,58 @@ def device_epochs(
         .sort("device_id")
         .with_row_index("code")
     )
-    iv = _encode(intervals.select(list(INTERVALS)), names).with_columns(
-        pl.col("start").cast(pl.Int64), pl.col("end").cast(pl.Int64)
+    count = names.height
+    # The encoded inputs are handed over unnamed so the step can let them go once used.
+    table = _counted_per_epoch(
+        _encode(intervals.select(list(INTERVALS)), names).with_columns(
+            pl.col("start").cast(pl.Int64), pl.col("end").cast(pl.Int64)
+        ),
+        _encode_scopes(incidents, names),
+        None if incident_versions is None else _encode(incident_versions, names),
+        policy,
+        count,
     )
-    devices = _encode(devices, names)
-    incidents = _encode_scopes(incidents, names)
-    versions = None if incident_versions is None else _encode(incident_versions, names)
+    tiers, suspended = _tiers_and_suspensions(_encode(devices, names), policy, count)
+    counted = pl.col("counted_us")
+    table = table.with_columns(
+        counted_us=pl.col("online_us") + pl.col("bridged_us") + pl.col("credited_us"),
+        suspended=pl.Series(suspended),
+    ).with_columns(
+        eligible=eligibility(counted, pl.col("suspended"), policy),
+        reason=reasons(counted, pl.col("suspended"), policy),
+    )
+    del suspended
+    rewards = _rewards(
+        table.get_column("counted_us").to_numpy(),
+        tiers,
+        table.get_column("eligible").to_numpy(),
+        policy,
+        count,
+    )
+    del tiers
+    return _as_results(table.with_columns(reward=pl.Series(rewards)), names, policy)
+
+
+def _counted_per_epoch(
+    iv: pl.DataFrame,
+    incidents: pl.DataFrame,
+    versions: pl.DataFrame | None,
+    policy: SeasonPolicy,
+    count: int,
+) -> pl.DataFrame:
+    """Per device-epoch, dense and epoch-major (row `key` = epoch x count + device code):
+    online, bridged and credited µs, bridges used and denied, the longest uncounted stretch
+    and the crediting incidents (DESIGN 4.3-4.6, up to the clip to epochs).
+
+    Every (epoch, device) has one integer key, epoch-major: key order is the output order
+    and per-key values scatter into dense arrays instead of being joined. Intermediates are
+    let go as soon as used: at full scale that lowers the peak memory by gigabytes, which
+    is why the caller hands the encoded inputs over without keeping them.
+    """
     marked = bridge_gaps(gaps(iv), policy)
     iv = iv.select("device_id", "start", "end")  # the identifiers are no longer needed
     windows = credited_windows(marked, incidents, policy, versions)
-
-    # Every (epoch, device) has one integer key, epoch-major: key order is the output order
-    # and per-key values scatter into dense arrays instead of being joined. Intermediates are
-    # let go as soon as used: at full scale that lowers the peak memory by gigabytes.
-    count = names.height
+    del incidents, versions
     size = count * policy.epoch_count
     sums = _sums_per_key(iv, marked, windows, policy, count)
     del iv
@@ -171,7 +207,6 @@ def device_epochs(
         .agg(pl.col("incident_id").unique().sort().alias("crediting_incidents"))
     )
     del marked, windows
-    tiers, suspended = _tiers_and_suspensions(devices, policy, count)
     table = pl.DataFrame(
         {
             "online_us": dense(sums, "online_us", 0, np.int64),
@@ -182,43 +217,9 @@ def device_epochs(
             "longest_uncounted_us": dense(
                 sums, "longest_uncounted_us", policy.epoch_length_us, np.int64
             ),
-            "tier": tiers,
-            "suspended": suspended,
         }
     ).with_row_index("key")
     del sums, bridges
-    table = table.with_columns(
-        epoch=(pl.col("key") // count).cast(pl.Int64),
-        device_id=(pl.col("key") % count).cast(pl.UInt32),
-        counted_us=pl.col("online_us") + pl.col("bridged_us") + pl.col("credited_us"),
-    )
-    ratio = policy.min_uptime_ratio
-    # The ratio is exact: counted time (whole µs) qualifies when it reaches the exact
-    # threshold ratio x L, i.e. the smallest whole number of µs at or above it.
-    threshold_us = -((-ratio.numerator * policy.epoch_length_us) // ratio.denominator)
-    reached = pl.col("counted_us") >= threshold_us
-    table = table.with_columns(
-        eligible=~pl.col("suspended") & reached,
-        reason=pl.when(pl.col("suspended"))
-        .then(pl.lit("SUSPENDED"))
-        .when(reached)
-        .then(pl.lit("ELIGIBLE"))
-        .when(pl.col("counted_us") == 0)
-        .then(pl.lit("NO_HEARTBEATS"))
-        .otherwise(pl.lit("BELOW_MIN_UPTIME")),
-    )
-    rewards = _rewards(
-        table.get_column("counted_us").to_numpy(),
-        tiers,
-        table.get_column("eligible").to_numpy(),
-        policy,
-        count,
-    )
-    del tiers, suspended
-    table = table.with_columns(reward=pl.Series(rewards))
-    del rewards
-    # The output is made a column at a time, each working column dropped as soon as it is
-    # used, so the dense working table and the output never coexist in full.
     credited_by = (
         table.select("key")
         .join(
@@ -229,27 +230,34 @@ def device_epochs(
         )
         .get_column("crediting_incidents")
     )
-    table = table.drop("key").with_columns(crediting_incidents=credited_by)
-    del credited_by, attributions
+    return table.drop("key").with_columns(crediting_incidents=credited_by)
+
+
+def _as_results(table: pl.DataFrame, names: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
+    """The dense working table (epoch-major rows) as RESULTS: ids and epoch starts back in,
+    times in seconds, shortfall and uptime ratio (DESIGN 4.6). The output is made a column
+    at a time, each working column dropped as soon as it is used, so the dense working
+    table and the output never coexist in full."""
+    count = names.height
+    table = (
+        table.with_row_index("key")
+        .with_columns(
+            epoch=(pl.col("key") // count).cast(pl.Int64),
+            device_id=(pl.col("key") % count).cast(pl.UInt32),
+        )
+        .drop("key")
+    )
+    counted = pl.col("counted_us")
     table = table.with_columns(
-        # exact in integers (ratio x L - counted, scaled by the ratio's denominator),
-        # then one conversion to seconds
-        _exact_div(
-            pl.max_horizontal(
-                pl.lit(0, pl.Int128),
-                pl.lit(ratio.numerator * policy.epoch_length_us, pl.Int128)
-                - pl.col("counted_us").cast(pl.Int128) * ratio.denominator,
-            ),
-            ratio.denominator * US,
-        ).alias("shortfall_s"),
-        _exact_div(pl.col("counted_us"), policy.epoch_length_us).alias("uptime_ratio"),
-    ).drop("counted_us", "tier", "suspended")
-    for column, divisor in (("online", US), ("bridged", US), ("credited", US)):
-        table = table.with_columns(
-            _exact_div(pl.col(f"{column}_us"), divisor).alias(f"{column}_s")
-        ).drop(f"{column}_us")
+        shortfall_s(counted, policy).alias("shortfall_s"),
+        uptime_ratio(counted, policy).alias("uptime_ratio"),
+    ).drop("counted_us", "suspended")
+    for column in ("online", "bridged", "credited"):
+        table = table.with_columns(exact_div(pl.col(f"{column}_us"), US).alias(f"{column}_s")).drop(
+            f"{column}_us"
+        )
     table = table.with_columns(
-        _exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s")
+        exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s")
     ).drop("longest_uncounted_us")
     epoch_starts = _epochs(policy).get_column("epoch_start")
     return table.with_columns(

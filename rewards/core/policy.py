@@ -65,6 +65,14 @@ class SeasonPolicy:
         """Number of epochs in the season (the season is a whole number of epochs)."""
         return (self.end - self.start) // timedelta(microseconds=self.epoch_length_us)
 
+    @property
+    def min_counted_us(self) -> int:
+        """The least counted time, in whole µs, that makes an epoch eligible (DESIGN 4.6):
+        `min_uptime_ratio` (the decimal as written, exactly) x L, rounded up to a whole µs.
+        0.9 of a day is exactly 77,760 s."""
+        ratio = self.min_uptime_ratio
+        return -((-ratio.numerator * self.epoch_length_us) // ratio.denominator)
+
     def canonical(self) -> dict[str, Any]:
         """The policy as plain JSON values, in the spelling of the season file."""
         return {

@@ -22,7 +22,7 @@ from datetime import datetime
 import polars as pl
 
 from rewards.core.csv_cells import csv_bytes
-from rewards.core.frames import RESULTS, TIME, check_frame, to_us
+from rewards.core.frames import DEVICE_EPOCH_KEY, RESULTS, TIME, check_frame, to_us
 from rewards.core.merkle import Payout
 from rewards.core.policy import SeasonPolicy
 
@@ -34,24 +34,13 @@ OWNERS: Mapping[str, pl.DataType] = {
     "valid_to": TIME,
 }
 
-# One row per device and epoch, in canonical order (device_id, epoch; byte order).
+# One row per device and epoch, in canonical order (device_id, epoch; byte order): RESULTS
+# with the owner, and the crediting incidents joined by ";" (null when none).
 SNAPSHOT_ROWS: Mapping[str, pl.DataType] = {
-    "device_id": pl.String(),
-    "epoch": pl.Int64(),
-    "epoch_start": TIME,
+    **DEVICE_EPOCH_KEY,
     "owner_id": pl.String(),
-    "online_s": pl.Float64(),
-    "bridged_s": pl.Float64(),
-    "credited_s": pl.Float64(),
-    "uptime_ratio": pl.Float64(),
-    "eligible": pl.Boolean(),
-    "reason": pl.String(),
-    "reward": pl.Int64(),
-    "bridges_used": pl.Int64(),
-    "bridges_denied": pl.Int64(),
-    "shortfall_s": pl.Float64(),
-    "longest_uncounted_gap_s": pl.Float64(),
-    "crediting_incidents": pl.String(),  # incident ids joined by ";", null when none
+    **{k: v for k, v in RESULTS.items() if k not in DEVICE_EPOCH_KEY},
+    "crediting_incidents": pl.String(),
 }
 
 SUPPLIERS: Mapping[str, pl.DataType] = {

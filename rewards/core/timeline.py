@@ -175,8 +175,8 @@ def grid_state(row: Mapping[str, Any], policy: SeasonPolicy) -> str:
     "helped" (eligible only thanks to bridges or incident credit: online time alone falls
     short of the minimum), "ineligible" or "silent" (no heartbeats)."""
     if row["eligible"]:
-        needed_s = float(policy.min_uptime_ratio) * policy.epoch_length_us / 1_000_000
-        return "helped" if row["online_s"] < needed_s else "eligible"
+        online_us = round(row["online_s"] * 1_000_000)  # reported seconds are whole µs
+        return "helped" if online_us < policy.min_counted_us else "eligible"
     if row["reason"] == "NO_HEARTBEATS":
         return "silent"
     return "ineligible"

@@ -1,23 +1,21 @@
-"""Storing heartbeats and keeping online intervals up to date, one batch at a time.
+"""Storing heartbeats and the online intervals near them, one batch at a time.
 
 A batch goes to a temporary stage table; from there one statement upserts it into
 `heartbeats` (where two rows disagree the smallest (boot_id, agent_version) wins, DESIGN
-4.1, compared bytewise on both dialects), and the intervals near the batch are replaced by
-the core's merge of them with the batch. Everything happens in the caller's transaction.
+4.1, compared bytewise on both dialects), and the intervals near the batch are taken out
+for the service to merge with it (rewards/services/heartbeats.py) and put back. Everything
+happens in the caller's transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import polars as pl
 from sqlalchemy import Connection, text
 
 from rewards.core.frames import HEARTBEATS, INTERVALS, TIME
-from rewards.core.intervals import conflicting_heartbeats, merge_intervals, unique_heartbeats
-from rewards.core.policy import SeasonPolicy
 from rewards.db.bulk import fetch_frame, load_frame, read_frame
 
 _STAGE = {
@@ -94,24 +92,11 @@ def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
 
 
-@dataclass(frozen=True)
-class StoredBatch:
-    """What storing a batch did: rows inserted or replaced by a winning duplicate, and
-    heartbeats that disagreed with another of the same (device_id, observed_at), in the
-    batch or stored before."""
-
-    stored: int
-    conflicting: int
-
-
-def store_heartbeats(
-    connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
-) -> int:
-    """Upsert a batch of heartbeats and fold it into online intervals.
-
-    Returns how many heartbeat rows were inserted or replaced by a winning duplicate.
-    """
-    return store_batch(connection, heartbeats, policy, received_at_us=received_at_us).stored
+def stage_heartbeats(connection: Connection, batch: pl.DataFrame) -> None:
+    """Put a batch of distinct heartbeats (HEARTBEATS, one per device_id and observed_at)
+    in the stage the calls below work on, replacing what it held."""
+    _prepare_stage(connection)
+    load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
 
 
 _STORED_OF_STAGE_SQL = (
@@ -122,37 +107,43 @@ _STORED_OF_STAGE_SQL = (
 _HEARTBEAT_INTS = {**HEARTBEATS, "observed_at": pl.Int64()}
 
 
-def store_batch(
-    connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
-) -> StoredBatch:
-    """store_heartbeats, also counting the heartbeats that conflict (for ingest metrics)."""
-    batch = unique_heartbeats(heartbeats)
-    if batch.is_empty():
-        return StoredBatch(0, 0)
-    _prepare_stage(connection)
-    load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
+def stored_at_stage(connection: Connection) -> pl.DataFrame:
+    """The stored heartbeats (HEARTBEATS) at the staged ones' (device_id, observed_at)."""
     with _nested_loops(connection):
         known = fetch_frame(connection, _STORED_OF_STAGE_SQL, {}, _HEARTBEAT_INTS)
-    conflicting = conflicting_heartbeats(
-        heartbeats, known.with_columns(pl.col("observed_at").cast(TIME))
-    )
+    return known.with_columns(pl.col("observed_at").cast(TIME))
+
+
+def upsert_stage(connection: Connection, *, received_at_us: int) -> int:
+    """Upsert the staged heartbeats into `heartbeats`, the smallest (boot_id,
+    agent_version) winning (DESIGN 4.1). Returns how many rows were inserted or replaced."""
     stored = connection.execute(
         text(_upsert_sql(connection.dialect.name)), {"received_at": received_at_us}
     ).rowcount
+    return int(stored)
+
+
+def take_intervals_near_stage(
+    connection: Connection, *, liveness_timeout_us: int, heartbeat_period_us: int
+) -> pl.DataFrame:
+    """Delete and return (INTERVALS) the stored intervals a staged heartbeat can touch:
+    those within `liveness_timeout_us` of one, an interval ending `heartbeat_period_us`
+    after its last heartbeat."""
     connection.exec_driver_sql(
         "INSERT INTO hb_touch (device_id, lo, hi) "
         "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
     )
-    window = {"timeout": policy.liveness_timeout_us, "period": policy.heartbeat_period_us}
+    window = {"timeout": liveness_timeout_us, "period": heartbeat_period_us}
     with _nested_loops(connection):
         nearby = fetch_frame(
             connection, _take_nearby_sql(connection.dialect.name), window, _INTERVAL_INTS
         )
-    merged = merge_intervals(
-        nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), batch, policy
-    )
-    load_frame(connection, "online_intervals", _as_int_times(merged, "start", "end"))
-    return StoredBatch(int(stored), conflicting)
+    return nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
+def insert_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
+    """Store online intervals (INTERVALS)."""
+    load_frame(connection, "online_intervals", _as_int_times(intervals, "start", "end"))
 
 
 def load_intervals(connection: Connection) -> pl.DataFrame:

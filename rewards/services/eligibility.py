@@ -14,6 +14,7 @@ from rewards.core import (
     online_intervals,
 )
 from rewards.core.csv_cells import csv_bytes
+from rewards.core.frames import RESULT_FILE_COLUMNS
 from rewards.core.policy import SeasonPolicy
 from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db.engine import unit_of_work
@@ -21,22 +22,6 @@ from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
 from rewards.services.files import write_atomically
-
-OUTPUT_COLUMNS = [
-    "device_id",
-    "epoch",
-    "epoch_start",
-    "online_s",
-    "bridged_s",
-    "credited_s",
-    "uptime_ratio",
-    "eligible",
-    "reason",
-    "reward",
-    "bridges_used",
-    "bridges_denied",
-    "shortfall_s",
-]
 
 
 def compute_from_files(
@@ -67,7 +52,7 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
     """Write the output columns as Parquet or CSV, atomically (nothing on error)."""
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"--out {out}: expected a .parquet or .csv file")
-    table = results.select(OUTPUT_COLUMNS)
+    table = results.select(RESULT_FILE_COLUMNS)
     if out.suffix == ".parquet":
         write_atomically(out, table.write_parquet)
     else:

@@ -26,8 +26,8 @@ from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import StoredBatch, store_batch
 from rewards.services.alerts import list_alerts, raise_alert
+from rewards.services.heartbeats import StoredBatch, store_heartbeats
 from rewards.services.ingest_metrics import INGEST_METRICS, IngestMetrics
 from rewards.uptime.client import (
     LimitExceeded,
@@ -281,7 +281,7 @@ def _store(
     """One page's data, its quarantined records and the cursor after it: one transaction."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
-            stored = store_batch(
+            stored = store_heartbeats(
                 session.connection(), fetched.heartbeats, policy, received_at_us=to_us(fetched.now)
             )
         else:

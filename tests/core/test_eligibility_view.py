@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
 
 import polars as pl
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rewards.core import device_epochs, online_intervals
@@ -14,6 +15,8 @@ from rewards.core.eligibility_view import (
     explain,
     explanation_expr,
     owner_documents,
+    percent_words,
+    percent_words_expr,
     started_epochs,
     stored_rows,
     view_rows,
@@ -81,6 +84,7 @@ def test_view_rows_are_the_started_epochs_of_owned_devices_in_owner_order() -> N
     assert "so far (the epoch is still running)" in explain(gpu_a.row(2, named=True), SEASON)
 
 
+@settings(deadline=None)  # polars work; a busy machine is no failure
 @given(chunk=st.integers(1, 12))
 def test_each_owner_gets_one_document_of_its_rows_whatever_the_chunk_size(chunk: int) -> None:
     rows = _rows("2024-04-27T00:00Z")
@@ -169,6 +173,7 @@ rows = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)  # polars work; a busy machine is no failure
 @given(st.lists(rows, min_size=1, max_size=30))
 def test_the_stored_explanations_say_exactly_what_explain_says(
     batch: list[dict[str, object]],
@@ -186,3 +191,45 @@ def test_stored_rows_are_what_the_api_shows() -> None:
     assert first["epoch_start"] == "2024-04-20T00:00:00Z"
     assert first["crediting_incidents"] == []
     assert first["explanation"] == explain(rows.row(0, named=True), SEASON)
+
+
+def _percent_oracle(ratio: float) -> str:
+    """The rule, in decimal: the ratio in tenths of a percent, rounded half up."""
+    tenths = (Decimal(ratio) * 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return f"{tenths / 10:f}".removesuffix(".0") + "%"
+
+
+def test_a_percentage_is_rounded_half_up_to_a_tenth() -> None:
+    cases = {
+        0.0: "0%",
+        0.0005: "0.1%",  # the case the two wordings once disagreed on ("0.1%" and "0%")
+        0.00049: "0%",
+        0.00005: "0%",
+        0.12345: "12.3%",
+        0.8435: "84.4%",
+        72_600 / DAY: "84%",
+        84_000 / DAY: "97.2%",
+        0.9: "90%",
+        1.0: "100%",
+    }
+    for ratio, words in cases.items():
+        assert _percent_oracle(ratio) == words
+        assert percent_words(ratio) == words
+
+
+ratios = st.floats(0, 1, allow_nan=False) | st.integers(0, 100_000).map(lambda n: n / 100_000)
+
+
+@given(ratios)
+def test_a_percentage_in_words_follows_the_rule(ratio: float) -> None:
+    fraction = (Decimal(ratio) * 1000) % 1
+    assume(abs(fraction - Decimal("0.5")) > Decimal("1e-9"))  # float arithmetic's knife edge
+    assert percent_words(ratio) == _percent_oracle(ratio)
+
+
+@settings(deadline=None)  # polars work; a busy machine is no failure
+@given(st.lists(ratios | st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=50))
+def test_a_percentage_reads_the_same_for_a_number_and_for_a_column(batch: list[float]) -> None:
+    column = pl.DataFrame({"r": batch}, schema={"r": pl.Float64})
+    words = column.select(percent_words_expr(pl.col("r"))).to_series().to_list()
+    assert words == [percent_words(r) for r in batch]

@@ -32,6 +32,16 @@ def test_ratio_is_the_decimal_as_written_not_a_binary_float() -> None:
     assert policy(min_uptime_ratio="0.90").min_uptime_ratio == Fraction(9, 10)
 
 
+def test_the_minimum_counted_time_is_the_exact_ratio_of_an_epoch_rounded_up_to_a_microsecond() -> (
+    None
+):
+    assert policy(min_uptime_ratio=0.9).min_counted_us == 77_760_000_000  # exactly 77,760 s
+    assert policy(min_uptime_ratio="0.95").min_counted_us == 82_080_000_000
+    # 1e-10 of an hour is 0.36 µs: counted time qualifies from the next whole µs
+    assert policy(min_uptime_ratio="0.0000000001", epoch_length="1h").min_counted_us == 1
+    assert policy(min_uptime_ratio=0, epoch_length="1h").min_counted_us == 0
+
+
 def test_hash_is_equal_for_equal_policies_spelled_differently() -> None:
     a = policy(restart_grace="15m", min_uptime_ratio="0.90")
     b = policy(restart_grace=900, min_uptime_ratio=0.9)

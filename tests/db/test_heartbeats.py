@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from rewards.core import online_intervals
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals, store_batch, store_heartbeats
+from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.services.heartbeats import store_heartbeats
 from tests.builders import at, concat, heartbeats, policy
 from tests.core.test_intervals import frame_of, record
 
@@ -23,7 +24,7 @@ def store(engine, *frames: pl.DataFrame) -> int:  # type: ignore[no-untyped-def]
     stored = 0
     for frame in frames:
         with unit_of_work(engine) as session:
-            stored += store_heartbeats(session.connection(), frame, P, received_at_us=0)
+            stored += store_heartbeats(session.connection(), frame, P, received_at_us=0).stored
     return stored
 
 
@@ -127,9 +128,9 @@ def test_heartbeats_disagreeing_on_boot_or_version_are_counted_as_conflicts(engi
         heartbeats("gpu-1", start="2024-04-25T09:00Z", n=1, version="0.9"),  # in the batch
     )
     with unit_of_work(engine) as session:
-        assert store_batch(session.connection(), first, P, received_at_us=0).conflicting == 0
+        assert store_heartbeats(session.connection(), first, P, received_at_us=0).conflicting == 0
     with unit_of_work(engine) as session:
-        result = store_batch(session.connection(), again, P, received_at_us=0)
+        result = store_heartbeats(session.connection(), again, P, received_at_us=0)
     assert result.conflicting == 2
 
 
@@ -160,7 +161,7 @@ def test_storing_a_page_never_scans_every_stored_heartbeat(engine) -> None:  # t
     before = _heartbeat_seq_scans(engine)
     with engine.connect() as connection:
         with connection.begin():
-            result = store_batch(connection, page, P, received_at_us=0)
+            result = store_heartbeats(connection, page, P, received_at_us=0)
         connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         connection.exec_driver_sql("SELECT 1")  # the flush happens at the end of a statement
     assert result.conflicting == 1000  # same (device, time) as stored, another boot
