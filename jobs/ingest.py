@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from rewards.core.policy import SeasonPolicy
+from rewards.core import SeasonPolicy
 from rewards.services.incidents import detect
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention

@@ -26,7 +26,7 @@ from jobs.ingest import (
 )
 from jobs.runner import run_recorded, utc_now
 from jobs.snapshots import SNAPSHOT_JOB_ID, VIEW_JOB_ID, snapshot_job, view_job
-from rewards.core.policy import SeasonPolicy
+from rewards.core import SeasonPolicy
 from rewards.services.runs import RunContext, hold_lease, process_identity, release
 from rewards.settings import Settings
 

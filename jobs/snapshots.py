@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from rewards.core.policy import SeasonPolicy
+from rewards.core import SeasonPolicy
 from rewards.db.eligibility_views import ViewHeader
 from rewards.db.tables import Snapshot
 from rewards.services.eligibility_view import ViewError, refresh_view

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.status import Status
 
-from rewards.core.policy import PolicyError, SeasonPolicy
+from rewards.core import PolicyError, SeasonPolicy
 from rewards.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -389,7 +389,7 @@ def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
 
 def _actor(value: str) -> str:
     """An actor is an identifier (DESIGN 10), so two look-alike names are never two people."""
-    from rewards.core.identifiers import identifier_problem
+    from rewards.core import identifier_problem
 
     if problem := identifier_problem(value):
         fail(f"--by {value!r}: an actor {problem}")
@@ -427,8 +427,7 @@ def incidents_declare(
     reason: str = "",
 ) -> None:
     """Declare a confirmed incident."""
-    from rewards.core.durations import parse_duration_us
-    from rewards.core.scope import IncidentScope
+    from rewards.core import IncidentScope, parse_duration_us
     from rewards.services.incidents import IncidentError, declare
 
     try:
@@ -510,8 +509,7 @@ def incidents_edit(
     scope: Annotated[str | None, typer.Option(help="New JSON scope.")] = None,
 ) -> None:
     """Edit an incident's window, deadline or scope; it keeps its status (audited)."""
-    from rewards.core.durations import parse_duration_us
-    from rewards.core.scope import IncidentScope
+    from rewards.core import IncidentScope, parse_duration_us
     from rewards.services.incidents import IncidentError, decide, list_incidents
 
     changes: dict[str, object] = {}
@@ -602,7 +600,7 @@ def snapshot_run(
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
-    from rewards.core.snapshots import parse_epoch_range
+    from rewards.core import parse_epoch_range
     from rewards.services.runs import JobBusy
     from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, Stages, label, run_snapshot
@@ -897,7 +895,7 @@ def snapshot_verify_proof(
     (a forged file carries a root that fits it); it says which root it checked."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from rewards.core.merkle import check_proof_document
+    from rewards.core import check_proof_document
     from rewards.services.snapshots import SnapshotError, label, root_of_record
 
     try:

@@ -24,9 +24,7 @@ from sqlalchemy import Engine
 
 from jobs.ingest import JOB_IDS, pull_job
 from rewards.console import print_diff
-from rewards.core.merkle import check_proof_document
-from rewards.core.outages import DetectorSettings
-from rewards.core.policy import SeasonPolicy
+from rewards.core import DetectorSettings, SeasonPolicy, check_proof_document
 from rewards.db.tables import Snapshot
 from rewards.services.database import open_database, upgrade
 from rewards.services.eligibility_view import refresh_view

@@ -12,13 +12,18 @@ from typing import Any
 
 import polars as pl
 
-from rewards.core.durations import parse_duration_us
-from rewards.core.frames import DEVICES, HEARTBEATS, INCIDENTS, TIME
-from rewards.core.identifiers import identifier_problem, not_identifiers
-from rewards.core.scope import IncidentScope, ScopeError
-from rewards.core.times import (
+from rewards.core import (
     DEFAULT_YEARS,
+    DEVICES,
+    HEARTBEATS,
+    INCIDENTS,
+    TIME,
+    IncidentScope,
+    ScopeError,
     YearWindow,
+    identifier_problem,
+    not_identifiers,
+    parse_duration_us,
     parse_rfc3339,
     parse_rfc3339_series,
     rfc3339_problem,

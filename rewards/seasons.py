@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from rewards.core.policy import PolicyError, SeasonPolicy, parse_policy
+from rewards.core import PolicyError, SeasonPolicy, parse_policy
 
 
 def load_policy(path: Path) -> SeasonPolicy:

@@ -25,10 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rewards.core.limits import IngestLimits, RetryPolicy
-from rewards.core.outages import DetectorSettings
-from rewards.core.surges import SurgePolicy
-from rewards.core.times import YearWindow
+from rewards.core import DetectorSettings, IngestLimits, RetryPolicy, SurgePolicy, YearWindow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"

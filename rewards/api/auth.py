@@ -31,7 +31,7 @@ from typing import Any
 import jwt
 
 from rewards.api.jwks import ALGORITHMS, JwksCache, KeysUnavailable
-from rewards.core.identifiers import identifier_problem
+from rewards.core import identifier_problem
 
 __all__ = ["AuthError", "JwksCache", "KeysUnavailable", "Principal", "TokenVerifier", "roles_of"]
 

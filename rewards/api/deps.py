@@ -22,8 +22,7 @@ from sqlalchemy import Engine
 from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
 from rewards.api.problems import keys_unavailable
 from rewards.api.schemas import INCIDENT_ID_PATTERN
-from rewards.core.identifiers import IDENTIFIER_PATTERN
-from rewards.core.policy import SeasonPolicy
+from rewards.core import IDENTIFIER_PATTERN, SeasonPolicy
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.api")

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from rewards.api.auth import ROLES
-from rewards.core.identifiers import identifier_problem
+from rewards.core import identifier_problem
 
 DEV_ISSUER = "urn:ignition-rewards:dev-issuer"
 CODE_AUDIENCE = "urn:ignition-rewards:dev-issuer:code"

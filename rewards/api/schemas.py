@@ -12,8 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from rewards.core.identifiers import IDENTIFIER_PATTERN
-from rewards.core.scope import IncidentScope
+from rewards.core import IDENTIFIER_PATTERN, IncidentScope
 
 # Device ids, owner ids and actors are identifiers: IDENTIFIER_PATTERN (DESIGN 10) is their
 # one rule. An incident id is not one (admins and the detector name incidents; no feed or

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from rewards.core.surges import SurgePolicy, surge_threshold
+from rewards.core import SurgePolicy, surge_threshold
 
 
 @dataclass(frozen=True)

@@ -1,58 +1,188 @@
-"""The pure computational core: polars frames and plain values in and out, no I/O."""
+"""The pure computational core: polars frames and plain values in and out, no I/O.
+
+Everything outside the core imports from this package, never from its modules: this
+list is the core's public surface (a test keeps it complete, sorted and used).
+"""
 
 from rewards.core.allocation import allocate
+from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
 from rewards.core.durations import format_duration_us, parse_duration_us
+from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
 from rewards.core.frames import (
     DEVICES,
     HEARTBEATS,
     INCIDENT_VERSIONS,
     INCIDENTS,
     INTERVALS,
+    RESULT_FILE_COLUMNS,
     RESULTS,
+    TIME,
     FrameSchemaError,
     check_frame,
     empty,
+    from_us,
+    to_us,
 )
+from rewards.core.identifiers import IDENTIFIER_PATTERN, identifier_problem, not_identifiers
 from rewards.core.incidents import IncidentScopeError, incident_versions
-from rewards.core.intervals import merge_intervals, online_intervals, unique_heartbeats
-from rewards.core.merkle import Payout, ProofStep, merkle_proof, merkle_root, verify_proof
+from rewards.core.intervals import (
+    conflicting_heartbeats,
+    merge_intervals,
+    online_intervals,
+    unique_heartbeats,
+)
+from rewards.core.limits import IngestLimits, RetryPolicy
+from rewards.core.merkle import (
+    Payout,
+    ProofStep,
+    check_proof_document,
+    leaf_hash,
+    merkle_proof,
+    merkle_root,
+    proof_document,
+    verify_proof,
+)
+from rewards.core.outages import (
+    DetectorSettings,
+    Outage,
+    counts_from_tallies,
+    fleet_drops,
+    unreachable_periods,
+)
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
 from rewards.core.scope import IncidentScope, ScopeError
+from rewards.core.snapshots import (
+    EPOCH_TOTALS,
+    OWNERS,
+    SNAPSHOT_ROWS,
+    SUPPLIERS,
+    DiffSummary,
+    adjustments,
+    canonical_csv,
+    closed_epochs,
+    content_hash,
+    diff_rows,
+    diff_suppliers,
+    epoch_totals,
+    export_rows,
+    fingerprint,
+    parse_epoch_range,
+    payout_leaves,
+    reward_decimal,
+    snapshot_rows,
+    summarize,
+    supplier_totals,
+)
+from rewards.core.surges import SurgePolicy, surge_minutes, surge_threshold
+from rewards.core.timeline import (
+    KINDS,
+    Gap,
+    device_gaps,
+    epoch_bounds,
+    gap_words,
+    grid_state,
+    timeline_segments,
+)
+from rewards.core.times import (
+    DEFAULT_YEARS,
+    YearWindow,
+    parse_rfc3339,
+    parse_rfc3339_series,
+    rfc3339_problem,
+)
 from rewards.core.versions import VersionError, version_key
 
 __all__ = [
+    "CSV_INJECTION",
+    "DEFAULT_YEARS",
     "DEVICES",
+    "EPOCH_TOTALS",
     "HEARTBEATS",
+    "IDENTIFIER_PATTERN",
     "INCIDENTS",
     "INCIDENT_VERSIONS",
     "INTERVALS",
+    "KINDS",
+    "OWNERS",
     "REASONS",
     "RESULTS",
+    "RESULT_FILE_COLUMNS",
+    "SNAPSHOT_ROWS",
+    "SUPPLIERS",
+    "TIME",
+    "DetectorSettings",
+    "DiffSummary",
     "FrameSchemaError",
+    "Gap",
     "IncidentScope",
     "IncidentScopeError",
+    "IngestLimits",
+    "Outage",
     "Payout",
     "PolicyError",
     "ProofStep",
+    "RetryPolicy",
     "ScopeError",
     "SeasonPolicy",
+    "SurgePolicy",
     "VersionError",
+    "YearWindow",
+    "adjustments",
     "allocate",
+    "canonical_csv",
     "check_frame",
     "check_policy",
+    "check_proof_document",
+    "closed_epochs",
+    "conflicting_heartbeats",
+    "content_hash",
+    "counts_from_tallies",
+    "csv_bytes",
     "device_epochs",
+    "device_gaps",
+    "diff_rows",
+    "diff_suppliers",
     "empty",
+    "epoch_bounds",
     "epoch_payouts",
+    "epoch_totals",
+    "export_rows",
+    "fingerprint",
+    "fleet_drops",
     "format_duration_us",
+    "from_us",
+    "gap_words",
+    "grid_state",
+    "identifier_problem",
     "incident_versions",
+    "leaf_hash",
     "merge_intervals",
     "merkle_proof",
     "merkle_root",
+    "not_identifiers",
     "online_intervals",
+    "owner_documents",
     "parse_duration_us",
+    "parse_epoch_range",
     "parse_policy",
+    "parse_rfc3339",
+    "parse_rfc3339_series",
+    "payout_leaves",
+    "proof_document",
+    "reward_decimal",
+    "rfc3339_problem",
+    "snapshot_rows",
+    "started_epochs",
+    "summarize",
+    "supplier_totals",
+    "surge_minutes",
+    "surge_threshold",
+    "timeline_segments",
+    "to_us",
     "unique_heartbeats",
+    "unreachable_periods",
     "verify_proof",
     "version_key",
+    "view_rows",
 ]

@@ -17,7 +17,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from rewards.core.frames import TIME, from_us
+from rewards.core import TIME, from_us
 from rewards.db import audit as audit_log
 from rewards.db.bulk import insert_missing, read_frame
 from rewards.db.tables import Device, DeviceMetadata, OnlineInterval, Supplier

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import polars as pl
 from sqlalchemy import Connection, text
 
-from rewards.core.frames import HEARTBEATS, INTERVALS, TIME
+from rewards.core import HEARTBEATS, INTERVALS, TIME
 from rewards.db.bulk import fetch_frame, load_frame, read_frame
 
 _STAGE = {

@@ -8,9 +8,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, TIME, to_us
-from rewards.core.scope import IncidentScope
-from rewards.core.snapshots import OWNERS
+from rewards.core import INCIDENT_VERSIONS, INCIDENTS, OWNERS, TIME, IncidentScope, to_us
 from rewards.db.bulk import fetch_frame
 from rewards.db.devices import metadata_history
 from rewards.db.tables import Incident, JobRun

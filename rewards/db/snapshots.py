@@ -11,7 +11,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
-from rewards.core.snapshots import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS
+from rewards.core import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS
 from rewards.db.audit import Head
 from rewards.db.bulk import load_frame, read_frame
 from rewards.db.tables import Snapshot, SnapshotEpoch, SnapshotPart, SnapshotPayout

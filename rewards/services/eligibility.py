@@ -8,15 +8,16 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.core import (
+    DEFAULT_YEARS,
+    RESULT_FILE_COLUMNS,
+    SeasonPolicy,
+    YearWindow,
+    csv_bytes,
     device_epochs,
     epoch_payouts,
     incident_versions,
     online_intervals,
 )
-from rewards.core.csv_cells import csv_bytes
-from rewards.core.frames import RESULT_FILE_COLUMNS
-from rewards.core.policy import SeasonPolicy
-from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at

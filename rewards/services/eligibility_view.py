@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 import orjson
 from sqlalchemy import Connection, Engine
 
-from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
-from rewards.core.frames import to_us
-from rewards.core.policy import SeasonPolicy
+from rewards.core import SeasonPolicy, owner_documents, started_epochs, to_us, view_rows
 from rewards.db import eligibility_views as store
 from rewards.db.eligibility_views import ViewHeader
 from rewards.db.engine import unit_of_work

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 from sqlalchemy import Connection
 
-from rewards.core.intervals import conflicting_heartbeats, merge_intervals, unique_heartbeats
-from rewards.core.policy import SeasonPolicy
+from rewards.core import SeasonPolicy, conflicting_heartbeats, merge_intervals, unique_heartbeats
 from rewards.db.heartbeats import (
     insert_intervals,
     stage_heartbeats,

@@ -13,16 +13,18 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from rewards.core.frames import from_us
-from rewards.core.outages import (
+from rewards.core import (
+    DEFAULT_YEARS,
     DetectorSettings,
+    IncidentScope,
     Outage,
+    ScopeError,
+    SeasonPolicy,
+    YearWindow,
     fleet_drops,
+    from_us,
     unreachable_periods,
 )
-from rewards.core.policy import SeasonPolicy
-from rewards.core.scope import IncidentScope, ScopeError
-from rewards.core.times import DEFAULT_YEARS, YearWindow
 from rewards.db import audit
 from rewards.db.devices import unknown_devices
 from rewards.db.engine import unit_of_work

@@ -18,11 +18,15 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine
 
-from rewards.core.frames import to_us
-from rewards.core.limits import IngestLimits
-from rewards.core.policy import SeasonPolicy
-from rewards.core.surges import SurgePolicy, surge_minutes
-from rewards.core.times import DEFAULT_YEARS, YearWindow
+from rewards.core import (
+    DEFAULT_YEARS,
+    IngestLimits,
+    SeasonPolicy,
+    SurgePolicy,
+    YearWindow,
+    surge_minutes,
+    to_us,
+)
 from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work

@@ -8,8 +8,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Connection, Engine
 
-from rewards.core.frames import to_us
-from rewards.core.outages import counts_from_tallies
+from rewards.core import counts_from_tallies, to_us
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
     count_heartbeats,

@@ -11,9 +11,7 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us
-from rewards.core.policy import SeasonPolicy
-from rewards.core.timeline import Gap, device_gaps, timeline_segments
+from rewards.core import Gap, SeasonPolicy, device_gaps, from_us, timeline_segments
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import last_interval_end, load_device_intervals
 from rewards.db.incidents import incidents, incidents_frame, versions_at

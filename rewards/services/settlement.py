@@ -8,9 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from rewards.core.frames import from_us
-from rewards.core.policy import SeasonPolicy
-from rewards.core.snapshots import closed_epochs
+from rewards.core import SeasonPolicy, closed_epochs, from_us
 from rewards.db import state
 from rewards.db.engine import unit_of_work
 

@@ -26,21 +26,24 @@ import polars as pl
 from sqlalchemy import Engine
 
 import rewards.core
-from rewards.core import device_epochs
-from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
-from rewards.core.merkle import leaf_hash, merkle_root, proof_document
-from rewards.core.policy import SeasonPolicy
-from rewards.core.snapshots import (
+from rewards.core import (
+    CSV_INJECTION,
     DiffSummary,
+    SeasonPolicy,
     adjustments,
     canonical_csv,
     content_hash,
+    csv_bytes,
+    device_epochs,
     diff_rows,
     diff_suppliers,
     epoch_totals,
     export_rows,
     fingerprint,
+    leaf_hash,
+    merkle_root,
     payout_leaves,
+    proof_document,
     reward_decimal,
     snapshot_rows,
     summarize,

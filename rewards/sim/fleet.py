@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-from rewards.core.frames import HEARTBEATS, to_us
-from rewards.core.intervals import unique_heartbeats
+from rewards.core import HEARTBEATS, to_us, unique_heartbeats
 
 US = 1_000_000
 MINUTE = 60 * US

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from rewards.core.limits import RetryPolicy
+from rewards.core import RetryPolicy
 from rewards.uptime.deadline import PageDeadline, deadline_transport
 from rewards.uptime.records import DuplicateKeys
 

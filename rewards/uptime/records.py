@@ -19,9 +19,14 @@ from typing import Any
 
 import polars as pl
 
-from rewards.core.frames import HEARTBEATS
-from rewards.core.identifiers import identifier_problem
-from rewards.core.times import DEFAULT_YEARS, YearWindow, parse_rfc3339, parse_rfc3339_series
+from rewards.core import (
+    DEFAULT_YEARS,
+    HEARTBEATS,
+    YearWindow,
+    identifier_problem,
+    parse_rfc3339,
+    parse_rfc3339_series,
+)
 
 # Identifiers have one rule and one limit (128, rewards.core.identifiers); this limit is
 # only for free-text fields that are not identifiers: boot_id, agent_version, gpu_model.

@@ -31,7 +31,7 @@ from rewards.api.routes.admin import (
     years_of,
 )
 from rewards.api.routes.common import resolve_or_404
-from rewards.core.frames import to_us
+from rewards.core import to_us
 from rewards.web.session import AdminPage
 from rewards.web.templates import check_csrf, render
 

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from rewards.api.deps import REF_PATTERN, EngineDep, PolicyDep, SettingsDep, SnapshotRef
 from rewards.api.routes.finance import EXPORT_FILES, ExportFile, adjustments, finance_export
-from rewards.core.csv_cells import csv_bytes
+from rewards.core import csv_bytes
 from rewards.web.session import FinancePage
 from rewards.web.templates import render
 

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from rewards.api.auth import ROLES
 from rewards.api.deps import settings_of
 from rewards.api.dev_issuer import DEV_ISSUER, CodeRefused
-from rewards.core.identifiers import IDENTIFIER_PATTERN
+from rewards.core import IDENTIFIER_PATTERN
 from rewards.settings import Settings
 from rewards.web.templates import render
 

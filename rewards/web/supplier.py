@@ -14,9 +14,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from rewards.api.deps import PolicyDep
-from rewards.core.identifiers import IDENTIFIER_PATTERN
-from rewards.core.policy import SeasonPolicy
-from rewards.core.timeline import KINDS, epoch_bounds, gap_words, grid_state
+from rewards.core import (
+    IDENTIFIER_PATTERN,
+    KINDS,
+    SeasonPolicy,
+    epoch_bounds,
+    gap_words,
+    grid_state,
+)
 from rewards.web.session import SupplierPage
 from rewards.web.templates import render
 

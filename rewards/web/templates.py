@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from rewards.core.scope import IncidentScope
+from rewards.core import IncidentScope
 from rewards.web import svg
 
 HERE = Path(__file__).parent

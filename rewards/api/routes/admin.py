@@ -43,15 +43,13 @@ from rewards.api.schemas import (
     SnapshotRunIn,
     SnapshotRunOut,
 )
-from rewards.core.identifiers import IDENTIFIER_PATTERN
+from rewards.core import IDENTIFIER_PATTERN
 from rewards.db.tables import Incident, Snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from rewards.core.policy import SeasonPolicy
-    from rewards.core.snapshots import DiffSummary
-    from rewards.core.times import YearWindow
+    from rewards.core import DiffSummary, SeasonPolicy, YearWindow
     from rewards.services.incidents import UnknownDevices
     from rewards.services.snapshots import RunOutcome
     from rewards.settings import Settings
@@ -269,7 +267,7 @@ def run_draft(
 ) -> RunOutcome:
     """A manual draft run of `epochs` ("a-b"; default: every settled epoch): 409 while
     another run holds the season, 422 for anything the run refuses. Shared with the pages."""
-    from rewards.core.snapshots import parse_epoch_range
+    from rewards.core import parse_epoch_range
     from rewards.services.runs import JobBusy
     from rewards.services.settlement import settled_epochs
     from rewards.services.snapshots import SnapshotError, run_snapshot

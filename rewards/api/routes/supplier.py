@@ -24,7 +24,7 @@ from rewards.api.schemas import (
     ProofStepOut,
     RewardOut,
 )
-from rewards.core.identifiers import IDENTIFIER_PATTERN
+from rewards.core import IDENTIFIER_PATTERN
 
 supplier = APIRouter(prefix="/v1/supplier", tags=["supplier"])
 
