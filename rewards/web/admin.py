@@ -28,7 +28,6 @@ from rewards.api.routes.admin import (
     edit_incident,
     publish_or_409,
     run_draft,
-    years_of,
 )
 from rewards.api.routes.common import resolve_or_404
 from rewards.core import to_us
@@ -121,7 +120,7 @@ def edit(
         "recovery_deadline": timedelta(hours=recovery_deadline_h),
         "reason": reason,
     }
-    edit_incident(engine, incident_id, who, changes, years_of(settings))
+    edit_incident(engine, incident_id, who, changes, settings.timestamp_years)
     return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
 
 

@@ -87,18 +87,7 @@ class TroubledProvider:
         return app
 
     def token(self, kid: str = "rsa", **overrides: Any) -> str:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "owner-00042",
-            "roles": ["supplier"],
-            "iat": now,
-            "nbf": now,
-            "exp": now + 300,
-        }
-        claims.update(overrides)
-        claims = {k: v for k, v in claims.items() if v is not None}
+        claims = claims_of(**overrides)
         alg = KEY_TYPES[kid]
         return jwt.encode(claims, self.private[kid], algorithm=alg, headers={"kid": kid})
 
@@ -108,3 +97,19 @@ def serving(provider: TroubledProvider) -> Iterator[str]:
     """The provider's JWKS URL, served on loopback while the block runs."""
     with BackgroundServer(provider.app()) as server:
         yield f"{server.url}/.well-known/jwks.json"
+
+
+def claims_of(**overrides: Any) -> dict[str, Any]:
+    """A supplier's valid claims for five minutes from now; an override of None drops a claim."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "owner-00042",
+        "roles": ["supplier"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}

@@ -25,9 +25,7 @@ from rewards.api.auth import AuthError, JwksCache, TokenVerifier, roles_of
 from rewards.api.dev_issuer import DEV_ISSUER, DevIssuer
 from rewards.api.verifier import fetch_jwks
 from rewards.sim.server import BackgroundServer
-
-ISSUER = "https://id.example.test/"
-AUDIENCE = "ignition-rewards"
+from tests.api.jwks import AUDIENCE, ISSUER, claims_of
 
 
 class Provider:
@@ -54,18 +52,7 @@ class Provider:
         return {"keys": keys}
 
     def token(self, kid: str = "a", **overrides: Any) -> str:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "owner-00042",
-            "roles": ["supplier"],
-            "iat": now,
-            "nbf": now,
-            "exp": now + 300,
-        }
-        claims.update(overrides)
-        claims = {k: v for k, v in claims.items() if v is not None}
+        claims = claims_of(**overrides)
         return jwt.encode(claims, self.private[kid], algorithm="RS256", headers={"kid": kid})
 
     def public_pem(self, kid: str = "a") -> bytes:

@@ -112,7 +112,7 @@ def admin_declare(
             reason=body.reason,
             by=who.subject,
             now=datetime.now(UTC),
-            years=years_of(settings),
+            years=settings.timestamp_years,
         )
     except IncidentExists:
         raise HTTPException(409, "an incident with this id exists") from None
@@ -121,11 +121,6 @@ def admin_declare(
     except IncidentError as exc:
         raise HTTPException(422, str(exc)) from None
     return _incident(made)
-
-
-def years_of(settings: Settings) -> YearWindow:
-    """The years a time given to the engine may fall in."""
-    return settings.timestamp_years
 
 
 def _unknown(exc: UnknownDevices) -> Problem:
@@ -149,7 +144,7 @@ def admin_edit(
         changes["scope"] = body.scope.scope()
     if not changes:
         raise HTTPException(422, "nothing to change")
-    return _incident(edit_incident(engine, incident_id, who, changes, years_of(settings)))
+    return _incident(edit_incident(engine, incident_id, who, changes, settings.timestamp_years))
 
 
 def edit_incident(
