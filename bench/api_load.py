@@ -49,7 +49,7 @@ from rewards.db.eligibility_views import ViewHeader  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.services.eligibility_view import refresh_view  # noqa: E402
-from rewards.services.snapshots import Stages  # noqa: E402
+from rewards.services.snapshot_runs import Stages  # noqa: E402
 from rewards.settings import get_settings  # noqa: E402
 
 OUT = ROOT / "bench" / "out"

@@ -40,7 +40,8 @@ from rewards.db.bulk import load_frame  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
-from rewards.services.snapshots import Stages, export, run_snapshot  # noqa: E402
+from rewards.services.exports import export  # noqa: E402
+from rewards.services.snapshot_runs import Stages, run_snapshot  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 POLICY = load_policy(ROOT / "config" / "seasons" / "ignition-s2.toml")

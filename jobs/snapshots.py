@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
-from rewards.db.eligibility_views import ViewHeader
-from rewards.db.tables import Snapshot
-from rewards.services.eligibility_view import ViewError, refresh_view
+from rewards.services.eligibility_view import ViewError, ViewHeader, refresh_view
+from rewards.services.records import SnapshotRecord
 from rewards.services.runs import JobBusy
-from rewards.services.settlement import settled_epochs
-from rewards.services.snapshots import SnapshotError, covering_snapshot, label, run_snapshot
+from rewards.services.snapshot_runs import run_due
+from rewards.services.snapshots import SnapshotError, label
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.jobs")
@@ -30,42 +29,19 @@ SNAPSHOT_JOB_ID = "scheduled-snapshot"
 VIEW_JOB_ID = "scheduled-eligibility-view"
 
 
-def due_epochs(
-    engine: Engine, policy: SeasonPolicy, *, now: datetime, settlement: timedelta
-) -> range:
-    """The epochs a scheduled snapshot should cover now; empty when none is due (nothing
-    settled yet on the clock and the feed's watermark, or a snapshot from epoch 0 through
-    the last settled epoch exists)."""
-    settled = settled_epochs(engine, policy, now=now, settlement=settlement)
-    if not settled or covering_snapshot(engine, policy.season_id, settled) is not None:
-        return range(0)
-    return settled
-
-
 def snapshot_job(
     engine: Engine, settings: Settings, policy: SeasonPolicy, *, clock: Callable[[], datetime]
-) -> Callable[[], Snapshot | None]:
+) -> Callable[[], SnapshotRecord | None]:
     """The scheduled job: a draft snapshot once a new epoch has settled (else nothing)."""
 
-    def run() -> Snapshot | None:
-        epochs = due_epochs(
-            engine,
-            policy,
-            now=clock(),
-            settlement=settings.settlement,
-        )
-        if not epochs:
-            return None
+    def run() -> SnapshotRecord | None:
         try:
-            outcome = run_snapshot(
+            outcome = run_due(
                 engine,
                 policy,
-                epochs=epochs,
-                trigger="scheduled",
-                triggered_by="scheduler",
-                reason=f"epoch {epochs.stop - 1} closed and settled",
-                clock=clock,
+                settlement=settings.settlement,
                 lock_ttl=settings.job_lock,
+                clock=clock,
             )
         except JobBusy as busy:
             log.warning("%s", busy)
@@ -73,8 +49,12 @@ def snapshot_job(
         except SnapshotError as exc:
             log.error("scheduled snapshot failed: %s", exc)
             return None
-        log.info("scheduled snapshot %s (epochs 0-%d)", label(outcome.snapshot), epochs.stop - 1)
-        return outcome.snapshot
+        if outcome is None:
+            return None
+        snap = outcome.snapshot
+        log.info("scheduled snapshot %s (epochs %d-%d)", label(snap), snap.epoch_first,
+                 snap.epoch_last)  # fmt: skip
+        return snap
 
     return run
 

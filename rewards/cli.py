@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
-    from rewards.db.tables import Snapshot
     from rewards.services.ingest import IngestReport
+    from rewards.services.records import SnapshotRecord
     from rewards.sim.fleet import FleetSpec
 
 app = typer.Typer(
@@ -343,7 +343,7 @@ def eligibility_refresh(
     every `eligibility_view_every_s`)."""
     from rewards.services.eligibility_view import ViewError, refresh_view
     from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import Stages
+    from rewards.services.snapshot_runs import Stages
 
     sh = _season_shell(season)
     stages = Stages(
@@ -563,7 +563,7 @@ SnapshotRef = Annotated[
 ]
 
 
-def _snapshot(engine: Engine, ref: str, season: str) -> Snapshot:
+def _snapshot(engine: Engine, ref: str, season: str) -> SnapshotRecord:
     from rewards.services.snapshots import SnapshotError, resolve
 
     try:
@@ -603,7 +603,8 @@ def snapshot_run(
     from rewards.core import parse_epoch_range
     from rewards.services.runs import JobBusy
     from rewards.services.settlement import settled_epochs
-    from rewards.services.snapshots import SnapshotError, Stages, label, run_snapshot
+    from rewards.services.snapshot_runs import Stages, run_snapshot
+    from rewards.services.snapshots import SnapshotError, label
 
     sh = _season_shell(season)
     policy = sh.policy
@@ -703,8 +704,9 @@ def snapshot_publish(
     Publishing a version older than the published one rolls the season back (DESIGN 9): it
     prints what moves and is refused unless --override-rollback and --reason are given."""
     from rewards.console import print_diff
+    from rewards.services.publication import publish, rollback_from
     from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import SnapshotError, diff, label, publish, rollback_from
+    from rewards.services.snapshots import SnapshotError, diff, label
 
     if override_rollback and not (reason or "").strip():
         fail("--override-rollback needs --reason: say why the season goes back")
@@ -755,7 +757,8 @@ def snapshot_diff(
 ) -> None:
     """What changed between two snapshots: device-epochs and suppliers, base units moved."""
     from rewards.console import print_diff
-    from rewards.services.snapshots import SnapshotError, diff, fresh_directory, write_tables
+    from rewards.services.exports import fresh_directory, write_tables
+    from rewards.services.snapshots import SnapshotError, diff
 
     sh = shell()
     engine = sh.engine()
@@ -793,7 +796,8 @@ def snapshot_adjustments(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for CSV and Parquet.")],
 ) -> None:
     """Per supplier, what is owed (positive) or was overpaid (negative) when DUE replaces PAID."""
-    from rewards.services.snapshots import SnapshotError, fresh_directory, settle, write_tables
+    from rewards.services.exports import fresh_directory, write_tables
+    from rewards.services.snapshots import SnapshotError, settle
 
     sh = shell()
     engine = sh.engine()
@@ -822,7 +826,8 @@ def snapshot_export(
     out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the export.")],
 ) -> None:
     """Finance export: rewards per supplier and per device-epoch (CSV, Parquet), manifest."""
-    from rewards.services.snapshots import SnapshotError, export, label
+    from rewards.services.exports import export
+    from rewards.services.snapshots import SnapshotError, label
 
     sh = shell()
     engine = sh.engine()
@@ -843,7 +848,7 @@ def snapshot_export(
 @snapshot_app.command("verify-export")
 def snapshot_verify_export(directory: Path) -> None:
     """Check an export against its manifest.json: hashes, totals, Merkle root."""
-    from rewards.services.snapshots import verify_export
+    from rewards.services.exports import verify_export
 
     problems = verify_export(directory)
     for problem in problems:
@@ -930,11 +935,9 @@ def snapshot_verify_proof(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entries that break it."""
-    from rewards.db import audit
-    from rewards.db.engine import unit_of_work
+    from rewards.services.audit_log import verify_audit_log
 
-    with unit_of_work(shell().engine()) as session:
-        report = audit.verify_chain(session)
+    report = verify_audit_log(shell().engine())
     for problem in report.problems:
         err.print(f"[bold red]broken:[/] {problem}", highlight=False)
     if not report.intact:
@@ -1128,7 +1131,7 @@ def demo(
         import uvicorn
 
         from rewards.api.verifier import make_verifier
-        from rewards.db.engine import make_engine
+        from rewards.services.database import open_database
         from rewards.web.app import create_site
 
         settings = get_settings(
@@ -1139,7 +1142,7 @@ def demo(
         )
         out.print(f"serving the pages on http://127.0.0.1:{PAGES_PORT}/app (Ctrl-C stops)")
         site = create_site(
-            make_engine(settings.database_url, serving=True), settings, make_verifier(settings)
+            open_database(settings.database_url, serving=True), settings, make_verifier(settings)
         )
         uvicorn.run(
             site, host="127.0.0.1", port=PAGES_PORT, log_level="warning", proxy_headers=False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rewards.db.tables import Snapshot
+from rewards.services.records import SnapshotRecord as Snapshot
 from rewards.services.snapshots import Diff, label
 
 

@@ -25,26 +25,17 @@ from sqlalchemy import Engine
 from jobs.ingest import JOB_IDS, pull_job
 from rewards.console import print_diff
 from rewards.core import DetectorSettings, SeasonPolicy, check_proof_document
-from rewards.db.tables import Snapshot
 from rewards.services.database import open_database, upgrade
 from rewards.services.eligibility_view import refresh_view
+from rewards.services.exports import export, verify_export
 from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals
+from rewards.services.publication import publish
+from rewards.services.records import SnapshotRecord as Snapshot
 from rewards.services.runs import exclusive_run
-from rewards.services.snapshots import (
-    Diff,
-    Stages,
-    diff,
-    export,
-    label,
-    proof,
-    publish,
-    run_snapshot,
-    stored_rows,
-    stored_suppliers,
-    verify_export,
-)
+from rewards.services.snapshot_runs import Stages, run_snapshot
+from rewards.services.snapshots import Diff, diff, label, proof, stored_rows, stored_suppliers
 from rewards.settings import get_settings
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app

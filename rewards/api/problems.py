@@ -8,6 +8,9 @@ status; clients branch on `type`, people read `detail`. `install` makes every er
 * a request that does not match its schema is 422 with the errors listed by location,
   never echoing the rejected values (a NaN cannot be serialised, a secret must not be
   reflected);
+* a use case's refusal (`rewards.services.errors.ServiceError`) takes the type of its
+  kind: invalid 422, not-found 404, conflict and busy 409, rollback-refused 409; the API
+  and the pages share this one mapping;
 * a busy, locked or unreachable database is 503 with Retry-After, never 500, and so is
   an identity provider whose keys were never fetched (`problem_of` is the one mapping,
   used by the handlers and by the edge's checks that run before any route);
@@ -30,6 +33,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from rewards.api.jwks import KeysUnavailable
+from rewards.services.errors import ServiceError
 
 log = logging.getLogger("rewards.api")
 
@@ -166,12 +170,25 @@ def keys_unavailable() -> Problem:
     )
 
 
+# how each kind of refusal a use case raises is answered (rewards/services/errors.py)
+_OF_SERVICE = {
+    "invalid": TYPES["invalid-request"],
+    "not-found": TYPES["not-found"],
+    "conflict": TYPES["conflict"],
+    "busy": TYPES["conflict"],
+    "rollback-refused": TYPES["rollback-refused"],
+}
+
+
 def problem_of(exc: BaseException) -> HTTPException | None:
-    """The problem `exc` stands for: itself for an HTTPException, 503 for a busy, locked
-    or unreachable database or for missing identity provider keys; None for anything else
-    (a bug: the caller logs it and answers a bare 500)."""
+    """The problem `exc` stands for: itself for an HTTPException, the type of its kind for
+    a service's refusal (with its message), 503 for a busy, locked or unreachable database
+    or for missing identity provider keys; None for anything else (a bug: the caller logs
+    it and answers a bare 500)."""
     if isinstance(exc, HTTPException):
         return exc
+    if isinstance(exc, ServiceError):
+        return Problem(_OF_SERVICE[exc.kind], str(exc), **exc.extensions())
     if isinstance(exc, OperationalError | PoolTimeout):
         cause = getattr(exc, "orig", None) or exc
         log.warning(
@@ -198,5 +215,5 @@ def install(app: FastAPI) -> None:
     """Make every error `app` answers with a problem document."""
     app.add_exception_handler(HTTPException, http_problem)
     app.add_exception_handler(RequestValidationError, validation_problem)
-    for unavailable in (OperationalError, PoolTimeout, KeysUnavailable):
-        app.add_exception_handler(unavailable, mapped_problem)
+    for mapped in (ServiceError, OperationalError, PoolTimeout, KeysUnavailable):
+        app.add_exception_handler(mapped, mapped_problem)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlmodel import Session
 
 SERVING_WAIT_S = 3
@@ -77,3 +77,24 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def consistent_read(engine: Engine) -> Iterator[tuple[Connection, Session]]:
+    """A read-only view of the database as of one moment, for reads that must agree with
+    each other (a snapshot's inputs): a REPEATABLE READ, read-only transaction on
+    PostgreSQL; on SQLite an explicit BEGIN, so every read sees one WAL snapshot (pysqlite
+    would not begin a transaction for reads). A concurrent write is wholly in or wholly out.
+    Yields the connection (for bulk reads) and an ORM session bound to the same transaction.
+    """
+    options: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with (
+        engine.connect().execution_options(**options) as connection,
+        connection.begin(),
+        Session(bind=connection) as session,
+    ):
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        yield connection, session

@@ -10,10 +10,14 @@ from rewards.db import alerts as store
 from rewards.db import audit
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import Alert
+from rewards.services.errors import ServiceError
+from rewards.services.records import AlertRecord
 
 
-class AlertError(ValueError):
+class AlertError(ServiceError, ValueError):
     """An alert request cannot be done; the message says why."""
+
+    kind = "conflict"
 
 
 def raise_alert(
@@ -27,7 +31,7 @@ def raise_alert(
     block: bool,
     now: datetime,
     raised_by: str = "write-surge-detector",
-) -> Alert:
+) -> AlertRecord:
     """Store an open alert (audited as `raised_by`); with `block`, `actor` may not write
     until cleared."""
     alert = Alert(
@@ -52,7 +56,7 @@ def raise_alert(
             details={"alert": alert.id, "kind": kind, "route": route, "writes": writes,
                      "threshold": threshold, "blocked": block},
         )  # fmt: skip
-    return alert
+    return AlertRecord.of(alert)
 
 
 def blocked_actors(engine: Engine) -> set[str]:
@@ -68,13 +72,14 @@ def list_alerts(
     *,
     actor: str | None = None,
     before_id: int | None = None,
-) -> list[Alert]:
+) -> list[AlertRecord]:
     """Alerts, newest first (`before_id`: the page after the one that ended there)."""
     with unit_of_work(engine) as session:
-        return store.alerts(session, status=status, limit=limit, actor=actor, before_id=before_id)
+        found = store.alerts(session, status=status, limit=limit, actor=actor, before_id=before_id)
+        return [AlertRecord.of(a) for a in found]
 
 
-def clear(engine: Engine, alert_id: int, *, by: str, now: datetime) -> Alert:
+def clear(engine: Engine, alert_id: int, *, by: str, now: datetime) -> AlertRecord:
     """Close an alert (and lift its block); an actor cannot clear an alert about itself."""
     with unit_of_work(engine) as session:
         alert = session.get(Alert, alert_id)
@@ -92,4 +97,4 @@ def clear(engine: Engine, alert_id: int, *, by: str, now: datetime) -> Alert:
             subject=alert.actor,
             details={"alert": alert_id},
         )
-    return alert
+    return AlertRecord.of(alert)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from rewards.db.devices import changes_by, current_version, last_seen, owned_now, revert
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import DeviceMetadata
+from rewards.services.errors import ServiceError
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def metadata_changes(
         return [_version(v) for v in found]
 
 
-class RevertError(ValueError):
+class RevertError(ServiceError, ValueError):
     """A revert request cannot be done; the message says why."""
 
 

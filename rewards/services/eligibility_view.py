@@ -18,16 +18,17 @@ from sqlalchemy import Connection, Engine
 
 from rewards.core import SeasonPolicy, owner_documents, started_epochs, to_us, view_rows
 from rewards.db import eligibility_views as store
-from rewards.db.eligibility_views import ViewHeader
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import EligibilityView
+from rewards.services.errors import ServiceError
 from rewards.services.runs import exclusive_run
-from rewards.services.snapshots import Stages, code_version, freeze_inputs
+from rewards.services.snapshot_runs import Stages, code_version, freeze_inputs
 
+ViewHeader = store.ViewHeader  # a view's header is a plain value: the doors may hold it
 KEEP_VIEWS = 2  # the newest, and the one before it for requests that started on it
 
 
-class ViewError(ValueError):
+class ViewError(ServiceError, ValueError):
     """The view cannot be built or read; the message says why."""
 
 

@@ -31,21 +31,27 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
 from rewards.db.tables import Incident
+from rewards.services.errors import ServiceError
 from rewards.services.intervals import online_counts
+from rewards.services.records import IncidentRecord
 
 INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 
 
-class IncidentError(ValueError):
+class IncidentError(ServiceError, ValueError):
     """An incident request cannot be done; the message says why."""
 
 
 class IncidentExists(IncidentError):
     """An incident with that id is already on record."""
 
+    kind = "conflict"
+
 
 class UnknownIncident(IncidentError):
     """No incident has that id."""
+
+    kind = "not-found"
 
 
 class UnknownDevices(IncidentError):
@@ -55,6 +61,9 @@ class UnknownDevices(IncidentError):
         shown = ", ".join(device_ids[:10]) + (" ..." if len(device_ids) > 10 else "")
         super().__init__(f"the scope names {len(device_ids)} unknown device(s): {shown}")
         self.device_ids = device_ids
+
+    def extensions(self) -> dict[str, Any]:
+        return {"unknown_device_ids": self.device_ids}
 
 
 def _check_window(start: datetime, end: datetime, years: YearWindow) -> None:
@@ -100,7 +109,7 @@ def declare(
     by: str,
     now: datetime,
     years: YearWindow = DEFAULT_YEARS,
-) -> Incident:
+) -> IncidentRecord:
     """An admin declares a confirmed incident: its window within `years`, its scope naming
     only known devices."""
     if not INCIDENT_ID.fullmatch(incident_id):
@@ -138,7 +147,7 @@ def declare(
             subject=incident_id,
             details={"start": start, "end": end, "scope": scope.as_dict(), "reason": reason},
         )
-    return incident
+    return IncidentRecord.of(incident)
 
 
 def decide(
@@ -150,7 +159,7 @@ def decide(
     now: datetime,
     changes: dict[str, Any] | None = None,
     years: YearWindow = DEFAULT_YEARS,
-) -> Incident:
+) -> IncidentRecord:
     """Confirm, dismiss or edit an incident (with `changes`; status None keeps it), audited.
     A changed window must lie within `years`; a changed scope may name only known devices."""
     if status not in (None, "confirmed", "dismissed", "proposed"):
@@ -195,7 +204,7 @@ def decide(
             subject=incident_id,
             details={"before": before, "changes": changes or {}},
         )
-    return incident
+    return IncidentRecord.of(incident)
 
 
 def _stored(key: str, value: Any) -> tuple[str, Any]:
@@ -209,16 +218,17 @@ def _stored(key: str, value: Any) -> tuple[str, Any]:
     raise IncidentError(f"field {key!r} cannot be edited")
 
 
-def find_incident(engine: Engine, incident_id: str) -> Incident | None:
+def find_incident(engine: Engine, incident_id: str) -> IncidentRecord | None:
     """One incident by id."""
     with unit_of_work(engine) as session:
-        return session.get(Incident, incident_id)
+        found = session.get(Incident, incident_id)
+        return IncidentRecord.of(found) if found is not None else None
 
 
-def list_incidents(engine: Engine, status: str | None = None) -> list[Incident]:
+def list_incidents(engine: Engine, status: str | None = None) -> list[IncidentRecord]:
     """Incidents, oldest first."""
     with unit_of_work(engine) as session:
-        return incidents(session, status)
+        return [IncidentRecord.of(i) for i in incidents(session, status)]
 
 
 def _proposal_id(outage: Outage) -> str:
@@ -232,7 +242,7 @@ def detect(
     now: datetime,
     settings: DetectorSettings,
     job_id: str = "ingest-heartbeats",
-) -> list[Incident]:
+) -> list[IncidentRecord]:
     """Propose incidents from fleet drops and from failed pulls; returns the new or updated
     proposals. Decided incidents are never touched; an open proposal gets its end updated."""
     # Counts are only known up to the last heartbeat seen: past it every device looks
@@ -290,4 +300,4 @@ def detect(
                 details={"start": outage.start, "end": end, "detail": outage.detail},
             )
             proposed.append(incident)
-    return proposed
+    return [IncidentRecord.of(i) for i in proposed]

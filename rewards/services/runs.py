@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 
 from rewards.db import state
 from rewards.db.engine import unit_of_work
-from rewards.db.tables import JobRun
+from rewards.services.errors import ServiceError
+from rewards.services.records import JobRunRecord
 
 log = logging.getLogger("rewards.jobs")
 
@@ -32,8 +33,10 @@ def process_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class JobBusy(RuntimeError):
+class JobBusy(ServiceError, RuntimeError):
     """Another process holds the job's lock."""
+
+    kind = "busy"
 
 
 @dataclass
@@ -150,7 +153,8 @@ def release(engine: Engine, *, name: str, holder: str) -> None:
         state.release_lease(session, name=name, holder=holder)
 
 
-def recent_runs(engine: Engine, limit: int, before_id: int | None = None) -> list[JobRun]:
+def recent_runs(engine: Engine, limit: int, before_id: int | None = None) -> list[JobRunRecord]:
     """The latest job runs, newest first (`before_id`: those older than that run)."""
     with unit_of_work(engine) as session:
-        return state.job_runs(session, limit=limit, before_id=before_id)
+        found = state.job_runs(session, limit=limit, before_id=before_id)
+        return [JobRunRecord.of(r) for r in found]

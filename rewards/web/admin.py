@@ -22,15 +22,14 @@ from rewards.api.deps import (
     SnapshotRef,
     watch_write,
 )
-from rewards.api.routes.admin import (
-    decide_status,
-    diff_or_409,
-    edit_incident,
-    publish_or_409,
-    run_draft,
-)
-from rewards.api.routes.common import resolve_or_404
 from rewards.core import to_us
+from rewards.services.alerts import clear, list_alerts
+from rewards.services.incidents import decide, find_incident, list_incidents
+from rewards.services.pages import fleet_series
+from rewards.services.publication import preview, publish_ref
+from rewards.services.runs import recent_runs
+from rewards.services.snapshot_runs import run_now
+from rewards.services.snapshots import compare, label, list_snapshots, resolve
 from rewards.web.session import AdminPage
 from rewards.web.templates import check_csrf, render
 
@@ -43,9 +42,6 @@ Reason = Annotated[str, Form(min_length=1, max_length=500)]
 @admin_pages.get("", response_class=HTMLResponse)
 def fleet(request: Request, who: AdminPage, engine: EngineDep, policy: PolicyDep) -> HTMLResponse:
     """The fleet's online count over the season, incidents drawn over it."""
-    from rewards.services.incidents import list_incidents
-    from rewards.services.pages import fleet_series
-
     now = datetime.now(UTC)
     series = fleet_series(engine, policy, now=now)
     counts = [(to_us(at), int(n)) for at, n in series.iter_rows()]
@@ -70,7 +66,7 @@ def _decide(
     """Confirm or dismiss an incident (audited), as the API does."""
     watch_write(request, who, f"admin.incidents.{decision}")
     status = "confirmed" if decision == "confirm" else "dismissed"
-    decide_status(engine, incident_id, status, who)
+    decide(engine, incident_id, status=status, by=who.subject, now=datetime.now(UTC))
     return RedirectResponse(f"/app/admin?done={status}:{incident_id}", status_code=303)
 
 
@@ -92,8 +88,6 @@ def dismiss_incident(
 def edit_form(
     request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
 ) -> HTMLResponse:
-    from rewards.services.incidents import find_incident
-
     found = find_incident(engine, incident_id)
     if found is None:
         raise HTTPException(404, "no such incident")
@@ -120,7 +114,15 @@ def edit(
         "recovery_deadline": timedelta(hours=recovery_deadline_h),
         "reason": reason,
     }
-    edit_incident(engine, incident_id, who, changes, settings.timestamp_years)
+    decide(
+        engine,
+        incident_id,
+        status=None,
+        by=who.subject,
+        now=datetime.now(UTC),
+        changes=changes,
+        years=settings.timestamp_years,
+    )
     return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
 
 
@@ -128,8 +130,6 @@ def edit(
 def snapshots(
     request: Request, who: AdminPage, engine: EngineDep, policy: PolicyDep
 ) -> HTMLResponse:
-    from rewards.services.snapshots import label, list_snapshots
-
     found = list_snapshots(engine, policy.season_id)
     return render(
         request,
@@ -148,10 +148,17 @@ def run(
     reason: Reason,
 ) -> RedirectResponse:
     """Rerun a draft snapshot of every settled epoch of the season (audited)."""
-    from rewards.services.snapshots import label
-
     watch_write(request, who, "admin.snapshots.run")
-    outcome = run_draft(engine, policy, settings, who, reason=reason)
+    outcome = run_now(
+        engine,
+        policy,
+        by=who.subject,
+        reason=reason,
+        epochs=None,
+        settlement=settings.settlement,
+        lock_ttl=settings.job_lock,
+        clock=lambda: datetime.now(UTC),
+    )
     made = label(outcome.snapshot)
     state = "ran" if outcome.created else "unchanged"
     return RedirectResponse(f"/app/admin/snapshots?done={state}:{made}", status_code=303)
@@ -166,13 +173,10 @@ def diff_page(
     before: Ref,
     after: Ref,
 ) -> HTMLResponse:
-    from rewards.services.snapshots import label
-
-    a, b, summary = diff_or_409(engine, settings, before, after)
+    found = compare(engine, before, after, settings.season)
+    a, b = label(found.before), label(found.after)
     return render(
-        request,
-        "diff.html",
-        {"title": f"{label(a)} to {label(b)}", "a": label(a), "b": label(b), "s": summary},
+        request, "diff.html", {"title": f"{a} to {b}", "a": a, "b": b, "s": found.summary}
     )
 
 
@@ -181,20 +185,14 @@ def publish_confirm(
     request: Request, ref: SnapshotRef, who: AdminPage, engine: EngineDep, settings: SettingsDep
 ) -> HTMLResponse:
     """The confirmation step: what publishing `ref` means, before it happens."""
-    from rewards.services.snapshots import diff, label, list_snapshots
-
-    snap = resolve_or_404(engine, ref, settings.season)
-    if snap.status != "draft":
-        raise HTTPException(409, f"{label(snap)} is {snap.status}; only drafts are published")
-    published = [s for s in list_snapshots(engine, snap.season) if s.status == "published"]
-    current = published[0] if published else None
-    summary = diff(engine, current, snap).summary if current is not None else None
+    shown = preview(engine, ref, settings.season)
+    snap, current = shown.snapshot, shown.current
     return render(
         request,
         "publish.html",
         {"title": f"Publish {label(snap)}?", "snap": snap, "ref": label(snap),
-         "current": label(current) if current else None, "s": summary,
-         "rollback": current is not None and current.version > snap.version},
+         "current": label(current) if current else None,
+         "s": shown.moves.summary if shown.moves else None, "rollback": shown.rollback},
     )  # fmt: skip
 
 
@@ -211,25 +209,26 @@ def publish(
 ) -> RedirectResponse:
     """Publish, once the typed confirmation names the snapshot; a rollback (an older
     version than the published one) also needs the override ticked and a reason."""
-    from rewards.services.snapshots import label
-
-    snap = resolve_or_404(engine, ref, settings.season)
-    if confirm != label(snap):
-        raise HTTPException(422, f"type {label(snap)} to confirm")
+    named = label(resolve(engine, ref, settings.season))
+    if confirm != named:
+        raise HTTPException(422, f"type {named} to confirm")
     if override_rollback and not reason.strip():
         raise HTTPException(422, "a rollback needs a reason")
     watch_write(request, who, "admin.snapshots.publish")
-    publish_or_409(
-        engine, settings, snap, who, rollback_reason=reason if override_rollback else None
+    publish_ref(
+        engine,
+        ref,
+        settings.season,
+        by=who.subject,
+        clock=lambda: datetime.now(UTC),
+        lock_ttl=settings.job_lock,
+        rollback_reason=reason if override_rollback else None,
     )
-    return RedirectResponse(f"/app/admin/snapshots?done=published:{label(snap)}", status_code=303)
+    return RedirectResponse(f"/app/admin/snapshots?done=published:{named}", status_code=303)
 
 
 @admin_pages.get("/alerts", response_class=HTMLResponse)
 def alerts(request: Request, who: AdminPage, engine: EngineDep) -> HTMLResponse:
-    from rewards.services.alerts import list_alerts
-    from rewards.services.runs import recent_runs
-
     return render(
         request,
         "alerts.html",
@@ -242,10 +241,5 @@ def alerts(request: Request, who: AdminPage, engine: EngineDep) -> HTMLResponse:
 def clear_alert(
     request: Request, alert_id: int, who: AdminPage, engine: EngineDep
 ) -> RedirectResponse:
-    from rewards.services.alerts import AlertError, clear
-
-    try:
-        clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
-    except AlertError as exc:
-        raise HTTPException(409, str(exc)) from None
+    clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
     return RedirectResponse("/app/admin/alerts", status_code=303)

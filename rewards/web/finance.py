@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from rewards.api.deps import REF_PATTERN, EngineDep, PolicyDep, SettingsDep, SnapshotRef
-from rewards.api.routes.finance import EXPORT_FILES, ExportFile, adjustments, finance_export
+from rewards.api.routes.finance import ExportFile, finance_export
 from rewards.core import csv_bytes
+from rewards.services.exports import EXPORT_FILES
+from rewards.services.snapshots import label, list_snapshots, settlement
 from rewards.web.session import FinancePage
 from rewards.web.templates import render
 
@@ -22,8 +24,6 @@ Ref = Annotated[str, Query(pattern=REF_PATTERN)]
 @finance_pages.get("", response_class=HTMLResponse)
 def snapshots(request: Request, who: FinancePage, policy: PolicyDep) -> HTMLResponse:
     """Published (and superseded) snapshots, newest first, with totals and downloads."""
-    from rewards.services.snapshots import label, list_snapshots
-
     found = [
         (label(s), s)
         for s in list_snapshots(request.app.state.engine, policy.season_id)
@@ -48,7 +48,7 @@ def adjustments_csv(
     who: FinancePage, engine: EngineDep, settings: SettingsDep, paid: Ref, due: Ref
 ) -> Response:
     """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
-    table = adjustments(engine, settings, paid, due)
+    table = settlement(engine, paid, due, settings.season)
     return Response(
         csv_bytes(table),
         media_type="text/csv",

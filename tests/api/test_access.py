@@ -19,7 +19,8 @@ from rewards.core.eligibility_view import explain
 from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import declare
-from rewards.services.snapshots import publish, run_snapshot
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from tests.seeded import NOW, POLICY, ingested_copy
@@ -183,8 +184,11 @@ def test_every_endpoint_admits_its_role_and_refuses_the_rest(
 
 
 def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
+    """...and every documented endpoint is listed in ENDPOINTS, so a new route cannot
+    skip the role check above."""
     schema = httpx.get(api.url + "/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    listed = set()
     for method, path, _ in ENDPOINTS:
         template = path.split("?")[0].replace("{device}", "{device_id}")
         template = template.replace("/rewards/v1", "/rewards/{ref}")
@@ -198,6 +202,8 @@ def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
         )
         template = template.replace("/snapshots/v1/publish", "/snapshots/{ref}/publish")
         assert (method, template) in documented, template
+        listed.add((method, template))
+    assert documented - listed == set(), "add these routes to ENDPOINTS"
 
 
 def test_a_supplier_sees_only_its_own_devices_and_payout(api: Api) -> None:

@@ -15,7 +15,8 @@ from rewards.api.app import create_app
 from rewards.api.problems import TYPES
 from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
-from rewards.services.snapshots import publish, run_snapshot
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from tests.seeded import NOW, POLICY, ingested_copy

@@ -176,7 +176,10 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
 ) -> None:
     import os
 
-    from rewards.services.snapshots import export, publish, resolve, run_snapshot
+    from rewards.services.exports import export
+    from rewards.services.publication import publish
+    from rewards.services.snapshot_runs import run_snapshot
+    from rewards.services.snapshots import resolve
     from tests.seeded import LOCK, POLICY
     from tests.seeded import NOW as LATER
 
@@ -243,7 +246,7 @@ def test_a_snapshot_run_holds_the_appenders_lock_only_for_its_own_entry(
     confirming an incident, say) must still get through: on PostgreSQL the serving engine
     waits at most a few seconds for a lock."""
     from rewards.db import snapshots as store
-    from rewards.services.snapshots import run_snapshot
+    from rewards.services.snapshot_runs import run_snapshot
     from tests.seeded import LOCK, POLICY
     from tests.seeded import NOW as LATER
 

@@ -18,7 +18,8 @@ from rewards.services.eligibility_view import (
     refresh_view,
     supplier_standing,
 )
-from rewards.services.snapshots import run_snapshot, stored_rows
+from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import stored_rows
 from tests.seeded import NOW, POLICY, declare_forced_upgrade
 
 LOCK = timedelta(minutes=5)

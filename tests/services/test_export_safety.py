@@ -14,13 +14,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rewards.db.engine import unit_of_work
-from rewards.services.snapshots import (
-    export,
-    proof,
-    run_snapshot,
-    verify_export,
-    write_tables,
-)
+from rewards.services.exports import export, verify_export, write_tables
+from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import proof
 from tests.seeded import LOCK, NOW, POLICY, WEEK
 
 # Owner IDs a hostile registry could have delivered before identifiers were checked at

@@ -16,7 +16,8 @@ from rewards.db.engine import unit_of_work
 from rewards.services.alerts import list_alerts
 from rewards.services.devices import metadata_changes, revert_changes
 from rewards.services.ingest import pull_stream
-from rewards.services.snapshots import run_snapshot, stored_suppliers
+from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import stored_suppliers
 from rewards.sim.fleet import METADATA_SURGE, SURGE_ACTOR, FleetSpec, device_feed
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient

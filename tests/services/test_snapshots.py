@@ -18,22 +18,18 @@ from rewards.core.snapshots import canonical_csv, content_hash, payout_leaves, s
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
+from rewards.services.exports import EXPORT_FILES, export, export_file, verify_export
+from rewards.services.publication import publish
 from rewards.services.runs import JobBusy, recent_runs
+from rewards.services.snapshot_runs import RunOutcome, Stages, freeze_inputs, run_snapshot
 from rewards.services.snapshots import (
-    RunOutcome,
     SnapshotError,
-    Stages,
     diff,
-    export,
-    freeze_inputs,
     proof,
-    publish,
     resolve,
-    run_snapshot,
     settle,
     stored_rows,
     stored_suppliers,
-    verify_export,
 )
 from rewards.sim.server import UptimeSimulator
 from tests.core.test_merkle import readme_verifier
@@ -335,6 +331,21 @@ def test_an_export_verifies_against_its_manifest_and_tampering_is_caught(
     ]
 
 
+def test_one_export_file_is_built_alone_with_the_same_bytes_as_the_whole_export(
+    ingested: Engine, tmp_path: Path
+) -> None:
+    snap = run(ingested).snapshot
+    export(ingested, snap, tmp_path / "whole")
+    for name in EXPORT_FILES:
+        alone = tmp_path / name.replace(".", "_")
+        alone.mkdir()
+        path = export_file(ingested, snap, name, alone)
+        made = sorted(p.name for p in alone.rglob("*") if p.is_file())
+        if name != "manifest.json":  # the manifest vouches for every file, so needs them
+            assert made == [name]
+        assert path.read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engine) -> None:
     snap = run(ingested).snapshot
     publish(ingested, snap, by="finance@test", clock=lambda: NOW, lock_ttl=LOCK)
@@ -386,7 +397,7 @@ def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: En
 def test_publishing_an_older_version_over_a_newer_one_needs_a_reason_and_is_audited(
     ingested: Engine,
 ) -> None:
-    from rewards.services.snapshots import RollbackRefused
+    from rewards.services.publication import RollbackRefused
 
     v1 = run(ingested, reason="no incident declared").snapshot
     declare_forced_upgrade(ingested)

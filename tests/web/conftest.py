@@ -19,7 +19,8 @@ from rewards.core.outages import DetectorSettings
 from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import detect
-from rewards.services.snapshots import publish, run_snapshot
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from rewards.web.app import create_site

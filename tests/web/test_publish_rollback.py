@@ -12,7 +12,9 @@ from sqlalchemy import text
 
 from rewards.api.problems import TYPES
 from rewards.db.engine import make_engine
-from rewards.services.snapshots import publish, resolve, run_snapshot
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import resolve
 from tests.seeded import LOCK, NOW, POLICY, ingested_copy
 from tests.web.conftest import csrf_of, serve_site, sign_in
 

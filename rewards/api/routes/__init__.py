@@ -6,10 +6,10 @@ does not exist.
 """
 
 from rewards.api.routes.admin import admin
-from rewards.api.routes.finance import EXPORT_FILES, ExportFile, finance, finance_export
+from rewards.api.routes.finance import finance
 from rewards.api.routes.operations import anyone, operations, public
 from rewards.api.routes.supplier import supplier
 
 ROUTERS = (operations, public, anyone, supplier, finance, admin)
 
-__all__ = ["EXPORT_FILES", "ROUTERS", "ExportFile", "finance_export"]
+__all__ = ["ROUTERS"]

@@ -4,7 +4,7 @@ history and reverts, job runs. Every write is watched for surges and audited."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as FastPath
@@ -24,8 +24,7 @@ from rewards.api.deps import (
     SnapshotRef,
     writer,
 )
-from rewards.api.problems import TYPES, Problem
-from rewards.api.routes.common import resolve_or_404, snapshot_out
+from rewards.api.routes.common import snapshot_out
 from rewards.api.schemas import (
     INCIDENT_ID_PATTERN,
     AlertOut,
@@ -44,20 +43,19 @@ from rewards.api.schemas import (
     SnapshotRunOut,
 )
 from rewards.core import IDENTIFIER_PATTERN
-from rewards.db.tables import Incident, Snapshot
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from rewards.core import DiffSummary, SeasonPolicy, YearWindow
-    from rewards.services.incidents import UnknownDevices
-    from rewards.services.snapshots import RunOutcome
-    from rewards.settings import Settings
+from rewards.services.alerts import clear, list_alerts
+from rewards.services.devices import MetadataVersion, metadata_changes, revert_changes
+from rewards.services.incidents import decide, declare, list_incidents
+from rewards.services.publication import publish_ref
+from rewards.services.records import IncidentRecord
+from rewards.services.runs import recent_runs
+from rewards.services.snapshot_runs import run_now
+from rewards.services.snapshots import compare, label
 
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-def _incident(i: Incident) -> IncidentOut:
+def _incident(i: IncidentRecord) -> IncidentOut:
     return IncidentOut(
         id=i.id,
         start=i.start,
@@ -80,8 +78,6 @@ def admin_incidents(
 ) -> list[IncidentOut]:
     """Incidents, oldest start first; `status=proposed` lists what the detector proposes.
     For the next page pass the last one's id as `after`."""
-    from rewards.services.incidents import list_incidents
-
     found = list_incidents(engine, status)
     if after is not None:
         ids = [i.id for i in found]
@@ -99,32 +95,19 @@ def admin_declare(
 ) -> IncidentOut:
     """Declare an incident (confirmed at once; audited). 409 if the id is taken; 422 for a
     window outside the configured years or a scope naming unknown devices (listed)."""
-    from rewards.services.incidents import IncidentError, IncidentExists, UnknownDevices, declare
-
-    try:
-        made = declare(
-            engine,
-            incident_id=body.id,
-            start=body.start,
-            end=body.end,
-            recovery_deadline=timedelta(seconds=body.recovery_deadline_s),
-            scope=body.scope.scope(),
-            reason=body.reason,
-            by=who.subject,
-            now=datetime.now(UTC),
-            years=settings.timestamp_years,
-        )
-    except IncidentExists:
-        raise HTTPException(409, "an incident with this id exists") from None
-    except UnknownDevices as exc:
-        raise _unknown(exc) from None
-    except IncidentError as exc:
-        raise HTTPException(422, str(exc)) from None
+    made = declare(
+        engine,
+        incident_id=body.id,
+        start=body.start,
+        end=body.end,
+        recovery_deadline=timedelta(seconds=body.recovery_deadline_s),
+        scope=body.scope.scope(),
+        reason=body.reason,
+        by=who.subject,
+        now=datetime.now(UTC),
+        years=settings.timestamp_years,
+    )
     return _incident(made)
-
-
-def _unknown(exc: UnknownDevices) -> Problem:
-    return Problem(TYPES["invalid-request"], str(exc), unknown_device_ids=exc.device_ids)
 
 
 @admin.patch("/incidents/{incident_id}", response_model=IncidentOut)
@@ -144,42 +127,16 @@ def admin_edit(
         changes["scope"] = body.scope.scope()
     if not changes:
         raise HTTPException(422, "nothing to change")
-    return _incident(edit_incident(engine, incident_id, who, changes, settings.timestamp_years))
-
-
-def edit_incident(
-    engine: Engine,
-    incident_id: str,
-    who: Principal,
-    changes: dict[str, Any],
-    years: YearWindow,
-) -> Incident:
-    """Apply `changes` to an incident, keeping its status (audited): 404 when there is
-    none, 422 for a change it refuses (unknown devices listed). Shared with the pages."""
-    from rewards.services.incidents import IncidentError, UnknownDevices, UnknownIncident, decide
-
-    try:
-        return decide(
-            engine, incident_id, status=None, by=who.subject, now=datetime.now(UTC),
-            changes=changes, years=years,
-        )  # fmt: skip
-    except UnknownIncident:
-        raise HTTPException(404, "no such incident") from None
-    except UnknownDevices as exc:
-        raise _unknown(exc) from None
-    except IncidentError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
-def decide_status(engine: Engine, incident_id: str, status: str, who: Principal) -> Incident:
-    """Confirm or dismiss an incident (audited); 404 when there is none. Shared with the
-    admin pages."""
-    from rewards.services.incidents import IncidentError, decide
-
-    try:
-        return decide(engine, incident_id, status=status, by=who.subject, now=datetime.now(UTC))
-    except IncidentError:
-        raise HTTPException(404, "no such incident") from None
+    edited = decide(
+        engine,
+        incident_id,
+        status=None,
+        by=who.subject,
+        now=datetime.now(UTC),
+        changes=changes,
+        years=settings.timestamp_years,
+    )
+    return _incident(edited)
 
 
 @admin.post("/incidents/{incident_id}/dismiss", response_model=IncidentOut)
@@ -190,7 +147,9 @@ def admin_dismiss(
     _: Annotated[Principal, Depends(writer("admin.incidents.dismiss"))],
 ) -> IncidentOut:
     """Dismiss an incident: it no longer credits anyone from the next snapshot on."""
-    return _incident(decide_status(engine, incident_id, "dismissed", who))
+    return _incident(
+        decide(engine, incident_id, status="dismissed", by=who.subject, now=datetime.now(UTC))
+    )
 
 
 @admin.post("/incidents/{incident_id}/confirm", response_model=IncidentOut)
@@ -201,7 +160,9 @@ def admin_confirm(
     _: Annotated[Principal, Depends(writer("admin.incidents.confirm"))],
 ) -> IncidentOut:
     """Confirm an incident: it credits downtime from the next snapshot on (audited)."""
-    return _incident(decide_status(engine, incident_id, "confirmed", who))
+    return _incident(
+        decide(engine, incident_id, status="confirmed", by=who.subject, now=datetime.now(UTC))
+    )
 
 
 @admin.get("/alerts", response_model=list[AlertOut])
@@ -214,8 +175,6 @@ def admin_alerts(
 ) -> list[AlertOut]:
     """Alerts, newest first (write and metadata surges, and whom they block); for the next
     page pass the last one's id as `before`."""
-    from rewards.services.alerts import list_alerts
-
     found = list_alerts(engine, status, limit, before_id=before)
     return [AlertOut.model_validate(a, from_attributes=True) for a in found]
 
@@ -225,12 +184,7 @@ def admin_clear_alert(
     alert_id: Annotated[int, FastPath(ge=1, le=2**62)], who: Admin, engine: EngineDep
 ) -> AlertOut:
     """Close an alert and lift its block (not by the actor it is about; audited)."""
-    from rewards.services.alerts import AlertError, clear
-
-    try:
-        alert = clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
-    except AlertError as exc:
-        raise HTTPException(409, str(exc)) from None
+    alert = clear(engine, alert_id, by=who.subject, now=datetime.now(UTC))
     return AlertOut.model_validate(alert, from_attributes=True)
 
 
@@ -243,67 +197,20 @@ def admin_snapshot_run(
     _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
     policy: PolicyDep,
 ) -> SnapshotRunOut:
-    """Run a draft snapshot of the configured season (all settled epochs by default)."""
-    outcome = run_draft(
-        engine, policy, settings, who, reason=body.reason, epochs=body.epochs, force=body.force
+    """Run a draft snapshot of the configured season (all settled epochs by default): 409
+    while another run holds the season, 422 for anything the run refuses."""
+    outcome = run_now(
+        engine,
+        policy,
+        by=who.subject,
+        reason=body.reason,
+        epochs=body.epochs,
+        force=body.force,
+        settlement=settings.settlement,
+        lock_ttl=settings.job_lock,
+        clock=lambda: datetime.now(UTC),
     )
     return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
-
-
-def run_draft(
-    engine: Engine,
-    policy: SeasonPolicy,
-    settings: Settings,
-    who: Principal,
-    *,
-    reason: str,
-    epochs: str | None = None,
-    force: bool = False,
-) -> RunOutcome:
-    """A manual draft run of `epochs` ("a-b"; default: every settled epoch): 409 while
-    another run holds the season, 422 for anything the run refuses. Shared with the pages."""
-    from rewards.core import parse_epoch_range
-    from rewards.services.runs import JobBusy
-    from rewards.services.settlement import settled_epochs
-    from rewards.services.snapshots import SnapshotError, run_snapshot
-
-    now = datetime.now(UTC)
-    try:
-        chosen = (
-            parse_epoch_range(epochs, policy.epoch_count)
-            if epochs
-            else settled_epochs(engine, policy, now=now, settlement=settings.settlement)
-        )
-        return run_snapshot(
-            engine,
-            policy,
-            epochs=chosen,
-            trigger="manual",
-            triggered_by=who.subject,
-            reason=reason,
-            clock=lambda: datetime.now(UTC),
-            lock_ttl=settings.job_lock,
-            force=force,
-        )
-    except JobBusy:
-        raise HTTPException(409, "a snapshot of this season is already running") from None
-    except (SnapshotError, ValueError) as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
-def diff_or_409(
-    engine: Engine, settings: Settings, before: str, after: str
-) -> tuple[Snapshot, Snapshot, DiffSummary]:
-    """The two snapshots and what changed between them: 404 for an unknown one, 409 when
-    they cannot be compared. Shared with the pages."""
-    from rewards.services.snapshots import SnapshotError, diff
-
-    a = resolve_or_404(engine, before, settings.season)
-    b = resolve_or_404(engine, after, settings.season)
-    try:
-        return a, b, diff(engine, a, b).summary
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None
 
 
 @admin.get("/snapshots/diff", response_model=DiffOut)
@@ -315,12 +222,11 @@ def admin_snapshot_diff(
     settings: SettingsDep,
 ) -> DiffOut:
     """What changed between two snapshots: counts, base units moved, largest changes."""
-    from rewards.services.snapshots import label
-
-    a, b, s = diff_or_409(engine, settings, before, after)
+    found = compare(engine, before, after, settings.season)
+    s = found.summary
     return DiffOut(
-        before=label(a),
-        after=label(b),
+        before=label(found.before),
+        after=label(found.after),
         device_epochs_changed=s.device_epochs_changed,
         devices_changed=s.devices_changed,
         device_epochs_regained=s.device_epochs_regained,
@@ -343,49 +249,22 @@ def admin_snapshot_publish(
     """Publish a draft; the season's previous published snapshot becomes superseded.
     Publishing a version older than the published one (a rollback) is a 409 unless the
     body has `override_rollback: true` and a `reason` (audited with what it moves)."""
-    from rewards.services.snapshots import resolve
-
     chosen = body or PublishIn()
     if chosen.override_rollback and not (chosen.reason or "").strip():
         raise HTTPException(422, "override_rollback needs a reason")
-    reason = chosen.reason if chosen.override_rollback else None
-    snap = resolve_or_404(engine, ref, settings.season)
-    publish_or_409(engine, settings, snap, who, rollback_reason=reason)
-    return snapshot_out(resolve(engine, ref, settings.season))
+    done = publish_ref(
+        engine,
+        ref,
+        settings.season,
+        by=who.subject,
+        clock=lambda: datetime.now(UTC),
+        lock_ttl=settings.job_lock,
+        rollback_reason=chosen.reason if chosen.override_rollback else None,
+    )
+    return snapshot_out(done.published)
 
 
-def publish_or_409(
-    engine: Engine,
-    settings: Settings,
-    snap: Snapshot,
-    who: Principal,
-    *,
-    rollback_reason: str | None = None,
-) -> None:
-    """Publish `snap` (audited): 409 while a run holds the season or when it cannot be
-    published; 409 `rollback-refused` when it is older than the published one and
-    `rollback_reason` is not given (DESIGN 9). Shared with the pages."""
-    from rewards.services.runs import JobBusy
-    from rewards.services.snapshots import RollbackRefused, SnapshotError, publish
-
-    try:
-        publish(
-            engine,
-            snap,
-            by=who.subject,
-            clock=lambda: datetime.now(UTC),
-            lock_ttl=settings.job_lock,
-            rollback_reason=rollback_reason,
-        )
-    except JobBusy:
-        raise HTTPException(409, "a snapshot of this season is running") from None
-    except RollbackRefused as exc:  # its own type: clients tell it from a busy season
-        raise Problem(TYPES["rollback-refused"], str(exc)) from None
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None
-
-
-def _versions(found: list[Any], limit: int) -> MetadataPage:
+def _versions(found: list[MetadataVersion], limit: int) -> MetadataPage:
     return MetadataPage(
         versions=[MetadataVersionOut.model_validate(v, from_attributes=True) for v in found],
         next_after=found[-1].id if len(found) == limit else None,
@@ -401,8 +280,6 @@ def admin_device_metadata(
     limit: Limit = 100,
 ) -> MetadataPage:
     """A device's metadata history, oldest version first (reverted versions included)."""
-    from rewards.services.devices import metadata_changes
-
     found = metadata_changes(engine, device_id=device_id, after_id=after, limit=limit)
     return _versions(found, limit)
 
@@ -418,8 +295,6 @@ def admin_metadata_changes(
     limit: Limit = 100,
 ) -> MetadataPage:
     """Metadata changes by who wrote them and when they took effect ([since, until))."""
-    from rewards.services.devices import metadata_changes
-
     found = metadata_changes(
         engine, actor=actor, since=since, until=until, after_id=after, limit=limit
     )
@@ -435,20 +310,15 @@ def admin_revert_metadata(
 ) -> RevertOut:
     """Revert every change `actor` made in [since, until): the version before each applies
     again. Audited; the next snapshot run shows the effect."""
-    from rewards.services.devices import RevertError, revert_changes
-
-    try:
-        reverted = revert_changes(
-            engine,
-            actor=body.actor,
-            since=body.since,
-            until=body.until,
-            by=who.subject,
-            now=datetime.now(UTC),
-            reason=body.reason,
-        )
-    except RevertError as exc:
-        raise HTTPException(422, str(exc)) from None
+    reverted = revert_changes(
+        engine,
+        actor=body.actor,
+        since=body.since,
+        until=body.until,
+        by=who.subject,
+        now=datetime.now(UTC),
+        reason=body.reason,
+    )
     return RevertOut(
         reverted=len(reverted),
         devices=len({v.device_id for v in reverted}),
@@ -464,7 +334,5 @@ def admin_job_runs(
 ) -> list[JobRunOut]:
     """The latest job runs, newest first; for the next page pass the last one's id as
     `before`."""
-    from rewards.services.runs import recent_runs
-
     found = recent_runs(engine, limit, before_id=before)
     return [JobRunOut.model_validate(r, from_attributes=True) for r in found]

@@ -1,19 +1,13 @@
-"""What the finance and admin routes share: snapshots as the API shows them, and refs."""
+"""What the finance and admin routes share: snapshots as the API shows them."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
-from sqlalchemy import Engine
-
-from rewards.api.schemas import (
-    SnapshotOut,
-)
-from rewards.db.tables import Snapshot
+from rewards.api.schemas import SnapshotOut
+from rewards.services.records import SnapshotRecord
+from rewards.services.snapshots import label
 
 
-def snapshot_out(s: Snapshot) -> SnapshotOut:
-    from rewards.services.snapshots import label
-
+def snapshot_out(s: SnapshotRecord) -> SnapshotOut:
     return SnapshotOut(
         snapshot=label(s),
         season=s.season,
@@ -27,12 +21,3 @@ def snapshot_out(s: Snapshot) -> SnapshotOut:
         created_at=s.created_at,
         published_at=s.published_at,
     )
-
-
-def resolve_or_404(engine: Engine, ref: str, season: str) -> Snapshot:
-    from rewards.services.snapshots import SnapshotError, resolve
-
-    try:
-        return resolve(engine, ref, season)
-    except SnapshotError:
-        raise HTTPException(404, "no such snapshot") from None

@@ -1,12 +1,16 @@
-"""Finance's door: snapshots with totals, export files (streamed), adjustments."""
+"""Finance's door: snapshots with their totals, export files (streamed), adjustments."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi import Path as FastPath
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from rewards.api.deps import (
     Cursor,
@@ -17,11 +21,10 @@ from rewards.api.deps import (
     SnapshotQuery,
     SnapshotRef,
 )
-from rewards.api.routes.common import resolve_or_404, snapshot_out
-from rewards.api.schemas import (
-    AdjustmentOut,
-    SnapshotOut,
-)
+from rewards.api.routes.common import snapshot_out
+from rewards.api.schemas import AdjustmentOut, SnapshotOut
+from rewards.services.exports import EXPORT_FILES, export_file
+from rewards.services.snapshots import list_snapshots, resolve, settlement
 
 finance = APIRouter(prefix="/v1/finance", tags=["finance"])
 
@@ -36,25 +39,10 @@ def finance_snapshots(
 ) -> list[SnapshotOut]:
     """The season's snapshots, newest first, with their totals and roots; for the next
     page pass the last one's version as `before`."""
-    from rewards.services.snapshots import list_snapshots
-
     found = list_snapshots(engine, settings.season)
     found = [s for s in found if before is None or s.version < before]
     return [snapshot_out(s) for s in found[:limit]]
 
-
-EXPORT_FILES = {
-    "device_epochs.csv": "text/csv",
-    "device_epochs.parquet": "application/vnd.apache.parquet",
-    "suppliers.csv": "text/csv",
-    "suppliers.parquet": "application/vnd.apache.parquet",
-    "manifest.json": "application/json",
-}
-if TYPE_CHECKING:
-    import polars as pl
-    from sqlalchemy import Engine
-
-    from rewards.settings import Settings
 
 ExportFile = Annotated[
     str, FastPath(pattern="^(" + "|".join(EXPORT_FILES).replace(".", r"\.") + ")$")
@@ -65,24 +53,18 @@ ExportFile = Annotated[
 def finance_export(
     ref: SnapshotRef, name: ExportFile, who: Finance, engine: EngineDep, settings: SettingsDep
 ) -> FileResponse:
-    """One file of the snapshot's finance export, streamed (see manifest.json for hashes)."""
-    import shutil
-    import tempfile
-    from pathlib import Path as FilePath
-
-    from starlette.background import BackgroundTask
-
-    from rewards.services.snapshots import SnapshotError, export
-
-    snap = resolve_or_404(engine, ref, settings.season)
-    scratch = FilePath(tempfile.mkdtemp(prefix="export-"))
+    """One file of the snapshot's finance export, streamed (see manifest.json for hashes);
+    only that file is built (the manifest needs them all). 409 when the stored content
+    does not match the snapshot's hashes."""
+    snapshot = resolve(engine, ref, settings.season)
+    scratch = Path(tempfile.mkdtemp(prefix="export-"))
     try:
-        export(engine, snap, scratch / "out")
-    except SnapshotError:
+        path = export_file(engine, snapshot, name, scratch)
+    except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise HTTPException(409, "this snapshot cannot be exported (see the logs)") from None
+        raise
     return FileResponse(
-        scratch / "out" / name,
+        path,
         media_type=EXPORT_FILES[name],
         filename=f"{ref}-{name}",
         background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True),
@@ -97,19 +79,7 @@ def finance_adjustments(
     engine: EngineDep,
     settings: SettingsDep,
 ) -> list[AdjustmentOut]:
-    """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
-    table = adjustments(engine, settings, paid, due)
+    """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`:
+    404 for an unknown snapshot, 409 when the two cannot be settled."""
+    table = settlement(engine, paid, due, settings.season)
     return [AdjustmentOut(**row) for row in table.iter_rows(named=True)]
-
-
-def adjustments(engine: Engine, settings: Settings, paid: str, due: str) -> pl.DataFrame:
-    """The settlement table of `due` replacing `paid`: 404 for an unknown snapshot, 409 when
-    the two cannot be settled. Shared with the pages."""
-    from rewards.services.snapshots import SnapshotError, settle
-
-    a = resolve_or_404(engine, paid, settings.season)
-    b = resolve_or_404(engine, due, settings.season)
-    try:
-        return settle(engine, a, b)
-    except SnapshotError as exc:
-        raise HTTPException(409, str(exc)) from None

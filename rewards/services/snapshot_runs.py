@@ -1,0 +1,375 @@
+"""Running a snapshot (DESIGN 5): the use cases "run now" (an admin) and "run what is due"
+(the scheduler), and the run itself.
+
+A run holds the season's lock (a database lease, so it works on SQLite and PostgreSQL and
+across processes), reads its inputs in one consistent read, computes with the pure core and
+writes the draft, its rows, payouts and epoch totals in one write transaction: a run killed
+at any point leaves nothing but its failed (or abandoned) job run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine
+
+import rewards.core
+from rewards.core import (
+    SeasonPolicy,
+    canonical_csv,
+    content_hash,
+    device_epochs,
+    epoch_totals,
+    fingerprint,
+    merkle_root,
+    parse_epoch_range,
+    payout_leaves,
+    snapshot_rows,
+    supplier_totals,
+)
+from rewards.db import audit
+from rewards.db import snapshots as store
+from rewards.db.engine import consistent_read, unit_of_work
+from rewards.db.heartbeats import load_intervals
+from rewards.db.incidents import (
+    devices_frame,
+    incidents,
+    incidents_frame,
+    owners_frame,
+    versions_at,
+)
+from rewards.db.tables import Snapshot
+from rewards.services.records import SnapshotRecord
+from rewards.services.runs import RunContext, exclusive_run
+from rewards.services.settlement import settled_epochs
+from rewards.services.snapshots import SnapshotError, covering_snapshot, record
+
+
+def code_version() -> str:
+    """The engine's version, a digest of the rules' source (rewards/core) and the polars
+    version, so that a snapshot names the code that computed it."""
+    try:
+        package = version("ignition-rewards")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        package = "0+unknown"
+    digest = hashlib.sha256()
+    for path in sorted(Path(rewards.core.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{package}+core.{digest.hexdigest()[:12]} polars-{pl.__version__}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a snapshot depends on, read in one transaction."""
+
+    intervals: pl.DataFrame
+    incidents: pl.DataFrame
+    versions: pl.DataFrame
+    devices: pl.DataFrame
+    owners: pl.DataFrame
+
+    def rows(self, policy: SeasonPolicy, epochs: range) -> pl.DataFrame:
+        """The canonical device-epoch rows of `epochs` (SNAPSHOT_ROWS, owners attached)
+        under `policy`: what a snapshot stores and the eligibility view shows."""
+        results = device_epochs(
+            self.intervals,
+            policy,
+            incidents=self.incidents,
+            devices=self.devices,
+            incident_versions=self.versions,
+        )
+        return snapshot_rows(
+            results, self.owners, epochs=epochs, epoch_length_us=policy.epoch_length_us
+        )
+
+    def fingerprint(self) -> str:
+        return fingerprint(
+            {
+                "intervals": self.intervals,
+                "incidents": self.incidents,
+                "incident_versions": self.versions,
+                "devices": self.devices,
+                "owners": self.owners,
+            }
+        )
+
+
+def freeze_inputs(engine: Engine) -> Inputs:
+    """Read the inputs as of one moment, so a concurrent ingest is wholly in or wholly out."""
+    with consistent_read(engine) as (connection, session):
+        confirmed = incidents_frame(incidents(session, "confirmed"))
+        return Inputs(
+            intervals=load_intervals(connection),
+            incidents=confirmed,
+            versions=versions_at(session, confirmed),
+            devices=devices_frame(session),
+            owners=owners_frame(session),
+        )
+
+
+@dataclass
+class Stages:
+    """Seconds spent in each stage of a run, in order (for progress and the benchmark)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    on_stage: Callable[[str], None] | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.on_stage:
+            self.on_stage(name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    snapshot: SnapshotRecord
+    created: bool  # False: the inputs are unchanged since `snapshot`, nothing was written
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A run's results before they are stored."""
+
+    rows: pl.DataFrame
+    suppliers: pl.DataFrame
+    totals: pl.DataFrame
+    digest: str
+
+
+def run_now(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    by: str,
+    reason: str,
+    epochs: str | None,
+    settlement: timedelta,
+    lock_ttl: timedelta,
+    clock: Callable[[], datetime],
+    force: bool = False,
+    stages: Stages | None = None,
+) -> RunOutcome:
+    """The use case "run a draft now" (an admin, from any door): `epochs` as "a-b" or
+    "a:b", both included, or every epoch that has closed and settled when None."""
+    if epochs:
+        try:
+            chosen = parse_epoch_range(epochs, policy.epoch_count)
+        except ValueError as exc:
+            raise SnapshotError(f"epochs: {exc}") from None
+    else:
+        chosen = settled_epochs(engine, policy, now=clock(), settlement=settlement)
+    return run_snapshot(
+        engine,
+        policy,
+        epochs=chosen,
+        trigger="manual",
+        triggered_by=by,
+        reason=reason,
+        clock=clock,
+        lock_ttl=lock_ttl,
+        force=force,
+        stages=stages,
+    )
+
+
+def due_epochs(
+    engine: Engine, policy: SeasonPolicy, *, now: datetime, settlement: timedelta
+) -> range:
+    """The epochs a scheduled snapshot should cover now; empty when none is due (nothing
+    settled yet on the clock and the feed's watermark, or a snapshot from epoch 0 through
+    the last settled epoch exists)."""
+    settled = settled_epochs(engine, policy, now=now, settlement=settlement)
+    if not settled or covering_snapshot(engine, policy.season_id, settled) is not None:
+        return range(0)
+    return settled
+
+
+def run_due(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    settlement: timedelta,
+    lock_ttl: timedelta,
+    clock: Callable[[], datetime],
+) -> RunOutcome | None:
+    """The use case "run what is due" (the scheduler): a draft once a new epoch has closed
+    and settled; None when nothing is due."""
+    epochs = due_epochs(engine, policy, now=clock(), settlement=settlement)
+    if not epochs:
+        return None
+    return run_snapshot(
+        engine,
+        policy,
+        epochs=epochs,
+        trigger="scheduled",
+        triggered_by="scheduler",
+        reason=f"epoch {epochs.stop - 1} closed and settled",
+        clock=clock,
+        lock_ttl=lock_ttl,
+    )
+
+
+def run_snapshot(
+    engine: Engine,
+    policy: SeasonPolicy,
+    *,
+    epochs: range,
+    trigger: str,
+    triggered_by: str,
+    reason: str,
+    clock: Callable[[], datetime],
+    lock_ttl: timedelta,
+    force: bool = False,
+    stages: Stages | None = None,
+) -> RunOutcome:
+    """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError).
+
+    When the season's newest snapshot has the same inputs, policy, code and epochs, no new
+    version is made unless `force`: the answer would be the same bytes.
+    """
+    if not epochs:
+        raise SnapshotError(f"season {policy.season_id}: no epoch to snapshot yet")
+    stages = stages or Stages()
+    with exclusive_run(
+        engine,
+        job_id=f"snapshot:{policy.season_id}",
+        trigger=trigger,
+        clock=clock,
+        ttl=lock_ttl,
+    ) as context:
+        with stages.stage("read inputs"):
+            inputs = freeze_inputs(engine)
+        with stages.stage("fingerprint"):
+            prints = inputs.fingerprint()
+        identity = (prints, policy.policy_hash, code_version(), epochs.start, epochs.stop - 1)
+        unchanged = _unchanged(engine, policy.season_id, identity)
+        if unchanged is not None and not force:
+            return RunOutcome(unchanged, created=False)
+        context.renew()
+        with stages.stage("compute"):
+            rows = inputs.rows(policy, epochs)
+            suppliers = supplier_totals(rows)
+            totals = epoch_totals(rows, epochs, policy.pool_per_epoch)
+        with stages.stage("canonical CSV and its hash"):
+            digest = content_hash(canonical_csv(rows, policy.token_decimals))
+        context.renew()
+        with stages.stage("write"):
+            header = _store(
+                engine,
+                policy,
+                epochs,
+                Computed(rows, suppliers, totals, digest),
+                prints=prints,
+                code=identity[2],
+                trigger=trigger,
+                triggered_by=triggered_by,
+                reason=reason,
+                context=context,
+                now=clock(),
+            )
+    return RunOutcome(header, created=True)
+
+
+def _unchanged(
+    engine: Engine, season: str, identity: tuple[str, str, str, int, int]
+) -> SnapshotRecord | None:
+    """The season's newest snapshot when it has exactly this identity (inputs, policy,
+    code, epochs), else None."""
+    with unit_of_work(engine) as session:
+        newest = store.latest(session, season)
+        if newest is None:
+            return None
+        same = (
+            newest.input_fingerprint,
+            newest.policy_hash,
+            newest.code_version,
+            newest.epoch_first,
+            newest.epoch_last,
+        )
+        return record(newest) if same == identity else None
+
+
+def _store(
+    engine: Engine,
+    policy: SeasonPolicy,
+    epochs: range,
+    computed: Computed,
+    *,
+    prints: str,
+    code: str,
+    trigger: str,
+    triggered_by: str,
+    reason: str,
+    context: RunContext,
+    now: datetime,
+) -> SnapshotRecord:
+    """Write the draft header, its rows, payouts and totals and the audit entry, in one
+    transaction; the next version number is taken inside it."""
+    season, rows = policy.season_id, computed.rows
+    with unit_of_work(engine) as session:
+        number = store.next_version(session, season)
+        previous = store.published(session, season)
+        header = Snapshot(
+            season=season,
+            version=number,
+            status="draft",
+            epoch_first=epochs.start,
+            epoch_last=epochs.stop - 1,
+            policy=json.dumps(policy.canonical(), sort_keys=True),
+            policy_hash=policy.policy_hash,
+            input_fingerprint=prints,
+            code_version=code,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            reason=reason,
+            supersedes_id=previous.id if previous else None,
+            device_epoch_rows=rows.height,
+            devices=rows.get_column("device_id").n_unique(),
+            suppliers=computed.suppliers.height,
+            eligible_device_epochs=int(rows.get_column("eligible").sum()),
+            total_pool=policy.pool_per_epoch * len(epochs),
+            total_paid=int(computed.totals.get_column("paid").sum()),
+            total_unassigned=int(computed.totals.get_column("unassigned").sum()),
+            content_hash=computed.digest,
+            merkle_root=merkle_root(payout_leaves(computed.suppliers, season, number)),
+            job_run_id=context.run_id,
+            created_at=now,
+        )
+        # The snapshot records the log's head as its rows are written (DESIGN 9), read
+        # without the appenders' lock; the run's own entry is chained last, so the lock
+        # that every audited write waits on is held for an instant, not for the bulk
+        # insert of a fleet's device-epochs.
+        head = audit.current_head(session)
+        header.audit_entries, header.audit_hash = head.entries, head.hash
+        store.insert(session, header, rows, computed.suppliers, computed.totals)
+        audit.append(
+            session,
+            now=now,
+            actor=triggered_by,
+            action="snapshot.run",
+            subject=f"{season}-v{number}",
+            details={
+                "trigger": trigger,
+                "reason": reason,
+                "epochs": [epochs.start, epochs.stop - 1],
+                "content_hash": computed.digest,
+                "input_fingerprint": prints,
+            },
+        )
+        context.stored = rows.height
+        session.flush()
+        return record(header)
