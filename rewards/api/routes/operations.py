@@ -17,6 +17,9 @@ from rewards.api.schemas import (
     PublicDeviceOut,
     Readiness,
 )
+from rewards.services.database import readiness
+from rewards.services.devices import public_device
+from rewards.services.ingest_metrics import INGEST_METRICS
 
 operations = APIRouter(tags=["operations"])
 public = APIRouter(prefix="/v1/explorer", tags=["public"])
@@ -37,8 +40,6 @@ async def healthz() -> dict[str, str]:
 def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """Ready when the database answers and is migrated to the newest revision, and, with an
     issuer configured, its keys were fetched (fresh, or stale within the stale period)."""
-    from rewards.services.database import readiness
-
     database, migrations = readiness(engine)
     verifier = request.app.state.verifier
     provider = "not configured" if verifier is None else verifier.jwks.state().status
@@ -57,8 +58,6 @@ def readyz(request: Request, engine: EngineDep) -> JSONResponse:
 @operations.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Prometheus metrics: the API's, and ingestion's when this process pulls (serve)."""
-    from rewards.services.ingest_metrics import INGEST_METRICS
-
     body = generate_latest(request.app.state.metrics.registry)
     body += generate_latest(INGEST_METRICS.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -67,8 +66,6 @@ def metrics(request: Request) -> Response:
 @public.get("/devices/{device_id}", response_model=PublicDeviceOut)
 def explorer_device(device_id: DeviceId, engine: EngineDep) -> PublicDeviceOut:
     """A device's public fields: model, status, last seen. Never its owner."""
-    from rewards.services.devices import public_device
-
     found = public_device(engine, device_id)
     if found is None:
         raise HTTPException(404, "no such device")
