@@ -13,8 +13,9 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
 from rewards.core import device_epochs
-from rewards.core.merkle import check_proof_document
-from rewards.core.snapshots import canonical_csv, content_hash, payout_leaves, snapshot_rows
+from rewards.core.canonical_export import canonical_csv, content_hash
+from rewards.core.merkle import check_proof_document, payout_leaves
+from rewards.core.snapshot_rows import snapshot_rows
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
