@@ -15,7 +15,7 @@ from rewards.api.app import create_app
 from rewards.api.problems import TYPES
 from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
-from rewards.services.snapshots import publish, run_snapshot
+from rewards.services.snapshots import publish, resolve, run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from tests.seeded import NOW, POLICY, ingested_copy
@@ -33,8 +33,6 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
             engine, POLICY, epochs=range(7), trigger="manual", triggered_by="t", reason="t",
             clock=lambda: NOW, lock_ttl=LOCK, force=force,
         )  # fmt: skip
-    from rewards.services.snapshots import resolve
-
     publish(engine, resolve(engine, "v2", "ignition-s2"), by="t", clock=lambda: NOW, lock_ttl=LOCK)
     settings: Settings = get_settings(
         dev_issuer_enabled=True, dev_issuer_key_file=tmp_path / "dev.pem", season="ignition-s2"
