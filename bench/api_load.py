@@ -45,10 +45,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from snapshot import ADMIN, POLICY, drop_database, fresh_database, load_season  # noqa: E402
 
 from rewards.api.verifier import dev_issuer  # noqa: E402
+from rewards.core.outages import fleet_online_counts  # noqa: E402
 from rewards.db.eligibility_views import ViewHeader  # noqa: E402
-from rewards.db.engine import make_engine  # noqa: E402
+from rewards.db.engine import make_engine, unit_of_work  # noqa: E402
+from rewards.db.heartbeats import load_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.services.eligibility_view import refresh_view  # noqa: E402
+from rewards.services.pages import _fleet_series  # noqa: E402
 from rewards.services.snapshot_runs import Stages  # noqa: E402
 from rewards.settings import get_settings  # noqa: E402
 
@@ -202,11 +205,6 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict[str, int], ViewHeader, 
 def fleet_chart(url: str) -> dict[str, float]:
     """The admin page's fleet series: counted from the database's per-instant tallies (what
     the page does), against reading every interval into polars (the reference), same run."""
-    from rewards.core.outages import fleet_online_counts
-    from rewards.db.engine import unit_of_work
-    from rewards.db.heartbeats import load_intervals
-    from rewards.services.pages import _fleet_series
-
     engine = make_engine(url)
     started = time.perf_counter()
     with unit_of_work(engine) as session:

@@ -22,6 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fleet_intervals import fleet_intervals  # noqa: E402
 
-from rewards.core import DEVICES, INCIDENTS, device_epochs  # noqa: E402
+from rewards.core import DEVICES, INCIDENTS, SeasonPolicy, device_epochs  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
 
@@ -127,8 +128,6 @@ def run_polars(paths: dict[str, Path]) -> tuple[float, pl.DataFrame]:
 
 def duckdb_sql(p: object) -> list[str]:
     """The rules of DESIGN 4 as DuckDB SQL over intervals, devices and incidents (µs)."""
-    from rewards.core.policy import SeasonPolicy
-
     assert isinstance(p, SeasonPolicy)
     S, L, N = to_us(p.start), p.epoch_length_us, p.epoch_count
     E = S + N * L
@@ -240,8 +239,6 @@ def duckdb_sql(p: object) -> list[str]:
 
 
 def run_duckdb(paths: dict[str, Path]) -> tuple[float, pl.DataFrame]:
-    import duckdb
-
     con = duckdb.connect()
     con.execute(f"""CREATE TABLE iv AS SELECT device_id, epoch_us(start) AS start,
         epoch_us("end") AS "end", first_boot_id, first_agent_version, last_boot_id,

@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +43,6 @@ TOKEN = "bench-token"
 
 
 def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
     port = free_port()
     process = subprocess.Popen(
         [

@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -34,6 +35,18 @@ log = logging.getLogger("rewards.scheduler")
 LEADER_LEASE = "scheduler-leader"
 
 
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One entry of the registry: what runs, how often, and how late it may still start."""
+
+    job_id: str
+    run: Callable[[], object]
+    every: timedelta
+    name: str
+    misfire_grace: timedelta
+    start_now: bool  # first run as the scheduler starts, not one period later
+
+
 def build_scheduler(
     engine: Engine,
     settings: Settings,
@@ -41,32 +54,45 @@ def build_scheduler(
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> BackgroundScheduler:
-    """A scheduler with every job registered (not started), each through `register`:
-    an explicit id, replace_existing, coalesce, one instance at a time and a deliberate
-    misfire grace (STYLE 6)."""
+    """A scheduler with every job of `scheduled_jobs` registered (not started)."""
     scheduler = BackgroundScheduler(timezone=UTC)
+    for job in scheduled_jobs(engine, settings, policy, clock=clock):
+        register(scheduler, job, clock=clock)
+    return scheduler
 
-    def register(
-        job_id: str,
-        run: Callable[[], object],
-        *,
-        every: timedelta,
-        name: str,
-        misfire_grace: timedelta,
-        start_now: bool,
-    ) -> None:
-        scheduler.add_job(
-            run,
-            "interval",
-            seconds=every.total_seconds(),
-            id=job_id,
-            name=name,
-            replace_existing=True,
-            coalesce=True,  # a backlog of missed runs is one run: each catches up by itself
-            max_instances=1,
-            misfire_grace_time=int(misfire_grace.total_seconds()),
-            **({"next_run_time": clock()} if start_now else {}),
-        )
+
+def register(
+    scheduler: BackgroundScheduler, job: ScheduledJob, *, clock: Callable[[], datetime]
+) -> None:
+    """Add `job` as STYLE 6 asks: an explicit id, replace_existing, coalesce, one instance
+    at a time and a deliberate misfire grace."""
+    scheduler.add_job(
+        job.run,
+        "interval",
+        seconds=job.every.total_seconds(),
+        id=job.job_id,
+        name=job.name,
+        replace_existing=True,
+        coalesce=True,  # a backlog of missed runs is one run: each catches up by itself
+        max_instances=1,
+        misfire_grace_time=int(job.misfire_grace.total_seconds()),
+        **({"next_run_time": clock()} if job.start_now else {}),
+    )
+
+
+def scheduled_jobs(
+    engine: Engine,
+    settings: Settings,
+    policy: SeasonPolicy,
+    *,
+    clock: Callable[[], datetime],
+) -> list[ScheduledJob]:
+    """Every scheduled job, in one place.
+
+    A pull that starts late is still useful; one more than a period late is replaced by
+    the next one anyway. The same holds for the outage detector, the snapshot check and
+    the view rebuild. A day's prune may run hours late; it is not urgent.
+    """
 
     def recorded(job_id: str, body: Callable[[RunContext], None]) -> Callable[[], object]:
         """`body` run under the job's lock, its run recorded (jobs/runner.py)."""
@@ -80,14 +106,8 @@ def build_scheduler(
             clock=clock,
         )
 
-    # A pull that starts late is still useful; one more than a period late is replaced by
-    # the next one anyway. The same holds for the outage detector, the snapshot check and
-    # the view rebuild.
-    for stream, seconds in (
-        ("devices", settings.devices_every_s),
-        ("heartbeats", settings.heartbeats_every_s),
-    ):
-        register(
+    pulls = [
+        ScheduledJob(
             JOB_IDS[stream],
             recorded(JOB_IDS[stream], pull_job(engine, settings, policy, stream, clock=clock)),
             every=timedelta(seconds=seconds),
@@ -95,41 +115,47 @@ def build_scheduler(
             misfire_grace=timedelta(seconds=seconds),
             start_now=True,
         )
-    register(
-        OUTAGES_JOB_ID,
-        recorded(OUTAGES_JOB_ID, outages_job(engine, settings, policy, clock=clock)),
-        every=timedelta(seconds=settings.outages_every_s),
-        name="propose incidents from fleet drops and failed pulls",
-        misfire_grace=timedelta(seconds=settings.outages_every_s),
-        start_now=False,
-    )
-    # The snapshot and view jobs take the season's own lock and record their own runs.
-    register(
-        SNAPSHOT_JOB_ID,
-        snapshot_job(engine, settings, policy, clock=clock),
-        every=timedelta(seconds=settings.snapshots_every_s),
-        name="snapshot the season after each epoch settles",
-        misfire_grace=timedelta(seconds=settings.snapshots_every_s),
-        start_now=False,
-    )
-    register(
-        VIEW_JOB_ID,
-        view_job(engine, settings, policy, clock=clock),
-        every=timedelta(seconds=settings.eligibility_view_every_s),
-        name="rebuild the suppliers' eligibility view",
-        misfire_grace=timedelta(seconds=settings.eligibility_view_every_s),
-        start_now=True,
-    )
-    # A day's prune may run hours late; it is not urgent.
-    register(
-        RETENTION_JOB_ID,
-        recorded(RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)),
-        every=timedelta(days=1),
-        name="drop raw heartbeats past the retention period",
-        misfire_grace=timedelta(hours=6),
-        start_now=False,
-    )
-    return scheduler
+        for stream, seconds in (
+            ("devices", settings.devices_every_s),
+            ("heartbeats", settings.heartbeats_every_s),
+        )
+    ]
+    return [
+        *pulls,
+        ScheduledJob(
+            OUTAGES_JOB_ID,
+            recorded(OUTAGES_JOB_ID, outages_job(engine, settings, policy, clock=clock)),
+            every=timedelta(seconds=settings.outages_every_s),
+            name="propose incidents from fleet drops and failed pulls",
+            misfire_grace=timedelta(seconds=settings.outages_every_s),
+            start_now=False,
+        ),
+        # The snapshot and view jobs take the season's own lock and record their own runs.
+        ScheduledJob(
+            SNAPSHOT_JOB_ID,
+            snapshot_job(engine, settings, policy, clock=clock),
+            every=timedelta(seconds=settings.snapshots_every_s),
+            name="snapshot the season after each epoch settles",
+            misfire_grace=timedelta(seconds=settings.snapshots_every_s),
+            start_now=False,
+        ),
+        ScheduledJob(
+            VIEW_JOB_ID,
+            view_job(engine, settings, policy, clock=clock),
+            every=timedelta(seconds=settings.eligibility_view_every_s),
+            name="rebuild the suppliers' eligibility view",
+            misfire_grace=timedelta(seconds=settings.eligibility_view_every_s),
+            start_now=True,
+        ),
+        ScheduledJob(
+            RETENTION_JOB_ID,
+            recorded(RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)),
+            every=timedelta(days=1),
+            name="drop raw heartbeats past the retention period",
+            misfire_grace=timedelta(hours=6),
+            start_now=False,
+        ),
+    ]
 
 
 def run_scheduler(

@@ -33,10 +33,10 @@ from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals
 from rewards.services.publication import publish
 from rewards.services.records import SnapshotRecord as Snapshot
-from rewards.services.runs import exclusive_run
+from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.snapshot_runs import Stages, run_snapshot
 from rewards.services.snapshots import Diff, diff, label, proof, stored_rows, stored_suppliers
-from rewards.settings import get_settings
+from rewards.settings import Settings, get_settings
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
 
@@ -56,14 +56,9 @@ def _show_progress(status: Status, stream: str) -> Callable[[IngestReport], None
 def run_demo(
     policy: SeasonPolicy, *, devices: int, days: int, workdir: Path, console: Console
 ) -> None:
+    """The story's eleven steps on a fresh database in `workdir`, told on `console`."""
     started = time.monotonic()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    url = f"sqlite:///{workdir / 'rewards.db'}"
-    upgrade(url)
-    engine = open_database(url)
-    token = secrets.token_urlsafe(24)
+    url, engine = _fresh_database(workdir)
     spec = FleetSpec(
         seed=2024,
         devices=devices,
@@ -76,6 +71,38 @@ def run_demo(
         f"[bold]1.[/] simulating {devices} GPUs from {spec.start:%Y-%m-%d} for "
         f"{days} days; forced upgrade at {FORCED_UPGRADE:%Y-%m-%d %H:%MZ}"
     )
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    if not _ingest_from_simulator(engine, url, policy, spec, console, clock):
+        return
+    _show_intervals(engine, spec, console)
+    owner = _snapshot_story(engine, policy, workdir, console, clock)
+    refresh_view(engine, policy, trigger="demo", clock=clock, lock_ttl=timedelta(minutes=10))
+    console.print(pages_hint(workdir / "rewards.db", policy, owner=owner))
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+    engine.dispose()
+
+
+def _fresh_database(workdir: Path) -> tuple[str, Engine]:
+    """An empty, migrated SQLite database in `workdir` (emptied first): its URL and engine."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    url = f"sqlite:///{workdir / 'rewards.db'}"
+    upgrade(url)
+    return url, open_database(url)
+
+
+def _ingest_from_simulator(
+    engine: Engine,
+    url: str,
+    policy: SeasonPolicy,
+    spec: FleetSpec,
+    console: Console,
+    clock: Callable[[], datetime],
+) -> bool:
+    """Step 2: serve the fleet over real HTTP with faults on and pull both streams from it;
+    False when a pull stopped (said on `console`)."""
+    token = secrets.token_urlsafe(24)
     faults = Faults(
         error_rate=0.05, throttle_rate=0.01, retry_after_s=0, truncate_rate=0.02, seed=7
     )
@@ -92,33 +119,50 @@ def run_demo(
             backoff_base_s=0.01,
             page_size=20_000,
         )
-        clock = lambda: datetime.now(UTC)  # noqa: E731
         for stream in ("devices", "heartbeats"):
-            with (
-                exclusive_run(
-                    engine,
-                    job_id=JOB_IDS[stream],
-                    trigger="demo",
-                    clock=clock,
-                    ttl=timedelta(minutes=10),
-                ) as run,
-                console.status(f"ingesting {stream} ...") as status,
-            ):
-                pull_job(
-                    engine,
-                    settings,
-                    policy,
-                    stream,
-                    clock=clock,
-                    on_page=_show_progress(status, stream),
-                )(run)
+            run = _pull(engine, settings, policy, stream, console, clock)
             if run.error:
                 console.print(f"[red]{stream} stopped: {run.error}")
-                return
+                return False
             console.print(
                 f"   {stream}: {run.pulled:,} records over {run.pages} pages, "
                 f"{run.quarantined} quarantined, after {simulator.requests} requests"
             )
+    return True
+
+
+def _pull(
+    engine: Engine,
+    settings: Settings,
+    policy: SeasonPolicy,
+    stream: str,
+    console: Console,
+    clock: Callable[[], datetime],
+) -> RunContext:
+    """One recorded pull of `stream`, as the scheduler would run it, its progress shown."""
+    with (
+        exclusive_run(
+            engine,
+            job_id=JOB_IDS[stream],
+            trigger="demo",
+            clock=clock,
+            ttl=timedelta(minutes=10),
+        ) as run,
+        console.status(f"ingesting {stream} ...") as status,
+    ):
+        pull_job(
+            engine,
+            settings,
+            policy,
+            stream,
+            clock=clock,
+            on_page=_show_progress(status, stream),
+        )(run)
+    return run
+
+
+def _show_intervals(engine: Engine, spec: FleetSpec, console: Console) -> None:
+    """Step 3: what was stored, and the fleet online around the forced upgrade."""
     intervals = stored_intervals(engine)
     stored = stored_heartbeat_count(engine)
     console.print(
@@ -134,14 +178,9 @@ def run_demo(
         timedelta(hours=40),
     ):
         moment = FORCED_UPGRADE + offset
-        if moment < spec.start + timedelta(days=days):
+        if moment < spec.start + timedelta(days=spec.days):
             table.add_row(f"{moment:%Y-%m-%d %H:%M}", f"{online_at(intervals, moment):,}")
     console.print(table)
-    owner = _snapshot_story(engine, policy, workdir, console, clock)
-    refresh_view(engine, policy, trigger="demo", clock=clock, lock_ttl=timedelta(minutes=10))
-    console.print(pages_hint(workdir / "rewards.db", policy, owner=owner))
-    console.print(f"done in {time.monotonic() - started:.1f} s")
-    engine.dispose()
 
 
 PAGES_PORT = 8700

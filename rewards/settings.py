@@ -5,11 +5,13 @@ Built once by `get_settings()` at the edge (CLI, scheduler, app factory) and pas
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse as parse_rate
 from pydantic import (
     Field,
     SecretStr,
@@ -138,10 +140,8 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_per_ip", "rate_limit_per_subject")
     @classmethod
     def _rate(cls, value: str) -> str:
-        from limits import parse
-
         try:
-            parse(value)
+            parse_rate(value)
         except ValueError:
             raise ValueError(f"expected a rate such as 600/minute, got {value!r}") from None
         return value
@@ -149,8 +149,6 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
         for spec in value:
             try:
                 ipaddress.ip_network(spec, strict=False)

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from rewards.core import HEARTBEATS, IncidentScope, parse_duration_us, parse_policy
+from rewards.core import (
+    DEVICES,
+    HEARTBEATS,
+    INCIDENTS,
+    IncidentScope,
+    parse_duration_us,
+    parse_policy,
+)
 from rewards.core.policy import SeasonPolicy
 
 
@@ -58,8 +65,6 @@ def policy(**overrides: object) -> SeasonPolicy:
 
 def incidents(*rows: dict[str, object]) -> pl.DataFrame:
     """Confirmed incidents: dicts with id, start, end, deadline ('48h') and scope."""
-    from rewards.core import INCIDENTS
-
     records = []
     for row in rows:
         scope = IncidentScope.parse(row.get("scope", {"all": True}))
@@ -77,8 +82,6 @@ def incidents(*rows: dict[str, object]) -> pl.DataFrame:
 
 def devices(*rows: tuple[str, str | None, bool]) -> pl.DataFrame:
     """Device metadata valid throughout: (device_id, gpu_model, suspended)."""
-    from rewards.core import DEVICES
-
     return pl.DataFrame(
         [
             {"device_id": d, "gpu_model": m, "suspended": s, "valid_from": None, "valid_to": None}

@@ -11,9 +11,10 @@ from sqlalchemy import Engine
 
 from rewards.db.engine import make_engine
 from rewards.seasons import load_policy
+from rewards.services.incidents import declare
 from rewards.services.ingest import pull_stream
 from rewards.settings import REPO_ROOT
-from rewards.sim.fleet import FleetSpec
+from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient
 
@@ -72,9 +73,6 @@ def ingested(databases, seeded: dict[str, str], dialect: str, small_fleet) -> It
 
 def declare_forced_upgrade(engine: Engine) -> None:
     """The admin's incident for the forced upgrade: devices below 0.10, 48 h to recover."""
-    from rewards.services.incidents import declare
-    from rewards.sim.fleet import FORCED_UPGRADE
-
     declare(
         engine,
         incident_id="apr-25",

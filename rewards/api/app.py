@@ -27,6 +27,7 @@ from rewards.api.auth import TokenVerifier
 from rewards.api.edge import MAX_BODY_BYTES, Gate, Guard, bearer_gate, networks
 from rewards.api.routes import ROUTERS
 from rewards.api.surges import WriteCounter
+from rewards.api.verifier import dev_issuer
 from rewards.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "Metrics", "RateLimits", "create_app"]
@@ -107,8 +108,6 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
 
         @app.get("/.well-known/jwks.json", include_in_schema=False)
         def jwks() -> dict[str, Any]:
-            from rewards.api.verifier import dev_issuer
-
             return dev_issuer(settings).jwks()
 
     return app

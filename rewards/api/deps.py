@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from sqlalchemy import Engine
@@ -23,6 +24,9 @@ from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifie
 from rewards.api.problems import keys_unavailable
 from rewards.api.schemas import INCIDENT_ID_PATTERN
 from rewards.core import IDENTIFIER_PATTERN, SeasonPolicy
+from rewards.seasons import load_policy
+from rewards.services.alerts import blocked_actors, raise_alert
+from rewards.services.sessions import token_revoked
 from rewards.settings import Settings
 
 log = logging.getLogger("rewards.api")
@@ -88,8 +92,6 @@ def principal(request: Request) -> Principal:
 def _signed_out(request: Request, token: str) -> bool:
     """True when `token` came from a web session that was signed out (issue 12): the
     database says so, for every worker process."""
-    from rewards.services.sessions import token_revoked
-
     return token_revoked(request.app.state.engine, token)
 
 
@@ -115,8 +117,6 @@ Admin = Annotated[Principal, Depends(role("admin"))]
 
 def _notify(url: str, payload: dict[str, object]) -> None:
     def post() -> None:
-        import httpx
-
         try:
             httpx.post(url, json=payload, timeout=5).raise_for_status()
         except httpx.HTTPError as exc:
@@ -129,8 +129,6 @@ def watch_write(request: Request, who: Principal, route: str) -> None:
     """Refuse a blocked actor (403) and count the write for the surge detector: a surge
     raises an alert (stored, logged, counted, sent to the webhook) and, when settings say
     so, blocks the actor. Every write route, API or page, goes through here."""
-    from rewards.services.alerts import blocked_actors, raise_alert
-
     state = request.app.state
     if who.subject in blocked_actors(state.engine):
         state.metrics.refused.labels("blocked").inc()
@@ -186,8 +184,6 @@ def season_policy(settings: Annotated[Settings, Depends(settings_of)]) -> Season
 
 @functools.lru_cache(maxsize=8)
 def _policy(path: Path, _mtime: int) -> SeasonPolicy:
-    from rewards.seasons import load_policy
-
     return load_policy(path)
 
 

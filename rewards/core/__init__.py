@@ -5,9 +5,13 @@ list is the core's public surface (a test keeps it complete, sorted and used).
 """
 
 from rewards.core.allocation import allocate
+from rewards.core.canonical_export import canonical_csv, content_hash, export_rows, reward_decimal
 from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
+from rewards.core.diffs import DiffSummary, adjustments, diff_rows, diff_suppliers, summarize
 from rewards.core.durations import format_duration_us, parse_duration_us
 from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
+from rewards.core.epochs import closed_epochs, parse_epoch_range
+from rewards.core.fingerprint import fingerprint
 from rewards.core.frames import (
     DEVICES,
     HEARTBEATS,
@@ -39,6 +43,7 @@ from rewards.core.merkle import (
     leaf_hash,
     merkle_proof,
     merkle_root,
+    payout_leaves,
     proof_document,
     verify_proof,
 )
@@ -52,26 +57,13 @@ from rewards.core.outages import (
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
 from rewards.core.scope import IncidentScope, ScopeError
-from rewards.core.snapshots import (
+from rewards.core.snapshot_rows import (
     EPOCH_TOTALS,
     OWNERS,
     SNAPSHOT_ROWS,
     SUPPLIERS,
-    DiffSummary,
-    adjustments,
-    canonical_csv,
-    closed_epochs,
-    content_hash,
-    diff_rows,
-    diff_suppliers,
     epoch_totals,
-    export_rows,
-    fingerprint,
-    parse_epoch_range,
-    payout_leaves,
-    reward_decimal,
     snapshot_rows,
-    summarize,
     supplier_totals,
 )
 from rewards.core.surges import SurgePolicy, surge_minutes, surge_threshold

@@ -27,7 +27,7 @@ from rewards.core.frames import (
     to_us,
 )
 from rewards.core.policy import SeasonPolicy
-from rewards.core.snapshots import SNAPSHOT_ROWS
+from rewards.core.snapshot_rows import SNAPSHOT_ROWS
 
 # The view's rows: a snapshot's device-epoch rows without the reward (a reward is only
 # known once the whole season's pool is split; suppliers read it per published snapshot)

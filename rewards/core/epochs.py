@@ -1,6 +1,11 @@
-"""Clipping counted time to epochs (DESIGN 4.6). Times are integer µs since the epoch."""
+"""Epochs: clipping counted time to them (DESIGN 4.6) and choosing which ones a snapshot
+covers: those closed and settled (DESIGN 10) or a range a person typed (DESIGN 5).
+Times are integer µs since the Unix epoch.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import polars as pl
 
@@ -36,3 +41,32 @@ def same_group_as_previous(*keys: str) -> pl.Expr:
     for key in keys:
         same = same & (pl.col(key) == pl.col(key).shift(1)).fill_null(False)
     return same
+
+
+def closed_epochs(
+    policy: SeasonPolicy, now: datetime, settlement_us: int, *, watermark: datetime | None
+) -> range:
+    """The epochs closed and settled (DESIGN 10): those whose end plus `settlement_us` is
+    at or before both `now` and `watermark`, the latest observed_at of the ingested feed
+    (None: nothing ingested, nothing closed). The wall clock alone never closes an epoch,
+    so a feed outage does not snapshot epochs it left empty. range(0, k), possibly empty."""
+    if watermark is None:
+        return range(0)
+    horizon = min(to_us(now), to_us(watermark))
+    elapsed = horizon - to_us(policy.start) - settlement_us
+    return range(max(0, min(policy.epoch_count, elapsed // policy.epoch_length_us)))
+
+
+def parse_epoch_range(text: str, epoch_count: int) -> range:
+    """'A:B' (both included) or 'A' as a range of epochs; ValueError naming the problem."""
+    first, _, last = text.partition(":")
+    try:
+        a = int(first)
+        b = int(last) if last else a
+    except ValueError:
+        raise ValueError(f"{text!r}: expected A:B, epoch numbers from 0, both included") from None
+    if not 0 <= a <= b < epoch_count:
+        raise ValueError(
+            f"{text!r}: the season has epochs 0 to {epoch_count - 1}, and A must not exceed B"
+        )
+    return range(a, b + 1)

@@ -71,7 +71,7 @@ INCIDENT_VERSIONS: Mapping[str, pl.DataType] = {
 
 # The device-epoch (DESIGN 4): one device's outcome in one epoch, its columns spelled once
 # here. Every frame, file and response of device-epochs takes its columns from these
-# groups, in the order it shows them: RESULTS below; SNAPSHOT_ROWS (core/snapshots.py)
+# groups, in the order it shows them: RESULTS below; SNAPSHOT_ROWS (core/snapshot_rows.py)
 # and STORED_ROWS (core/eligibility_view.py) with the owner; RESULT_FILE_COLUMNS; and the
 # API's DeviceEpochOut, which a test holds to STORED_ROWS.
 DEVICE_EPOCH_KEY: Mapping[str, pl.DataType] = {

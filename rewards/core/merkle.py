@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+import polars as pl
+
 
 @dataclass(frozen=True)
 class Payout:
@@ -28,6 +30,14 @@ class Payout:
     season: str
     version: int
     amount: int
+
+
+def payout_leaves(suppliers: pl.DataFrame, season: str, version: int) -> list[Payout]:
+    """The Merkle leaves of a snapshot: one per supplier."""
+    return [
+        Payout(owner_id=owner, season=season, version=version, amount=amount)
+        for owner, amount in suppliers.select("owner_id", "reward").iter_rows()
+    ]
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 _COPY_ROWS = 500_000
 
@@ -38,8 +42,6 @@ def fetch_frame(
     connection: Connection, sql: str, params: Mapping[str, object], schema: dict[str, pl.DataType]
 ) -> pl.DataFrame:
     """Rows of a bound-parameter query as a frame with `schema`."""
-    from sqlalchemy import text
-
     rows = connection.execute(text(sql), dict(params)).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
 
@@ -55,9 +57,6 @@ def read_frame(
     """
     if connection.dialect.name != "postgresql":
         return fetch_frame(connection, sql, params, schema)
-    import io
-    import re
-
     raw = connection.connection.driver_connection
     assert raw is not None
     query = re.sub(r"(?<!:):([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
@@ -80,11 +79,7 @@ def insert_missing(connection: Connection, table: Any, key: str, rows: list[dict
     if not rows:
         return 0
     if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         statement: Any = pg_insert(table).on_conflict_do_nothing(index_elements=[key])
     else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
         statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
     return int(connection.execute(statement, rows).rowcount)

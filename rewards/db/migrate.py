@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from rewards.settings import REPO_ROOT
@@ -29,14 +31,10 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision(url: str) -> str | None:
     """The newest revision in migrations/versions."""
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()

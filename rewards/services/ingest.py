@@ -179,19 +179,11 @@ def pull_stream(
                 _check_progress(report, cursor, page)
                 idle = spent.count(report, page, valid=fetched.valid)
                 next_cursor = page.next_cursor if page.next_cursor is not None else cursor
-                stop = None
-                if page.has_more and (max_pages is None or report.pages + 1 < max_pages):
-                    stop = spent.refusal(report.pages + 1)
-                    if stop is None:
-                        pending = pool.submit(fetch, next_cursor)
-                stored = StoredBatch(0, 0)
-                if page.records or not idle:  # quarantined records are kept, idle or not
-                    stored = _store(engine, stream, fetched, policy, cursor=next_cursor)
-                    report.cursor = next_cursor
-                if surges is not None and fetched.devices:
-                    report.alerts += watch_metadata_writes(
-                        engine, fetched.devices, surges, now=fetched.now
-                    )
+                more = page.has_more and (max_pages is None or report.pages + 1 < max_pages)
+                stop = spent.refusal(report.pages + 1) if more else None
+                if more and stop is None:
+                    pending = pool.submit(fetch, next_cursor)
+                stored = _take(engine, fetched, policy, report, idle, next_cursor, surges)
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
                 cursor = next_cursor
@@ -277,6 +269,27 @@ def _count(
     report.quarantined += len(fetched.rejected)
     report.retries = retries
     report.caught_up = not fetched.page.has_more
+
+
+def _take(
+    engine: Engine,
+    fetched: _Fetched,
+    policy: SeasonPolicy,
+    report: IngestReport,
+    idle: bool,
+    cursor: str | None,
+    surges: SurgePolicy | None,
+) -> StoredBatch:
+    """Store a page with the `cursor` after it and move the report's cursor there, then
+    watch its device records for a surge of metadata writes. A page without progress is
+    stored only for the records it brought to quarantine (those are kept, idle or not)."""
+    stored = StoredBatch(0, 0)
+    if fetched.page.records or not idle:
+        stored = _store(engine, report.stream, fetched, policy, cursor=cursor)
+        report.cursor = cursor
+    if surges is not None and fetched.devices:
+        report.alerts += watch_metadata_writes(engine, fetched.devices, surges, now=fetched.now)
+    return stored
 
 
 def _store(

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
+import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import orjson
 import polars as pl
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -166,10 +169,6 @@ class BackgroundServer:
     """Serve `app` with uvicorn on a thread of this process (demo and tests)."""
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
-        import uvicorn
-
         if port == 0:
             with socket.socket() as probe:
                 probe.bind((host, 0))
@@ -188,8 +187,6 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> BackgroundServer:
-        import time
-
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from rewards.api.auth import ROLES
 from rewards.api.deps import settings_of
 from rewards.api.dev_issuer import DEV_ISSUER, CodeRefused
+from rewards.api.verifier import dev_issuer
 from rewards.core import IDENTIFIER_PATTERN
 from rewards.settings import Settings
 from rewards.web.templates import render
@@ -111,8 +112,6 @@ def authorize(
     nonce: FormText = "",
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> RedirectResponse:
-    from rewards.api.verifier import dev_issuer
-
     settings = settings_of(request)
     _check_client(settings, client_id, redirect_uri)
     chosen = [r for r in roles or [] if r in ROLES]
@@ -138,8 +137,6 @@ def token(
     client_id: FormText,
     code_verifier: Annotated[str, Form(min_length=43, max_length=128)],
 ) -> JSONResponse:
-    from rewards.api.verifier import dev_issuer
-
     settings = settings_of(request)
     if grant_type != "authorization_code":
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)

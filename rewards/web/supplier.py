@@ -22,6 +22,10 @@ from rewards.core import (
     gap_words,
     grid_state,
 )
+from rewards.services.devices import owned_devices, owner_now
+from rewards.services.eligibility_view import supplier_standing
+from rewards.services.pages import device_timeline
+from rewards.services.snapshots import SnapshotError, label, list_snapshots, proof
 from rewards.web.session import SupplierPage
 from rewards.web.templates import render
 
@@ -34,8 +38,6 @@ def _view_rows(
     request: Request, policy: SeasonPolicy, owner: str, device_id: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The supplier's rows of the eligibility view, and as of when (None: not built yet)."""
-    from rewards.services.eligibility_view import supplier_standing
-
     standing = supplier_standing(
         request.app.state.engine, policy.season_id, owner, limit=10**9, device_id=device_id
     )
@@ -48,8 +50,6 @@ def _view_rows(
 @supplier_pages.get("", response_class=HTMLResponse)
 def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
     """My devices now, and the season's device x epoch grid."""
-    from rewards.services.devices import owned_devices
-
     owned = owned_devices(request.app.state.engine, who.subject, limit=500, after=None)
     rows, as_of = _view_rows(request, policy, who.subject)
     cells: dict[str, dict[int, str]] = defaultdict(dict)
@@ -86,9 +86,6 @@ def device(
     request: Request, device_id: DeviceId, who: SupplierPage, policy: PolicyDep
 ) -> HTMLResponse:
     """One of my devices: a timeline per epoch and each epoch and gap in words."""
-    from rewards.services.devices import owner_now
-    from rewards.services.pages import device_timeline
-
     engine = request.app.state.engine
     rows, as_of = _view_rows(request, policy, who.subject, device_id)
     if not rows and owner_now(engine, device_id) != who.subject:
@@ -126,8 +123,6 @@ def device(
 @supplier_pages.get("/rewards", response_class=HTMLResponse)
 def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
     """My payout in each published snapshot, with its Merkle proof to verify in the page."""
-    from rewards.services.snapshots import SnapshotError, label, list_snapshots, proof
-
     engine = request.app.state.engine
     payouts = []
     for snap in list_snapshots(engine, policy.season_id):

@@ -4,6 +4,7 @@ item 7; DESIGN 10). Real HTTP, real databases, a real JWKS on loopback."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -143,8 +144,6 @@ def test_readyz_says_when_migrations_are_behind_or_no_issuer_is_configured(
 
 
 def test_readyz_says_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]

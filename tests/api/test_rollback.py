@@ -17,6 +17,7 @@ from rewards.api.verifier import dev_issuer, make_verifier
 from rewards.db.engine import make_engine
 from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import resolve
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from tests.seeded import NOW, POLICY, ingested_copy
@@ -34,8 +35,6 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
             engine, POLICY, epochs=range(7), trigger="manual", triggered_by="t", reason="t",
             clock=lambda: NOW, lock_ttl=LOCK, force=force,
         )  # fmt: skip
-    from rewards.services.snapshots import resolve
-
     publish(engine, resolve(engine, "v2", "ignition-s2"), by="t", clock=lambda: NOW, lock_ttl=LOCK)
     settings: Settings = get_settings(
         dev_issuer_enabled=True, dev_issuer_key_file=tmp_path / "dev.pem", season="ignition-s2"

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from rewards.api.app import create_app
 from rewards.api.auth import AuthError, TokenVerifier
+from rewards.api.dev_issuer import DevIssuer
 from rewards.api.verifier import make_verifier
 from rewards.db.engine import make_engine
 from rewards.settings import get_settings
@@ -167,10 +169,6 @@ def test_the_lifetime_cap_is_a_setting(provider: TroubledProvider, tmp_path: Pat
 
 
 def test_the_dev_issuer_signs_no_subject_the_identifier_rule_refuses(tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from rewards.api.dev_issuer import DevIssuer
-
     issuer = DevIssuer(tmp_path / "dev.pem", AUDIENCE)
     for subject in ("a@example.org", "owner-1\n", "owner 1"):
         with pytest.raises(ValueError, match="subject"):

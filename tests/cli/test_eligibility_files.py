@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -236,8 +237,6 @@ def test_a_files_leap_second_or_year_outside_the_window_is_refused(
 
 
 def test_a_parquet_timestamp_outside_the_window_is_refused(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
     path = tmp_path / "hb.parquet"
     pl.DataFrame(
         {

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from rewards.core.merkle import Payout, leaf_hash
 from rewards.db.engine import make_engine
 from rewards.settings import REPO_ROOT
 from tests.processes import REWARDS, rewards
@@ -191,8 +192,6 @@ def test_publishing_an_older_version_is_refused_without_override_and_reason_and_
 def test_verify_proof_without_root_checks_the_published_root_not_the_files_own(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    from rewards.core.merkle import Payout, leaf_hash
-
     by = ("--by", "admin.example.org")
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", *by, env=env)
     ok("snapshot", "publish", "v1", *by, env=env)

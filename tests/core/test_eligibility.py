@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from rewards.core import (
+    DEVICES,
     IncidentScopeError,
     allocate,
     device_epochs,
@@ -316,8 +317,6 @@ def test_an_epoch_with_no_eligible_device_pays_nothing_and_says_so() -> None:
 
 
 def test_metadata_is_taken_as_of_each_epoch_start() -> None:
-    from rewards.core import DEVICES
-
     tiered = policy(tier_weights={"default": 1, "A100": 3, "H100": 5}, pool_per_epoch=800)
     history = pl.DataFrame(
         [

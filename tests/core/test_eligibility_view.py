@@ -22,7 +22,7 @@ from rewards.core.eligibility_view import (
     view_rows,
 )
 from rewards.core.frames import to_us
-from rewards.core.snapshots import OWNERS, snapshot_rows
+from rewards.core.snapshot_rows import OWNERS, snapshot_rows
 from tests.builders import at, concat, heartbeats, policy
 
 SEASON = policy()  # seven one-day epochs from 2024-04-20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 import polars as pl
 import pytest
@@ -10,22 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.core import device_epochs, online_intervals
+from rewards.core.canonical_export import canonical_csv, content_hash, reward_decimal
+from rewards.core.diffs import adjustments, diff_rows, diff_suppliers, summarize
+from rewards.core.epochs import closed_epochs
+from rewards.core.fingerprint import fingerprint
 from rewards.core.frames import TIME, from_us, to_us
-from rewards.core.merkle import merkle_proof, merkle_root, verify_proof
-from rewards.core.snapshots import (
+from rewards.core.merkle import merkle_proof, merkle_root, payout_leaves, verify_proof
+from rewards.core.snapshot_rows import (
     OWNERS,
-    adjustments,
-    canonical_csv,
-    content_hash,
-    diff_rows,
-    diff_suppliers,
     epoch_totals,
-    fingerprint,
     owners_at_epochs,
-    payout_leaves,
-    reward_decimal,
     snapshot_rows,
-    summarize,
     supplier_totals,
 )
 from tests.builders import at, concat, heartbeats, policy
@@ -328,10 +324,6 @@ def test_owners_at_epochs_match_a_plain_reference(spans: list[tuple[int, int]]) 
 
 
 def test_an_epoch_closes_on_the_feed_watermark_plus_settlement_not_on_the_clock_alone() -> None:
-    from datetime import timedelta
-
-    from rewards.core.snapshots import closed_epochs
-
     season = policy(end="2024-05-20T00:00:00Z")
     settle = 2 * 3600 * 1_000_000
     day = timedelta(days=1)

@@ -3,18 +3,27 @@ removed or added entry is found by `rewards audit verify` (both databases)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from rewards.db import audit
+from rewards.db import snapshots as store
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.migrate import upgrade
+from rewards.services.exports import export
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
+from rewards.services.snapshots import resolve
 from tests.processes import rewards
+from tests.seeded import LOCK, POLICY
+from tests.seeded import NOW as LATER
 
 NOW = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
 
@@ -112,8 +121,6 @@ def test_the_migration_chains_entries_written_before_it(databases, dialect: str)
 
 
 def test_rewards_audit_verify_exits_1_on_a_broken_chain(db_url: str, tmp_path: Path) -> None:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
     env["REWARDS_DATABASE_URL"] = db_url
     engine = make_engine(db_url)
@@ -130,9 +137,6 @@ def test_rewards_audit_verify_exits_1_on_a_broken_chain(db_url: str, tmp_path: P
 
 
 def _refused(engine: Engine, statement: str) -> None:
-    import pytest
-    import sqlalchemy.exc
-
     with pytest.raises(sqlalchemy.exc.DBAPIError), engine.begin() as connection:
         connection.execute(text(statement))
 
@@ -174,15 +178,6 @@ def lift_every_guard(engine: Engine) -> None:
 def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_recorded(
     ingested: Engine, tmp_path: Path
 ) -> None:
-    import os
-
-    from rewards.services.exports import export
-    from rewards.services.publication import publish
-    from rewards.services.snapshot_runs import run_snapshot
-    from rewards.services.snapshots import resolve
-    from tests.seeded import LOCK, POLICY
-    from tests.seeded import NOW as LATER
-
     with ingested.connect() as connection:
         before = connection.execute(text("SELECT entries FROM audit_head")).scalar_one()
     record(ingested, 2)
@@ -245,11 +240,6 @@ def test_a_snapshot_run_holds_the_appenders_lock_only_for_its_own_entry(
     """While a run bulk-writes a fleet's device-epochs, every other audited write (an admin
     confirming an incident, say) must still get through: on PostgreSQL the serving engine
     waits at most a few seconds for a lock."""
-    from rewards.db import snapshots as store
-    from rewards.services.snapshot_runs import run_snapshot
-    from tests.seeded import LOCK, POLICY
-    from tests.seeded import NOW as LATER
-
     writing, written = threading.Event(), threading.Event()
     original = store.insert
 

@@ -14,6 +14,7 @@ from rewards.core import online_intervals
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
 from rewards.services.heartbeats import store_heartbeats
+from rewards.services.intervals import apply_retention
 from tests.builders import at, concat, heartbeats, policy
 from tests.core.test_intervals import frame_of, record
 
@@ -106,8 +107,6 @@ def test_other_devices_intervals_are_left_alone(engine) -> None:  # type: ignore
 
 
 def test_retention_drops_old_raw_heartbeats_and_keeps_intervals(engine) -> None:  # type: ignore[no-untyped-def]
-    from rewards.services.intervals import apply_retention
-
     store(
         engine,
         heartbeats("gpu-1", start="2024-04-01T00:00Z", n=3),

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, text
 
+from jobs.snapshots import view_job
 from rewards.db.eligibility_views import CorruptView
 from rewards.services.eligibility_view import (
     KEEP_VIEWS,
@@ -20,6 +21,7 @@ from rewards.services.eligibility_view import (
 )
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import stored_rows
+from rewards.settings import get_settings
 from tests.seeded import NOW, POLICY, declare_forced_upgrade
 
 LOCK = timedelta(minutes=5)
@@ -136,9 +138,6 @@ def test_a_tampered_part_is_refused(ingested: Engine) -> None:
 
 
 def test_the_scheduled_job_rebuilds_only_when_something_changed(ingested: Engine) -> None:
-    from jobs.snapshots import view_job
-    from rewards.settings import get_settings
-
     moment = {"now": POLICY.start - timedelta(hours=1)}
     job = view_job(ingested, get_settings(), POLICY, clock=lambda: moment["now"])
     assert job() is None  # the season has not begun

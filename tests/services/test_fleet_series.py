@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import polars as pl
 from sqlalchemy import Engine
 
 from rewards.core.frames import to_us
 from rewards.core.outages import counts_from_tallies, fleet_online_counts, tallies
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import interval_tallies
+from rewards.db.incidents import versions_at
 from rewards.services.intervals import stored_intervals
+from tests.builders import incidents
 from tests.seeded import POLICY
 
 
@@ -36,11 +39,6 @@ def test_the_database_tallies_what_the_core_tallies(ingested: Engine) -> None:
 
 
 def test_one_devices_versions_are_the_fleets_for_that_device(ingested: Engine) -> None:
-    import polars as pl
-
-    from rewards.db.incidents import versions_at
-    from tests.builders import incidents
-
     scoped = incidents(
         {"id": "apr-25", "start": "2024-04-25T08:05:00Z", "end": "2024-04-25T09:00:00Z",
          "deadline": "48h", "scope": {"agent_version_below": "0.10"}},

@@ -8,8 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
+from jobs.snapshots import snapshot_job
 from rewards.core.frames import from_us, to_us
 from rewards.services.settlement import feed_watermark, settled_epochs
+from rewards.settings import get_settings
 from tests.seeded import POLICY
 
 SETTLEMENT = timedelta(hours=2)
@@ -24,9 +26,6 @@ def test_the_watermark_is_the_latest_observed_at_the_feed_has_delivered(ingested
 def test_a_feed_outage_does_not_close_epochs_though_the_wall_clock_moved_on(
     ingested: Engine,
 ) -> None:
-    from jobs.snapshots import snapshot_job
-    from rewards.settings import get_settings
-
     mark = feed_watermark(ingested)
     assert mark is not None
     day = timedelta(microseconds=POLICY.epoch_length_us)

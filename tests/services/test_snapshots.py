@@ -3,6 +3,7 @@ incident, diff and adjustments, immutability in the database, locking, export, p
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,14 +13,16 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
+from jobs.snapshots import snapshot_job
 from rewards.core import device_epochs
-from rewards.core.merkle import check_proof_document
-from rewards.core.snapshots import canonical_csv, content_hash, payout_leaves, snapshot_rows
+from rewards.core.canonical_export import canonical_csv, content_hash
+from rewards.core.merkle import check_proof_document, merkle_root, payout_leaves
+from rewards.core.snapshot_rows import snapshot_rows
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
 from rewards.services.exports import EXPORT_FILES, export, export_file, verify_export
-from rewards.services.publication import publish
+from rewards.services.publication import RollbackRefused, publish
 from rewards.services.runs import JobBusy, recent_runs
 from rewards.services.snapshot_runs import RunOutcome, Stages, freeze_inputs, run_snapshot
 from rewards.services.snapshots import (
@@ -31,6 +34,7 @@ from rewards.services.snapshots import (
     stored_rows,
     stored_suppliers,
 )
+from rewards.settings import get_settings
 from rewards.sim.server import UptimeSimulator
 from tests.core.test_merkle import readme_verifier
 from tests.seeded import NOW, POLICY, declare_forced_upgrade, ingested_copy
@@ -90,8 +94,6 @@ def test_a_run_records_its_identity_and_reconciles_to_the_pools(ingested: Engine
     assert forced.snapshot.content_hash == snap.content_hash
     assert forced.snapshot.input_fingerprint == snap.input_fingerprint
     # the leaves carry the version, so the roots differ exactly by it
-    from rewards.core.merkle import merkle_root
-
     assert forced.snapshot.merkle_root == merkle_root(payout_leaves(suppliers, snap.season, 2))
 
 
@@ -370,9 +372,6 @@ def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engi
 
 
 def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: Engine) -> None:
-    from jobs.snapshots import snapshot_job
-    from rewards.settings import get_settings
-
     settings = get_settings(snapshot_settlement_s=7200, job_lock_s=60)
     moment = {"now": datetime(2024, 4, 20, 23, 0, tzinfo=UTC)}
     job = snapshot_job(ingested, settings, POLICY, clock=lambda: moment["now"])
@@ -397,8 +396,6 @@ def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: En
 def test_publishing_an_older_version_over_a_newer_one_needs_a_reason_and_is_audited(
     ingested: Engine,
 ) -> None:
-    from rewards.services.publication import RollbackRefused
-
     v1 = run(ingested, reason="no incident declared").snapshot
     declare_forced_upgrade(ingested)
     v2 = run(ingested, reason="forced upgrade confirmed").snapshot
@@ -432,8 +429,6 @@ def test_publishing_an_older_version_over_a_newer_one_needs_a_reason_and_is_audi
         ("snapshot.publish", "finance@test", "ignition-s2-v2"),
         ("snapshot.rollback", "finance@test", "ignition-s2-v1"),
     ]
-    import json
-
     details = json.loads(actions[-1][3])
     assert details["reason"] == "v2 paid the wrong pool; finance ticket 17"
     assert details["supersedes"] == "ignition-s2-v2"

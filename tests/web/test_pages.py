@@ -18,7 +18,7 @@ from rewards.services.eligibility_view import supplier_standing
 from rewards.web.app import PAGE_ROUTERS
 from tests.api.loopback import stream_chunked
 from tests.seeded import POLICY
-from tests.web.conftest import Site, csrf_of, sign_in
+from tests.web.conftest import Site, csrf_of, serve_site, sign_in
 
 ROLES = ("supplier", "finance", "admin")
 
@@ -331,8 +331,6 @@ def test_page_writes_are_watched_for_surges_like_the_apis(
     site: Site, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """A burst of page writes raises a write-surge alert and blocks the actor."""
-    from tests.web.conftest import serve_site
-
     for surged in serve_site(
         site.engine, tmp_path_factory.mktemp("surge"), site.proposed, surge_min_writes=3
     ):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from itsdangerous import TimestampSigner
 from sqlalchemy import Engine
 
 from rewards.api.verifier import make_verifier
@@ -76,8 +77,6 @@ def test_a_session_cookie_without_a_server_side_session_is_no_session(
 ) -> None:
     """A cookie holding a valid token but no session id the server issued (one signed before
     sessions were stored, or forged with a stolen secret) does not open pages."""
-    from itsdangerous import TimestampSigner
-
     engine = make_engine(db_url, serving=True)
     with site_on(engine, tmp_path) as site:
         client = sign_in(site, "admin-1", "admin")

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Form, Header, HTTPException
 from fastapi.responses import RedirectResponse
+from jwt.algorithms import RSAAlgorithm
 
 from rewards.api.verifier import make_verifier
 from rewards.db.engine import make_engine
@@ -211,8 +216,6 @@ class ExternalProvider:
     ROLES_CLAIM = "https://rewards.example/roles"
 
     def __init__(self, subject: str, roles: list[str], secret: str) -> None:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.codes: dict[str, dict[str, str]] = {}
         self.subject, self.roles, self.secret = subject, roles, secret
@@ -233,10 +236,6 @@ class ExternalProvider:
 
         @app.get("/.well-known/jwks.json")
         def jwks() -> dict[str, object]:
-            import json
-
-            from jwt.algorithms import RSAAlgorithm
-
             public = json.loads(RSAAlgorithm.to_jwk(provider.key.public_key()))
             return {"keys": [{**public, "kid": "ext-1", "alg": "RS256", "use": "sig"}]}
 
@@ -263,10 +262,6 @@ class ExternalProvider:
             redirect_uri: Annotated[str, Form()],
             authorization: Annotated[str, Header()] = "",
         ) -> dict[str, object]:
-            import time
-
-            import jwt
-
             issued = provider.codes.pop(code, None)  # once
             basic = base64.b64encode(f"{issued and issued['client_id']}:{provider.secret}".encode())
             if issued is None or authorization != f"Basic {basic.decode()}":

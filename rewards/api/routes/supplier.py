@@ -25,6 +25,9 @@ from rewards.api.schemas import (
     RewardOut,
 )
 from rewards.core import IDENTIFIER_PATTERN
+from rewards.services.devices import owned_devices
+from rewards.services.eligibility_view import page_json, supplier_standing
+from rewards.services.snapshots import SnapshotError, proof, resolve
 
 supplier = APIRouter(prefix="/v1/supplier", tags=["supplier"])
 
@@ -37,8 +40,6 @@ def supplier_devices(
     after: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
 ) -> DevicePage:
     """Your devices now, by device_id; pass `next_after` as `after` for the next page."""
-    from rewards.services.devices import owned_devices
-
     rows = owned_devices(engine, who.subject, limit=limit, after=after)
     return DevicePage(
         devices=[
@@ -72,8 +73,6 @@ def supplier_eligibility(
     """Your device-epochs of the season so far (owner as of each epoch's start): what
     counted, eligible or not, and why in words; by device then epoch. Refreshed by a job
     every few minutes (`as_of` says when); a device that is not yours is simply absent."""
-    from rewards.services.eligibility_view import page_json, supplier_standing
-
     key = None
     if after is not None:
         device, _, number = after.rpartition("/")
@@ -101,8 +100,6 @@ def supplier_reward(
     ref: SnapshotRef, who: Supplier, engine: EngineDep, settings: SettingsDep
 ) -> RewardOut:
     """Your payout in a published (or superseded) snapshot, with its Merkle proof."""
-    from rewards.services.snapshots import SnapshotError, proof, resolve
-
     try:
         snap = resolve(engine, ref, settings.season)
         if snap.status == "draft":

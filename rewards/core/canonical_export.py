@@ -1,0 +1,62 @@
+"""A snapshot's canonical export (DESIGN 5): the same rows give the same bytes and hash.
+
+`canonical_csv` is the file finance receives (times as RFC 3339, cells neutralised against
+CSV injection as DESIGN 10 asks), `content_hash` its SHA-256 recorded in the snapshot, and
+`reward_decimal` the exact token amount beside each integer reward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from rewards.core.csv_cells import csv_bytes
+from rewards.core.frames import check_frame
+from rewards.core.snapshot_rows import SNAPSHOT_ROWS
+
+
+def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
+    """Snapshot rows as finance receives them: `reward_decimal` (the reward in tokens, an
+    exact decimal string) follows `reward`."""
+    check_frame(rows, SNAPSHOT_ROWS, "snapshot rows")
+    columns = list(SNAPSHOT_ROWS)
+    at = columns.index("reward") + 1
+    return rows.select(
+        *columns[:at], reward_decimal("reward", decimals).alias("reward_decimal"), *columns[at:]
+    )
+
+
+def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
+    """The canonical export of a snapshot: `export_rows` as CSV, times as RFC 3339 (Z),
+    cells that could start a formula neutralised (`csv_bytes`)."""
+    table = export_rows(rows, decimals)
+    # an epoch has one start: format each once, not once per device
+    starts = table.select("epoch", "epoch_start").unique("epoch")
+    text = starts.select(
+        "epoch", pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("_start")
+    )
+    table = (
+        table.join(text, on="epoch", how="left", maintain_order="left")
+        .with_columns(pl.col("_start").alias("epoch_start"))
+        .drop("_start")
+    )
+    return csv_bytes(table)
+
+
+def content_hash(data: bytes) -> str:
+    """Hex SHA-256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def reward_decimal(column: str, decimals: int) -> pl.Expr:
+    """Base units as an exact decimal string with `decimals` places (e.g. 1234567 -> 1.234567)."""
+    units = pl.col(column)
+    if decimals == 0:
+        return units.cast(pl.String)
+    scale = 10**decimals
+    sign = pl.when(units < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    magnitude = units.abs()
+    whole = (magnitude // scale).cast(pl.String)
+    fraction = (magnitude % scale).cast(pl.String).str.zfill(decimals)
+    return pl.concat_str(sign, whole, pl.lit("."), fraction)
