@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rewards.services.records import SnapshotRecord as Snapshot
+from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import Diff, label
 
 
-def print_snapshot(snap: Snapshot, console: Console) -> None:
+def print_snapshot(snap: SnapshotRecord, console: Console) -> None:
     """Everything a snapshot records, one field per line."""
     fields = {
         "snapshot": label(snap),

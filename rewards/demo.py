@@ -32,7 +32,7 @@ from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_heartbeat_count, stored_intervals
 from rewards.services.publication import publish
-from rewards.services.records import SnapshotRecord as Snapshot
+from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.snapshot_runs import Stages, run_snapshot
 from rewards.services.snapshots import Diff, diff, label, proof, stored_rows, stored_suppliers
@@ -218,7 +218,7 @@ def _snapshot_story(
     everything = range(policy.epoch_count)
     lock = timedelta(minutes=10)
 
-    def snapshot(reason: str, by: str) -> Snapshot:
+    def snapshot(reason: str, by: str) -> SnapshotRecord:
         stages = Stages()
         with console.status(f"snapshot: {reason} ...") as status:
             stages.on_stage = lambda name: status.update(f"snapshot ({reason}): {name} ...")
@@ -267,7 +267,7 @@ def _snapshot_story(
 
 
 def _eligibility_table(
-    engine: Engine, policy: SeasonPolicy, v1: Snapshot, v2: Snapshot, console: Console
+    engine: Engine, policy: SeasonPolicy, v1: SnapshotRecord, v2: SnapshotRecord, console: Console
 ) -> None:
     everything = range(policy.epoch_count)
     rows = {s.version: stored_rows(engine, s) for s in (v1, v2)}
@@ -287,7 +287,7 @@ def _eligibility_table(
 
 def _publish_export_prove(
     engine: Engine,
-    v2: Snapshot,
+    v2: SnapshotRecord,
     changes: Diff,
     workdir: Path,
     console: Console,
