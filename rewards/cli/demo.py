@@ -1,4 +1,5 @@
 """`rewards demo`: the April 2024 story end to end on an embedded SQLite database.
+A top-level command, registered on the root app in rewards/cli/__init__.py.
 
 The demo, uvicorn and the web pages are imported inside the command, so that
 `rewards --help` starts fast."""

@@ -1,4 +1,5 @@
 """`rewards ingest`: pull devices and heartbeats from the uptime API once, until caught up.
+A top-level command, registered on the root app in rewards/cli/__init__.py.
 
 The ingest job and its services are imported inside the command, so that `rewards --help`
 starts fast."""

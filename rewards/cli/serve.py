@@ -1,5 +1,6 @@
 """Long-running processes and what goes with them: `rewards api`, `serve` and `scheduler`,
-the job runs they record (`runs`), and development tokens for the API (`dev-token`).
+the job runs they record (`runs`), and development tokens for the API (`dev-token`): top-level
+commands, registered on the root app in rewards/cli/__init__.py.
 
 uvicorn, the API, the web pages and the scheduler are imported inside each command, so that
 `rewards --help` and the other commands never load them."""
