@@ -1,0 +1,85 @@
+"""What every command shares: the two consoles, `fail`, the `Shell` of settings and season
+policy, the clock, and the `--by` actor option.
+
+The database and season services are imported inside the helpers that use them, so that
+`rewards --help` starts without loading them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from rewards.core import PolicyError, SeasonPolicy
+from rewards.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@dataclass
+class Shell:
+    settings: Settings
+    policy: SeasonPolicy
+
+    def engine(self, *, serving: bool = False) -> Engine:
+        """The configured database, reachable and migrated, or a message and exit."""
+        from rewards.services.database import DatabaseNotReady, open_database
+
+        try:
+            return open_database(self.settings.sqlalchemy_url, serving=serving)
+        except DatabaseNotReady as exc:
+            fail(str(exc))
+
+
+def shell() -> Shell:
+    from rewards.seasons import load_policy
+
+    try:
+        settings = get_settings()
+        return Shell(settings, load_policy(settings.season_file))
+    except (SettingsError, PolicyError) as exc:
+        fail(str(exc))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _season_shell(season: str | None) -> Shell:
+    from rewards.seasons import load_policy
+
+    sh = shell()
+    if season is None or season == sh.policy.season_id:
+        return sh
+    path = sh.settings.season_file.with_name(f"{season}.toml")
+    try:
+        return Shell(sh.settings, load_policy(path))
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+def _actor(value: str) -> str:
+    """An actor is an identifier (DESIGN 10), so two look-alike names are never two people."""
+    from rewards.core import identifier_problem
+
+    if problem := identifier_problem(value):
+        fail(f"--by {value!r}: an actor {problem}")
+    return value
+
+
+Actor = Annotated[
+    str,
+    typer.Option("--by", callback=_actor, help="Who is deciding (recorded in the audit log)."),
+]

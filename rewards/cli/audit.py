@@ -1,0 +1,25 @@
+"""`rewards audit`: the append-only, hash-chained audit log.
+
+The audit log's service is imported inside the command, so that `rewards --help`
+starts fast."""
+
+from __future__ import annotations
+
+import typer
+
+from rewards.cli._shell import err, out, shell
+
+audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first entries that break it."""
+    from rewards.services.audit_log import verify_audit_log
+
+    report = verify_audit_log(shell().engine())
+    for problem in report.problems:
+        err.print(f"[bold red]broken:[/] {problem}", highlight=False)
+    if not report.intact:
+        raise typer.Exit(1)
+    out.print(f"audit log intact: {report.entries:,} entries, chain and head agree")

@@ -1,0 +1,112 @@
+"""`rewards eligibility`: device-epoch eligibility from files, and the view the API answers
+suppliers from.
+
+The eligibility services are imported inside each command, so that `rewards --help` starts
+fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from rewards.cli._shell import _season_shell, err, fail, out, utc_now
+from rewards.core import PolicyError
+from rewards.settings import SettingsError, get_settings
+
+eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
+
+
+@eligibility_app.command("compute")
+def eligibility_compute(
+    season: Annotated[Path, typer.Option(help="Season policy TOML file.")],
+    heartbeats: Annotated[Path, typer.Option(help="Heartbeats: .parquet, .csv or .ndjson.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Results: .parquet or .csv.")],
+    incidents: Annotated[Path | None, typer.Option(help="Incidents JSON list.")] = None,
+    devices: Annotated[
+        Path | None,
+        typer.Option(help="Devices: device_id, gpu_model, suspended[, valid_from, valid_to]."),
+    ] = None,
+) -> None:
+    """Compute device-epoch eligibility and rewards from files, without a database."""
+    from rewards.inputs import InputError
+    from rewards.seasons import load_policy
+    from rewards.services.eligibility import compute_from_files, write_results
+
+    if out_file.suffix not in (".parquet", ".csv"):
+        fail(f"--out {out_file}: expected a .parquet or .csv file")
+    try:
+        years = get_settings().timestamp_years  # the files' times obey the engine's window
+        policy = load_policy(season)
+        results, payouts = compute_from_files(
+            policy, heartbeats=heartbeats, incidents=incidents, devices=devices, years=years
+        )
+        write_results(results, out_file)
+    except (InputError, PolicyError, SettingsError) as exc:
+        fail(str(exc))
+    eligible = int(results.get_column("eligible").sum())
+    out.print(
+        f"wrote {results.height:,} device-epoch rows to {out_file}: {eligible:,} eligible, "
+        f"{int(payouts.get_column('paid').sum()):,} base units paid"
+    )
+    notes = payouts.filter(pl.col("note").is_not_null()).select("epoch", "note").rows()
+    for first, last, note in _runs_of_notes(notes):
+        where = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        err.print(f"{where}: {note}")
+
+
+@eligibility_app.command("refresh")
+def eligibility_refresh(
+    season: Annotated[str | None, typer.Option(help="Season ID (default: configured).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even if nothing changed.")
+    ] = False,
+) -> None:
+    """Rebuild the eligibility view the API answers suppliers from (the scheduler does this
+    every `eligibility_view_every_s`)."""
+    from rewards.services.eligibility_view import ViewError, refresh_view
+    from rewards.services.runs import JobBusy
+    from rewards.services.snapshot_runs import Stages
+
+    sh = _season_shell(season)
+    stages = Stages(
+        on_stage=lambda name: err.print(f"eligibility view: {name} ...", highlight=False)
+    )
+    try:
+        outcome = refresh_view(
+            sh.engine(),
+            sh.policy,
+            trigger="manual",
+            clock=utc_now,
+            lock_ttl=sh.settings.job_lock,
+            force=force,
+            stages=stages,
+        )
+    except JobBusy as busy:
+        fail(str(busy), 3)
+    except ViewError as exc:
+        fail(str(exc))
+    view = outcome.view
+    if not outcome.created:
+        out.print(f"inputs unchanged since the view as of {view.as_of:%Y-%m-%d %H:%M}Z: kept it")
+        return
+    out.print(
+        f"eligibility view as of {view.as_of:%Y-%m-%d %H:%M}Z: {view.rows:,} device-epochs "
+        f"over {view.epochs} epochs, one document per supplier ({view.owners:,})",
+        highlight=False,
+    )
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in stages.seconds.items())
+    err.print(f"took {timings}", highlight=False)
+
+
+def _runs_of_notes(notes: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """Consecutive epochs with the same note, as (first, last, note)."""
+    runs: list[tuple[int, int, str]] = []
+    for epoch, note in notes:
+        if runs and runs[-1][2] == note and runs[-1][1] == epoch - 1:
+            runs[-1] = (runs[-1][0], epoch, note)
+        else:
+            runs.append((epoch, epoch, note))
+    return runs

@@ -1,0 +1,116 @@
+"""`rewards sim`: serve the simulated uptime API over HTTP, or dump what it delivers.
+
+uvicorn and the simulator are imported inside each command, so that `rewards --help` starts
+fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rewards.cli._shell import err, fail, out, shell
+
+if TYPE_CHECKING:
+    from rewards.sim.fleet import FleetSpec
+
+sim_app = typer.Typer(no_args_is_help=True, help="The uptime API simulator.")
+
+
+def _spec(
+    seed: int, devices: int, days: int, scenario: str, period: int, bad_rate: float = 0.0
+) -> FleetSpec:
+    from rewards.sim.fleet import FleetSpec
+
+    try:
+        return FleetSpec(
+            seed=seed,
+            devices=devices,
+            days=days,
+            scenario=scenario,
+            heartbeat_period_s=period,
+            bad_record_rate=bad_rate,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+Seed = Annotated[int, typer.Option(help="Random seed; equal arguments give equal fleets.")]
+Devices = Annotated[int, typer.Option(min=1, help="Number of devices.")]
+Days = Annotated[int, typer.Option(min=1, help="Simulated days from 2024-04-20T00:00Z.")]
+Scenario = Annotated[str, typer.Option(help="steady or april-2024.")]
+Period = Annotated[int, typer.Option(min=1, help="Heartbeat period in seconds.")]
+BadRate = Annotated[float, typer.Option(min=0, max=1, help="Share of malformed records.")]
+
+
+@sim_app.command("serve")
+def sim_serve(
+    seed: Seed = 1,
+    devices: Devices = 200,
+    days: Days = 7,
+    scenario: Scenario = "april-2024",
+    period: Period = 60,
+    bad_rate: BadRate = 0.0,
+    host: str = "127.0.0.1",
+    port: int = 8600,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Service token to require (default: REWARDS_UPTIME_API_TOKEN)."),
+    ] = None,
+    error_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    throttle_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    retry_after: Annotated[int, typer.Option(min=0)] = 1,
+    slow_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    truncate_rate: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    fault_seed: int = 0,
+) -> None:
+    """Serve a simulated uptime API over HTTP until interrupted."""
+    import uvicorn
+
+    from rewards.sim.server import Faults, UptimeSimulator, create_sim_app
+
+    secret = token or shell().settings.uptime_api_token.get_secret_value()
+    if not secret:
+        fail("the simulator needs a service token: --token or REWARDS_UPTIME_API_TOKEN")
+    faults = Faults(
+        error_rate=error_rate,
+        throttle_rate=throttle_rate,
+        retry_after_s=retry_after,
+        slow_rate=slow_rate,
+        truncate_rate=truncate_rate,
+        seed=fault_seed,
+    )
+    spec = _spec(seed, devices, days, scenario, period, bad_rate)
+    err.print(f"simulating {devices} devices over {days} days ({scenario}) ...")
+    simulator = UptimeSimulator(spec, token=secret, faults=faults)
+    err.print(
+        f"serving {simulator.heartbeats.height:,} heartbeat deliveries and "
+        f"{simulator.devices.height:,} device records on http://{host}:{port}"
+    )
+    uvicorn.run(
+        create_sim_app(simulator), host=host, port=port, log_level="warning", access_log=False
+    )
+
+
+@sim_app.command("dump")
+def sim_dump(
+    out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    seed: Seed = 1,
+    devices: Devices = 200,
+    days: Days = 7,
+    scenario: Scenario = "april-2024",
+    period: Period = 60,
+    bad_rate: BadRate = 0.0,
+) -> None:
+    """Write the heartbeats `sim serve` with the same arguments delivers, deduplicated."""
+    from rewards.services.files import write_parquet
+    from rewards.sim.fleet import delivered_heartbeats, delivery_log
+
+    if out_file.suffix != ".parquet":
+        fail(f"--out {out_file}: expected a .parquet file")
+    truth = delivered_heartbeats(
+        delivery_log(_spec(seed, devices, days, scenario, period, bad_rate))
+    )
+    write_parquet(truth, out_file)
+    out.print(f"wrote {truth.height:,} heartbeats to {out_file}")

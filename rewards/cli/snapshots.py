@@ -1,0 +1,323 @@
+"""`rewards snapshot`: run, list, show, publish, diff, settle, export and prove reward
+snapshots.
+
+The snapshot services are imported inside each command, so that `rewards --help` starts
+fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import polars as pl
+import typer
+
+from rewards.cli._shell import _actor, _season_shell, err, fail, out, shell, utc_now
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from rewards.services.records import SnapshotRecord
+
+snapshot_app = typer.Typer(
+    no_args_is_help=True, help="Reward snapshots: run, publish, diff, export, prove."
+)
+
+
+SnapshotRef = Annotated[
+    str, typer.Argument(help="SEASON-vN, or vN / N of the configured season.", show_default=False)
+]
+
+
+def _snapshot(engine: Engine, ref: str, season: str) -> SnapshotRecord:
+    from rewards.services.snapshots import resolve
+
+    return resolve(engine, ref, season)
+
+
+@snapshot_app.command("run")
+def snapshot_run(
+    by: Annotated[str, typer.Option("--by", callback=_actor, help="Who is running it (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded), e.g. 'incident confirmed'.")],
+    season: Annotated[str | None, typer.Option(help="Season ID (default: configured).")] = None,
+    epochs: Annotated[
+        str | None,
+        typer.Option(help="A:B, both included (default: every epoch closed and settled)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make a new version even if nothing changed.")
+    ] = False,
+) -> None:
+    """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
+    from rewards.console import print_snapshot
+    from rewards.services.snapshot_runs import Stages, run_now
+    from rewards.services.snapshots import label
+
+    sh = _season_shell(season)
+    stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
+    outcome = run_now(
+        sh.engine(),
+        sh.policy,
+        by=by,
+        reason=reason,
+        epochs=epochs,
+        settlement=sh.settings.settlement,
+        lock_ttl=sh.settings.job_lock,
+        clock=utc_now,
+        force=force,
+        stages=stages,
+    )
+    snap = outcome.snapshot
+    if not outcome.created:
+        out.print(
+            f"inputs, policy and code unchanged since {label(snap)} ({snap.status}): "
+            "no new version (use --force to make one anyway)",
+            highlight=False,
+        )
+        return
+    print_snapshot(snap, out)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in stages.seconds.items())
+    err.print(f"took {timings}", highlight=False)
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    season: Annotated[str | None, typer.Option(help="Only this season.")] = None,
+) -> None:
+    """Snapshots, newest first: version, status, epochs, totals, root."""
+    from rewards.services.snapshots import label, list_snapshots
+
+    headers = ("snapshot", "status", "epochs", "created", "paid", "suppliers", "merkle_root")
+    typer.echo("\t".join(headers))
+    for snap in list_snapshots(shell().engine(), season):
+        row = (
+            label(snap),
+            snap.status,
+            f"{snap.epoch_first}-{snap.epoch_last}",
+            f"{snap.created_at:%F %T}",
+            str(snap.total_paid),
+            str(snap.suppliers),
+            snap.merkle_root,
+        )
+        typer.echo("\t".join(row))
+
+
+@snapshot_app.command("show")
+def snapshot_show(ref: SnapshotRef) -> None:
+    """Everything a snapshot records."""
+    from rewards.console import print_snapshot
+
+    sh = shell()
+    print_snapshot(_snapshot(sh.engine(), ref, sh.policy.season_id), out)
+
+
+@snapshot_app.command("publish")
+def snapshot_publish(
+    ref: SnapshotRef,
+    by: Annotated[str, typer.Option("--by", callback=_actor, help="Who publishes (audit log).")],
+    override_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--override-rollback",
+            help="Publish a version older than the published one (a rollback; needs --reason).",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the rollback (recorded in the audit log).")
+    ] = None,
+) -> None:
+    """Make a draft the season's published snapshot; the previous one becomes superseded.
+
+    Publishing a version older than the published one rolls the season back (DESIGN 9): it
+    prints what moves and is refused unless --override-rollback and --reason are given."""
+    from rewards.console import print_diff
+    from rewards.services.publication import preview, publish_ref
+    from rewards.services.snapshots import label
+
+    if override_rollback and not (reason or "").strip():
+        fail("--override-rollback needs --reason: say why the season goes back")
+    if reason is not None and not override_rollback:
+        fail("--reason is recorded only with --override-rollback")
+    sh = shell()
+    engine = sh.engine()
+    season = sh.policy.season_id
+    shown = preview(engine, ref, season)
+    snap = shown.snapshot
+    if shown.rollback and shown.current is not None and shown.moves is not None:
+        out.print(
+            f"rollback: publishing {label(snap)} replaces the newer published "
+            f"{label(shown.current)}; what moves:",
+            highlight=False,
+        )
+        print_diff(shown.moves, out)
+        if not override_rollback:
+            fail(
+                f"{label(snap)} is older than the published {label(shown.current)}: refusing "
+                "to roll back without --override-rollback --reason TEXT",
+                1,
+            )
+    done = publish_ref(
+        engine,
+        ref,
+        season,
+        by=by,
+        clock=utc_now,
+        lock_ttl=sh.settings.job_lock,
+        rollback_reason=reason if override_rollback else None,
+    )
+    previous = done.superseded
+    tail = f"; {label(previous)} is now superseded" if previous else ""
+    out.print(f"{label(snap)} published (merkle root {snap.merkle_root}){tail}", highlight=False)
+
+
+@snapshot_app.command("diff")
+def snapshot_diff(
+    before: SnapshotRef,
+    after: SnapshotRef,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the full tables (CSV and Parquet) here."),
+    ] = None,
+) -> None:
+    """What changed between two snapshots: device-epochs and suppliers, base units moved."""
+    from rewards.console import print_diff
+    from rewards.services.exports import write_diff
+    from rewards.services.snapshots import compare
+
+    sh = shell()
+    result = compare(sh.engine(), before, after, sh.policy.season_id)
+    print_diff(result, out)
+    if out_dir:
+        write_diff(result, out_dir)
+        out.print(f"wrote the full diff to {out_dir}", highlight=False)
+
+
+@snapshot_app.command("adjustments")
+def snapshot_adjustments(
+    paid: Annotated[str, typer.Argument(help="The published snapshot that was paid.")],
+    due: Annotated[str, typer.Argument(help="The published snapshot that replaces it.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for CSV and Parquet.")],
+) -> None:
+    """Per supplier, what is owed (positive) or was overpaid (negative) when DUE replaces PAID."""
+    from rewards.services.exports import write_adjustments
+    from rewards.services.snapshots import resolve, settlement, token_decimals
+
+    sh = shell()
+    engine = sh.engine()
+    season = sh.policy.season_id
+    table = settlement(engine, paid, due, season)
+    write_adjustments(table, token_decimals(resolve(engine, due, season)), out_dir)
+    owed = table.filter(pl.col("adjustment") > 0)
+    overpaid = table.filter(pl.col("adjustment") < 0)
+    out.print(
+        f"{owed.height:,} suppliers are owed {int(owed['adjustment'].sum()):,} base units, "
+        f"{overpaid.height:,} were overpaid {-int(overpaid['adjustment'].sum()):,}; "
+        f"wrote {out_dir}/adjustments.csv and .parquet",
+        highlight=False,
+    )
+
+
+@snapshot_app.command("export")
+def snapshot_export(
+    ref: SnapshotRef,
+    out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the export.")],
+) -> None:
+    """Finance export: rewards per supplier and per device-epoch (CSV, Parquet), manifest."""
+    from rewards.services.exports import export
+    from rewards.services.snapshots import label
+
+    sh = shell()
+    engine = sh.engine()
+    snap = _snapshot(engine, ref, sh.policy.season_id)
+    err.print(f"exporting {ref} to {out_dir} ...", highlight=False)
+    manifest = export(engine, snap, out_dir)
+    out.print(
+        f"exported {label(snap)} ({snap.status}) to {out_dir}: "
+        f"{manifest['rows']['device_epochs']:,} device-epochs, "
+        f"{manifest['rows']['suppliers']:,} suppliers, {manifest['totals']['paid']:,} base units",
+        highlight=False,
+    )
+
+
+@snapshot_app.command("verify-export")
+def snapshot_verify_export(directory: Path) -> None:
+    """Check an export against its manifest.json: hashes, totals, Merkle root."""
+    from rewards.services.exports import verify_export
+
+    problems = verify_export(directory)
+    for problem in problems:
+        err.print(f"[bold red]mismatch:[/] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"{directory}: every file, total and the Merkle root match the manifest")
+
+
+@snapshot_app.command("proof")
+def snapshot_proof(
+    ref: SnapshotRef,
+    supplier: Annotated[str, typer.Option(help="The supplier's owner_id.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the JSON here.")] = None,
+) -> None:
+    """A supplier's Merkle proof (JSON): leaf, sibling path and root."""
+    from rewards.services.files import write_atomically
+    from rewards.services.snapshots import proof
+
+    sh = shell()
+    engine = sh.engine()
+    document = proof(engine, _snapshot(engine, ref, sh.policy.season_id), supplier)
+    body = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out_file:
+        write_atomically(out_file, lambda p: _write_text(p, body))
+        out.print(f"wrote the proof for {supplier} to {out_file}", highlight=False)
+    else:
+        typer.echo(body, nl=False)
+
+
+def _write_text(path: Path, body: str) -> None:
+    path.write_text(body, encoding="utf-8")
+
+
+@snapshot_app.command("verify-proof")
+def snapshot_verify_proof(
+    proof_file: Path,
+    root: Annotated[
+        str | None,
+        typer.Option(help="The published root to check against (default: the engine's)."),
+    ] = None,
+) -> None:
+    """Check a proof file: its leaf must hash up to the published root (exit 1 when it does
+    not). Without --root the root comes from the engine's database, never from the file
+    (a forged file carries a root that fits it); it says which root it checked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rewards.core import check_proof_document
+    from rewards.services.snapshots import SnapshotError, label, root_of_record
+
+    try:
+        document = json.loads(proof_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"{proof_file}: {exc}")
+    if not isinstance(document, dict):
+        fail(f"{proof_file}: not a proof document (a JSON object with leaf, proof, root)")
+    if root is not None:
+        source = "given with --root"
+    else:
+        try:
+            snap = root_of_record(shell().engine(), document.get("leaf"))
+        except (SnapshotError, SQLAlchemyError) as exc:
+            reason = exc if isinstance(exc, SnapshotError) else "the database is unreachable"
+            fail(
+                f"no --root given and no published root to check against: {reason}; pass "
+                "--root HEX from the published manifest (the root inside the file proves "
+                "nothing)"
+            )
+        root = snap.merkle_root
+        source = f"of {label(snap)} ({snap.status}) from the engine's database"
+    checked = f"checked against root {root} {source}"
+    if not check_proof_document(document, root):
+        err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
+        err.print(checked, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"valid: {document['leaf']} is in the tree with root {root}", highlight=False)
+    out.print(checked, highlight=False)
