@@ -51,23 +51,26 @@ def snapshot_run(
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
-    from rewards.services.snapshot_runs import Stages, run_now
+    from rewards.services.snapshot_runs import BadEpochs, Stages, run_now
     from rewards.services.snapshots import label
 
     sh = _season_shell(season)
     stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
-    outcome = run_now(
-        sh.engine(),
-        sh.policy,
-        by=by,
-        reason=reason,
-        epochs=epochs,
-        settlement=sh.settings.settlement,
-        lock_ttl=sh.settings.job_lock,
-        clock=utc_now,
-        force=force,
-        stages=stages,
-    )
+    try:
+        outcome = run_now(
+            sh.engine(),
+            sh.policy,
+            by=by,
+            reason=reason,
+            epochs=epochs,
+            settlement=sh.settings.settlement,
+            lock_ttl=sh.settings.job_lock,
+            clock=utc_now,
+            force=force,
+            stages=stages,
+        )
+    except BadEpochs as exc:  # the one refusal that names the option it came from
+        fail(f"--epochs {exc}")
     snap = outcome.snapshot
     if not outcome.created:
         out.print(

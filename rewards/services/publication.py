@@ -67,7 +67,9 @@ def preview(engine: Engine, ref: str, season: str) -> Preview:
     """The use case "what would publishing `ref` do" (SnapshotConflict unless a draft)."""
     snapshot = resolve(engine, ref, season)
     if snapshot.status != "draft":
-        raise SnapshotConflict(f"{label(snapshot)} is {snapshot.status}; only drafts are published")
+        raise SnapshotConflict(
+            f"{label(snapshot)} is {snapshot.status}: only a draft can be published"
+        )
     with unit_of_work(engine) as session:
         found = store.published(session, snapshot.season)
         current = record(found) if found is not None else None

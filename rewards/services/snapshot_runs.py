@@ -134,6 +134,10 @@ class Stages:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
+class BadEpochs(SnapshotError):
+    """The epochs asked for are not a range of the season's epochs."""
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     snapshot: SnapshotRecord
@@ -169,7 +173,7 @@ def run_now(
         try:
             chosen = parse_epoch_range(epochs, policy.epoch_count)
         except ValueError as exc:
-            raise SnapshotError(f"epochs: {exc}") from None
+            raise BadEpochs(str(exc)) from None
     else:
         chosen = settled_epochs(engine, policy, now=clock(), settlement=settlement)
     return run_snapshot(

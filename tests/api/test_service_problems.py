@@ -19,10 +19,12 @@ from rewards.services.incidents import (
 )
 from rewards.services.publication import RollbackRefused
 from rewards.services.runs import JobBusy
+from rewards.services.snapshot_runs import BadEpochs
 from rewards.services.snapshots import SnapshotConflict, SnapshotError, SnapshotNotFound
 
 EXPECTED: list[tuple[ServiceError, int, str]] = [
     (SnapshotError("no epoch to snapshot yet"), 422, "invalid-request"),
+    (BadEpochs("'5:2': A must not exceed B"), 422, "invalid-request"),
     (SnapshotNotFound("no snapshot s-v9"), 404, "not-found"),
     (SnapshotConflict("s-v1 is published: only a draft can be published"), 409, "conflict"),
     (RollbackRefused("s-v1 is older than the published s-v2"), 409, "rollback-refused"),
