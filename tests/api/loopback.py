@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,17 @@ from rewards.sim.server import BackgroundServer
 
 PROBLEM = "application/problem+json"
 CHUNK = b"x" * 65_536
+
+
+def inside_one_rate_window(margin_s: float = 15.0, window_s: int = 60) -> None:
+    """Wait, if need be, until at least `margin_s` are left of the rate limiter's current
+    window. Its windows are aligned to the wall clock, and its sliding-window counter
+    weights the previous window's count, so a burst straddling a window's edge lets one
+    more request through than the limit. A test that counts refusals must stay inside
+    one window; it failed about once in ten full runs before this wait."""
+    left = window_s - time.time() % window_s
+    if left < margin_s:
+        time.sleep(left + 0.05)
 
 
 @dataclass

@@ -16,7 +16,13 @@ from sqlalchemy import Engine
 
 from rewards.api.problems import TYPES
 from rewards.db.engine import make_engine
-from tests.api.loopback import PROBLEM, Served, served_api, stream_chunked
+from tests.api.loopback import (
+    PROBLEM,
+    Served,
+    inside_one_rate_window,
+    served_api,
+    stream_chunked,
+)
 
 INCIDENT = {
     "id": "edge-1",
@@ -164,6 +170,7 @@ def test_rotating_x_forwarded_for_does_not_escape_the_address_limit(
     sqlite_engine: Engine, tmp_path: Path
 ) -> None:
     with served_api(sqlite_engine, tmp_path, rate_limit_per_ip="5/minute") as api:
+        inside_one_rate_window()
         statuses = [
             api.call("GET", "/healthz", headers={
                 "X-Forwarded-For": f"203.0.113.{i}", "Forwarded": f"for=198.51.100.{i}"
@@ -179,6 +186,7 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(
     with served_api(
         sqlite_engine, tmp_path, rate_limit_per_ip="2/minute", trusted_proxies=["127.0.0.0/8"]
     ) as api:
+        inside_one_rate_window()
 
         def status(**headers: str) -> int:
             return api.call("GET", "/healthz", headers=headers).status_code
@@ -199,6 +207,7 @@ def test_behind_a_proxy_that_writes_x_forwarded_for_a_client_sent_forwarded_is_i
     with served_api(
         sqlite_engine, tmp_path, rate_limit_per_ip="3/minute", trusted_proxies=["127.0.0.0/8"]
     ) as api:
+        inside_one_rate_window()
         statuses = [
             api.call("GET", "/healthz", headers={
                 "X-Forwarded-For": "203.0.113.7", "Forwarded": f"for=198.51.100.{i}"
@@ -215,6 +224,7 @@ def test_behind_a_proxy_that_writes_forwarded_a_client_sent_x_forwarded_for_is_i
         sqlite_engine, tmp_path, rate_limit_per_ip="2/minute", trusted_proxies=["127.0.0.0/8"],
         trusted_proxy_header="forwarded",
     ) as api:  # fmt: skip
+        inside_one_rate_window()
 
         def status(**headers: str) -> int:
             return api.call("GET", "/healthz", headers=headers).status_code
