@@ -138,7 +138,9 @@ def test_a_run_past_its_deadline_fails_with_the_cursor_at_the_last_committed_pag
 
 
 def test_a_slow_page_never_lets_a_second_runner_take_the_job(engine: Engine) -> None:
-    app, _ = hostile_app(lambda r, n: slow(page(heartbeat(), next_cursor="1"), 2.5))
+    # the lease lasts 2 s and is renewed every third of it; the page takes 5 s. (With a
+    # 1 s lease a loaded 2-core machine starved the renewing thread past the lease once.)
+    app, _ = hostile_app(lambda r, n: slow(page(heartbeat(), next_cursor="1"), 5.0))
     outcome: dict[str, object] = {}
 
     def first() -> None:
@@ -149,14 +151,14 @@ def test_a_slow_page_never_lets_a_second_runner_take_the_job(engine: Engine) -> 
                 job_id="ingest-heartbeats",
                 trigger="test",
                 clock=lambda: datetime.now(UTC),
-                ttl=timedelta(seconds=1),
+                ttl=timedelta(seconds=2),
             ),
         ):
             outcome["report"] = pull(engine, server.url, IngestLimits())
 
     runner = threading.Thread(target=first)
     runner.start()
-    time.sleep(1.8)  # the page is still in flight, and the first ttl long past
+    time.sleep(3.5)  # the page is still in flight, and the first ttl long past
     with (
         pytest.raises(JobBusy, match="already running"),
         exclusive_run(
@@ -164,7 +166,7 @@ def test_a_slow_page_never_lets_a_second_runner_take_the_job(engine: Engine) -> 
             job_id="ingest-heartbeats",
             trigger="test",
             clock=lambda: datetime.now(UTC),
-            ttl=timedelta(seconds=1),
+            ttl=timedelta(seconds=2),
         ),
     ):
         pass
