@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
+from rewards.services.archive import archive_upkeep, open_archive
 from rewards.services.incidents import detect
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
@@ -30,6 +31,27 @@ def retention_job(
         context.deleted = apply_retention(
             engine, now=clock(), keep=timedelta(days=settings.heartbeat_retention_days)
         )
+
+    return body
+
+
+ARCHIVE_JOB_ID = "archive-upkeep"
+
+
+def archive_job(
+    settings: Settings, *, clock: Callable[[], datetime]
+) -> Callable[[RunContext], None]:
+    """The body of the archive upkeep job: compact the heartbeat archive's small files,
+    drop days past heartbeat_retention_days, vacuum what no recent version needs."""
+
+    def body(context: RunContext) -> None:
+        done = archive_upkeep(
+            open_archive(settings.archive_url),
+            now=clock(),
+            keep=timedelta(days=settings.heartbeat_retention_days),
+            vacuum=timedelta(hours=settings.archive_vacuum_hours),
+        )
+        context.deleted = done.files_vacuumed
 
     return body
 
@@ -92,6 +114,7 @@ def pull_job(
                 surges=settings.surges,
                 years=settings.timestamp_years,
                 limits=settings.ingest_limits,
+                archive=open_archive(settings.archive_url) if stream == "heartbeats" else None,
             )
         context.error = report.error
 
