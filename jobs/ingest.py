@@ -90,8 +90,10 @@ def pull_job(
     *,
     clock: Callable[[], datetime],
     on_page: Callable[[IngestReport], None] | None = None,
+    max_pages: int | None = None,
 ) -> Callable[[RunContext], None]:
-    """The body of the ingest job for `stream`, for jobs.runner / services.runs."""
+    """The body of the ingest job for `stream`, for jobs.runner / services.runs; with
+    `max_pages`, a bounded run that stops after that many pages (operators, benchmarks)."""
 
     def body(context: RunContext) -> None:
         def page_done(report: IngestReport) -> None:
@@ -114,6 +116,7 @@ def pull_job(
                 surges=settings.surges,
                 years=settings.timestamp_years,
                 limits=settings.ingest_limits,
+                max_pages=max_pages,
                 archive=open_archive(settings.archive_url) if stream == "heartbeats" else None,
             )
         context.error = report.error
