@@ -73,6 +73,13 @@ class HeartbeatArchive:
         table = self._table()
         return table.transaction_version(stream) if table is not None else None
 
+    def days(self) -> list[date]:
+        """The UTC days the archive holds heartbeats of, in order."""
+        table = self._table()
+        if table is None:
+            return []
+        return sorted({date.fromisoformat(p["day"]) for p in table.partitions()})
+
     def put_page(self, heartbeats: pl.DataFrame, *, stream: str, page: int) -> int:
         """Archive one page's raw heartbeats (HEARTBEATS) as page `page` of `stream`,
         replacing whatever an earlier attempt at the same page wrote; returns the rows

@@ -18,6 +18,7 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
 from rewards.services import ingest
 from rewards.services.ingest import IngestReport, pull_stream
+from rewards.services.intervals import rebuild_intervals
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient
@@ -97,3 +98,27 @@ def test_a_crash_at_any_point_of_a_page_neither_loses_nor_doubles_a_heartbeat(
     assert raw.get_column("page").max() == pages == archive.archived_page("heartbeats")
     delivered = sim.heartbeats.filter(pl.col("raw").is_null())
     assert raw.height == delivered.height  # each delivery archived once: none lost or doubled
+
+
+def test_intervals_rebuilt_from_the_archive_equal_those_kept_page_by_page(
+    engine: Engine, tmp_path: Any
+) -> None:
+    sim = UptimeSimulator(SPEC, token="secret")
+    archive = HeartbeatArchive(str(tmp_path / "archive"))
+    with BackgroundServer(create_sim_app(sim)) as server:
+        assert pull(engine, server.url, archive).caught_up
+    with unit_of_work(engine) as session:
+        kept = load_intervals(session.connection())
+    days = []
+    assert rebuild_intervals(engine, archive, P, on_day=lambda d, n: days.append(d)) == kept.height
+    assert days == sorted(days) and len(days) >= SPEC.days
+    with unit_of_work(engine) as session:
+        assert load_intervals(session.connection()).equals(kept)
+    # after a change of the liveness timeout: what the rules give over every heartbeat
+    longer = policy(liveness_timeout="30m")
+    rebuild_intervals(engine, archive, longer)
+    truth = delivered_heartbeats(sim.heartbeats)
+    with unit_of_work(engine) as session:
+        rebuilt = load_intervals(session.connection())
+    assert rebuilt.equals(online_intervals(truth, longer))
+    assert rebuilt.height < kept.height  # the longer timeout bridges gaps the shorter did not
