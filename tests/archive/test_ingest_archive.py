@@ -17,6 +17,7 @@ from rewards.db import state
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
 from rewards.services import ingest
+from rewards.services.eligibility import compute_from_files
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import rebuild_intervals
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
@@ -122,3 +123,19 @@ def test_intervals_rebuilt_from_the_archive_equal_those_kept_page_by_page(
         rebuilt = load_intervals(session.connection())
     assert rebuilt.equals(online_intervals(truth, longer))
     assert rebuilt.height < kept.height  # the longer timeout bridges gaps the shorter did not
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the archive is the input here, not the database
+def test_eligibility_from_the_archive_equals_eligibility_from_the_files(
+    engine: Engine, tmp_path: Any
+) -> None:
+    sim = UptimeSimulator(SPEC, token="secret")
+    url = str(tmp_path / "archive")
+    with BackgroundServer(create_sim_app(sim)) as server:
+        assert pull(engine, server.url, HeartbeatArchive(url)).caught_up
+    truth = tmp_path / "truth.parquet"
+    delivered_heartbeats(sim.heartbeats).write_parquet(truth)
+    from_archive, paid_archive = compute_from_files(P, heartbeats=url)
+    from_file, paid_file = compute_from_files(P, heartbeats=truth)
+    assert from_archive.equals(from_file) and paid_archive.equals(paid_file)
+    assert int(from_file.get_column("eligible").sum()) > 0
