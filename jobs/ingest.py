@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
+from rewards.services.archive import archive_upkeep, open_archive
 from rewards.services.incidents import detect
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
@@ -30,6 +31,27 @@ def retention_job(
         context.deleted = apply_retention(
             engine, now=clock(), keep=timedelta(days=settings.heartbeat_retention_days)
         )
+
+    return body
+
+
+ARCHIVE_JOB_ID = "archive-upkeep"
+
+
+def archive_job(
+    settings: Settings, *, clock: Callable[[], datetime]
+) -> Callable[[RunContext], None]:
+    """The body of the archive upkeep job: compact the heartbeat archive's small files,
+    drop days past heartbeat_retention_days, vacuum what no recent version needs."""
+
+    def body(context: RunContext) -> None:
+        done = archive_upkeep(
+            open_archive(settings.archive_url),
+            now=clock(),
+            keep=timedelta(days=settings.heartbeat_retention_days),
+            vacuum=timedelta(hours=settings.archive_vacuum_hours),
+        )
+        context.deleted = done.files_vacuumed
 
     return body
 
@@ -68,8 +90,10 @@ def pull_job(
     *,
     clock: Callable[[], datetime],
     on_page: Callable[[IngestReport], None] | None = None,
+    max_pages: int | None = None,
 ) -> Callable[[RunContext], None]:
-    """The body of the ingest job for `stream`, for jobs.runner / services.runs."""
+    """The body of the ingest job for `stream`, for jobs.runner / services.runs; with
+    `max_pages`, a bounded run that stops after that many pages (operators, benchmarks)."""
 
     def body(context: RunContext) -> None:
         def page_done(report: IngestReport) -> None:
@@ -92,6 +116,8 @@ def pull_job(
                 surges=settings.surges,
                 years=settings.timestamp_years,
                 limits=settings.ingest_limits,
+                max_pages=max_pages,
+                archive=open_archive(settings.archive_url) if stream == "heartbeats" else None,
             )
         context.error = report.error
 

@@ -18,9 +18,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from jobs.ingest import (
+    ARCHIVE_JOB_ID,
     JOB_IDS,
     OUTAGES_JOB_ID,
     RETENTION_JOB_ID,
+    archive_job,
     outages_job,
     pull_job,
     retention_job,
@@ -153,6 +155,14 @@ def scheduled_jobs(
             every=timedelta(days=1),
             name="drop raw heartbeats past the retention period",
             misfire_grace=timedelta(hours=6),
+            start_now=False,
+        ),
+        ScheduledJob(
+            ARCHIVE_JOB_ID,
+            recorded(ARCHIVE_JOB_ID, archive_job(settings, clock=clock)),
+            every=timedelta(hours=1),
+            name="compact the heartbeat archive, apply its retention, vacuum",
+            misfire_grace=timedelta(hours=1),
             start_now=False,
         ),
     ]

@@ -114,6 +114,7 @@ def _ingest_from_simulator(
         )
         settings = get_settings(
             database_url=url,
+            archive_url=str(Path(url.removeprefix("sqlite:///")).with_name("archive")),
             uptime_api_url=server.url,
             uptime_api_token=token,
             backoff_base_s=0.01,

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     ingest_max_idle_pages: PositiveInt = 100
     ingest_max_idle_in_a_row: PositiveInt = 10
     heartbeat_retention_days: PositiveInt = 400
+    # the heartbeat archive (DESIGN 8): a directory or s3://bucket/prefix (credentials and
+    # endpoint from the AWS environment variables); every raw heartbeat goes there
+    archive_url: str = "var/archive"
+    archive_vacuum_hours: PositiveInt = 168  # files older versions need are kept this long
 
     outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
     outage_window_s: PositiveInt = 900

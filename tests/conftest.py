@@ -147,3 +147,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 from tests.processes import fleet_simulator, season_dir  # noqa: E402, F401 - shared fixtures
 from tests.seeded import ingested, seeded, small_fleet  # noqa: E402, F401 - shared fixtures
+
+
+@pytest.fixture(autouse=True)
+def _own_archive(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test archives heartbeats into a folder of its own, never the checkout's var/
+    (two workers sharing one Delta table would number their pages over each other)."""
+    monkeypatch.setenv("REWARDS_ARCHIVE_URL", str(tmp_path_factory.mktemp("archive")))

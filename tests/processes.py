@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ def cli_env(db_url: str, sim_url: str, season_dir: Path, **extra: str) -> dict[s
             "REWARDS_SEASON": "e2e",
             "REWARDS_BACKOFF_BASE_S": "0.05",
             "REWARDS_PAGE_SIZE": "10000",
+            # the test's own archive (session fixtures come before the per-test one)
+            "REWARDS_ARCHIVE_URL": os.environ.get("REWARDS_ARCHIVE_URL")
+            or tempfile.mkdtemp(prefix="archive-"),
         }
     )
     env.update(extra)

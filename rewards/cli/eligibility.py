@@ -22,7 +22,13 @@ eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibili
 @eligibility_app.command("compute")
 def eligibility_compute(
     season: Annotated[Path, typer.Option(help="Season policy TOML file.")],
-    heartbeats: Annotated[Path, typer.Option(help="Heartbeats: .parquet, .csv or .ndjson.")],
+    heartbeats: Annotated[
+        str,
+        typer.Option(
+            help="Heartbeats: a .parquet, .csv or .ndjson file, or a heartbeat archive "
+            "(its folder, or s3://bucket/prefix)."
+        ),
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="Results: .parquet or .csv.")],
     incidents: Annotated[Path | None, typer.Option(help="Incidents JSON list.")] = None,
     devices: Annotated[

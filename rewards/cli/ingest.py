@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 def ingest(
     once: Annotated[bool, typer.Option("--once", help="Pull until caught up, then exit.")] = False,
     stream: Annotated[str, typer.Option(help="devices, heartbeats or all.")] = "all",
+    max_pages: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many pages of each stream (a bounded run)."),
+    ] = None,
 ) -> None:
-    """Pull devices and heartbeats from the uptime API until caught up."""
+    """Pull devices and heartbeats from the uptime API until caught up (or --max-pages)."""
     from jobs.ingest import JOB_IDS, pull_job
     from rewards.services.runs import JobBusy, exclusive_run
 
@@ -46,9 +50,15 @@ def ingest(
                     clock=utc_now,
                     ttl=sh.settings.job_lock,
                 ) as context:
-                    pull_job(engine, sh.settings, sh.policy, name, clock=utc_now, on_page=on_page)(
-                        context
-                    )
+                    pull_job(
+                        engine,
+                        sh.settings,
+                        sh.policy,
+                        name,
+                        clock=utc_now,
+                        on_page=on_page,
+                        max_pages=max_pages,
+                    )(context)
             except JobBusy as busy:
                 fail(str(busy), 3)
         summary = (
@@ -58,6 +68,8 @@ def ingest(
         if context.error:
             failed = True
             err.print(f"[bold red]{summary}; stopped:[/] {context.error}", highlight=False)
+        elif max_pages is not None and context.pages >= max_pages:
+            out.print(summary + f"; stopped after --max-pages {max_pages}", highlight=False)
         else:
             out.print(summary + "; caught up", highlight=False)
     if failed:

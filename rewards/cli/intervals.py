@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rewards.cli._shell import fail, out, shell
+from rewards.cli._shell import err, fail, out, shell
 
 intervals_app = typer.Typer(no_args_is_help=True, help="Online intervals.")
 
@@ -26,3 +26,22 @@ def intervals_export(
         fail(f"--out {out_file}: expected a .parquet file")
     count = export_intervals(shell().engine(), out_file)
     out.print(f"wrote {count:,} intervals to {out_file}")
+
+
+@intervals_app.command("rebuild")
+def intervals_rebuild() -> None:
+    """Recompute every online interval from the heartbeat archive under the configured
+    season's policy (after a change of liveness_timeout, or to recover), replacing the
+    stored ones in one transaction."""
+    from rewards.services.archive import open_archive
+    from rewards.services.intervals import rebuild_intervals
+
+    sh = shell()
+    archive = open_archive(sh.settings.archive_url)
+    stored = rebuild_intervals(
+        sh.engine(),
+        archive,
+        sh.policy,
+        on_day=lambda day, beats: err.print(f"{day}: {beats:,} heartbeats", highlight=False),
+    )
+    out.print(f"rebuilt {stored:,} intervals from the archive at {sh.settings.archive_url}")

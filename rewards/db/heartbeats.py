@@ -146,6 +146,11 @@ def insert_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
     load_frame(connection, "online_intervals", _as_int_times(intervals, "start", "end"))
 
 
+def delete_intervals(connection: Connection) -> int:
+    """Delete every stored online interval (a rebuild replaces them); returns how many."""
+    return connection.execute(text("DELETE FROM online_intervals")).rowcount
+
+
 def load_intervals(connection: Connection) -> pl.DataFrame:
     """Every stored online interval as an INTERVALS frame, sorted by device_id, start."""
     columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)

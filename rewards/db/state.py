@@ -18,6 +18,12 @@ def get_cursor(session: Session, stream: str) -> str | None:
     return row.cursor if row else None
 
 
+def committed_pages(session: Session, stream: str) -> int:
+    """How many pages of `stream` have committed (with their cursor)."""
+    row = session.get(IngestCursor, stream)
+    return row.pages if row else 0
+
+
 def set_cursor(
     session: Session,
     stream: str,
@@ -26,14 +32,15 @@ def set_cursor(
     now: datetime,
     observed_us: int | None = None,
 ) -> None:
-    """Move `stream`'s cursor, and its watermark up to `observed_us` (the latest observed_at
-    of the page; it never moves back); commits with the caller's data or not at all."""
+    """Move `stream`'s cursor past one more page, and its watermark up to `observed_us`
+    (the latest observed_at of the page; it never moves back); commits with the caller's
+    data or not at all."""
     row = session.get(IngestCursor, stream)
     if row is None:
-        row = IngestCursor(stream=stream, cursor=cursor, updated_at=now)
+        row = IngestCursor(stream=stream, cursor=cursor, updated_at=now, pages=1)
         session.add(row)
     else:
-        row.cursor, row.updated_at = cursor, now
+        row.cursor, row.updated_at, row.pages = cursor, now, row.pages + 1
     if observed_us is not None and (row.watermark is None or observed_us > row.watermark):
         row.watermark = observed_us
     session.flush()

@@ -119,6 +119,8 @@ class IngestCursor(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_time())
     # the latest observed_at (UTC µs) the stream has stored: epochs close on it (DESIGN 10)
     watermark: int | None = Field(default=None, sa_type=BigInteger)
+    # pages committed so far: the archive keys each page's write by the next one (DESIGN 8)
+    pages: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class JobRun(SQLModel, table=True):

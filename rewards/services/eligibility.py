@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Engine
 
+from rewards.archive import HeartbeatArchive
 from rewards.core import (
     DEFAULT_YEARS,
     RESULT_FILE_COLUMNS,
@@ -28,14 +29,15 @@ from rewards.services.files import write_atomically
 def compute_from_files(
     policy: SeasonPolicy,
     *,
-    heartbeats: Path,
+    heartbeats: Path | str,
     incidents: Path | None = None,
     devices: Path | None = None,
     years: YearWindow = DEFAULT_YEARS,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Device-epoch results and epoch payouts from input files (raises InputError); every
-    time in them must fall within `years` (the engine's is settings.timestamp_years)."""
-    beats = read_heartbeats(heartbeats, years=years)
+    time in them must fall within `years` (the engine's is settings.timestamp_years).
+    `heartbeats` may be a heartbeat archive's URL instead of a file."""
+    beats = _heartbeats_of(heartbeats, years)
     confirmed = read_incidents(incidents, years=years) if incidents else None
     meta = read_devices(devices, years=years) if devices else None
     versions = incident_versions(beats, confirmed) if confirmed is not None else None
@@ -47,6 +49,21 @@ def compute_from_files(
         incident_versions=versions,
     )
     return results, epoch_payouts(results, policy)
+
+
+def is_archive(source: Path | str) -> bool:
+    """Whether `source` names a heartbeat archive (s3://..., or a Delta table's folder)
+    rather than a heartbeats file."""
+    text = str(source)
+    return text.startswith("s3://") or (Path(text) / "_delta_log").is_dir()
+
+
+def _heartbeats_of(source: Path | str, years: YearWindow) -> pl.DataFrame:
+    """The heartbeats of a file (checked like any input) or of an archive (DESIGN 8; what
+    ingest stored there was checked at the door, and duplicates resolve by DESIGN 4.1)."""
+    if is_archive(source):
+        return HeartbeatArchive(str(source)).heartbeats()
+    return read_heartbeats(Path(source), years=years)
 
 
 def write_results(results: pl.DataFrame, out: Path) -> None:

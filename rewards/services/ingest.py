@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine
 
+from rewards.archive import HeartbeatArchive
 from rewards.core import (
     DEFAULT_YEARS,
     IngestLimits,
@@ -58,6 +59,7 @@ class IngestReport:
     caught_up: bool = False
     error: str | None = None
     cursor: str | None = None
+    committed: int = 0  # the stream's pages committed so far, this run's included
     alerts: int = 0  # metadata-write surges raised
     seen_cursors: set[str] = field(default_factory=set, repr=False)
 
@@ -145,6 +147,7 @@ def pull_stream(
     years: YearWindow = DEFAULT_YEARS,
     limits: IngestLimits | None = None,
     metrics: IngestMetrics = INGEST_METRICS,
+    archive: HeartbeatArchive | None = None,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
@@ -156,12 +159,16 @@ def pull_stream(
     checked for a surge of metadata writes by one actor (DESIGN 1: the 2024 surge was
     noticed by chance), raising an alert. Records with look-alike identifiers or times
     outside `years` are quarantined with their reason. Each page is counted in `metrics`.
+    With `archive`, each page's raw heartbeats are archived (DESIGN 8) under the page's
+    sequence number before the page commits, so a page retried after a crash replaces
+    its earlier archive write.
     """
     limits = limits or IngestLimits()
     spent = _Spent(limits, time.monotonic() + limits.deadline_s, client.bytes_read)
     report = IngestReport(stream=stream)
     with unit_of_work(engine) as session:
         cursor = state.get_cursor(session, stream)
+        report.committed = state.committed_pages(session, stream)
     report.cursor = cursor
     retries_before = client.retries
 
@@ -183,7 +190,7 @@ def pull_stream(
                 stop = spent.refusal(report.pages + 1) if more else None
                 if more and stop is None:
                     pending = pool.submit(fetch, next_cursor)
-                stored = _take(engine, fetched, policy, report, idle, next_cursor, surges)
+                stored = _take(engine, fetched, policy, report, idle, next_cursor, surges, archive)
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
                 cursor = next_cursor
@@ -279,14 +286,18 @@ def _take(
     idle: bool,
     cursor: str | None,
     surges: SurgePolicy | None,
+    archive: HeartbeatArchive | None = None,
 ) -> StoredBatch:
     """Store a page with the `cursor` after it and move the report's cursor there, then
     watch its device records for a surge of metadata writes. A page without progress is
     stored only for the records it brought to quarantine (those are kept, idle or not)."""
     stored = StoredBatch(0, 0)
     if fetched.page.records or not idle:
+        page = report.committed + 1
+        if archive is not None and fetched.heartbeats is not None:
+            archive.put_page(fetched.heartbeats, stream=report.stream, page=page)
         stored = _store(engine, report.stream, fetched, policy, cursor=cursor)
-        report.cursor = cursor
+        report.cursor, report.committed = cursor, page
     if surges is not None and fetched.devices:
         report.alerts += watch_metadata_writes(engine, fetched.devices, surges, now=fetched.now)
     return stored

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, Engine
 
-from rewards.core import counts_from_tallies, to_us
+from rewards.archive import HeartbeatArchive
+from rewards.core import INTERVALS, SeasonPolicy, counts_from_tallies, merge_intervals, to_us
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
     count_heartbeats,
+    delete_intervals,
+    insert_intervals,
     interval_tallies,
     load_intervals,
     prune_heartbeats,
@@ -36,6 +40,57 @@ def export_intervals(engine: Engine, path: Path) -> int:
     intervals = stored_intervals(engine).select("device_id", "start", "end")
     write_parquet(intervals, path)
     return intervals.height
+
+
+def rebuilt_intervals(
+    archive: HeartbeatArchive,
+    policy: SeasonPolicy,
+    on_day: Callable[[date, int], None] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The online intervals of every heartbeat in the archive under `policy` (DESIGN 4.2),
+    computed a UTC day at a time so memory holds one day and the intervals still open at
+    its end: yields batches of final intervals, in no particular order across batches.
+
+    A heartbeat is in the partition of the day it was observed, however late it was
+    delivered, so once day D is read no later heartbeat can reach an interval that ended
+    more than a liveness timeout (plus a period) before D ends; the rest carry over and are
+    merged with the next day by the same function that keeps intervals incrementally.
+    """
+    carry = pl.DataFrame(schema=dict(INTERVALS))
+    reach = policy.liveness_timeout_us + policy.heartbeat_period_us
+    for day in archive.days():
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        end = start + timedelta(days=1)
+        beats = archive.heartbeats(start, end)
+        merged = merge_intervals(carry, beats, policy)
+        still_open = pl.col("end").dt.epoch("us") >= to_us(end) - reach
+        final, carry = merged.filter(~still_open), merged.filter(still_open)
+        if on_day is not None:
+            on_day(day, beats.height)
+        if final.height:
+            yield final
+    if carry.height:
+        yield carry
+
+
+def rebuild_intervals(
+    engine: Engine,
+    archive: HeartbeatArchive,
+    policy: SeasonPolicy,
+    on_day: Callable[[date, int], None] | None = None,
+) -> int:
+    """Replace every stored online interval with those the archive's heartbeats give
+    under `policy` (after a change of liveness_timeout, or to recover), in one
+    transaction: readers see the old intervals or the new, never a mix. Returns how
+    many intervals are stored."""
+    with unit_of_work(engine) as session:
+        connection = session.connection()
+        delete_intervals(connection)
+        stored = 0
+        for batch in rebuilt_intervals(archive, policy, on_day):
+            insert_intervals(connection, batch)
+            stored += batch.height
+    return stored
 
 
 def apply_retention(engine: Engine, *, now: datetime, keep: timedelta) -> int:

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
+from rewards.archive import HeartbeatArchive
 from rewards.core import online_intervals
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.heartbeats import load_heartbeats
@@ -45,6 +46,8 @@ def check_against_dump(
         )
     engine.dispose()
     assert stored.equals(dump), "stored heartbeats differ from sim dump"
+    archived = HeartbeatArchive(env["REWARDS_ARCHIVE_URL"]).heartbeats()
+    assert archived.equals(dump), "the archive's heartbeats differ from sim dump"
     exported = tmp_path / "intervals.parquet"
     done = rewards("intervals", "export", "--out", str(exported), env=env)
     assert done.returncode == 0, done.stderr
@@ -118,3 +121,28 @@ def test_a_kill_mid_ingest_then_a_rerun_loses_and_doubles_nothing(
     engine.dispose()
     assert statuses == ["abandoned", "succeeded"]
     check_against_dump(db_url, env, dump, season_dir, tmp_path)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])
+def test_a_bounded_run_stops_after_max_pages_and_the_next_goes_on(
+    db_url: str, fleet_simulator: Simulator, season_dir: Path
+) -> None:
+    env = cli_env(db_url, fleet_simulator.url, season_dir, REWARDS_PAGE_SIZE="5000")
+    done = rewards("ingest", "--once", "--stream", "heartbeats", "--max-pages", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "heartbeats: 2 pages, 10,000 records" in done.stdout
+    assert "stopped after --max-pages 2" in done.stdout
+    again = rewards("ingest", "--once", "--stream", "heartbeats", "--max-pages", "1", env=env)
+    assert "heartbeats: 1 pages, 5,000 records" in again.stdout
+    engine = make_engine(db_url)
+    with unit_of_work(engine) as session:
+        pages = (
+            session.connection()
+            .execute(text("SELECT pages FROM ingest_cursors WHERE stream = 'heartbeats'"))
+            .scalar()
+        )
+    engine.dispose()
+    assert pages == 3
+    assert HeartbeatArchive(env["REWARDS_ARCHIVE_URL"]).archived_page("heartbeats") == 3
+    refused = rewards("ingest", "--once", "--max-pages", "0", env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import create_engine, text
 
 import jobs.scheduler as scheduler_module
-from jobs.ingest import JOB_IDS, OUTAGES_JOB_ID, RETENTION_JOB_ID
+from jobs.ingest import ARCHIVE_JOB_ID, JOB_IDS, OUTAGES_JOB_ID, RETENTION_JOB_ID
 from jobs.scheduler import build_scheduler
 from jobs.snapshots import SNAPSHOT_JOB_ID, VIEW_JOB_ID
 from rewards.db.engine import make_engine, unit_of_work
@@ -122,6 +122,7 @@ def test_every_job_is_registered_with_an_id_one_instance_coalesced_and_a_misfire
 
     assert {job.id for job in scheduler.get_jobs()} == {
         *JOB_IDS.values(),
+        ARCHIVE_JOB_ID,
         OUTAGES_JOB_ID,
         RETENTION_JOB_ID,
         SNAPSHOT_JOB_ID,

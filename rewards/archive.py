@@ -1,0 +1,189 @@
+"""The heartbeat archive (DESIGN 8): every raw heartbeat the feed delivered, in an
+append-only Delta Lake table partitioned by UTC day, on a local directory or object storage.
+
+A page is archived before its database commit, under the page's sequence number in the
+stream (`ingest_cursors.pages` + 1). The table records, per stream, the newest sequence it
+holds (a Delta app transaction), so a page retried after a crash between the archive write
+and the database commit *replaces* what the failed attempt wrote instead of adding it twice:
+whatever the crash point, each sequence number holds the content the database committed.
+Readers resolve duplicates by DESIGN 4.1 anyway (`rewards.core.unique_heartbeats`), so a
+heartbeat delivered twice by the feed is one heartbeat wherever the archive is read.
+
+`url` is a directory path or `s3://bucket/prefix`; object storage credentials and endpoint
+come from the usual AWS environment variables (or `storage_options`). S3 commits use
+conditional puts, so two writers (ingest and compaction) cannot overwrite each other's log
+entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from rewards.core import HEARTBEATS, to_us, unique_heartbeats
+
+# the archive's columns: the heartbeat, which page of which stream delivered it, its day
+ARCHIVE_COLUMNS: dict[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "observed_us": pl.Int64(),
+    "boot_id": pl.String(),
+    "agent_version": pl.String(),
+    "stream": pl.String(),
+    "page": pl.Int64(),
+    "day": pl.String(),
+}
+_S3_DEFAULTS = {"AWS_CONDITIONAL_PUT": "etag"}
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What compaction and retention did: files rewritten and removed, days dropped."""
+
+    files_added: int
+    files_removed: int
+    files_vacuumed: int
+    days_dropped: int
+
+
+class HeartbeatArchive:
+    """The Delta table of raw heartbeats at `url`."""
+
+    def __init__(self, url: str, storage_options: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.remote = "://" in url
+        options = dict(_S3_DEFAULTS) if url.startswith("s3://") else {}
+        self.options = {**options, **(storage_options or {})}
+        if not self.remote:
+            Path(url).mkdir(parents=True, exist_ok=True)
+
+    def _table(self) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.url, storage_options=self.options or None)
+        except TableNotFoundError:
+            return None
+
+    def archived_page(self, stream: str) -> int | None:
+        """The newest page sequence number of `stream` the archive holds (None: none)."""
+        table = self._table()
+        return table.transaction_version(stream) if table is not None else None
+
+    def days(self) -> list[date]:
+        """The UTC days the archive holds heartbeats of, in order."""
+        table = self._table()
+        if table is None:
+            return []
+        return sorted({date.fromisoformat(p["day"]) for p in table.partitions()})
+
+    def put_page(self, heartbeats: pl.DataFrame, *, stream: str, page: int) -> int:
+        """Archive one page's raw heartbeats (HEARTBEATS) as page `page` of `stream`,
+        replacing whatever an earlier attempt at the same page wrote; returns the rows
+        written. Pages of a stream must be put in increasing order."""
+        rows = _rows(heartbeats, stream, page)
+        if rows.is_empty():
+            return 0
+        commit = CommitProperties(app_transactions=[Transaction(stream, page)])
+        table = self._table()
+        options = self.options or None
+        if table is not None and (table.transaction_version(stream) or 0) >= page:
+            # a retry of a page whose database commit did not happen: replace its rows
+            write_deltalake(
+                table,
+                rows,
+                partition_by=["day"],
+                mode="overwrite",
+                predicate=f"stream = '{_quoted(stream)}' AND page = {page}",
+                storage_options=options,
+                commit_properties=commit,
+            )
+        else:
+            write_deltalake(
+                table if table is not None else self.url,
+                rows,
+                partition_by=["day"],
+                mode="append",
+                storage_options=options,
+                commit_properties=commit,
+            )
+        return rows.height
+
+    def scan(self, start: datetime | None = None, end: datetime | None = None) -> pl.LazyFrame:
+        """The archived heartbeats observed in [start, end) (either open), as delivered:
+        duplicates included, in the archive's columns. Reads only the days it needs."""
+        table = self._table()
+        if table is None:
+            return pl.LazyFrame(schema=ARCHIVE_COLUMNS)
+        frame = pl.scan_delta(table)
+        if start is not None:
+            frame = frame.filter(
+                pl.col("day") >= _day(start), pl.col("observed_us") >= to_us(start)
+            )
+        if end is not None:
+            until = pl.col("observed_us") < to_us(end)
+            frame = frame.filter(pl.col("day") <= _day(end), until)
+        return frame
+
+    def heartbeats(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> pl.DataFrame:
+        """The heartbeats observed in [start, end), one per (device_id, observed_at) by
+        DESIGN 4.1, in HEARTBEATS columns, sorted by device and time."""
+        raw = self.scan(start, end).select(
+            "device_id",
+            pl.col("observed_us").cast(pl.Datetime("us", "UTC")).alias("observed_at"),
+            "boot_id",
+            "agent_version",
+        )
+        return unique_heartbeats(raw.collect().cast(dict(HEARTBEATS)))  # type: ignore[arg-type]
+
+    def upkeep(self, *, keep_from: date | None = None, vacuum_hours: int = 168) -> Upkeep:
+        """Compact small files into large ones (Delta's optimize), drop the days before
+        `keep_from` (retention, explicit), and delete files no version newer than
+        `vacuum_hours` still needs (vacuum)."""
+        table = self._table()
+        if table is None:
+            return Upkeep(0, 0, 0, 0)
+        dropped = 0
+        if keep_from is not None:
+            before = {p["day"] for p in table.partitions() if p["day"] < keep_from.isoformat()}
+            if before:
+                table.delete(f"day < '{keep_from.isoformat()}'")
+                dropped = len(before)
+        metrics: dict[str, Any] = table.optimize.compact()
+        vacuumed = table.vacuum(
+            retention_hours=vacuum_hours, enforce_retention_duration=False, dry_run=False
+        )
+        return Upkeep(
+            int(metrics.get("numFilesAdded", 0)),
+            int(metrics.get("numFilesRemoved", 0)),
+            len(vacuumed),
+            dropped,
+        )
+
+
+def _rows(heartbeats: pl.DataFrame, stream: str, page: int) -> pl.DataFrame:
+    observed = pl.col("observed_at").dt.convert_time_zone("UTC")
+    return heartbeats.select(
+        "device_id",
+        observed.dt.epoch("us").alias("observed_us"),
+        "boot_id",
+        "agent_version",
+        pl.lit(stream).alias("stream"),
+        pl.lit(page, dtype=pl.Int64).alias("page"),
+        observed.dt.strftime("%Y-%m-%d").alias("day"),
+    )
+
+
+def _day(moment: datetime) -> str:
+    """The UTC day of `moment` (a naive time is taken as UTC), as the partition names it."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).date().isoformat()
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "''")

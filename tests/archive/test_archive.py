@@ -1,0 +1,73 @@
+"""The heartbeat archive (DESIGN 8): append-only by page, a retried page replaces its
+earlier attempt, readers resolve duplicates by DESIGN 4.1, windows read only their days,
+and upkeep compacts, applies retention and vacuums; on a local folder and on S3."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from rewards.archive import HeartbeatArchive
+from rewards.core import HEARTBEATS, unique_heartbeats
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 4, day, hour, minute, tzinfo=UTC)
+
+
+def beats(*rows: tuple[str, datetime, str, str]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=dict(HEARTBEATS), orient="row")
+
+
+PAGE_1 = beats(("gpu-1", at(25, 1), "b1", "0.9.9"), ("gpu-2", at(25, 23, 59), "b1", "0.9.9"))
+PAGE_2 = beats(
+    ("gpu-1", at(26, 0, 1), "b1", "0.9.9"),
+    ("gpu-1", at(25, 1), "b0", "0.9.9"),  # the feed delivered gpu-1's 01:00 again, disagreeing
+)
+
+
+def test_pages_append_and_a_retried_page_replaces_its_earlier_attempt(archive_url: str) -> None:
+    archive = HeartbeatArchive(archive_url)
+    assert archive.archived_page("heartbeats") is None
+    assert archive.put_page(PAGE_1, stream="heartbeats", page=1) == 2
+    half = PAGE_2.head(1)  # a first attempt at page 2 that never committed in the database
+    archive.put_page(half, stream="heartbeats", page=2)
+    archive.put_page(PAGE_2, stream="heartbeats", page=2)  # the retry, with the whole page
+    assert archive.archived_page("heartbeats") == 2
+    raw = archive.scan().collect()
+    assert raw.height == 4  # not 5: the first attempt at page 2 was replaced
+    assert sorted(raw.get_column("page").to_list()) == [1, 1, 2, 2]
+    assert sorted(raw.get_column("day").unique().to_list()) == ["2024-04-25", "2024-04-26"]
+    everything = pl.concat([PAGE_1, PAGE_2])
+    assert archive.heartbeats().equals(unique_heartbeats(everything))
+
+
+def test_a_window_reads_its_heartbeats_only(archive_url: str) -> None:
+    archive = HeartbeatArchive(archive_url)
+    archive.put_page(PAGE_1, stream="heartbeats", page=1)
+    archive.put_page(PAGE_2, stream="heartbeats", page=2)
+    window = archive.heartbeats(at(25, 2), at(26, 0, 1))
+    assert window.get_column("device_id").to_list() == ["gpu-2"]
+    assert archive.heartbeats(at(27, 0)).is_empty()
+
+
+def test_upkeep_compacts_drops_old_days_and_keeps_the_rest(archive_url: str) -> None:
+    archive = HeartbeatArchive(archive_url)
+    for page in range(1, 6):  # five small files on the 26th
+        archive.put_page(
+            beats(("gpu-1", at(26, page), "b1", "0.9.9")), stream="heartbeats", page=page
+        )
+    archive.put_page(PAGE_1, stream="heartbeats", page=6)
+    before = archive.heartbeats()
+    done = archive.upkeep(keep_from=date(2024, 4, 26), vacuum_hours=0)
+    assert done.days_dropped == 1 and done.files_removed >= 5 and done.files_added >= 1
+    assert archive.heartbeats().equals(before.filter(pl.col("observed_at") >= at(26, 0)))
+    assert archive.archived_page("heartbeats") == 6  # the page sequence survives upkeep
+
+
+def test_an_empty_page_writes_nothing(archive_url: str) -> None:
+    archive = HeartbeatArchive(archive_url)
+    assert archive.put_page(beats(), stream="heartbeats", page=1) == 0
+    assert archive.archived_page("heartbeats") is None
+    assert archive.heartbeats().is_empty()
