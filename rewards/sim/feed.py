@@ -1,0 +1,428 @@
+"""What the uptime API delivers of a simulated fleet, one window of delivery time at a time.
+
+Pure: no I/O, no clock. The delivery feed is cut into windows of W (a divisor of a day,
+chosen so a window holds about WINDOW_TARGET heartbeats). Window j holds every delivery
+*received* in [start + jW, start + (j+1)W), in received order, so the feed is the whole
+delivery log sorted by received time, and any window can be made alone:
+
+* on time: every online slot, observed with a jitter under 2% of the period and received
+  0.2 to 5 s later (both stateless draws of the slot's key), except the late ones;
+* late, duplicate and conflicting deliveries are drawn per **extras epoch** (an hour, or
+  W when W is longer) from Philox keyed (seed, EXTRAS, epoch): a late heartbeat is
+  received 1 to 6 hours late instead of on time; a duplicate is a second copy up to 30
+  minutes after the first; a conflict is a copy up to 2 hours later with a disagreeing
+  boot_id ("!" before the id wins rule 4.1's tie-break, "~" loses); malformed records are
+  spread over the epoch. A window takes what falls due in it from the epochs of the last
+  MAX_LATENESS, recomputed from their seeds: bounded look-back, no stored state.
+
+Same seed, same deliveries: nothing depends on which windows were made before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from rewards.core import HEARTBEATS, unique_heartbeats
+from rewards.sim.timeline import (
+    EXTRAS,
+    HOUR,
+    I64,
+    MINUTE,
+    US,
+    VERSIONS,
+    Geometry,
+    Timeline,
+    mix,
+    slot_keys,
+    stream,
+    uniform_int,
+)
+
+WINDOW_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440)
+WINDOW_TARGET = 200_000  # heartbeats a window should hold, at least
+MAX_ON_TIME_US = 5 * US
+LATE_US = (1 * HOUR, 6 * HOUR)
+DUPLICATE_US = 30 * MINUTE
+CONFLICT_US = 2 * HOUR
+MAX_LATENESS = MAX_ON_TIME_US + LATE_US[1] + CONFLICT_US + MINUTE
+# Salts of the stateless per-slot draws.
+JITTER, DELAY, LATE_DELAY, BOOT_TAG = 11, 12, 13, 14
+# Delivery kinds, in tie-break order.
+ON_TIME, LATE, DUPLICATE, CONFLICT, BAD = 0, 1, 2, 3, 4
+
+_GOOD = {
+    "device_id": "gpu-bad",
+    "observed_at": "2024-04-21T00:00:00Z",
+    "boot_id": "b",
+    "agent_version": "0.9.9",
+}
+BAD_RECORDS = (
+    json.dumps({k: v for k, v in _GOOD.items() if k != "boot_id"}),
+    json.dumps({**_GOOD, "device_id": "gpu\u0000x"}),
+    json.dumps({**_GOOD, "observed_at": "2024-04-21T00:00:00"}),
+    json.dumps({**_GOOD, "observed_at": "2024-02-30T00:00:00Z"}),
+    json.dumps({**_GOOD, "observed_at": "2099-01-01T00:00:00Z"}),
+    json.dumps(_GOOD).replace('"b"', '"\\ud800"'),
+    json.dumps(_GOOD).replace('"gpu-bad"', "12"),
+    json.dumps(_GOOD).replace('"0.9.9"', "NaN"),
+    json.dumps(_GOOD).replace('"b"', "123456789012345678901234567890"),
+    '"not an object"',
+    json.dumps({**_GOOD, "device_id": ""}),
+)
+
+# A window or epoch in numbers; rendered to the API's strings only when served.
+NUMERIC = pl.Schema(
+    {
+        "device": pl.Int64,
+        "slot": pl.Int64,
+        "observed_us": pl.Int64,
+        "received_us": pl.Int64,
+        "kind": pl.Int8,
+        "prefix": pl.Int8,  # 0: none, 1: "!", 2: "~"
+        "chunk": pl.Int64,
+        "boot": pl.Int64,
+        "version": pl.Int8,
+        "bad": pl.Int8,  # index in BAD_RECORDS, -1 for good records
+    }
+)
+LOG = pl.Schema(
+    {
+        "device_id": pl.String,
+        "observed_us": pl.Int64,
+        "boot_id": pl.String,
+        "agent_version": pl.String,
+        "received_us": pl.Int64,
+        "raw": pl.String,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Rates:
+    duplicate: float
+    conflict: float
+    late: float
+    bad_record: float
+
+
+def _typed(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame`'s columns as NUMERIC types them."""
+    return frame.select(pl.col(name).cast(NUMERIC[name]) for name in frame.columns)
+
+
+def _distinct(keys: I64) -> I64:
+    """The distinct keys, sorted (numpy's hashing unique is slower on these sizes)."""
+    ordered = np.sort(keys)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if keys.size else ordered
+
+
+def _member(keys: I64, sorted_set: I64) -> npt.NDArray[np.bool_]:
+    """Whether each key is in `sorted_set`."""
+    if not sorted_set.size:
+        return np.zeros(keys.size, bool)
+    at = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.size - 1)
+    return np.asarray(sorted_set[at] == keys)
+
+
+def window_minutes(devices: int, period_us: int) -> int:
+    """The shortest window (a divisor of a day) that holds WINDOW_TARGET heartbeats."""
+    for minutes in WINDOW_MINUTES:
+        if devices * minutes * MINUTE // period_us >= WINDOW_TARGET:
+            return minutes
+    return WINDOW_MINUTES[-1]
+
+
+class Feed:
+    """The heartbeat delivery feed of one fleet: windows made on demand from the seed,
+    the last few kept (bounded memory)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        devices: int,
+        geometry: Geometry,
+        forced_us: int | None,
+        rates: Rates,
+    ) -> None:
+        self.seed, self.devices, self.geometry, self.rates = seed, devices, geometry, rates
+        self.timeline = Timeline(seed, devices, geometry, forced_us)
+        self.window_us = window_minutes(devices, geometry.period_us) * MINUTE
+        self.epoch_us = max(self.window_us, HOUR)
+        self.epoch_slots = max(1, self.epoch_us // geometry.period_us)
+        span = geometry.end_us + MAX_LATENESS - geometry.start_us
+        self.windows = -(-span // self.window_us)
+        self.epochs = -(-geometry.season_slots // self.epoch_slots)
+        self._windows: OrderedDict[int, pl.DataFrame] = OrderedDict()
+        self._epochs: OrderedDict[int, tuple[pl.DataFrame, I64]] = OrderedDict()
+
+    # -- per-slot draws -------------------------------------------------------------
+
+    def _observed(self, device: I64, slot: I64, keys: I64) -> I64:
+        g = self.geometry
+        jitter = uniform_int(keys, self.seed * 1000 + JITTER, 0, max(1, g.period_us // 50))
+        return g.start_us + self.timeline.traits.phase_us[device] + slot * g.period_us + jitter
+
+    def _on_time(self, keys: I64) -> I64:
+        return uniform_int(keys, self.seed * 1000 + DELAY, US // 5, MAX_ON_TIME_US)
+
+    def _slots_due(self, low_us: int, high_us: int) -> tuple[I64, I64]:
+        """Every (device, slot) whose due time is in [low_us, high_us), device-major."""
+        g = self.geometry
+        base = np.int64(g.start_us) + self.timeline.traits.phase_us
+        first = np.clip(-(-(low_us - base) // g.period_us), 0, g.season_slots)
+        last = np.clip(-(-(high_us - base) // g.period_us), 0, g.season_slots)
+        counts = np.maximum(last - first, 0)
+        device = np.repeat(np.arange(self.devices, dtype=np.int64), counts)
+        starts = np.cumsum(counts) - counts
+        slot = first[device] + np.arange(device.size, dtype=np.int64) - starts[device]
+        return device, slot
+
+    # -- extras epochs --------------------------------------------------------------
+
+    def epoch(self, index: int) -> tuple[pl.DataFrame, I64]:
+        """Epoch `index`'s late, duplicate, conflicting and malformed deliveries (not yet
+        checked against the timeline), sorted by received time, and its late slots' keys."""
+        if index in self._epochs:
+            self._epochs.move_to_end(index)
+            return self._epochs[index]
+        made = self._make_epoch(index)
+        self._epochs[index] = made
+        while len(self._epochs) > MAX_LATENESS // self.epoch_us + 3:
+            self._epochs.popitem(last=False)
+        return made
+
+    def _make_epoch(self, index: int) -> tuple[pl.DataFrame, I64]:
+        g, r, n, q = self.geometry, self.rates, self.devices, self.epoch_slots
+        rng = stream(self.seed, EXTRAS, index)
+        first = index * q
+
+        def pick(rate: float) -> tuple[I64, I64]:
+            count = rng.binomial(n * q, rate)
+            return rng.integers(0, n, count), first + rng.integers(0, q, count)
+
+        late_device, late_slot = pick(r.late)
+        late_keys = _distinct(slot_keys(late_device, late_slot))
+        dup_device, dup_slot = pick(r.duplicate)
+        dup_after = rng.integers(0, DUPLICATE_US, dup_device.size)
+        con_device, con_slot = pick(r.conflict)
+        con_after = rng.integers(0, CONFLICT_US, con_device.size)
+        con_prefix = np.where(rng.random(con_device.size) < 0.5, 1, 2)
+        low_us = g.start_us + first * g.period_us
+        high_us = min(g.end_us, low_us + q * g.period_us)
+        bad_count = rng.poisson(n * q * r.bad_record) if high_us > low_us else 0
+        bad_received = rng.integers(low_us, max(high_us, low_us + 1), bad_count)
+        bad_kind = rng.integers(0, len(BAD_RECORDS), bad_count)
+
+        late_device, late_slot = late_keys >> 32, (late_keys & 0xFFFF_FFFF) - (1 << 30)
+        device = np.concatenate([late_device, dup_device, con_device])
+        slot = np.concatenate([late_slot, dup_slot, con_slot])
+        keys = slot_keys(device, slot)
+        observed = self._observed(device, slot, keys)
+        first_received = observed + self._on_time(keys)
+        is_late = _member(keys, late_keys)
+        first_received += np.where(
+            is_late, uniform_int(keys, self.seed * 1000 + LATE_DELAY, *LATE_US), 0
+        )
+        after = np.concatenate([np.zeros(late_device.size, np.int64), dup_after, con_after])
+        kind = np.concatenate(
+            [
+                np.full(late_device.size, LATE),
+                np.full(dup_device.size, DUPLICATE),
+                np.full(con_device.size, CONFLICT),
+            ]
+        )
+        prefix = np.concatenate([np.zeros(late_device.size + dup_device.size), con_prefix])
+        good = pl.DataFrame(
+            {
+                "device": device,
+                "slot": slot,
+                "observed_us": observed,
+                "received_us": first_received + after,
+                "kind": kind,
+                "prefix": prefix,
+                "bad": np.full(device.size, -1),
+            }
+        )
+        bad = pl.DataFrame(
+            {
+                "device": np.full(bad_count, -1),
+                "slot": np.arange(bad_count),
+                "observed_us": np.zeros(bad_count, np.int64),
+                "received_us": bad_received,
+                "kind": np.full(bad_count, BAD),
+                "prefix": np.zeros(bad_count),
+                "bad": bad_kind,
+            }
+        )
+        # Sorted by received time only, for slicing; each window sorts its own rows fully.
+        frame = pl.concat([_typed(good), _typed(bad)]).sort("received_us")
+        return frame, late_keys
+
+    # -- windows --------------------------------------------------------------------
+
+    def window(self, index: int) -> pl.DataFrame:
+        """Window `index`'s deliveries (NUMERIC), in delivery order."""
+        if index in self._windows:
+            self._windows.move_to_end(index)
+            return self._windows[index]
+        made = self._make_window(index)
+        self._windows[index] = made
+        while len(self._windows) > 2:
+            self._windows.popitem(last=False)
+        return made
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        """[low, high) of window `index`'s received times, in µs."""
+        low = self.geometry.start_us + index * self.window_us
+        return low, low + self.window_us
+
+    def _epochs_of_slots(self, slot: I64) -> range:
+        return range(int(slot.min()) // self.epoch_slots, int(slot.max()) // self.epoch_slots + 1)
+
+    def _epochs_due(self, low_us: int, high_us: int) -> range:
+        g = self.geometry
+        span = self.epoch_slots * g.period_us
+        first = (low_us - MAX_LATENESS - g.period_us - g.start_us) // span
+        last = (high_us - g.start_us) // span
+        return range(max(0, first), min(self.epochs - 1, last) + 1)
+
+    def _make_window(self, index: int) -> pl.DataFrame:
+        g = self.geometry
+        low, high = self.bounds(index)
+        device, slot = self._slots_due(low - MAX_ON_TIME_US - g.period_us // 50 - 1, high)
+        keys = slot_keys(device, slot)
+        observed = self._observed(device, slot, keys)
+        received = observed + self._on_time(keys)
+        keep = (received >= low) & (received < high) & (observed < g.end_us)
+        if device.size:
+            epochs = range(
+                int(slot.min()) // self.epoch_slots, int(slot.max()) // self.epoch_slots + 1
+            )
+            late = np.sort(np.concatenate([self.epoch(e)[1] for e in epochs]))
+            keep &= ~_member(keys, late)
+        on_time = pl.DataFrame(
+            {
+                "device": device[keep],
+                "slot": slot[keep],
+                "observed_us": observed[keep],
+                "received_us": received[keep],
+                "kind": np.full(int(keep.sum()), ON_TIME),
+                "prefix": np.zeros(int(keep.sum())),
+                "bad": np.full(int(keep.sum()), -1),
+            }
+        )
+        extras = [_typed(on_time)]
+        for e in self._epochs_due(low, high):
+            frame = self.epoch(e)[0]
+            times = frame.get_column("received_us").to_numpy()
+            lo, hi = np.searchsorted(times, [low, high], side="left")
+            extras.append(frame.slice(int(lo), int(hi - lo)))
+        rows = pl.concat(extras).filter(
+            (pl.col("kind") == BAD) | (pl.col("observed_us") < g.end_us)
+        )
+        return self._with_states(rows).sort("received_us", "kind", "device", "slot", "prefix")
+
+    def _with_states(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` with their boot and version, the offline slots' deliveries dropped."""
+        good = rows.filter(pl.col("kind") != BAD)
+        device = good.get_column("device").to_numpy()
+        slot = good.get_column("slot").to_numpy()
+        s = self.timeline.states(device, slot)
+        good = good.with_columns(
+            chunk=pl.Series(s.chunk, dtype=pl.Int64),
+            boot=pl.Series(s.boot, dtype=pl.Int64),
+            version=pl.Series(s.version, dtype=pl.Int8),
+        ).filter(pl.Series(s.online))
+        bad = rows.filter(pl.col("kind") == BAD).with_columns(
+            chunk=pl.lit(0, pl.Int64), boot=pl.lit(0, pl.Int64), version=pl.lit(0, pl.Int8)
+        )
+        return pl.concat([good, bad]).select(list(NUMERIC))
+
+    # -- what clients and checks see ------------------------------------------------
+
+    def render(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """NUMERIC rows as the delivery log's columns (LOG): the API's strings."""
+        device = rows.get_column("device").to_numpy()
+        tag_keys = (device << 40) ^ (rows.get_column("chunk").to_numpy() << 8)
+        tag_keys ^= rows.get_column("boot").to_numpy()
+        tag = mix(tag_keys, self.seed * 1000 + BOOT_TAG) % np.uint64(100_000_000)
+        good = pl.col("bad") < 0
+        boot_id = pl.concat_str(
+            [
+                pl.col("prefix").replace_strict({0: "", 1: "!", 2: "~"}, return_dtype=pl.String),
+                pl.col("device").cast(pl.String).str.zfill(6),
+                pl.lit("-"),
+                pl.col("chunk").cast(pl.String).str.zfill(3),
+                pl.lit("."),
+                pl.col("boot").cast(pl.String).str.zfill(2),
+                pl.lit("-"),
+                pl.Series(tag.astype(np.int64)).cast(pl.String).str.zfill(8),
+            ]
+        )
+        versions = dict(enumerate(VERSIONS))
+        return rows.select(
+            device_id=pl.when(good)
+            .then(pl.lit("gpu-") + pl.col("device").cast(pl.String).str.zfill(6))
+            .otherwise(pl.lit("gpu-bad")),
+            observed_us=pl.col("observed_us"),
+            boot_id=pl.when(good).then(boot_id).otherwise(pl.lit("")),
+            agent_version=pl.when(good)
+            .then(pl.col("version").replace_strict(versions, return_dtype=pl.String))
+            .otherwise(pl.lit("")),
+            received_us=pl.col("received_us"),
+            raw=pl.when(good)
+            .then(pl.lit(None, pl.String))
+            .otherwise(
+                pl.col("bad").replace_strict(
+                    dict(enumerate(BAD_RECORDS)), default=None, return_dtype=pl.String
+                )
+            ),
+        )
+
+    def log(self) -> pl.DataFrame:
+        """The whole delivery log (LOG), every window in order: for small fleets only."""
+        return pl.concat([self.render(self.window(j)) for j in range(self.windows)]).cast(
+            pl.Schema(LOG)
+        )
+
+    def truth(self, low_us: int, high_us: int) -> pl.DataFrame:
+        """The deduplicated heartbeats (HEARTBEATS, rule 4.1) observed in [low_us, high_us):
+        what a correct client stores of them once every delivery has arrived."""
+        g = self.geometry
+        device, slot = self._slots_due(low_us - g.period_us // 50 - 1, high_us)
+        keys = slot_keys(device, slot)
+        base = pl.DataFrame(
+            {
+                "device": device,
+                "slot": slot,
+                "observed_us": self._observed(device, slot, keys),
+                "received_us": np.zeros(device.size, np.int64),
+                "kind": np.full(device.size, ON_TIME),
+                "prefix": np.zeros(device.size),
+                "bad": np.full(device.size, -1),
+            }
+        )
+        parts = [_typed(base)]
+        if device.size:
+            span = range(
+                int(slot.min()) // self.epoch_slots, int(slot.max()) // self.epoch_slots + 1
+            )
+            for e in span:
+                parts.append(self._make_epoch(e)[0].filter(pl.col("kind") == CONFLICT))
+        rows = pl.concat(parts).filter(
+            pl.col("observed_us").is_between(low_us, min(high_us, g.end_us), closed="left")
+        )
+        good = self.render(self._with_states(rows)).select(
+            "device_id",
+            pl.col("observed_us").cast(pl.Datetime("us", "UTC")).alias("observed_at"),
+            "boot_id",
+            "agent_version",
+        )
+        return unique_heartbeats(good.cast(pl.Schema(HEARTBEATS)))
