@@ -20,7 +20,6 @@ Same seed, same deliveries: nothing depends on which windows were made before.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -29,16 +28,15 @@ import numpy.typing as npt
 import polars as pl
 
 from rewards.core import HEARTBEATS, unique_heartbeats
+from rewards.sim.records import BAD_RECORDS, LOG, NUMERIC, render_deliveries
 from rewards.sim.timeline import (
     EXTRAS,
     HOUR,
     I64,
     MINUTE,
     US,
-    VERSIONS,
     Geometry,
     Timeline,
-    mix,
     slot_keys,
     stream,
     uniform_int,
@@ -55,52 +53,6 @@ MAX_LATENESS = MAX_ON_TIME_US + LATE_US[1] + CONFLICT_US + MINUTE
 JITTER, DELAY, LATE_DELAY, BOOT_TAG = 11, 12, 13, 14
 # Delivery kinds, in tie-break order.
 ON_TIME, LATE, DUPLICATE, CONFLICT, BAD = 0, 1, 2, 3, 4
-
-_GOOD = {
-    "device_id": "gpu-bad",
-    "observed_at": "2024-04-21T00:00:00Z",
-    "boot_id": "b",
-    "agent_version": "0.9.9",
-}
-BAD_RECORDS = (
-    json.dumps({k: v for k, v in _GOOD.items() if k != "boot_id"}),
-    json.dumps({**_GOOD, "device_id": "gpu\u0000x"}),
-    json.dumps({**_GOOD, "observed_at": "2024-04-21T00:00:00"}),
-    json.dumps({**_GOOD, "observed_at": "2024-02-30T00:00:00Z"}),
-    json.dumps({**_GOOD, "observed_at": "2099-01-01T00:00:00Z"}),
-    json.dumps(_GOOD).replace('"b"', '"\\ud800"'),
-    json.dumps(_GOOD).replace('"gpu-bad"', "12"),
-    json.dumps(_GOOD).replace('"0.9.9"', "NaN"),
-    json.dumps(_GOOD).replace('"b"', "123456789012345678901234567890"),
-    '"not an object"',
-    json.dumps({**_GOOD, "device_id": ""}),
-)
-
-# A window or epoch in numbers; rendered to the API's strings only when served.
-NUMERIC = pl.Schema(
-    {
-        "device": pl.Int64,
-        "slot": pl.Int64,
-        "observed_us": pl.Int64,
-        "received_us": pl.Int64,
-        "kind": pl.Int8,
-        "prefix": pl.Int8,  # 0: none, 1: "!", 2: "~"
-        "chunk": pl.Int64,
-        "boot": pl.Int64,
-        "version": pl.Int8,
-        "bad": pl.Int8,  # index in BAD_RECORDS, -1 for good records
-    }
-)
-LOG = pl.Schema(
-    {
-        "device_id": pl.String,
-        "observed_us": pl.Int64,
-        "boot_id": pl.String,
-        "agent_version": pl.String,
-        "received_us": pl.Int64,
-        "raw": pl.String,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -231,38 +183,27 @@ class Feed:
             is_late, uniform_int(keys, self.seed * 1000 + LATE_DELAY, *LATE_US), 0
         )
         after = np.concatenate([np.zeros(late_device.size, np.int64), dup_after, con_after])
-        kind = np.concatenate(
-            [
-                np.full(late_device.size, LATE),
-                np.full(dup_device.size, DUPLICATE),
-                np.full(con_device.size, CONFLICT),
-            ]
-        )
-        prefix = np.concatenate([np.zeros(late_device.size + dup_device.size), con_prefix])
-        good = pl.DataFrame(
-            {
-                "device": device,
-                "slot": slot,
-                "observed_us": observed,
-                "received_us": first_received + after,
-                "kind": kind,
-                "prefix": prefix,
-                "bad": np.full(device.size, -1),
-            }
-        )
-        bad = pl.DataFrame(
-            {
-                "device": np.full(bad_count, -1),
-                "slot": np.arange(bad_count),
-                "observed_us": np.zeros(bad_count, np.int64),
-                "received_us": bad_received,
-                "kind": np.full(bad_count, BAD),
-                "prefix": np.zeros(bad_count),
-                "bad": bad_kind,
-            }
-        )
+        good, bad = device.size, bad_count
+        columns = {
+            "device": np.concatenate([device, np.full(bad, -1)]),
+            "slot": np.concatenate([slot, np.arange(bad)]),
+            "observed_us": np.concatenate([observed, np.zeros(bad, np.int64)]),
+            "received_us": np.concatenate([first_received + after, bad_received]),
+            "kind": np.repeat(
+                np.array([LATE, DUPLICATE, CONFLICT, BAD], np.int8),
+                [late_device.size, dup_device.size, con_device.size, bad],
+            ),
+            "prefix": np.concatenate([np.zeros(good - con_device.size), con_prefix, np.zeros(bad)]),
+            "bad": np.concatenate([np.full(good, -1), bad_kind]),
+        }
         # Sorted by received time only, for slicing; each window sorts its own rows fully.
-        frame = pl.concat([_typed(good), _typed(bad)]).sort("received_us")
+        order = np.argsort(columns["received_us"], kind="stable")
+        frame = pl.DataFrame(
+            {
+                name: pl.Series(values[order], dtype=NUMERIC[name])
+                for name, values in columns.items()
+            }
+        )
         return frame, late_keys
 
     # -- windows --------------------------------------------------------------------
@@ -349,42 +290,7 @@ class Feed:
 
     def render(self, rows: pl.DataFrame) -> pl.DataFrame:
         """NUMERIC rows as the delivery log's columns (LOG): the API's strings."""
-        device = rows.get_column("device").to_numpy()
-        tag_keys = (device << 40) ^ (rows.get_column("chunk").to_numpy() << 8)
-        tag_keys ^= rows.get_column("boot").to_numpy()
-        tag = mix(tag_keys, self.seed * 1000 + BOOT_TAG) % np.uint64(100_000_000)
-        good = pl.col("bad") < 0
-        boot_id = pl.concat_str(
-            [
-                pl.col("prefix").replace_strict({0: "", 1: "!", 2: "~"}, return_dtype=pl.String),
-                pl.col("device").cast(pl.String).str.zfill(6),
-                pl.lit("-"),
-                pl.col("chunk").cast(pl.String).str.zfill(3),
-                pl.lit("."),
-                pl.col("boot").cast(pl.String).str.zfill(2),
-                pl.lit("-"),
-                pl.Series(tag.astype(np.int64)).cast(pl.String).str.zfill(8),
-            ]
-        )
-        versions = dict(enumerate(VERSIONS))
-        return rows.select(
-            device_id=pl.when(good)
-            .then(pl.lit("gpu-") + pl.col("device").cast(pl.String).str.zfill(6))
-            .otherwise(pl.lit("gpu-bad")),
-            observed_us=pl.col("observed_us"),
-            boot_id=pl.when(good).then(boot_id).otherwise(pl.lit("")),
-            agent_version=pl.when(good)
-            .then(pl.col("version").replace_strict(versions, return_dtype=pl.String))
-            .otherwise(pl.lit("")),
-            received_us=pl.col("received_us"),
-            raw=pl.when(good)
-            .then(pl.lit(None, pl.String))
-            .otherwise(
-                pl.col("bad").replace_strict(
-                    dict(enumerate(BAD_RECORDS)), default=None, return_dtype=pl.String
-                )
-            ),
-        )
+        return render_deliveries(rows, boot_salt=self.seed * 1000 + BOOT_TAG)
 
     def log(self) -> pl.DataFrame:
         """The whole delivery log (LOG), every window in order: for small fleets only."""

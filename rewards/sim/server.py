@@ -26,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rewards.sim.feed import NUMERIC, Feed
+from rewards.sim.feed import Feed
 from rewards.sim.fleet import FleetSpec, device_feed, fleet_feed
+from rewards.sim.records import NUMERIC
 
 MAX_LIMIT = 50_000
 _TS = "%Y-%m-%dT%H:%M:%S%.6fZ"

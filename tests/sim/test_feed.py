@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from rewards.core import to_us
-from rewards.sim.feed import BAD_RECORDS, MAX_LATENESS
+from rewards.sim.feed import MAX_LATENESS
 from rewards.sim.fleet import (
     FORCED_UPGRADE,
     FleetSpec,
@@ -16,6 +16,7 @@ from rewards.sim.fleet import (
     delivery_log,
     fleet_feed,
 )
+from rewards.sim.records import BAD_RECORDS
 from rewards.sim.server import BadCursor, heartbeat_page
 
 SPEC = FleetSpec(
