@@ -54,6 +54,24 @@ Period = Annotated[int, typer.Option(min=1, help="Heartbeat period in seconds.")
 BadRate = Annotated[float, typer.Option(min=0, max=1, help="Share of malformed records.")]
 
 
+def _return_freed_memory() -> None:
+    """Give freed window arrays back to the system at once.
+
+    Every window makes and frees arrays of a few MB. glibc raises its mmap threshold after
+    the first such frees and then keeps their pages in its heap: at 600,000 devices that
+    held about 300 MB more than the live data. A fixed 1 MB threshold (M_MMAP_THRESHOLD)
+    keeps resident memory near what is live. Elsewhere than glibc, nothing to do."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+
+
 @sim_app.command("serve")
 def sim_serve(
     seed: Seed = 1,
@@ -92,6 +110,7 @@ def sim_serve(
         seed=fault_seed,
     )
     spec = _spec(seed, devices, days, scenario, period, bad_rate)
+    _return_freed_memory()
     err.print(f"simulating {devices} devices over {days} days ({scenario}) ...")
     simulator = UptimeSimulator(spec, token=secret, faults=faults)
     feed = simulator.feed

@@ -277,12 +277,12 @@ class Feed:
         slot = good.get_column("slot").to_numpy()
         s = self.timeline.states(device, slot)
         good = good.with_columns(
-            chunk=pl.Series(s.chunk, dtype=pl.Int64),
-            boot=pl.Series(s.boot, dtype=pl.Int64),
+            chunk=pl.Series(s.chunk, dtype=pl.Int32),
+            boot=pl.Series(s.boot, dtype=pl.Int16),
             version=pl.Series(s.version, dtype=pl.Int8),
         ).filter(pl.Series(s.online))
         bad = rows.filter(pl.col("kind") == BAD).with_columns(
-            chunk=pl.lit(0, pl.Int64), boot=pl.lit(0, pl.Int64), version=pl.lit(0, pl.Int8)
+            chunk=pl.lit(0, pl.Int32), boot=pl.lit(0, pl.Int16), version=pl.lit(0, pl.Int8)
         )
         return pl.concat([good, bad]).select(list(NUMERIC))
 

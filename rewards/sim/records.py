@@ -35,14 +35,14 @@ BAD_RECORDS = (
 # A window or epoch in numbers; rendered to the API's strings only when served.
 NUMERIC = pl.Schema(
     {
-        "device": pl.Int64,
-        "slot": pl.Int64,
+        "device": pl.Int32,
+        "slot": pl.Int32,
         "observed_us": pl.Int64,
         "received_us": pl.Int64,
         "kind": pl.Int8,
         "prefix": pl.Int8,  # 0: none, 1: "!", 2: "~"
-        "chunk": pl.Int64,
-        "boot": pl.Int64,
+        "chunk": pl.Int32,
+        "boot": pl.Int16,
         "version": pl.Int8,
         "bad": pl.Int8,  # index in BAD_RECORDS, -1 for good records
     }
@@ -61,9 +61,9 @@ LOG = pl.Schema(
 
 def render_deliveries(rows: pl.DataFrame, *, boot_salt: int) -> pl.DataFrame:
     """NUMERIC rows as the delivery log's columns (LOG): the API's strings."""
-    device = rows.get_column("device").to_numpy()
-    tag_keys = (device << 40) ^ (rows.get_column("chunk").to_numpy() << 8)
-    tag_keys ^= rows.get_column("boot").to_numpy()
+    device = rows.get_column("device").to_numpy().astype(np.int64)
+    tag_keys = (device << 40) ^ (rows.get_column("chunk").to_numpy().astype(np.int64) << 8)
+    tag_keys ^= rows.get_column("boot").to_numpy().astype(np.int64)
     tag = mix(tag_keys, boot_salt) % np.uint64(100_000_000)
     good = pl.col("bad") < 0
     boot_id = pl.concat_str(

@@ -127,8 +127,8 @@ class UptimeSimulator:
     @cached_property
     def heartbeats(self) -> pl.DataFrame:
         """The whole heartbeat delivery log at once, for checks at small sizes; serving
-        never makes it."""
-        return self.feed.log()
+        never makes it. Its own feed: the served one may be busy on another thread."""
+        return fleet_feed(self.spec).log()
 
     def _heartbeat_page(self, cursor: str, limit: int) -> tuple[pl.DataFrame, str, bool]:
         with self._feed_lock:

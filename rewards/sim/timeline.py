@@ -268,7 +268,7 @@ class Timeline:
             return self._chunks[index]
         made = make_chunk(self.seed, self.traits, self.geometry, index)
         self._chunks[index] = made
-        while len(self._chunks) > 4:
+        while len(self._chunks) > 3:  # a window needs its day's chunk and the two before
             self._chunks.popitem(last=False)
         return made
 
