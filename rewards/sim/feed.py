@@ -8,12 +8,15 @@ delivery log sorted by received time, and any window can be made alone:
 * on time: every online slot, observed with a jitter under 2% of the period and received
   0.2 to 5 s later (both stateless draws of the slot's key), except the late ones;
 * late, duplicate and conflicting deliveries are drawn per **extras epoch** (an hour, or
-  W when W is longer) from Philox keyed (seed, EXTRAS, epoch): a late heartbeat is
+  W when W is longer) from Philox keyed (seed, EXTRAS, epoch, stream): a late heartbeat is
   received 1 to 6 hours late instead of on time; a duplicate is a second copy up to 30
-  minutes after the first; a conflict is a copy up to 2 hours later with a disagreeing
-  boot_id ("!" before the id wins rule 4.1's tie-break, "~" loses); malformed records are
-  spread over the epoch. A window takes what falls due in it from the epochs of the last
-  MAX_LATENESS, recomputed from their seeds: bounded look-back, no stored state.
+  minutes after a first one; a conflict is a copy up to 2 hours after it with a
+  disagreeing boot_id ("!" before the id wins rule 4.1's tie-break, "~" loses). Late
+  heartbeats and their copies come from one stream (stream 0), copies of any slot's
+  on-time delivery and malformed records from another (stream 1), so a window takes what
+  falls due in it from the epochs of the last MAX_LATENESS, recomputed from their seeds,
+  and needs only stream 0 of the epochs more than NEAR_US back: bounded look-back, no
+  stored state.
 
 Same seed, same deliveries: nothing depends on which windows were made before.
 """
@@ -33,6 +36,7 @@ from rewards.sim.timeline import (
     EXTRAS,
     HOUR,
     I64,
+    KEY_BIAS,
     MINUTE,
     US,
     Geometry,
@@ -49,6 +53,7 @@ LATE_US = (1 * HOUR, 6 * HOUR)
 DUPLICATE_US = 30 * MINUTE
 CONFLICT_US = 2 * HOUR
 MAX_LATENESS = MAX_ON_TIME_US + LATE_US[1] + CONFLICT_US + MINUTE
+NEAR_US = MAX_ON_TIME_US + CONFLICT_US + MINUTE  # the latest an on-time heartbeat's copy comes
 # Salts of the stateless per-slot draws.
 JITTER, DELAY, LATE_DELAY, BOOT_TAG = 11, 12, 13, 14
 # Delivery kinds, in tie-break order.
@@ -112,7 +117,7 @@ class Feed:
         self.windows = -(-span // self.window_us)
         self.epochs = -(-geometry.season_slots // self.epoch_slots)
         self._windows: OrderedDict[int, pl.DataFrame] = OrderedDict()
-        self._epochs: OrderedDict[int, tuple[pl.DataFrame, I64]] = OrderedDict()
+        self._epochs: OrderedDict[int, tuple[pl.DataFrame, I64, bool]] = OrderedDict()
 
     # -- per-slot draws -------------------------------------------------------------
 
@@ -138,73 +143,116 @@ class Feed:
 
     # -- extras epochs --------------------------------------------------------------
 
-    def epoch(self, index: int) -> tuple[pl.DataFrame, I64]:
-        """Epoch `index`'s late, duplicate, conflicting and malformed deliveries (not yet
-        checked against the timeline), sorted by received time, and its late slots' keys."""
-        if index in self._epochs:
+    def epoch(self, index: int, *, full: bool = True) -> tuple[pl.DataFrame, I64]:
+        """Epoch `index`'s extra deliveries (not yet checked against the timeline) and its
+        late slots' keys, sorted. Not `full`: only the late ones and their copies, all a
+        window more than NEAR_US after the epoch can receive."""
+        if index in self._epochs and (self._epochs[index][2] or not full):
             self._epochs.move_to_end(index)
-            return self._epochs[index]
-        made = self._make_epoch(index)
-        self._epochs[index] = made
+            return self._epochs[index][:2]
+        made = self._make_epoch(index, full=full)
+        self._epochs[index] = (*made, full)
+        self._epochs.move_to_end(index)
         while len(self._epochs) > MAX_LATENESS // self.epoch_us + 3:
             self._epochs.popitem(last=False)
         return made
 
-    def _make_epoch(self, index: int) -> tuple[pl.DataFrame, I64]:
-        g, r, n, q = self.geometry, self.rates, self.devices, self.epoch_slots
-        rng = stream(self.seed, EXTRAS, index)
+    def _make_epoch(self, index: int, *, full: bool) -> tuple[pl.DataFrame, I64]:
+        r, n, q = self.rates, self.devices, self.epoch_slots
         first = index * q
+        # Late heartbeats and their copies come from one stream, on-time ones' copies and
+        # malformed records from another: a window long after the epoch makes only the first.
+        late_rng = stream(self.seed, EXTRAS, index, 0)
+        count = late_rng.binomial(n * q, r.late)
+        late_keys = _distinct(
+            slot_keys(late_rng.integers(0, n, count), first + late_rng.integers(0, q, count))
+        )
+        late_device, late_slot = late_keys >> 32, (late_keys & 0xFFFF_FFFF) - KEY_BIAS
+        copied = late_rng.random(late_keys.size) < r.duplicate
+        contested = late_rng.random(late_keys.size) < r.conflict
+        rows = [
+            self._extras(late_device, late_slot, LATE, np.zeros(late_keys.size, np.int64)),
+            self._extras(
+                late_device[copied],
+                late_slot[copied],
+                DUPLICATE,
+                late_rng.integers(0, DUPLICATE_US, int(copied.sum())),
+            ),
+            self._extras(
+                late_device[contested],
+                late_slot[contested],
+                CONFLICT,
+                late_rng.integers(0, CONFLICT_US, int(contested.sum())),
+                late_rng.random(int(contested.sum())) < 0.5,
+            ),
+        ]
+        if full:
+            rng = stream(self.seed, EXTRAS, index, 1)
+            count = rng.binomial(n * q, r.duplicate)
+            device, slot = rng.integers(0, n, count), first + rng.integers(0, q, count)
+            after = rng.integers(0, DUPLICATE_US, count)
+            rows.append(self._extras(device, slot, DUPLICATE, after, on_time=True))
+            count = rng.binomial(n * q, r.conflict)
+            device, slot = rng.integers(0, n, count), first + rng.integers(0, q, count)
+            after = rng.integers(0, CONFLICT_US, count)
+            winning = rng.random(count) < 0.5
+            rows.append(self._extras(device, slot, CONFLICT, after, winning, on_time=True))
+            rows.append(self._bad_records(rng, first))
+        # Unsorted: a window filters what falls due in it and sorts only that.
+        return pl.concat(rows), late_keys
 
-        def pick(rate: float) -> tuple[I64, I64]:
-            count = rng.binomial(n * q, rate)
-            return rng.integers(0, n, count), first + rng.integers(0, q, count)
-
-        late_device, late_slot = pick(r.late)
-        late_keys = _distinct(slot_keys(late_device, late_slot))
-        dup_device, dup_slot = pick(r.duplicate)
-        dup_after = rng.integers(0, DUPLICATE_US, dup_device.size)
-        con_device, con_slot = pick(r.conflict)
-        con_after = rng.integers(0, CONFLICT_US, con_device.size)
-        con_prefix = np.where(rng.random(con_device.size) < 0.5, 1, 2)
-        low_us = g.start_us + first * g.period_us
-        high_us = min(g.end_us, low_us + q * g.period_us)
-        bad_count = rng.poisson(n * q * r.bad_record) if high_us > low_us else 0
-        bad_received = rng.integers(low_us, max(high_us, low_us + 1), bad_count)
-        bad_kind = rng.integers(0, len(BAD_RECORDS), bad_count)
-
-        late_device, late_slot = late_keys >> 32, (late_keys & 0xFFFF_FFFF) - (1 << 30)
-        device = np.concatenate([late_device, dup_device, con_device])
-        slot = np.concatenate([late_slot, dup_slot, con_slot])
+    def _extras(
+        self,
+        device: I64,
+        slot: I64,
+        kind: int,
+        after: I64,
+        winning: npt.NDArray[np.bool_] | None = None,
+        *,
+        on_time: bool = False,
+    ) -> pl.DataFrame:
+        """Deliveries of (device, slot) `after` its first one: on time, or hours late.
+        A conflict's boot_id sorts before the true one when `winning`, else after it."""
         keys = slot_keys(device, slot)
         observed = self._observed(device, slot, keys)
-        first_received = observed + self._on_time(keys)
-        is_late = _member(keys, late_keys)
-        first_received += np.where(
-            is_late, uniform_int(keys, self.seed * 1000 + LATE_DELAY, *LATE_US), 0
+        received = observed + self._on_time(keys) + after
+        if not on_time:
+            received += uniform_int(keys, self.seed * 1000 + LATE_DELAY, *LATE_US)
+        prefix = np.zeros(device.size) if winning is None else np.where(winning, 1, 2)
+        return _typed(
+            pl.DataFrame(
+                {
+                    "device": device,
+                    "slot": slot,
+                    "observed_us": observed,
+                    "received_us": received,
+                    "kind": np.full(device.size, kind),
+                    "prefix": prefix,
+                    "bad": np.full(device.size, -1),
+                }
+            )
         )
-        after = np.concatenate([np.zeros(late_device.size, np.int64), dup_after, con_after])
-        good, bad = device.size, bad_count
-        columns = {
-            "device": np.concatenate([device, np.full(bad, -1)]),
-            "slot": np.concatenate([slot, np.arange(bad)]),
-            "observed_us": np.concatenate([observed, np.zeros(bad, np.int64)]),
-            "received_us": np.concatenate([first_received + after, bad_received]),
-            "kind": np.repeat(
-                np.array([LATE, DUPLICATE, CONFLICT, BAD], np.int8),
-                [late_device.size, dup_device.size, con_device.size, bad],
-            ),
-            "prefix": np.concatenate([np.zeros(good - con_device.size), con_prefix, np.zeros(bad)]),
-            "bad": np.concatenate([np.full(good, -1), bad_kind]),
-        }
-        # Sorted by received time only, for slicing; each window sorts its own rows fully.
-        order = np.argsort(columns["received_us"], kind="stable")
-        frame = pl.DataFrame(
-            {
-                name: pl.Series(values[order], dtype=NUMERIC[name])
-                for name, values in columns.items()
-            }
+
+    def _bad_records(self, rng: np.random.Generator, first: int) -> pl.DataFrame:
+        """Malformed records received while the epoch's slots are due, in the season."""
+        g = self.geometry
+        low = g.start_us + first * g.period_us
+        high = min(g.end_us, low + self.epoch_slots * g.period_us)
+        count = rng.poisson(self.devices * self.epoch_slots * self.rates.bad_record)
+        count = count if high > low else 0
+        return _typed(
+            pl.DataFrame(
+                {
+                    "device": np.full(count, -1),
+                    "slot": np.arange(count),
+                    "observed_us": np.zeros(count, np.int64),
+                    "received_us": rng.integers(low, max(high, low + 1), count),
+                    "kind": np.full(count, BAD),
+                    "prefix": np.zeros(count),
+                    "bad": rng.integers(0, len(BAD_RECORDS), count),
+                }
+            )
         )
-        return frame, late_keys
 
     # -- windows --------------------------------------------------------------------
 
@@ -259,16 +307,21 @@ class Feed:
                 "bad": np.full(int(keep.sum()), -1),
             }
         )
-        extras = [_typed(on_time)]
-        for e in self._epochs_due(low, high):
-            frame = self.epoch(e)[0]
-            times = frame.get_column("received_us").to_numpy()
-            lo, hi = np.searchsorted(times, [low, high], side="left")
-            extras.append(frame.slice(int(lo), int(hi - lo)))
-        rows = pl.concat(extras).filter(
-            (pl.col("kind") == BAD) | (pl.col("observed_us") < g.end_us)
+        due = pl.col("received_us").is_between(low, high, "left")
+        span = self.epoch_slots * g.period_us
+        extras = pl.concat(
+            [
+                self.epoch(e, full=g.start_us + (e + 1) * span + g.period_us + NEAR_US >= low)[
+                    0
+                ].filter(due)
+                for e in self._epochs_due(low, high)
+            ]
         )
-        return self._with_states(rows).sort("received_us", "kind", "device", "slot", "prefix")
+        extras = extras.filter((pl.col("kind") == BAD) | (pl.col("observed_us") < g.end_us))
+        # The on-time rows come in (device, slot) order, in which the timeline's lookups
+        # walk its arrays forwards; the few extras are looked up on their own.
+        rows = pl.concat([self._with_states(_typed(on_time)), self._with_states(extras)])
+        return rows.sort("received_us", "kind", "device", "slot", "prefix")
 
     def _with_states(self, rows: pl.DataFrame) -> pl.DataFrame:
         """`rows` with their boot and version, the offline slots' deliveries dropped."""
@@ -321,7 +374,7 @@ class Feed:
                 int(slot.min()) // self.epoch_slots, int(slot.max()) // self.epoch_slots + 1
             )
             for e in span:
-                parts.append(self._make_epoch(e)[0].filter(pl.col("kind") == CONFLICT))
+                parts.append(self._make_epoch(e, full=True)[0].filter(pl.col("kind") == CONFLICT))
         rows = pl.concat(parts).filter(
             pl.col("observed_us").is_between(low_us, min(high_us, g.end_us), closed="left")
         )
