@@ -36,7 +36,7 @@ def test_the_forced_upgrade_collapses_600k_devices_in_one_window_without_the_sea
     online_after = after.get_column("device").n_unique()
     assert online_before > 0.8 * BIG.devices
     assert online_after < 0.05 * online_before  # most of the fleet went silent
-    assert warm < 5  # generous: the machine may be busy; measured well under a second alone
+    assert warm < 5  # generous for a busy machine: 0.5 to 1.6 s measured under load
     assert cold < 30  # the day's chunks and eight hours of late draws: 2 to 7 s measured
 
 
