@@ -1,7 +1,10 @@
 """The uptime API simulator served over HTTP (DESIGN 6), with fault injection.
 
-Cursors are decimal offsets into the delivery log. Faults are drawn from a generator seeded
-by the fault seed, so a run's sequence of faults is reproducible.
+The heartbeat feed streams (DESIGN 8): a page is cut from the windows it spans, each made
+on demand from the seed, and its cursor says where it stopped as "window.offset", so the
+server keeps no state per client and any page size gives the same deliveries. Device
+records are served from memory with decimal offsets. Faults are drawn from a generator
+seeded by the fault seed, so a run's sequence of faults is reproducible.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import orjson
 import polars as pl
@@ -22,7 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rewards.sim.fleet import FleetSpec, delivery_log, device_feed
+from rewards.sim.feed import Feed
+from rewards.sim.fleet import FleetSpec, device_feed, fleet_feed
+from rewards.sim.records import NUMERIC
 
 MAX_LIMIT = 50_000
 _TS = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -78,18 +84,55 @@ def _device_rows(page: pl.DataFrame) -> list[str]:
     return [orjson.dumps(r).decode() for r in records]
 
 
+class BadCursor(ValueError):
+    """A cursor this feed did not hand out."""
+
+
+def heartbeat_page(feed: Feed, cursor: str, limit: int) -> tuple[pl.DataFrame, str, bool]:
+    """Up to `limit` deliveries after `cursor` ("window.offset"; empty: the beginning), in
+    the log's columns, the cursor after them, and whether more follow."""
+    try:
+        window, offset = (int(part) for part in (cursor or "0.0").split("."))
+    except ValueError:
+        raise BadCursor(cursor) from None
+    if not 0 <= window <= feed.windows or offset < 0:
+        raise BadCursor(cursor)
+    parts = []
+    while limit > 0 and window < feed.windows:
+        rows = feed.window(window)
+        part = rows.slice(offset, limit)
+        parts.append(feed.render(part))
+        limit -= part.height
+        offset = min(offset + part.height, rows.height)
+        if offset == rows.height:
+            window, offset = window + 1, 0
+    page = pl.concat(parts) if parts else feed.render(pl.DataFrame(schema=NUMERIC))
+    return page, f"{window}.{offset}", window < feed.windows
+
+
 class UptimeSimulator:
-    """Holds one simulated fleet's delivery logs and answers page requests."""
+    """Serves one simulated fleet: heartbeats streamed window by window, devices whole."""
 
     def __init__(self, spec: FleetSpec, *, token: str, faults: Faults | None = None) -> None:
         self.spec = spec
         self.token = token
         self.faults = faults or Faults()
-        self.heartbeats = delivery_log(spec)
+        self.feed = fleet_feed(spec)
         self.devices = device_feed(spec)
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
+        self._feed_lock = threading.Lock()  # the feed keeps its last windows: one user
         self.requests = 0
+
+    @cached_property
+    def heartbeats(self) -> pl.DataFrame:
+        """The whole heartbeat delivery log at once, for checks at small sizes; serving
+        never makes it. Its own feed: the served one may be busy on another thread."""
+        return fleet_feed(self.spec).log()
+
+    def _heartbeat_page(self, cursor: str, limit: int) -> tuple[pl.DataFrame, str, bool]:
+        with self._feed_lock:
+            return heartbeat_page(self.feed, cursor, limit)
 
     def _fault(self) -> str | None:
         with self._lock:
@@ -111,14 +154,16 @@ class UptimeSimulator:
         auth = request.headers.get("authorization", "")
         if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
             return JSONResponse({"error": "missing or invalid service token"}, status_code=401)
+        stream = request.url.path.rsplit("/", 1)[-1]
+        cursor = request.query_params.get("cursor") or ""
         try:
-            offset = int(request.query_params.get("cursor") or 0)
             limit = int(request.query_params.get("limit") or 1000)
+            offset = int(cursor or 0) if stream == "devices" else 0
             if offset < 0 or not 0 < limit <= MAX_LIMIT:
                 raise ValueError
         except ValueError:
             return JSONResponse(
-                {"error": f"cursor must be an offset and limit within 1..{MAX_LIMIT}"},
+                {"error": f"cursor must be one handed out and limit within 1..{MAX_LIMIT}"},
                 status_code=400,
             )
         fault = self._fault()
@@ -132,17 +177,23 @@ class UptimeSimulator:
             )
         if fault == "slow":
             await asyncio.sleep(self.faults.slow_s)
-        stream = request.url.path.rsplit("/", 1)[-1]
-        log, render = (
-            (self.heartbeats, _heartbeat_rows)
-            if stream == "heartbeats"
-            else (self.devices, _device_rows)
-        )
-        rows = render(log.slice(offset, limit))
-        end = min(offset + limit, log.height)
-        has_more = end < log.height
+        if stream == "heartbeats":
+            try:
+                # Making a window is CPU work: off the event loop.
+                page, next_cursor, has_more = await asyncio.to_thread(
+                    self._heartbeat_page, cursor, limit
+                )
+            except BadCursor:
+                return JSONResponse(
+                    {"error": "cursor must be one this feed handed out"}, status_code=400
+                )
+            rows = _heartbeat_rows(page)
+        else:
+            rows = _device_rows(self.devices.slice(offset, limit))
+            end = min(offset + limit, self.devices.height)
+            next_cursor, has_more = str(end), end < self.devices.height
         body = (
-            f'{{"{stream}":[' + ",".join(rows) + f'],"next_cursor":"{end}",'
+            f'{{"{stream}":[' + ",".join(rows) + f'],"next_cursor":"{next_cursor}",'
             f'"has_more":{"true" if has_more else "false"}}}'
         ).encode()
         if fault == "truncate":
@@ -154,7 +205,7 @@ def create_sim_app(simulator: UptimeSimulator) -> Starlette:
     """The ASGI app serving `simulator` under /v1."""
 
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "heartbeats": simulator.heartbeats.height})
+        return JSONResponse({"status": "ok", "windows": simulator.feed.windows})
 
     return Starlette(
         routes=[
