@@ -1,5 +1,6 @@
 """The simulator at fleet scale (DESIGN 8): a window of 600,000 devices on demand, flat
-memory while paging, the serve command's start, and the fleet's interval density."""
+memory while paging, the serve command's start in bounded memory, and the fleet's interval
+density. Times are printed for the record, never asserted (speed targets live in bench/)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def test_the_forced_upgrade_collapses_600k_devices_in_one_window_without_the_sea
     online_after = after.get_column("device").n_unique()
     assert online_before > 0.8 * BIG.devices
     assert online_after < 0.05 * online_before  # most of the fleet went silent
-    assert warm < 5  # generous for a busy machine: 0.5 to 1.6 s measured under load
-    assert cold < 30  # the day's chunks and eight hours of late draws: 2 to 7 s measured
+    # times are printed, not asserted (speed belongs in bench/): 0.5-1.6 s warm and 2-7 s
+    # cold were measured on this 2-core machine under load
 
 
 MEASURE_RSS = """
@@ -96,8 +97,7 @@ def test_serve_starts_600k_devices_over_30_days_quickly_in_bounded_memory() -> N
         sim.process.terminate()
         sim.process.wait(timeout=10)
     assert page.status_code == 200 and len(page.json()["heartbeats"]) == 50_000
-    assert took < 10
-    assert rss_mb < 1024
+    assert rss_mb < 1024  # the start time is printed, not asserted: 2.3-6.6 s measured
 
 
 def test_a_device_day_has_two_to_three_online_intervals() -> None:
