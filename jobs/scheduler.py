@@ -149,6 +149,19 @@ def scheduled_jobs(
             misfire_grace=timedelta(seconds=settings.eligibility_view_every_s),
             start_now=True,
         ),
+        *_upkeep_jobs(engine, settings, recorded, clock=clock),
+    ]
+
+
+def _upkeep_jobs(
+    engine: Engine,
+    settings: Settings,
+    recorded: Callable[[str, Callable[[RunContext], None]], Callable[[], object]],
+    *,
+    clock: Callable[[], datetime],
+) -> list[ScheduledJob]:
+    """The storage upkeep: the database's raw heartbeats and the heartbeat archive."""
+    return [
         ScheduledJob(
             RETENTION_JOB_ID,
             recorded(RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)),
