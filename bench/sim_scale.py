@@ -1,6 +1,9 @@
-"""The simulator at fleet scale (DESIGN 8): a window of 600,000 devices on demand, flat
-memory while paging, the serve command's start in bounded memory, and the fleet's interval
-density. Times are printed for the record, never asserted (speed targets live in bench/)."""
+"""The simulator at fleet scale (DESIGN 8, issue 14): a window of 600,000 devices on demand,
+flat memory while paging through hours of the fleet, and `rewards sim serve` starting a
+600,000-device, 30-day fleet in bounded memory. Times are printed, memory is checked.
+
+A benchmark, not part of the suite (each check takes tens of seconds and gigabytes of
+traffic); run it with `.venv/bin/pytest bench/sim_scale.py -s`."""
 
 from __future__ import annotations
 
@@ -8,12 +11,11 @@ import json
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
-from rewards.core import SeasonPolicy, online_intervals, to_us
+from rewards.core import to_us
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec, fleet_feed
 from tests.processes import TOKEN, start_simulator
 
@@ -98,24 +100,3 @@ def test_serve_starts_600k_devices_over_30_days_quickly_in_bounded_memory() -> N
         sim.process.wait(timeout=10)
     assert page.status_code == 200 and len(page.json()["heartbeats"]) == 50_000
     assert rss_mb < 1024  # the start time is printed, not asserted: 2.3-6.6 s measured
-
-
-def test_a_device_day_has_two_to_three_online_intervals() -> None:
-    # A ten-minute period keeps the week's 2M heartbeats small; gaps are drawn in slots, so
-    # the fleet's shape against its liveness timeout (1.5 periods) is the one of 60 s.
-    spec = FleetSpec(seed=3, devices=2_000, days=7, heartbeat_period_s=600, scenario="steady")
-    policy = SeasonPolicy(
-        season_id="density",
-        name="density",
-        start=spec.start,
-        end=spec.start + timedelta(days=spec.days),
-        pool_per_epoch=1,
-        token_decimals=0,
-        heartbeat_period_us=600_000_000,
-        liveness_timeout_us=900_000_000,
-    )
-    truth = fleet_feed(spec).truth(spec.start_us, spec.end_us)
-    per_device_day = online_intervals(truth, policy).height / (spec.devices * spec.days)
-    print(f"{per_device_day:.2f} intervals per device-day")
-    assert 2 <= per_device_day <= 3
-    assert truth.get_column("device_id").n_unique() > 0.95 * spec.devices
