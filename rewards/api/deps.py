@@ -149,7 +149,7 @@ def watch_write(request: Request, who: Principal, route: str) -> None:
     )
     state.metrics.surges.labels(route).inc()
     log.warning(
-        "write surge: %s made %d writes to %s this minute (threshold %.1f); alert %s",
+        "write surge: %s made %d writes to %s in a minute (threshold %.1f); alert %s",
         who.subject, surge.writes, route, surge.threshold, alert.id,
     )  # fmt: skip
     if settings.alert_webhook_url:

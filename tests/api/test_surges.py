@@ -12,7 +12,9 @@ import httpx
 from fastapi import FastAPI, Request
 
 from rewards.api.app import create_app
+from rewards.api.surges import Surge, WriteCounter
 from rewards.api.verifier import dev_issuer, make_verifier
+from rewards.core import SurgePolicy
 from rewards.db import audit
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.services.incidents import declare
@@ -95,3 +97,32 @@ def test_a_write_burst_raises_an_alert_and_blocks_until_cleared(  # type: ignore
         assert actions == ["alert.raise", "alert.clear"]
         assert audit.verify_chain(session).intact
     engine.dispose()
+
+
+EDGE = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # a wall-clock minute's edge
+
+
+def test_a_burst_straddling_a_minute_edge_is_a_surge() -> None:
+    """Three writes within half a second, two before a minute's edge and one after it,
+    are one burst. Counted per calendar minute they were 2 + 1 and escaped: an attacker
+    timing bursts at the edges could write twice the threshold unseen (and the pages'
+    surge test failed whenever its burst crossed an edge)."""
+    counter = WriteCounter(SurgePolicy(min_writes=3))
+    offsets = (-0.4, -0.2, 0.1)
+    found = [counter.record("r", "a", EDGE + timedelta(seconds=s)) for s in offsets]
+    assert found[:2] == [None, None]
+    assert found[2] == Surge("r", "a", 3, 3.0)
+
+
+def test_writes_spread_over_more_than_a_minute_are_not_a_surge() -> None:
+    counter = WriteCounter(SurgePolicy(min_writes=3))
+    found = [counter.record("r", "a", EDGE + timedelta(seconds=s)) for s in (0, 30, 61, 92)]
+    assert found == [None] * 4
+
+
+def test_a_long_burst_raises_one_alert_a_minute() -> None:
+    counter = WriteCounter(SurgePolicy(min_writes=3))
+    times = [EDGE + timedelta(seconds=s / 2) for s in range(240)]  # 2 a second for 2 min
+    fired = [t for t in times if counter.record("r", "a", t) is not None]
+    assert fired == [times[2], times[2] + timedelta(seconds=60)]
+    assert counter.record("r", "b", times[-1]) is None  # another actor has its own count
