@@ -25,12 +25,11 @@ RETENTION_JOB_ID = "prune-heartbeats"
 def retention_job(
     engine: Engine, settings: Settings, *, clock: Callable[[], datetime]
 ) -> Callable[[RunContext], None]:
-    """The body of the retention job: drop raw heartbeats past heartbeat_retention_days."""
+    """The body of the retention job: drop the database's raw heartbeats older than
+    heartbeat_db_window_s (the archive keeps them for heartbeat_retention_days)."""
 
     def body(context: RunContext) -> None:
-        context.deleted = apply_retention(
-            engine, now=clock(), keep=timedelta(days=settings.heartbeat_retention_days)
-        )
+        context.deleted = apply_retention(engine, now=clock(), keep=settings.heartbeat_db_window)
 
     return body
 
@@ -118,6 +117,7 @@ def pull_job(
                 limits=settings.ingest_limits,
                 max_pages=max_pages,
                 archive=open_archive(settings.archive_url) if stream == "heartbeats" else None,
+                db_window=settings.heartbeat_db_window,
             )
         context.error = report.error
 

@@ -165,9 +165,9 @@ def _upkeep_jobs(
         ScheduledJob(
             RETENTION_JOB_ID,
             recorded(RETENTION_JOB_ID, retention_job(engine, settings, clock=clock)),
-            every=timedelta(days=1),
-            name="drop raw heartbeats past the retention period",
-            misfire_grace=timedelta(hours=6),
+            every=timedelta(hours=1),
+            name="drop the database's raw heartbeats past heartbeat_db_window_s",
+            misfire_grace=timedelta(hours=1),
             start_now=False,
         ),
         ScheduledJob(

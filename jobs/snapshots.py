@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
+from rewards.services.archive import open_archive
 from rewards.services.eligibility_view import ViewError, ViewHeader, refresh_view
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import JobBusy
@@ -41,6 +42,7 @@ def snapshot_job(
                 policy,
                 settlement=settings.settlement,
                 lock_ttl=settings.job_lock,
+                archive=open_archive(settings.archive_url),
                 clock=clock,
             )
         except JobBusy as busy:
@@ -72,6 +74,7 @@ def view_job(
                 trigger="scheduled",
                 clock=clock,
                 lock_ttl=settings.job_lock,
+                archive=open_archive(settings.archive_url),
             )
         except JobBusy as busy:
             log.warning("%s", busy)

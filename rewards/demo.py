@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from jobs.ingest import JOB_IDS, pull_job
 from rewards.console import print_diff
 from rewards.core import DetectorSettings, SeasonPolicy, check_proof_document
+from rewards.services.archive import open_archive
 from rewards.services.database import open_database, upgrade
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.exports import export, verify_export
@@ -76,7 +77,15 @@ def run_demo(
         return
     _show_intervals(engine, spec, console)
     owner = _snapshot_story(engine, policy, workdir, console, clock)
-    refresh_view(engine, policy, trigger="demo", clock=clock, lock_ttl=timedelta(minutes=10))
+    archive = open_archive(str(workdir / "archive"))  # where step 2's pulls archived to
+    refresh_view(
+        engine,
+        policy,
+        trigger="demo",
+        clock=clock,
+        lock_ttl=timedelta(minutes=10),
+        archive=archive,
+    )
     console.print(pages_hint(workdir / "rewards.db", policy, owner=owner))
     console.print(f"done in {time.monotonic() - started:.1f} s")
     engine.dispose()
@@ -233,6 +242,7 @@ def _snapshot_story(
                 clock=clock,
                 lock_ttl=lock,
                 stages=stages,
+                archive=open_archive(str(workdir / "archive")),
             ).snapshot
         took = sum(stages.seconds.values())
         console.print(

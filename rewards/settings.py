@@ -70,7 +70,11 @@ class Settings(BaseSettings):
     ingest_max_bytes: PositiveInt = 16 * 1024**3
     ingest_max_idle_pages: PositiveInt = 100
     ingest_max_idle_in_a_row: PositiveInt = 10
-    heartbeat_retention_days: PositiveInt = 400
+    heartbeat_retention_days: PositiveInt = 400  # in the archive
+    # raw heartbeats observed this recently (when they arrive) are kept in the database too,
+    # at about 150 B each, for settlement-window queries; by default none: they live in the
+    # archive (DESIGN 8), and the database holds intervals
+    heartbeat_db_window_s: Annotated[int, Field(ge=0)] = 0
     # the heartbeat archive (DESIGN 8): a directory or s3://bucket/prefix (credentials and
     # endpoint from the AWS environment variables); every raw heartbeat goes there
     archive_url: str = "var/archive"
@@ -189,6 +193,11 @@ class Settings(BaseSettings):
         """How long a job's lock (a season's snapshot run, a view rebuild, an ingest pull)
         holds without renewal before another process may take it over."""
         return timedelta(seconds=self.job_lock_s)
+
+    @property
+    def heartbeat_db_window(self) -> timedelta:
+        """How recent a raw heartbeat must be for the database to keep it (DESIGN 8)."""
+        return timedelta(seconds=self.heartbeat_db_window_s)
 
     @property
     def settlement(self) -> timedelta:

@@ -72,6 +72,7 @@ def eligibility_refresh(
 ) -> None:
     """Rebuild the eligibility view the API answers suppliers from (the scheduler does this
     every `eligibility_view_every_s`)."""
+    from rewards.services.archive import open_archive
     from rewards.services.eligibility_view import ViewError, refresh_view
     from rewards.services.runs import JobBusy
     from rewards.services.snapshot_runs import Stages
@@ -87,6 +88,7 @@ def eligibility_refresh(
             trigger="manual",
             clock=utc_now,
             lock_ttl=sh.settings.job_lock,
+            archive=open_archive(sh.settings.archive_url),
             force=force,
             stages=stages,
         )

@@ -51,6 +51,7 @@ def snapshot_run(
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
+    from rewards.services.archive import open_archive
     from rewards.services.snapshot_runs import BadEpochs, Stages, run_now
     from rewards.services.snapshots import label
 
@@ -65,6 +66,7 @@ def snapshot_run(
             epochs=epochs,
             settlement=sh.settings.settlement,
             lock_ttl=sh.settings.job_lock,
+            archive=open_archive(sh.settings.archive_url),
             clock=utc_now,
             force=force,
             stages=stages,

@@ -28,7 +28,7 @@ from rewards.core.frames import (
     to_us,
 )
 from rewards.core.identifiers import IDENTIFIER_PATTERN, identifier_problem, not_identifiers
-from rewards.core.incidents import IncidentScopeError, incident_versions
+from rewards.core.incidents import IncidentScopeError, incident_versions, incident_versions_near
 from rewards.core.intervals import (
     conflicting_heartbeats,
     merge_intervals,
@@ -148,6 +148,7 @@ __all__ = [
     "grid_state",
     "identifier_problem",
     "incident_versions",
+    "incident_versions_near",
     "leaf_hash",
     "merge_intervals",
     "merkle_proof",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from rewards.core.epochs import same_group_as_previous
-from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, check_frame
+from rewards.core.frames import INCIDENT_VERSIONS, INCIDENTS, INTERVALS, check_frame
 from rewards.core.policy import SeasonPolicy
 from rewards.core.scope import covers_expr
 from rewards.core.versions import version_key_expr
@@ -130,3 +130,65 @@ def incident_versions(heartbeats: pl.DataFrame, incidents: pl.DataFrame) -> pl.D
         check_sortedness=False,  # both sorted by time above
     )
     return found.filter(pl.col("agent_version").is_not_null()).select(list(INCIDENT_VERSIONS))
+
+
+def incident_versions_near(
+    incidents: pl.DataFrame,
+    intervals: pl.DataFrame,
+    near: pl.DataFrame,
+    policy: SeasonPolicy,
+) -> pl.DataFrame:
+    """`incident_versions` without every raw heartbeat: the same answer from the online
+    intervals and only the heartbeats `near` each version-scoped incident's start `a`
+    (all of those observed in (a - liveness_timeout, a]; others are ignored).
+
+    A device's last heartbeat at or before `a` is either in that window, or, when it has
+    none there, the last heartbeat of an interval: the next heartbeat comes after `a`,
+    more than a liveness timeout later, so the run ended there, and the interval that
+    ends a period after it carries its version (with the duplicate rule applied)."""
+    check_frame(incidents, INCIDENTS, "incidents")
+    check_frame(intervals, INTERVALS, "intervals")
+    scoped = incidents.filter(pl.col("scope_version_below").is_not_null())
+    if scoped.is_empty():
+        return pl.DataFrame(schema=dict(INCIDENT_VERSIONS))
+    timeout = pl.duration(microseconds=policy.liveness_timeout_us)
+    windows = scoped.select("incident_id", "start")
+    last = pl.col("observed_at") == pl.col("observed_at").max()
+    from_near = (
+        near.select("device_id", "observed_at", "boot_id", "agent_version")
+        .join(windows, how="cross")
+        .filter(
+            pl.col("observed_at") > pl.col("start") - timeout,
+            pl.col("observed_at") <= pl.col("start"),
+        )
+        # the deduplication rule decides which version a duplicate heartbeat carries
+        .sort("incident_id", "device_id", "observed_at", "boot_id", "agent_version")
+        .group_by("incident_id", "device_id")
+        .agg(pl.col("agent_version").filter(last).first())
+        .select(list(INCIDENT_VERSIONS))
+    )
+    ends = intervals.select(
+        "device_id",
+        (pl.col("end") - pl.duration(microseconds=policy.heartbeat_period_us)).alias("last_at"),
+        pl.col("last_agent_version").alias("agent_version"),
+    ).sort("last_at")
+    asked = (
+        intervals.select("device_id")
+        .unique()
+        .join(windows.rename({"start": "at"}), how="cross")
+        .sort("at")
+    )
+    from_ends = asked.join_asof(
+        ends,
+        left_on="at",
+        right_on="last_at",
+        by="device_id",
+        strategy="backward",
+        check_sortedness=False,  # both sorted by time above
+    ).filter(pl.col("agent_version").is_not_null())
+    return (
+        from_ends.join(from_near, on=["incident_id", "device_id"], how="anti")
+        .select(list(INCIDENT_VERSIONS))
+        .vstack(from_near)
+        .sort("incident_id", "device_id")
+    )

@@ -48,7 +48,7 @@ def _upsert_sql(dialect: str) -> str:
     return (
         "INSERT INTO heartbeats (device_id, observed_at, boot_id, agent_version, received_at) "  # noqa: S608
         "SELECT device_id, observed_at, boot_id, agent_version, :received_at FROM hb_stage "
-        "WHERE true "  # lets SQLite parse ON CONFLICT after INSERT ... SELECT
+        "WHERE observed_at >= :kept_from "  # a WHERE lets SQLite parse ON CONFLICT here
         "ON CONFLICT (device_id, observed_at) DO UPDATE SET "
         "boot_id = excluded.boot_id, agent_version = excluded.agent_version "
         f"WHERE (excluded.boot_id{collate}, excluded.agent_version{collate}) "
@@ -114,11 +114,13 @@ def stored_at_stage(connection: Connection) -> pl.DataFrame:
     return known.with_columns(pl.col("observed_at").cast(TIME))
 
 
-def upsert_stage(connection: Connection, *, received_at_us: int) -> int:
-    """Upsert the staged heartbeats into `heartbeats`, the smallest (boot_id,
-    agent_version) winning (DESIGN 4.1). Returns how many rows were inserted or replaced."""
+def upsert_stage(connection: Connection, *, received_at_us: int, kept_from_us: int) -> int:
+    """Upsert the staged heartbeats observed at or after `kept_from_us` into `heartbeats`,
+    the smallest (boot_id, agent_version) winning (DESIGN 4.1). Returns how many rows were
+    inserted or replaced."""
     stored = connection.execute(
-        text(_upsert_sql(connection.dialect.name)), {"received_at": received_at_us}
+        text(_upsert_sql(connection.dialect.name)),
+        {"received_at": received_at_us, "kept_from": kept_from_us},
     ).rowcount
     return int(stored)
 
@@ -231,3 +233,20 @@ def load_device_intervals(connection: Connection, device_id: str) -> pl.DataFram
         _INTERVAL_INTS,
     )
     return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
+def heartbeats_between(
+    connection: Connection, *, after_us: int, until_us: int, device_id: str | None = None
+) -> pl.DataFrame:
+    """The stored heartbeats (HEARTBEATS) observed in (after_us, until_us], of one device
+    when `device_id` is given."""
+    one = "" if device_id is None else " AND device_id = :device"
+    frame = fetch_frame(
+        connection,
+        "SELECT device_id, observed_at, boot_id, agent_version FROM heartbeats "  # noqa: S608
+        f"WHERE observed_at > :after AND observed_at <= :until{one}",
+        {"after": after_us, "until": until_us}
+        | ({} if device_id is None else {"device": device_id}),
+        _HEARTBEAT_INTS,
+    )
+    return frame.with_columns(pl.col("observed_at").cast(TIME))

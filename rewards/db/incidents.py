@@ -8,8 +8,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from rewards.core import INCIDENT_VERSIONS, INCIDENTS, OWNERS, TIME, IncidentScope, to_us
-from rewards.db.bulk import fetch_frame
+from rewards.core import INCIDENTS, OWNERS, TIME, IncidentScope
 from rewards.db.devices import metadata_history
 from rewards.db.tables import Incident, JobRun
 
@@ -53,37 +52,6 @@ def devices_frame(session: Session) -> pl.DataFrame:
 def owners_frame(session: Session) -> pl.DataFrame:
     """The ownership history as an OWNERS frame."""
     return metadata_history(session).select(list(OWNERS))
-
-
-def versions_at(
-    session: Session, incidents: pl.DataFrame, device_id: str | None = None
-) -> pl.DataFrame:
-    """INCIDENT_VERSIONS: each device's agent_version at its last heartbeat at or before
-    the start of each version-scoped incident (the stored row is already the winner of
-    any disagreeing duplicates); only `device_id`'s when given."""
-    frames = []
-    scoped = incidents.filter(pl.col("scope_version_below").is_not_null())
-    # two fixed statements: every heartbeat, or only one device's (bound parameter)
-    one = "" if device_id is None else " AND device_id = :device"
-    sql = (
-        "SELECT h.device_id, h.agent_version FROM heartbeats h JOIN ("  # noqa: S608
-        " SELECT device_id, max(observed_at) AS last FROM heartbeats"
-        f" WHERE observed_at <= :at{one} GROUP BY device_id"
-        ") l ON h.device_id = l.device_id AND h.observed_at = l.last"
-    )
-    for incident_id, start in scoped.select("incident_id", "start").iter_rows():
-        found = fetch_frame(
-            session.connection(),
-            sql,
-            {"at": to_us(start)} | ({} if device_id is None else {"device": device_id}),
-            {"device_id": pl.String(), "agent_version": pl.String()},
-        )
-        frames.append(
-            found.select(pl.lit(incident_id).alias("incident_id"), "device_id", "agent_version")
-        )
-    if not frames:
-        return pl.DataFrame(schema=dict(INCIDENT_VERSIONS))
-    return pl.concat(frames)
 
 
 def job_runs_frame(session: Session, job_id: str, since: datetime) -> pl.DataFrame:

@@ -21,9 +21,10 @@ from rewards.core import (
 )
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
-from rewards.db.incidents import devices_frame, incidents, incidents_frame, versions_at
+from rewards.db.incidents import devices_frame, incidents, incidents_frame
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
 from rewards.services.files import write_atomically
+from rewards.services.versions import incident_versions_of
 
 
 def compute_from_files(
@@ -84,7 +85,7 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
 
 
 def compute_from_database(
-    engine: Engine, policy: SeasonPolicy
+    engine: Engine, policy: SeasonPolicy, archive: HeartbeatArchive | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Device-epoch results and payouts from stored intervals, confirmed incidents and the
     device metadata history: the same rules as from files."""
@@ -92,7 +93,7 @@ def compute_from_database(
         intervals = load_intervals(session.connection())
         confirmed = incidents_frame(incidents(session, "confirmed"))
         meta = devices_frame(session)
-        versions = versions_at(session, confirmed)
+        versions = incident_versions_of(session.connection(), confirmed, intervals, policy, archive)
     results = device_epochs(
         intervals, policy, incidents=confirmed, devices=meta, incident_versions=versions
     )

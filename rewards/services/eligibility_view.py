@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import orjson
 from sqlalchemy import Connection, Engine
 
+from rewards.archive import HeartbeatArchive
 from rewards.core import SeasonPolicy, owner_documents, started_epochs, to_us, view_rows
 from rewards.db import eligibility_views as store
 from rewards.db.engine import unit_of_work
@@ -47,6 +48,7 @@ def refresh_view(
     lock_ttl: timedelta,
     force: bool = False,
     stages: Stages | None = None,
+    archive: HeartbeatArchive | None = None,
 ) -> ViewOutcome:
     """Rebuild the season's eligibility view as of now (raises JobBusy, ViewError)."""
     stages = stages or Stages()
@@ -59,7 +61,7 @@ def refresh_view(
         engine, job_id=f"eligibility-view:{season}", trigger=trigger, clock=clock, ttl=lock_ttl
     ) as context:
         with stages.stage("read inputs"):
-            inputs = freeze_inputs(engine)
+            inputs = freeze_inputs(engine, policy, archive)
         with stages.stage("fingerprint"):
             prints = inputs.fingerprint()
         identity = (prints, policy.policy_hash, code_version(), len(epochs), as_of >= policy.end)

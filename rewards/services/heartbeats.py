@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import polars as pl
 from sqlalchemy import Connection
 
-from rewards.core import SeasonPolicy, conflicting_heartbeats, merge_intervals, unique_heartbeats
+from rewards.core import (
+    SeasonPolicy,
+    conflicting_heartbeats,
+    merge_intervals,
+    unique_heartbeats,
+)
 from rewards.db.heartbeats import (
     insert_intervals,
     stage_heartbeats,
@@ -33,17 +38,35 @@ class StoredBatch:
     conflicting: int
 
 
+KEEP_ALL = -(2**63)  # a `kept_from_us` before any heartbeat: the database keeps them all
+
+
 def store_heartbeats(
-    connection: Connection, heartbeats: pl.DataFrame, policy: SeasonPolicy, *, received_at_us: int
+    connection: Connection,
+    heartbeats: pl.DataFrame,
+    policy: SeasonPolicy,
+    *,
+    received_at_us: int,
+    kept_from_us: int = KEEP_ALL,
 ) -> StoredBatch:
-    """Upsert a batch of heartbeats (HEARTBEATS) and fold it into the online intervals, in
-    the caller's transaction; counts the heartbeats that conflict (for ingest metrics)."""
+    """Fold a batch of heartbeats (HEARTBEATS) into the online intervals and upsert those
+    observed at or after `kept_from_us` as raw rows (older ones live only in the heartbeat
+    archive, DESIGN 8), in the caller's transaction; counts the heartbeats that conflict
+    with one in the batch or stored (for ingest metrics).
+
+    `stored` counts the raw rows inserted or replaced plus the batch's distinct heartbeats
+    before `kept_from_us`: those are the archive's, where a re-delivery cannot be told
+    from a new heartbeat without reading it back."""
     batch = unique_heartbeats(heartbeats)
     if batch.is_empty():
         return StoredBatch(0, 0)
     stage_heartbeats(connection, batch)
     conflicting = conflicting_heartbeats(heartbeats, stored_at_stage(connection))
-    stored = upsert_stage(connection, received_at_us=received_at_us)
+    observed_us = batch.get_column("observed_at").dt.epoch("us")
+    archived_only = int((observed_us < kept_from_us).sum())
+    stored = archived_only + upsert_stage(
+        connection, received_at_us=received_at_us, kept_from_us=kept_from_us
+    )
     nearby = take_intervals_near_stage(
         connection,
         liveness_timeout_us=policy.liveness_timeout_us,

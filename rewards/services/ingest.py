@@ -32,7 +32,7 @@ from rewards.db import state
 from rewards.db.devices import store_devices, writes_per_minute
 from rewards.db.engine import unit_of_work
 from rewards.services.alerts import list_alerts, raise_alert
-from rewards.services.heartbeats import StoredBatch, store_heartbeats
+from rewards.services.heartbeats import KEEP_ALL, StoredBatch, store_heartbeats
 from rewards.services.ingest_metrics import INGEST_METRICS, IngestMetrics
 from rewards.uptime.client import (
     LimitExceeded,
@@ -148,6 +148,7 @@ def pull_stream(
     limits: IngestLimits | None = None,
     metrics: IngestMetrics = INGEST_METRICS,
     archive: HeartbeatArchive | None = None,
+    db_window: timedelta | None = None,
 ) -> IngestReport:
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
@@ -161,7 +162,8 @@ def pull_stream(
     outside `years` are quarantined with their reason. Each page is counted in `metrics`.
     With `archive`, each page's raw heartbeats are archived (DESIGN 8) under the page's
     sequence number before the page commits, so a page retried after a crash replaces
-    its earlier archive write.
+    its earlier archive write. With `db_window`, the database keeps only raw heartbeats
+    observed that long before the page's arrival; older ones only the archive has.
     """
     limits = limits or IngestLimits()
     spent = _Spent(limits, time.monotonic() + limits.deadline_s, client.bytes_read)
@@ -190,7 +192,9 @@ def pull_stream(
                 stop = spent.refusal(report.pages + 1) if more else None
                 if more and stop is None:
                     pending = pool.submit(fetch, next_cursor)
-                stored = _take(engine, fetched, policy, report, idle, next_cursor, surges, archive)
+                stored = _take(
+                    engine, fetched, policy, report, idle, next_cursor, surges, archive, db_window
+                )
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
                 cursor = next_cursor
@@ -287,6 +291,7 @@ def _take(
     cursor: str | None,
     surges: SurgePolicy | None,
     archive: HeartbeatArchive | None = None,
+    db_window: timedelta | None = None,
 ) -> StoredBatch:
     """Store a page with the `cursor` after it and move the report's cursor there, then
     watch its device records for a surge of metadata writes. A page without progress is
@@ -296,7 +301,7 @@ def _take(
         page = report.committed + 1
         if archive is not None and fetched.heartbeats is not None:
             archive.put_page(fetched.heartbeats, stream=report.stream, page=page)
-        stored = _store(engine, report.stream, fetched, policy, cursor=cursor)
+        stored = _store(engine, report.stream, fetched, policy, cursor=cursor, db_window=db_window)
         report.cursor, report.committed = cursor, page
     if surges is not None and fetched.devices:
         report.alerts += watch_metadata_writes(engine, fetched.devices, surges, now=fetched.now)
@@ -304,13 +309,23 @@ def _take(
 
 
 def _store(
-    engine: Engine, stream: str, fetched: _Fetched, policy: SeasonPolicy, *, cursor: str | None
+    engine: Engine,
+    stream: str,
+    fetched: _Fetched,
+    policy: SeasonPolicy,
+    *,
+    cursor: str | None,
+    db_window: timedelta | None = None,
 ) -> StoredBatch:
     """One page's data, its quarantined records and the cursor after it: one transaction."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
             stored = store_heartbeats(
-                session.connection(), fetched.heartbeats, policy, received_at_us=to_us(fetched.now)
+                session.connection(),
+                fetched.heartbeats,
+                policy,
+                received_at_us=to_us(fetched.now),
+                kept_from_us=KEEP_ALL if db_window is None else to_us(fetched.now - db_window),
             )
         else:
             devices = store_devices(

@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
+from rewards.archive import HeartbeatArchive
 from rewards.core import Gap, SeasonPolicy, device_gaps, from_us, timeline_segments
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import last_interval_end, load_device_intervals
-from rewards.db.incidents import incidents, incidents_frame, versions_at
+from rewards.db.incidents import incidents, incidents_frame
 from rewards.services.intervals import online_counts
+from rewards.services.versions import incident_versions_of
 
 SERIES_TTL_S = 60.0  # the database scans every interval to draw it: a second or two at scale
 _series: dict[tuple[int, str, int], tuple[float, pl.DataFrame]] = {}
@@ -56,12 +58,19 @@ class DeviceTimeline:
     deadlines: dict[str, int]  # recovery deadline (µs) per confirmed incident
 
 
-def device_timeline(engine: Engine, policy: SeasonPolicy, device_id: str) -> DeviceTimeline:
+def device_timeline(
+    engine: Engine,
+    policy: SeasonPolicy,
+    device_id: str,
+    archive: HeartbeatArchive | None = None,
+) -> DeviceTimeline:
     """`device_id`'s epochs as drawn on its page, under the confirmed incidents."""
     with unit_of_work(engine) as session:
         intervals = load_device_intervals(session.connection(), device_id)
         confirmed = incidents_frame(incidents(session, "confirmed"))
-        versions = versions_at(session, confirmed, device_id)
+        versions = incident_versions_of(
+            session.connection(), confirmed, intervals, policy, archive, device_id
+        )
     found = device_gaps(intervals, policy, incidents=confirmed, incident_versions=versions)
     deadlines = dict(confirmed.select("incident_id", "recovery_deadline_us").iter_rows())
     return DeviceTimeline(timeline_segments(intervals, found, policy), found, deadlines)

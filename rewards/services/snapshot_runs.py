@@ -23,6 +23,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 import rewards.core
+from rewards.archive import HeartbeatArchive
 from rewards.core import (
     SeasonPolicy,
     canonical_csv,
@@ -45,13 +46,13 @@ from rewards.db.incidents import (
     incidents,
     incidents_frame,
     owners_frame,
-    versions_at,
 )
 from rewards.db.tables import Snapshot
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.settlement import settled_epochs
 from rewards.services.snapshots import SnapshotError, covering_snapshot, record
+from rewards.services.versions import incident_versions_of
 
 
 def code_version() -> str:
@@ -103,14 +104,18 @@ class Inputs:
         )
 
 
-def freeze_inputs(engine: Engine) -> Inputs:
-    """Read the inputs as of one moment, so a concurrent ingest is wholly in or wholly out."""
+def freeze_inputs(
+    engine: Engine, policy: SeasonPolicy, archive: HeartbeatArchive | None = None
+) -> Inputs:
+    """Read the inputs as of one moment, so a concurrent ingest is wholly in or wholly out
+    (the archive's heartbeats before an incident's start are long written by then)."""
     with consistent_read(engine) as (connection, session):
         confirmed = incidents_frame(incidents(session, "confirmed"))
+        intervals = load_intervals(connection)
         return Inputs(
-            intervals=load_intervals(connection),
+            intervals=intervals,
             incidents=confirmed,
-            versions=versions_at(session, confirmed),
+            versions=incident_versions_of(connection, confirmed, intervals, policy, archive),
             devices=devices_frame(session),
             owners=owners_frame(session),
         )
@@ -166,6 +171,7 @@ def run_now(
     clock: Callable[[], datetime],
     force: bool = False,
     stages: Stages | None = None,
+    archive: HeartbeatArchive | None = None,
 ) -> RunOutcome:
     """The use case "run a draft now" (an admin, from any door): `epochs` as "a-b" or
     "a:b", both included, or every epoch that has closed and settled when None."""
@@ -187,6 +193,7 @@ def run_now(
         lock_ttl=lock_ttl,
         force=force,
         stages=stages,
+        archive=archive,
     )
 
 
@@ -209,6 +216,7 @@ def run_due(
     settlement: timedelta,
     lock_ttl: timedelta,
     clock: Callable[[], datetime],
+    archive: HeartbeatArchive | None = None,
 ) -> RunOutcome | None:
     """The use case "run what is due" (the scheduler): a draft once a new epoch has closed
     and settled; None when nothing is due."""
@@ -224,6 +232,7 @@ def run_due(
         reason=f"epoch {epochs.stop - 1} closed and settled",
         clock=clock,
         lock_ttl=lock_ttl,
+        archive=archive,
     )
 
 
@@ -239,6 +248,7 @@ def run_snapshot(
     lock_ttl: timedelta,
     force: bool = False,
     stages: Stages | None = None,
+    archive: HeartbeatArchive | None = None,
 ) -> RunOutcome:
     """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError).
 
@@ -256,7 +266,7 @@ def run_snapshot(
         ttl=lock_ttl,
     ) as context:
         with stages.stage("read inputs"):
-            inputs = freeze_inputs(engine)
+            inputs = freeze_inputs(engine, policy, archive)
         with stages.stage("fingerprint"):
             prints = inputs.fingerprint()
         identity = (prints, policy.policy_hash, code_version(), epochs.start, epochs.stop - 1)

@@ -24,6 +24,7 @@ from rewards.api.deps import (
 )
 from rewards.core import to_us
 from rewards.services.alerts import clear, list_alerts
+from rewards.services.archive import open_archive
 from rewards.services.incidents import decide, find_incident, list_incidents
 from rewards.services.pages import fleet_series
 from rewards.services.publication import preview, publish_ref
@@ -157,6 +158,7 @@ def run(
         epochs=None,
         settlement=settings.settlement,
         lock_ttl=settings.job_lock,
+        archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
     )
     made = label(outcome.snapshot)

@@ -22,6 +22,7 @@ from rewards.core import (
     gap_words,
     grid_state,
 )
+from rewards.services.archive import open_archive
 from rewards.services.devices import owned_devices, owner_now
 from rewards.services.eligibility_view import supplier_standing
 from rewards.services.pages import device_timeline
@@ -90,7 +91,8 @@ def device(
     rows, as_of = _view_rows(request, policy, who.subject, device_id)
     if not rows and owner_now(engine, device_id) != who.subject:
         raise HTTPException(404, "no such device among yours")
-    timeline = device_timeline(engine, policy, device_id)
+    archive = open_archive(request.app.state.settings.archive_url)
+    timeline = device_timeline(engine, policy, device_id, archive)
     mine = {row["epoch"] for row in rows}  # epochs in which the device was mine
     segments: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for _, epoch, kind, s, e in timeline.segments.iter_rows():

@@ -44,6 +44,7 @@ from rewards.api.schemas import (
 )
 from rewards.core import IDENTIFIER_PATTERN
 from rewards.services.alerts import clear, list_alerts
+from rewards.services.archive import open_archive
 from rewards.services.devices import MetadataVersion, metadata_changes, revert_changes
 from rewards.services.incidents import decide, declare, list_incidents
 from rewards.services.publication import publish_ref
@@ -208,6 +209,7 @@ def admin_snapshot_run(
         force=body.force,
         settlement=settings.settlement,
         lock_ttl=settings.job_lock,
+        archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
     )
     return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
