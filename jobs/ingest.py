@@ -41,7 +41,8 @@ def archive_job(
     settings: Settings, *, clock: Callable[[], datetime]
 ) -> Callable[[RunContext], None]:
     """The body of the archive upkeep job: compact the heartbeat archive's small files,
-    drop days past heartbeat_retention_days, vacuum what no recent version needs."""
+    sort settled days by device, drop days past heartbeat_retention_days, vacuum what no
+    recent version needs."""
 
     def body(context: RunContext) -> None:
         done = archive_upkeep(

@@ -19,10 +19,14 @@ def open_archive(url: str) -> HeartbeatArchive:
 def archive_upkeep(
     archive: HeartbeatArchive, *, now: datetime, keep: timedelta, vacuum: timedelta
 ) -> Upkeep:
-    """Compact the archive's small files, drop the days older than `keep` before `now`
-    (retention applies to the archive explicitly), and vacuum files older than `vacuum`."""
+    """Compact the archive's small files, sort each settled day by device (a day is
+    settled once the next one has ended too: heartbeats a day late are rare), drop the days
+    older than `keep` before `now` (retention applies to the archive explicitly), and
+    vacuum files older than `vacuum`."""
     return archive.upkeep(
-        keep_from=(now - keep).date(), vacuum_hours=int(vacuum.total_seconds() // 3600)
+        keep_from=(now - keep).date(),
+        vacuum_hours=int(vacuum.total_seconds() // 3600),
+        sort_before=(now - timedelta(days=1)).date(),
     )
 
 

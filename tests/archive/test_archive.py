@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import polars as pl
+from deltalake import DeltaTable
 
 from rewards.archive import HeartbeatArchive
 from rewards.core import HEARTBEATS, unique_heartbeats
@@ -71,3 +72,37 @@ def test_an_empty_page_writes_nothing(archive_url: str) -> None:
     assert archive.put_page(beats(), stream="heartbeats", page=1) == 0
     assert archive.archived_page("heartbeats") is None
     assert archive.heartbeats().is_empty()
+
+
+def day_files(archive: HeartbeatArchive, day: str) -> list[pl.DataFrame]:
+    table = DeltaTable(archive.url, storage_options=archive.options or None)
+    return [
+        pl.read_parquet(uri, storage_options=archive.options or None)
+        for uri in table.file_uris(file_pruning_predicate=[("day", "=", day)])
+    ]
+
+
+def test_a_settled_day_is_sorted_by_device_once_and_again_after_a_late_page(
+    archive_url: str,
+) -> None:
+    """Sorted by device a day's heartbeats compress to about a third of arrival order (each
+    device's times and versions sit together): settled days are rewritten so, once, and
+    again only if a late page lands in them. The day being filled is only compacted."""
+    archive = HeartbeatArchive(archive_url)
+    for page in range(1, 7):  # arrival order: every device in every page
+        rows = [(f"gpu-{d}", at(25, page, d), "b1", "0.9.9") for d in (3, 1, 2)]
+        archive.put_page(beats(*rows), stream="heartbeats", page=page)
+    archive.put_page(beats(("gpu-9", at(26, 1), "b1", "0.9.9")), stream="heartbeats", page=7)
+    before = archive.heartbeats()
+    done = archive.upkeep(sort_before=date(2024, 4, 26), vacuum_hours=0)
+    assert done.days_sorted == 1
+    (only,) = day_files(archive, "2024-04-25")
+    assert only.get_column("device_id").is_sorted() and only.height == 18
+    assert archive.heartbeats().equals(before)
+    assert archive.upkeep(sort_before=date(2024, 4, 26)).days_sorted == 0  # sorted already
+    late = beats(("gpu-0", at(25, 9), "b1", "0.9.9"))
+    archive.put_page(late, stream="heartbeats", page=8)
+    assert archive.upkeep(sort_before=date(2024, 4, 26), vacuum_hours=0).days_sorted == 1
+    (again,) = day_files(archive, "2024-04-25")
+    assert again.get_column("device_id").is_sorted() and again.height == 19
+    assert archive.archived_page("heartbeats") == 8  # the page sequence survives sorting
