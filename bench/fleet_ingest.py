@@ -154,6 +154,10 @@ def summarise(
         per_window.append({"window": window, "heartbeats": count, "per_s": count / seconds})
         before = last
     whole = [w for w in per_window[:-1] if w["heartbeats"]] or per_window  # last is partial
+    chunks = [  # the rate over each 100 pages (a million heartbeats at the default page size)
+        round((b["pulled"] - a["pulled"]) / (b["t"] - a["t"]))
+        for a, b in zip(pages[::100], pages[100::100], strict=False)
+    ]
     pulled, seconds = pages[-1]["pulled"], pages[-1]["t"]
     return {
         "heartbeats": pulled,
@@ -163,6 +167,7 @@ def summarise(
         "window_minutes": tail["window_minutes"],
         "per_window": [{**w, "per_s": round(w["per_s"])} for w in per_window],
         "last_over_first": round(whole[-1]["per_s"] / whole[0]["per_s"], 3),
+        "per_100_pages": chunks,
         "db_bytes_per_heartbeat": round(db_bytes / pulled, 2),
         "archive_bytes_per_heartbeat": round(archive_bytes / pulled, 2),
         "season_db_gb": round(db_bytes / pulled * SEASON_HEARTBEATS / 1e9, 1),
@@ -218,6 +223,7 @@ def main() -> None:
                 f"{found['season_db_gb']} GB + {found['season_archive_gb']} GB); "
                 f"peak RSS {found['peak_rss_mib']} MiB"
             )
+            print(f"{'':>12}per 100 pages: {found['per_100_pages']}")
             for w in found["per_window"]:
                 print(f"{'':>12}window {w['window']}: {w['heartbeats']:,} at {w['per_s']:,}/s")
     finally:

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from rewards.core import TIME, from_us
 from rewards.db import audit as audit_log
 from rewards.db.bulk import insert_missing, read_frame
-from rewards.db.tables import Device, DeviceMetadata, OnlineInterval, Supplier
+from rewards.db.tables import Device, DeviceMetadata, OpenInterval, Supplier
 
 _CONTENT = ("owner_id", "gpu_model", "gpu_count", "status")
 
@@ -297,13 +297,13 @@ def current_version(session: Session, device_id: str) -> DeviceMetadata | None:
 
 
 def last_seen(session: Session, device_ids: list[str]) -> dict[str, datetime]:
-    """The end of each device's latest online interval."""
+    """The end of each device's latest online interval (its open one)."""
     if not device_ids:
         return {}
     rows = session.execute(
-        select(col(OnlineInterval.device_id), func.max(OnlineInterval.end))
-        .where(col(OnlineInterval.device_id).in_(device_ids))
-        .group_by(col(OnlineInterval.device_id))
+        select(col(OpenInterval.device_id), col(OpenInterval.end)).where(
+            col(OpenInterval.device_id).in_(device_ids)
+        )
     ).all()
     return {str(d): from_us(int(end)) for d, end in rows}
 

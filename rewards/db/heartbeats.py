@@ -2,9 +2,15 @@
 
 A batch goes to a temporary stage table; from there one statement upserts it into
 `heartbeats` (where two rows disagree the smallest (boot_id, agent_version) wins, DESIGN
-4.1, compared bytewise on both dialects), and the intervals near the batch are taken out
-for the service to merge with it (rewards/services/heartbeats.py) and put back. Everything
+4.1, compared bytewise on both dialects), and the intervals near the batch are handed to
+the service to merge with it (rewards/services/heartbeats.py) and put back. Everything
 happens in the caller's transaction.
+
+Intervals live in two tables: each device's latest in `open_intervals` (one row per
+device, updated in place), the others in `online_intervals`. A page of on-time heartbeats
+reads and updates only open rows; the others are read (and taken out) only for devices
+the page reaches back before their latest interval's start: late heartbeats. Readers see
+the union.
 """
 
 from __future__ import annotations
@@ -18,9 +24,14 @@ from sqlalchemy import Connection, text
 from rewards.core import HEARTBEATS, INTERVALS, TIME
 from rewards.db.bulk import fetch_frame, load_frame, read_frame
 
+_INTERVAL_STAGE = (
+    'device_id TEXT, start BIGINT, "end" BIGINT, first_boot_id TEXT, first_agent_version TEXT, '
+    "last_boot_id TEXT, last_agent_version TEXT"
+)
 _STAGE = {
     "hb_stage": "device_id TEXT, observed_at BIGINT, boot_id TEXT, agent_version TEXT",
     "hb_touch": "device_id TEXT, lo BIGINT, hi BIGINT",
+    "iv_open": _INTERVAL_STAGE,
 }
 _INTERVAL_COLUMNS = list(INTERVALS)
 _INTERVAL_INTS = {**INTERVALS, "start": pl.Int64(), "end": pl.Int64()}
@@ -30,6 +41,7 @@ _NEAR = (
     "t.device_id = i.device_id AND i.start <= t.hi + :timeout "
     'AND i."end" >= t.lo - :timeout + :period'
 )
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in INTERVALS)
 
 
 def _prepare_stage(connection: Connection) -> None:
@@ -88,6 +100,10 @@ def _nested_loops(connection: Connection) -> Iterator[None]:
             connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
 
 
+def _as_time(intervals: pl.DataFrame) -> pl.DataFrame:
+    return intervals.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
 def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in columns)
 
@@ -125,16 +141,41 @@ def upsert_stage(connection: Connection, *, received_at_us: int, kept_from_us: i
     return int(stored)
 
 
-def take_intervals_near_stage(
-    connection: Connection, *, liveness_timeout_us: int, heartbeat_period_us: int
-) -> pl.DataFrame:
-    """Delete and return (INTERVALS) the stored intervals a staged heartbeat can touch:
-    those within `liveness_timeout_us` of one, an interval ending `heartbeat_period_us`
-    after its last heartbeat."""
+def open_intervals_at_stage(connection: Connection) -> pl.DataFrame:
+    """The open (latest) intervals (INTERVALS) of the staged heartbeats' devices, with
+    `lo` and `hi`, the device's earliest and latest staged heartbeat (µs)."""
     connection.exec_driver_sql(
         "INSERT INTO hb_touch (device_id, lo, hi) "
         "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
     )
+    columns = ", ".join(f'o."{c}"' for c in INTERVALS)
+    with _nested_loops(connection):
+        found = fetch_frame(
+            connection,
+            f"SELECT {columns}, t.lo, t.hi FROM hb_touch t JOIN open_intervals o "  # noqa: S608
+            "ON o.device_id = t.device_id",
+            {},
+            {**_INTERVAL_INTS, "lo": pl.Int64(), "hi": pl.Int64()},
+        )
+    return found.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
+def take_closed_intervals_near(
+    connection: Connection,
+    reach: pl.DataFrame,
+    *,
+    liveness_timeout_us: int,
+    heartbeat_period_us: int,
+) -> pl.DataFrame:
+    """Delete and return (INTERVALS) the closed intervals that heartbeats of `reach`
+    (device_id, lo, hi: each device's earliest and latest, µs) can touch: those within
+    `liveness_timeout_us` of one, an interval ending `heartbeat_period_us` after its last
+    heartbeat. Only devices reaching back before their open interval's start can have
+    any; the caller passes those alone, and none at all for a page of on-time heartbeats."""
+    if reach.is_empty():
+        return _as_time(pl.DataFrame(schema=_INTERVAL_INTS))
+    connection.exec_driver_sql("DELETE FROM hb_touch")
+    load_frame(connection, "hb_touch", reach.select("device_id", "lo", "hi"))
     window = {"timeout": liveness_timeout_us, "period": heartbeat_period_us}
     with _nested_loops(connection):
         nearby = fetch_frame(
@@ -143,26 +184,61 @@ def take_intervals_near_stage(
     return nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
 
+def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
+    """Store merged intervals (INTERVALS) of the staged devices: each device's latest
+    replaces its open row, the others are added to the closed ones."""
+    ints = _as_int_times(intervals, "start", "end").sort("device_id", "start")
+    latest = ints.group_by("device_id", maintain_order=True).last()
+    closed = ints.join(latest.select("device_id", "start"), on=["device_id", "start"], how="anti")
+    load_frame(connection, "online_intervals", closed)
+    load_frame(connection, "iv_open", latest.select(list(INTERVALS)))
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in INTERVALS if c != "device_id")
+    connection.exec_driver_sql(
+        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM iv_open "  # noqa: S608
+        f"WHERE true ON CONFLICT (device_id) DO UPDATE SET {updates}"
+    )
+
+
 def insert_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
-    """Store online intervals (INTERVALS)."""
+    """Store intervals (INTERVALS) of devices that have none stored (a rebuild), each
+    device's latest as its open row (call `settle_open_intervals` after the last batch)."""
     load_frame(connection, "online_intervals", _as_int_times(intervals, "start", "end"))
+
+
+def settle_open_intervals(connection: Connection) -> None:
+    """After a rebuild's inserts: move each device's latest interval to `open_intervals`."""
+    connection.exec_driver_sql(
+        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "  # noqa: S608
+        "FROM online_intervals i WHERE start = "
+        "(SELECT max(start) FROM online_intervals l WHERE l.device_id = i.device_id)"
+    )
+    connection.exec_driver_sql(
+        "DELETE FROM online_intervals WHERE EXISTS (SELECT 1 FROM open_intervals o "
+        "WHERE o.device_id = online_intervals.device_id AND o.start = online_intervals.start)"
+    )
 
 
 def delete_intervals(connection: Connection) -> int:
     """Delete every stored online interval (a rebuild replaces them); returns how many."""
-    return connection.execute(text("DELETE FROM online_intervals")).rowcount
+    closed = connection.execute(text("DELETE FROM online_intervals")).rowcount
+    return int(closed + connection.execute(text("DELETE FROM open_intervals")).rowcount)
+
+
+def _every_interval(where: str = "") -> str:
+    """Both interval tables as one (`where` is a fixed condition, never input)."""
+    return (
+        f"(SELECT {_COLUMN_LIST} FROM online_intervals{where} "  # noqa: S608
+        f"UNION ALL SELECT {_COLUMN_LIST} FROM open_intervals{where}) AS every_interval"
+    )
 
 
 def load_intervals(connection: Connection) -> pl.DataFrame:
-    """Every stored online interval as an INTERVALS frame, sorted by device_id, start."""
-    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
-    frame = read_frame(
-        connection,
-        f"SELECT {columns} FROM online_intervals ORDER BY device_id, start",  # noqa: S608
-        {},
-        _INTERVAL_INTS,
+    """Every stored online interval as an INTERVALS frame, sorted by device_id, start
+    (bytewise, as the core sorts, whatever the database's collation)."""
+    frame = read_frame(connection, f"SELECT * FROM {_every_interval()}", {}, _INTERVAL_INTS)  # noqa: S608
+    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)).sort(
+        "device_id", "start"
     )
-    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
 
 def interval_tallies(
@@ -175,8 +251,8 @@ def interval_tallies(
         index = f'CASE WHEN "{bound}" <= :t0 THEN 0 ELSE ("{bound}" - :t0 + :step - 1) / :step END'
         found = fetch_frame(
             connection,
-            f'SELECT {index} AS k, count(*) AS n FROM online_intervals WHERE "{bound}" < :until '  # noqa: S608
-            "GROUP BY 1",
+            f"SELECT {index} AS k, count(*) AS n FROM {_every_interval()} "  # noqa: S608
+            f'WHERE "{bound}" < :until GROUP BY 1',
             {"t0": start_us, "step": step_us, "until": until_us},
             {"k": pl.Int64(), "n": pl.Int64()},
         )
@@ -185,8 +261,9 @@ def interval_tallies(
 
 
 def last_interval_end(connection: Connection) -> int | None:
-    """The latest end of any stored interval (µs), None when there is none."""
-    found = connection.execute(text('SELECT max("end") FROM online_intervals')).scalar()
+    """The latest end of any stored interval (µs), None when there is none: an open one's,
+    as each device's open interval is its latest."""
+    found = connection.execute(text('SELECT max("end") FROM open_intervals')).scalar()
     return None if found is None else int(found)
 
 
@@ -224,11 +301,9 @@ def prune_heartbeats(connection: Connection, *, observed_before_us: int) -> int:
 
 def load_device_intervals(connection: Connection, device_id: str) -> pl.DataFrame:
     """One device's stored online intervals (INTERVALS), by start."""
-    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
     frame = fetch_frame(
         connection,
-        f"SELECT {columns} FROM online_intervals WHERE device_id = :device "  # noqa: S608
-        "ORDER BY start",
+        f"SELECT * FROM {_every_interval(' WHERE device_id = :device')} ORDER BY start",  # noqa: S608
         {"device": device_id},
         _INTERVAL_INTS,
     )

@@ -14,16 +14,18 @@ import polars as pl
 from sqlalchemy import Connection
 
 from rewards.core import (
+    INTERVALS,
     SeasonPolicy,
     conflicting_heartbeats,
     merge_intervals,
     unique_heartbeats,
 )
 from rewards.db.heartbeats import (
-    insert_intervals,
+    open_intervals_at_stage,
+    put_intervals,
     stage_heartbeats,
     stored_at_stage,
-    take_intervals_near_stage,
+    take_closed_intervals_near,
     upsert_stage,
 )
 
@@ -67,10 +69,15 @@ def store_heartbeats(
     stored = archived_only + upsert_stage(
         connection, received_at_us=received_at_us, kept_from_us=kept_from_us
     )
-    nearby = take_intervals_near_stage(
+    opened = open_intervals_at_stage(connection)
+    # only heartbeats before a device's open interval can reach a closed one: late ones
+    late = opened.filter(pl.col("lo") < pl.col("start").dt.epoch("us"))
+    closed = take_closed_intervals_near(
         connection,
+        late,
         liveness_timeout_us=policy.liveness_timeout_us,
         heartbeat_period_us=policy.heartbeat_period_us,
     )
-    insert_intervals(connection, merge_intervals(nearby, batch, policy))
+    nearby = pl.concat([opened.select(list(INTERVALS)), closed])
+    put_intervals(connection, merge_intervals(nearby, batch, policy))
     return StoredBatch(stored, conflicting)

@@ -19,6 +19,7 @@ from rewards.db.heartbeats import (
     interval_tallies,
     load_intervals,
     prune_heartbeats,
+    settle_open_intervals,
 )
 from rewards.services.files import write_parquet
 
@@ -90,6 +91,7 @@ def rebuild_intervals(
         for batch in rebuilt_intervals(archive, policy, on_day):
             insert_intervals(connection, batch)
             stored += batch.height
+        settle_open_intervals(connection)
     return stored
 
 

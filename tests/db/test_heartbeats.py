@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rewards.core import online_intervals
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.services import heartbeats as heartbeat_service
 from rewards.services.heartbeats import store_heartbeats
 from rewards.services.intervals import apply_retention
 from tests.builders import at, concat, heartbeats, policy
@@ -82,6 +83,7 @@ def test_batches_in_any_order_store_what_the_core_computes_from_all(engine, reco
     with unit_of_work(engine) as session:
         session.connection().exec_driver_sql("DELETE FROM heartbeats")
         session.connection().exec_driver_sql("DELETE FROM online_intervals")
+        session.connection().exec_driver_sql("DELETE FROM open_intervals")
     bounds = [0, *sorted(c for c in cuts if c <= len(records)), len(records)]
     store(engine, *(frame_of(records[lo:hi]) for lo, hi in pairwise(bounds)))
     assert stored_intervals(engine).rows() == online_intervals(frame_of(records), P).rows()
@@ -165,3 +167,36 @@ def test_storing_a_page_never_scans_every_stored_heartbeat(engine) -> None:  # t
         connection.exec_driver_sql("SELECT 1")  # the flush happens at the end of a statement
     assert result.conflicting == 1000  # same (device, time) as stored, another boot
     assert _heartbeat_seq_scans(engine) == before
+
+
+def test_on_time_pages_read_only_open_intervals_and_late_ones_reach_back(  # type: ignore[no-untyped-def]
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 8, O(page): a page of on-time heartbeats reads and updates only its devices'
+    open rows, however many closed intervals are stored; only a heartbeat before a device's
+    open interval looks among that device's closed ones."""
+    reached: list[int] = []
+    original = heartbeat_service.take_closed_intervals_near
+
+    def spy(connection, reach, **kwargs):  # type: ignore[no-untyped-def]
+        reached.append(reach.height)
+        return original(connection, reach, **kwargs)
+
+    monkeypatch.setattr(heartbeat_service, "take_closed_intervals_near", spy)
+    pages = [  # two devices, each with a gap between every page: a closed interval a page
+        concat(
+            heartbeats("gpu-1", start=f"2024-04-25T{hour:02}:00Z", n=3),
+            heartbeats("gpu-2", start=f"2024-04-25T{hour:02}:30Z", n=3),
+        )
+        for hour in range(8, 14)
+    ]
+    store(engine, *pages)
+    assert reached == [0] * len(pages)
+    with unit_of_work(engine) as session:
+        count = session.connection().exec_driver_sql
+        assert count("SELECT count(*) FROM open_intervals").scalar_one() == 2
+        assert count("SELECT count(*) FROM online_intervals").scalar_one() == 10
+    late = heartbeats("gpu-1", start="2024-04-25T09:03Z")  # joins gpu-1's 09:00 interval
+    store(engine, late)
+    assert reached[-1] == 1
+    assert stored_intervals(engine).equals(online_intervals(concat(*pages, late), P))

@@ -10,8 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from rewards.core import to_us
 from rewards.db import audit
 from rewards.db.engine import make_engine, unit_of_work
+from rewards.db.heartbeats import load_intervals
 from rewards.db.migrate import current_revision, downgrade, head_revision, upgrade
 from rewards.db.tables import metadata
 from tests.conftest import Databases
@@ -57,3 +59,39 @@ def test_audit_log_refuses_raw_sql_updates_and_deletes(engine, statement: str) -
         assert session.connection().execute(
             text("SELECT actor FROM audit_log")
         ).scalars().all() == ["admin"]
+
+
+def test_intervals_move_to_open_rows_and_back_with_0011(databases: Databases, dialect: str) -> None:
+    """0011 moves each device's latest interval to `open_intervals`; readers see the same
+    intervals before and after, and downgrading puts them all back."""
+    url = databases.fresh(dialect, migrated=False)
+    upgrade(url, "0010")
+    rows = [  # device, start, end: gpu-1 has three intervals, gpu-2 one
+        ("gpu-1", 10, 20), ("gpu-1", 100, 200), ("gpu-1", 1000, 2000), ("gpu-2", 5, 6),
+    ]  # fmt: skip
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for device, start, end in rows:
+            connection.execute(
+                text(
+                    'INSERT INTO online_intervals (device_id, start, "end", first_boot_id, '
+                    "first_agent_version, last_boot_id, last_agent_version) "
+                    "VALUES (:d, :s, :e, 'b', '1.0', 'b', '1.0')"
+                ),
+                {"d": device, "s": start, "e": end},
+            )
+    upgrade(url)
+
+    def table(name: str) -> list[tuple[str, int, int]]:
+        with engine.connect() as connection:
+            found = connection.execute(text(f'SELECT device_id, start, "end" FROM {name}'))  # noqa: S608
+            return sorted((str(d), int(s), int(e)) for d, s, e in found)
+
+    assert table("open_intervals") == [("gpu-1", 1000, 2000), ("gpu-2", 5, 6)]
+    assert table("online_intervals") == [("gpu-1", 10, 20), ("gpu-1", 100, 200)]
+    with unit_of_work(engine) as session:
+        loaded = load_intervals(session.connection())
+    assert [(d, to_us(s), to_us(e)) for d, s, e, *_ in loaded.iter_rows()] == rows
+    downgrade(url, "0010")
+    assert table("online_intervals") == sorted(rows)
+    engine.dispose()
