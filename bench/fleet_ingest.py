@@ -108,6 +108,30 @@ def database_bytes(db_url: str) -> int:
     return size
 
 
+def interval_rows(db_url: str) -> dict[str, Any]:
+    """Interval rows stored, and on PostgreSQL their bytes per row, indexes included, as
+    stored (after the run's updates) and after a VACUUM FULL (their size at rest)."""
+    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    tables = ("online_intervals", "open_intervals")
+    with engine.connect() as c:
+        rows = sum(int(c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in tables)
+        found: dict[str, Any] = {"interval_rows": rows}
+        if db_url.startswith("postgresql"):
+
+            def size() -> int:
+                return sum(
+                    int(c.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
+                    for t in tables
+                )
+
+            found["interval_bytes_per_row"] = round(size() / max(rows, 1), 1)
+            for t in tables:
+                c.execute(text(f"VACUUM FULL {t}"))
+            found["interval_bytes_per_row_at_rest"] = round(size() / max(rows, 1), 1)
+    engine.dispose()
+    return found
+
+
 def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -128,6 +152,7 @@ def measure(db_url: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     pages, tail = lines[:-1], lines[-1]
     found = summarise(pages, tail, database_bytes(db_url) - empty, tree_bytes(archive))
+    found.update(interval_rows(db_url))
     # what the archive-upkeep job makes of it: today's files compacted, and once the day
     # has settled, sorted by device (vacuumed at once here, to count only live files)
     table, pulled = HeartbeatArchive(str(archive)), found["heartbeats"]
@@ -221,7 +246,13 @@ def main() -> None:
                 f"{found['archive_compacted_bytes_per_heartbeat']} compacted, "
                 f"{found['archive_sorted_bytes_per_heartbeat']} sorted (a season: "
                 f"{found['season_db_gb']} GB + {found['season_archive_gb']} GB); "
-                f"peak RSS {found['peak_rss_mib']} MiB"
+                f"peak RSS {found['peak_rss_mib']} MiB; {found['interval_rows']:,} interval rows"
+                + (
+                    f" at {found['interval_bytes_per_row']} B each "
+                    f"({found['interval_bytes_per_row_at_rest']} after VACUUM FULL)"
+                    if "interval_bytes_per_row" in found
+                    else ""
+                )
             )
             print(f"{'':>12}per 100 pages: {found['per_100_pages']}")
             for w in found["per_window"]:

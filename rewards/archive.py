@@ -63,12 +63,20 @@ class HeartbeatArchive:
         self.options = {**options, **(storage_options or {})}
         if not self.remote:
             Path(url).mkdir(parents=True, exist_ok=True)
+        self._loaded: DeltaTable | None = None
 
     def _table(self) -> DeltaTable | None:
+        """The table as of its newest commit. Loaded once, then brought up to date with
+        only the commits since (loading it afresh replays the log since the last checkpoint:
+        up to a hundred files, which made every page's write slower than the one before)."""
+        if self._loaded is not None:
+            self._loaded.update_incremental()
+            return self._loaded
         try:
-            return DeltaTable(self.url, storage_options=self.options or None)
+            self._loaded = DeltaTable(self.url, storage_options=self.options or None)
         except TableNotFoundError:
             return None
+        return self._loaded
 
     def archived_page(self, stream: str) -> int | None:
         """The newest page sequence number of `stream` the archive holds (None: none)."""

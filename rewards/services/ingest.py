@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -179,7 +180,8 @@ def pull_stream(
             client, stream, after, page_size, spent, clock=clock, max_skew=max_skew, years=years
         )
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{stream}") as pool:
+    # one thread fetches the next page, another archives the current one while it is stored
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"ingest-{stream}") as pool:
         pending: Future[_Fetched] | None = pool.submit(fetch, cursor)
         try:
             while pending is not None:
@@ -193,7 +195,16 @@ def pull_stream(
                 if more and stop is None:
                     pending = pool.submit(fetch, next_cursor)
                 stored = _take(
-                    engine, fetched, policy, report, idle, next_cursor, surges, archive, db_window
+                    engine,
+                    fetched,
+                    policy,
+                    report,
+                    idle,
+                    next_cursor,
+                    surges,
+                    archive,
+                    db_window,
+                    pool,
                 )
                 if cursor is not None:
                     report.seen_cursors.add(cursor)
@@ -292,16 +303,35 @@ def _take(
     surges: SurgePolicy | None,
     archive: HeartbeatArchive | None = None,
     db_window: timedelta | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> StoredBatch:
     """Store a page with the `cursor` after it and move the report's cursor there, then
     watch its device records for a surge of metadata writes. A page without progress is
-    stored only for the records it brought to quarantine (those are kept, idle or not)."""
+    stored only for the records it brought to quarantine (those are kept, idle or not).
+    The page's archive write runs on `pool` while its database transaction does, and the
+    transaction commits only once the write has (DESIGN 8: archived before committed)."""
     stored = StoredBatch(0, 0)
     if fetched.page.records or not idle:
         page = report.committed + 1
+        archived: Future[int] | None = None
         if archive is not None and fetched.heartbeats is not None:
-            archive.put_page(fetched.heartbeats, stream=report.stream, page=page)
-        stored = _store(engine, report.stream, fetched, policy, cursor=cursor, db_window=db_window)
+            put = partial(archive.put_page, fetched.heartbeats, stream=report.stream, page=page)
+            archived = pool.submit(put) if pool is not None else None
+            if archived is None:
+                put()
+        try:
+            stored = _store(
+                engine,
+                report.stream,
+                fetched,
+                policy,
+                cursor=cursor,
+                db_window=db_window,
+                before_commit=archived.result if archived is not None else None,
+            )
+        finally:
+            if archived is not None:
+                wait([archived])  # never leave a write running behind a failed page
         report.cursor, report.committed = cursor, page
     if surges is not None and fetched.devices:
         report.alerts += watch_metadata_writes(engine, fetched.devices, surges, now=fetched.now)
@@ -316,8 +346,10 @@ def _store(
     *,
     cursor: str | None,
     db_window: timedelta | None = None,
+    before_commit: Callable[[], object] | None = None,
 ) -> StoredBatch:
-    """One page's data, its quarantined records and the cursor after it: one transaction."""
+    """One page's data, its quarantined records and the cursor after it: one transaction,
+    which commits after `before_commit` returns (and not at all if it raises)."""
     with unit_of_work(engine) as session:
         if fetched.heartbeats is not None:
             stored = store_heartbeats(
@@ -348,6 +380,8 @@ def _store(
             latest = fetched.heartbeats.get_column("observed_at").max()
             observed = to_us(latest) if isinstance(latest, datetime) else None
         state.set_cursor(session, stream, cursor, now=fetched.now, observed_us=observed)
+        if before_commit is not None:
+            before_commit()
     return stored
 
 

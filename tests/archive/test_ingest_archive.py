@@ -4,6 +4,7 @@ heartbeat in the archive or the database; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,3 +140,34 @@ def test_eligibility_from_the_archive_equals_eligibility_from_the_files(
     from_file, paid_file = compute_from_files(P, heartbeats=truth)
     assert from_archive.equals(from_file) and paid_archive.equals(paid_file)
     assert int(from_file.get_column("eligible").sum()) > 0
+
+
+def test_a_page_whose_archive_write_fails_is_not_committed(
+    engine: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive write runs beside the page's transaction; the transaction commits only
+    after the write has, so a failed write leaves the page uncommitted, and the rerun
+    archives and commits it once."""
+    sim = UptimeSimulator(SPEC, token="secret")
+    archive = HeartbeatArchive(str(tmp_path / "archive"))
+    original = archive.put_page
+
+    def failing(heartbeats: pl.DataFrame, *, stream: str, page: int) -> int:
+        if page == 3:
+            time.sleep(0.2)  # slower than the transaction: it must wait, not commit
+            raise OSError("object storage unreachable")
+        return original(heartbeats, stream=stream, page=page)
+
+    with BackgroundServer(create_sim_app(sim)) as server:
+        with monkeypatch.context() as patched:
+            patched.setattr(archive, "put_page", failing)
+            with pytest.raises(OSError, match="unreachable"):
+                pull(engine, server.url, archive)
+        with unit_of_work(engine) as session:
+            assert state.committed_pages(session, "heartbeats") == 2
+        assert archive.archived_page("heartbeats") == 2
+        assert pull(engine, server.url, archive).caught_up
+    truth = delivered_heartbeats(sim.heartbeats)
+    assert archive.heartbeats().equals(truth)
+    with unit_of_work(engine) as session:
+        assert load_intervals(session.connection()).equals(online_intervals(truth, P))
