@@ -170,15 +170,24 @@ def measure(db_url: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[
 def summarise(
     pages: list[dict[str, Any]], tail: dict[str, Any], db_bytes: int, archive_bytes: int
 ) -> dict[str, Any]:
-    per_window: list[dict[str, Any]] = []
-    before = {"t": 0.0, "pulled": 0}
-    for window in sorted({p["window"] for p in pages}):
-        mine = [p for p in pages if p["window"] == window]
-        last = mine[-1]
-        count, seconds = last["pulled"] - before["pulled"], last["t"] - before["t"]
-        per_window.append({"window": window, "heartbeats": count, "per_s": count / seconds})
-        before = last
-    whole = [w for w in per_window[:-1] if w["heartbeats"]] or per_window  # last is partial
+    minutes = tail["window_minutes"]
+
+    def rates(span: int) -> list[dict[str, Any]]:
+        """Heartbeats per second over each `span` minutes of fleet time (the last span,
+        cut short by the stop, left out when there are others)."""
+        found: list[dict[str, Any]] = []
+        before = {"t": 0.0, "pulled": 0}
+        for part in sorted({p["window"] * minutes // span for p in pages}):
+            last = [p for p in pages if p["window"] * minutes // span == part][-1]
+            count, seconds = last["pulled"] - before["pulled"], last["t"] - before["t"]
+            found.append(
+                {"from_minute": part * span, "heartbeats": count, "per_s": count / seconds}
+            )
+            before = last
+        return found[:-1] if len(found) > 1 else found
+
+    per_hour, per_10 = rates(60), rates(10)
+    whole = per_hour if len(per_hour) > 1 else per_10
     chunks = [  # the rate over each 100 pages (a million heartbeats at the default page size)
         round((b["pulled"] - a["pulled"]) / (b["t"] - a["t"]))
         for a, b in zip(pages[::100], pages[100::100], strict=False)
@@ -190,8 +199,10 @@ def summarise(
         "per_s": round(pulled / seconds),
         "x_fleet_peak": round(pulled / seconds / PEAK, 2),
         "window_minutes": tail["window_minutes"],
-        "per_window": [{**w, "per_s": round(w["per_s"])} for w in per_window],
+        "per_fleet_hour": [{**w, "per_s": round(w["per_s"])} for w in per_hour],
+        "per_fleet_10_minutes": [{**w, "per_s": round(w["per_s"])} for w in per_10],
         "last_over_first": round(whole[-1]["per_s"] / whole[0]["per_s"], 3),
+        "last_over_first_of": "hours" if whole is per_hour else "10 minutes of fleet time",
         "per_100_pages": chunks,
         "db_bytes_per_heartbeat": round(db_bytes / pulled, 2),
         "archive_bytes_per_heartbeat": round(archive_bytes / pulled, 2),
@@ -240,7 +251,7 @@ def main() -> None:
             print(
                 f"{dialect:>10}: {found['heartbeats']:,} heartbeats in {found['seconds']} s = "
                 f"{found['per_s']:,}/s ({found['x_fleet_peak']}x the fleet peak); "
-                f"last/first window {found['last_over_first']}; "
+                f"last/first ({found['last_over_first_of']}) {found['last_over_first']}; "
                 f"database {found['db_bytes_per_heartbeat']} B/hb, archive "
                 f"{found['archive_bytes_per_heartbeat']} B/hb as written, "
                 f"{found['archive_compacted_bytes_per_heartbeat']} compacted, "
@@ -255,8 +266,8 @@ def main() -> None:
                 )
             )
             print(f"{'':>12}per 100 pages: {found['per_100_pages']}")
-            for w in found["per_window"]:
-                print(f"{'':>12}window {w['window']}: {w['heartbeats']:,} at {w['per_s']:,}/s")
+            for w in found["per_fleet_10_minutes"]:
+                print(f"{'':>12}fleet minute {w['from_minute']}: {w['per_s']:,}/s")
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

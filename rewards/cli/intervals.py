@@ -5,6 +5,7 @@ fast."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -28,20 +29,43 @@ def intervals_export(
     out.print(f"wrote {count:,} intervals to {out_file}")
 
 
+def _day(option: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r}: expected a UTC day as YYYY-MM-DD")
+
+
 @intervals_app.command("rebuild")
-def intervals_rebuild() -> None:
-    """Recompute every online interval from the heartbeat archive under the configured
-    season's policy (after a change of liveness_timeout, or to recover), replacing the
-    stored ones in one transaction."""
+def intervals_rebuild(
+    first: Annotated[
+        str | None, typer.Option("--from", help="First UTC day to rebuild (YYYY-MM-DD).")
+    ] = None,
+    last: Annotated[
+        str | None, typer.Option("--to", help="Last UTC day to rebuild, included.")
+    ] = None,
+) -> None:
+    """Recompute online intervals from the heartbeat archive under the configured
+    season's policy, replacing the stored ones in one transaction: every interval (after a
+    change of liveness_timeout, or to recover), or those of the days --from to --to (to
+    recover a range, under the same liveness_timeout; widened to the whole stored intervals
+    within a timeout of it: intervals lost beyond the range are not restored)."""
     from rewards.services.archive import open_archive
     from rewards.services.intervals import rebuild_intervals
 
+    days = (_day("--from", first), _day("--to", last))
+    if (days[0] is None) != (days[1] is None):
+        fail("--from and --to go together: give both, or neither to rebuild everything")
     sh = shell()
     archive = open_archive(sh.settings.archive_url)
     stored = rebuild_intervals(
         sh.engine(),
         archive,
         sh.policy,
+        days=None if days[0] is None or days[1] is None else (days[0], days[1]),
         on_day=lambda day, beats: err.print(f"{day}: {beats:,} heartbeats", highlight=False),
     )
-    out.print(f"rebuilt {stored:,} intervals from the archive at {sh.settings.archive_url}")
+    scope = "" if days[0] is None else f" of {days[0]} to {days[1]}"
+    out.print(f"rebuilt {stored:,} intervals{scope} from the archive at {sh.settings.archive_url}")

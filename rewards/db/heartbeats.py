@@ -206,16 +206,33 @@ def insert_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
 
 
 def settle_open_intervals(connection: Connection) -> None:
-    """After a rebuild's inserts: move each device's latest interval to `open_intervals`."""
+    """After a rebuild's inserts: each device without an open row gets its latest interval
+    moved to `open_intervals` (a device that kept its open row kept its latest)."""
     connection.exec_driver_sql(
         f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "  # noqa: S608
         "FROM online_intervals i WHERE start = "
-        "(SELECT max(start) FROM online_intervals l WHERE l.device_id = i.device_id)"
+        "(SELECT max(start) FROM online_intervals l WHERE l.device_id = i.device_id) "
+        "AND NOT EXISTS (SELECT 1 FROM open_intervals o WHERE o.device_id = i.device_id)"
     )
     connection.exec_driver_sql(
         "DELETE FROM online_intervals WHERE EXISTS (SELECT 1 FROM open_intervals o "
         "WHERE o.device_id = online_intervals.device_id AND o.start = online_intervals.start)"
     )
+
+
+def take_intervals_overlapping(connection: Connection, *, lo_us: int, hi_us: int) -> pl.DataFrame:
+    """Delete and return (INTERVALS) every stored interval overlapping [lo_us, hi_us)."""
+    taken = []
+    for table in ("online_intervals", "open_intervals"):  # our own names, never input
+        taken.append(
+            fetch_frame(
+                connection,
+                f'DELETE FROM {table} WHERE start < :hi AND "end" > :lo RETURNING {_COLUMN_LIST}',  # noqa: S608
+                {"lo": lo_us, "hi": hi_us},
+                _INTERVAL_INTS,
+            )
+        )
+    return _as_time(pl.concat(taken))
 
 
 def delete_intervals(connection: Connection) -> int:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, Engine
 
 from rewards.archive import HeartbeatArchive
-from rewards.core import INTERVALS, SeasonPolicy, counts_from_tallies, merge_intervals, to_us
+from rewards.core import (
+    INTERVALS,
+    SeasonPolicy,
+    counts_from_tallies,
+    from_us,
+    merge_intervals,
+    to_us,
+)
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
     count_heartbeats,
@@ -20,7 +28,9 @@ from rewards.db.heartbeats import (
     load_intervals,
     prune_heartbeats,
     settle_open_intervals,
+    take_intervals_overlapping,
 )
+from rewards.services.errors import ServiceError
 from rewards.services.files import write_parquet
 
 
@@ -47,6 +57,9 @@ def rebuilt_intervals(
     archive: HeartbeatArchive,
     policy: SeasonPolicy,
     on_day: Callable[[date, int], None] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    within: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The online intervals of every heartbeat in the archive under `policy` (DESIGN 4.2),
     computed a UTC day at a time so memory holds one day and the intervals still open at
@@ -56,15 +69,22 @@ def rebuilt_intervals(
     delivered, so once day D is read no later heartbeat can reach an interval that ended
     more than a liveness timeout (plus a period) before D ends; the rest carry over and are
     merged with the next day by the same function that keeps intervals incrementally.
+    With `start` or `end`, only the heartbeats observed in [start, end) count, and with
+    `within`, only those it keeps of each day's.
     """
     carry = pl.DataFrame(schema=dict(INTERVALS))
     reach = policy.liveness_timeout_us + policy.heartbeat_period_us
     for day in archive.days():
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        end = start + timedelta(days=1)
-        beats = archive.heartbeats(start, end)
+        day_start = datetime.combine(day, datetime.min.time(), UTC)
+        day_end = day_start + timedelta(days=1)
+        if (start is not None and day_end <= start) or (end is not None and day_start >= end):
+            continue
+        low = day_start if start is None else max(day_start, start)
+        beats = archive.heartbeats(low, day_end if end is None else min(day_end, end))
+        if within is not None:
+            beats = within(beats)
         merged = merge_intervals(carry, beats, policy)
-        still_open = pl.col("end").dt.epoch("us") >= to_us(end) - reach
+        still_open = pl.col("end").dt.epoch("us") >= to_us(day_end) - reach
         final, carry = merged.filter(~still_open), merged.filter(still_open)
         if on_day is not None:
             on_day(day, beats.height)
@@ -78,21 +98,77 @@ def rebuild_intervals(
     engine: Engine,
     archive: HeartbeatArchive,
     policy: SeasonPolicy,
+    days: tuple[date, date] | None = None,
     on_day: Callable[[date, int], None] | None = None,
 ) -> int:
     """Replace every stored online interval with those the archive's heartbeats give
     under `policy` (after a change of liveness_timeout, or to recover), in one
     transaction: readers see the old intervals or the new, never a mix. Returns how
-    many intervals are stored."""
+    many intervals are stored (in `days`' range, when given).
+
+    With `days` (first, last: UTC days, both included) only the intervals there are
+    replaced, under the same liveness timeout the others were kept with (to recover a
+    range; a changed timeout needs everything rebuilt). The range widens to whole stored
+    intervals: every interval within a liveness timeout of it is taken out and recomputed
+    from all the heartbeats it spans, so nothing outside the range changes."""
     with unit_of_work(engine) as session:
         connection = session.connection()
-        delete_intervals(connection)
+        start = end = within = None
+        if days is None:
+            delete_intervals(connection)
+        else:
+            start, end, within = _widened(connection, days, policy)
         stored = 0
-        for batch in rebuilt_intervals(archive, policy, on_day):
+        for batch in rebuilt_intervals(archive, policy, on_day, start, end, within):
             insert_intervals(connection, batch)
             stored += batch.height
         settle_open_intervals(connection)
     return stored
+
+
+class BadDays(ServiceError):
+    """A rebuild's day range is empty."""
+
+    kind = "invalid"
+
+
+def _within(beats: pl.DataFrame, bounds: pl.DataFrame, lo: datetime, hi: datetime) -> pl.DataFrame:
+    """Those of `beats` observed in their device's [lo, hi) of `bounds`, or in [lo, hi)
+    for a device not listed there."""
+    joined = beats.join(bounds, on="device_id", how="left").with_columns(
+        pl.col("lo").fill_null(lo), pl.col("hi").fill_null(hi)
+    )
+    inside = (pl.col("observed_at") >= pl.col("lo")) & (pl.col("observed_at") < pl.col("hi"))
+    return joined.filter(inside).select(beats.columns)
+
+
+def _widened(
+    connection: Connection, days: tuple[date, date], policy: SeasonPolicy
+) -> tuple[datetime, datetime, Callable[[pl.DataFrame], pl.DataFrame]]:
+    """Take out the stored intervals within a liveness timeout (and a period) of the UTC
+    days' range; return the range widened to cover them whole, and the filter that keeps
+    each device's heartbeats in the range it is recomputed over: the days' range widened
+    to its own taken intervals (another device's long interval must not widen it: its
+    intervals there are stored and stay)."""
+    first, last = days
+    if last < first:
+        raise BadDays(f"the range ends ({last}) before it starts ({first})")
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1)
+    lo, hi = start, end
+    reach = policy.liveness_timeout_us + policy.heartbeat_period_us
+    taken = take_intervals_overlapping(
+        connection, lo_us=to_us(start) - reach, hi_us=to_us(end) + reach
+    )
+    bounds = taken.group_by("device_id").agg(
+        pl.min_horizontal(pl.col("start").min(), pl.lit(start)).alias("lo"),
+        pl.max_horizontal(pl.col("end").max(), pl.lit(end)).alias("hi"),
+    )
+    if taken.height:
+        lowest = int(taken.get_column("start").dt.epoch("us").min())  # type: ignore[arg-type]
+        highest = int(taken.get_column("end").dt.epoch("us").max())  # type: ignore[arg-type]
+        start, end = min(start, from_us(lowest)), max(end, from_us(highest))
+    return start, end, partial(_within, bounds=bounds, lo=lo, hi=hi)
 
 
 def apply_retention(engine: Engine, *, now: datetime, keep: timedelta) -> int:

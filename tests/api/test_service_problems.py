@@ -17,6 +17,7 @@ from rewards.services.incidents import (
     UnknownDevices,
     UnknownIncident,
 )
+from rewards.services.intervals import BadDays
 from rewards.services.publication import RollbackRefused
 from rewards.services.runs import JobBusy
 from rewards.services.snapshot_runs import BadEpochs
@@ -35,6 +36,7 @@ EXPECTED: list[tuple[ServiceError, int, str]] = [
     (AlertError("no open alert 3"), 409, "conflict"),
     (RevertError("nothing to revert"), 422, "invalid-request"),
     (ViewError("no view yet"), 422, "invalid-request"),
+    (BadDays("the range ends (2024-04-20) before it starts (2024-04-21)"), 422, "invalid-request"),
 ]
 
 

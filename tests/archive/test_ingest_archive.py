@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import Engine
 
 from rewards.archive import HeartbeatArchive
-from rewards.core import online_intervals
+from rewards.core import online_intervals, to_us
 from rewards.db import state
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.db.heartbeats import load_heartbeats, load_intervals, take_intervals_overlapping
 from rewards.services import ingest
 from rewards.services.eligibility import compute_from_files
 from rewards.services.ingest import IngestReport, pull_stream
-from rewards.services.intervals import rebuild_intervals
+from rewards.services.intervals import BadDays, rebuild_intervals
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient
@@ -171,3 +171,32 @@ def test_a_page_whose_archive_write_fails_is_not_committed(
     assert archive.heartbeats().equals(truth)
     with unit_of_work(engine) as session:
         assert load_intervals(session.connection()).equals(online_intervals(truth, P))
+
+
+def test_a_range_rebuild_restores_lost_intervals_and_changes_nothing_outside(
+    engine: Engine, tmp_path: Any
+) -> None:
+    sim = UptimeSimulator(SPEC, token="secret")
+    archive = HeartbeatArchive(str(tmp_path / "archive"))
+    with BackgroundServer(create_sim_app(sim)) as server:
+        assert pull(engine, server.url, archive).caught_up
+    with unit_of_work(engine) as session:
+        kept = load_intervals(session.connection())
+    first, last = archive.days()[0], archive.days()[-1]
+    noon = datetime.combine(first, datetime.min.time(), UTC) + timedelta(hours=12)
+    with unit_of_work(engine) as session:  # lose the intervals around the first day's noon
+        lost = take_intervals_overlapping(
+            session.connection(), lo_us=to_us(noon), hi_us=to_us(noon + timedelta(hours=1))
+        )
+    assert lost.height > 0
+    # the days the lost intervals spanned (lost data beyond the range stays lost)
+    spanned = (lost.get_column("start").min().date(), lost.get_column("end").max().date())  # type: ignore[union-attr]
+    stored = rebuild_intervals(engine, archive, P, days=spanned)
+    with unit_of_work(engine) as session:
+        assert load_intervals(session.connection()).equals(kept)
+    assert stored >= lost.height
+    rebuild_intervals(engine, archive, P, days=(last, last))  # nothing lost: nothing changes
+    with unit_of_work(engine) as session:
+        assert load_intervals(session.connection()).equals(kept)
+    with pytest.raises(BadDays, match="ends"):
+        rebuild_intervals(engine, archive, P, days=(last, first))

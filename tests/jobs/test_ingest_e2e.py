@@ -69,6 +69,18 @@ def test_faulty_fleet_is_ingested_exactly(
     assert done.returncode == 0, done.stderr
     assert "heartbeats:" in done.stdout and "caught up" in done.stdout
     check_against_dump(db_url, env, dump, season_dir, tmp_path)
+    # a range rebuild from the archive changes nothing when nothing was lost
+    ranged = rewards("intervals", "rebuild", "--from", "2024-04-23", "--to", "2024-04-24", env=env)
+    assert ranged.returncode == 0 and "of 2024-04-23 to 2024-04-24" in ranged.stdout, ranged.stderr
+    check_against_dump(db_url, env, dump, season_dir, tmp_path)
+    alone = rewards("intervals", "rebuild", "--from", "2024-04-23", env=env)
+    assert alone.returncode == 2 and "go together" in alone.stderr
+    bad = rewards("intervals", "rebuild", "--from", "2024-04-31", "--to", "2024-05-01", env=env)
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    backwards = rewards(
+        "intervals", "rebuild", "--from", "2024-04-24", "--to", "2024-04-23", env=env
+    )
+    assert backwards.returncode == 2 and "before it starts" in backwards.stderr
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"])
