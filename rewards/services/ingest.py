@@ -154,17 +154,15 @@ def pull_stream(
     """Pull `stream` from its stored cursor until the API has no more (or `max_pages`).
 
     The next page is fetched and validated on a helper thread while the current one is
-    stored; pages still commit strictly in order, each with the cursor after it. A page
-    without progress (no valid records, more promised) counts against `limits`; it is
-    committed only for its quarantined records, if any. The run stays within `limits`, or
-    fails with the reason (DESIGN 10). With `surges`, each page of the device stream is
-    checked for a surge of metadata writes by one actor (DESIGN 1: the 2024 surge was
-    noticed by chance), raising an alert. Records with look-alike identifiers or times
-    outside `years` are quarantined with their reason. Each page is counted in `metrics`.
-    With `archive`, each page's raw heartbeats are archived (DESIGN 8) under the page's
-    sequence number before the page commits, so a page retried after a crash replaces
-    its earlier archive write. With `db_window`, the database keeps only raw heartbeats
-    observed that long before the page's arrival; older ones only the archive has.
+    stored; pages commit strictly in order, each with the cursor after it. A page without
+    progress (no valid records, more promised) counts against `limits` and is committed
+    only for its quarantined records. The run stays within `limits`, or fails with the
+    reason (DESIGN 10). With `surges`, device pages are checked for a surge of metadata
+    writes by one actor (DESIGN 1). Records with look-alike identifiers or times outside
+    `years` are quarantined with their reason. Each page is counted in `metrics`. With
+    `archive`, each page's raw heartbeats are archived (DESIGN 8) under the page's sequence
+    number before the page commits, so a retried page replaces its earlier archive write;
+    with `db_window`, the database keeps only raw heartbeats that recent on arrival.
     """
     limits = limits or IngestLimits()
     spent = _Spent(limits, time.monotonic() + limits.deadline_s, client.bytes_read)
@@ -183,6 +181,7 @@ def pull_stream(
     # one thread fetches the next page, another archives the current one while it is stored
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"ingest-{stream}") as pool:
         pending: Future[_Fetched] | None = pool.submit(fetch, cursor)
+        sink = _Sink(engine, policy, surges, archive, db_window, pool)
         try:
             while pending is not None:
                 fetched = pending.result()
@@ -194,29 +193,14 @@ def pull_stream(
                 stop = spent.refusal(report.pages + 1) if more else None
                 if more and stop is None:
                     pending = pool.submit(fetch, next_cursor)
-                stored = _take(
-                    engine,
-                    fetched,
-                    policy,
-                    report,
-                    idle,
-                    next_cursor,
-                    surges,
-                    archive,
-                    db_window,
-                    pool,
-                )
-                if cursor is not None:
-                    report.seen_cursors.add(cursor)
+                stored = _take(sink, fetched, report, idle, next_cursor)
+                report.seen_cursors.update([cursor] if cursor is not None else [])
                 cursor = next_cursor
                 _count(report, fetched, stored, metrics, retries=client.retries - retries_before)
                 if on_page:
                     on_page(report)
                 if stop:
-                    raise LimitExceeded(
-                        f"{stop} with more to pull; stopped after {report.pages} pages, "
-                        f"the cursor at {report.cursor!r}"
-                    )
+                    raise LimitExceeded(f"{stop} with more to pull; stopped {_where(report)}")
         except TokenRefused as refused:
             report.error = str(refused)
             report.alerts += alert_token_refused(engine, stream, refused, now=clock())
@@ -293,17 +277,24 @@ def _count(
     report.caught_up = not fetched.page.has_more
 
 
+def _where(report: IngestReport) -> str:
+    return f"after {report.pages} pages, the cursor at {report.cursor!r}"
+
+
+@dataclass(frozen=True)
+class _Sink:
+    """Where and how a run stores its pages."""
+
+    engine: Engine
+    policy: SeasonPolicy
+    surges: SurgePolicy | None
+    archive: HeartbeatArchive | None
+    db_window: timedelta | None
+    pool: ThreadPoolExecutor | None  # runs the archive write beside the transaction
+
+
 def _take(
-    engine: Engine,
-    fetched: _Fetched,
-    policy: SeasonPolicy,
-    report: IngestReport,
-    idle: bool,
-    cursor: str | None,
-    surges: SurgePolicy | None,
-    archive: HeartbeatArchive | None = None,
-    db_window: timedelta | None = None,
-    pool: ThreadPoolExecutor | None = None,
+    sink: _Sink, fetched: _Fetched, report: IngestReport, idle: bool, cursor: str | None
 ) -> StoredBatch:
     """Store a page with the `cursor` after it and move the report's cursor there, then
     watch its device records for a surge of metadata writes. A page without progress is
@@ -314,6 +305,7 @@ def _take(
     if fetched.page.records or not idle:
         page = report.committed + 1
         archived: Future[int] | None = None
+        archive, pool = sink.archive, sink.pool
         if archive is not None and fetched.heartbeats is not None:
             put = partial(archive.put_page, fetched.heartbeats, stream=report.stream, page=page)
             archived = pool.submit(put) if pool is not None else None
@@ -321,20 +313,22 @@ def _take(
                 put()
         try:
             stored = _store(
-                engine,
+                sink.engine,
                 report.stream,
                 fetched,
-                policy,
+                sink.policy,
                 cursor=cursor,
-                db_window=db_window,
+                db_window=sink.db_window,
                 before_commit=archived.result if archived is not None else None,
             )
         finally:
             if archived is not None:
                 wait([archived])  # never leave a write running behind a failed page
         report.cursor, report.committed = cursor, page
-    if surges is not None and fetched.devices:
-        report.alerts += watch_metadata_writes(engine, fetched.devices, surges, now=fetched.now)
+    if sink.surges is not None and fetched.devices:
+        report.alerts += watch_metadata_writes(
+            sink.engine, fetched.devices, sink.surges, now=fetched.now
+        )
     return stored
 
 
