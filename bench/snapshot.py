@@ -37,6 +37,7 @@ from fleet_intervals import fleet_intervals  # noqa: E402
 
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.db.bulk import load_frame  # noqa: E402
+from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
@@ -112,6 +113,7 @@ def load_season(url: str, devices: int) -> dict[str, int]:
         )
         times = intervals.with_columns(pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us"))
         load_frame(connection, "online_intervals", times)
+        settle_open_intervals(connection)  # each device's latest is its open row
         forced = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
         connection.execute(
             text(

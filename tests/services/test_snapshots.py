@@ -76,7 +76,7 @@ def test_a_run_records_its_identity_and_reconciles_to_the_pools(ingested: Engine
     paid_epochs = rows.filter(pl.col("eligible")).get_column("epoch").n_unique()
     assert snap.total_paid == paid_epochs * POLICY.pool_per_epoch
     assert int(suppliers.get_column("reward").sum()) + snap.total_unassigned == snap.total_paid
-    assert snap.input_fingerprint == freeze_inputs(ingested).fingerprint()
+    assert snap.input_fingerprint == freeze_inputs(ingested, POLICY).fingerprint()
     runs = [r for r in recent_runs(ingested, 10) if r.job_id == "snapshot:ignition-s2"]
     assert [(r.id, r.status) for r in runs] == [(snap.job_run_id, "succeeded")]
     with ingested.connect() as connection:
@@ -122,10 +122,10 @@ def test_a_rerun_after_confirming_the_incident_changes_exactly_what_the_rules_sa
     ingested: Engine,
 ) -> None:
     v1 = run(ingested, reason="no incident declared").snapshot
-    before_inputs = freeze_inputs(ingested)
+    before_inputs = freeze_inputs(ingested, POLICY)
     declare_forced_upgrade(ingested)
     v2 = run(ingested, reason="forced upgrade confirmed").snapshot
-    after_inputs = freeze_inputs(ingested)
+    after_inputs = freeze_inputs(ingested, POLICY)
     assert v2.version == 2
     assert v2.input_fingerprint != v1.input_fingerprint
 
