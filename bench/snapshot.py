@@ -37,8 +37,8 @@ from fleet_intervals import fleet_intervals  # noqa: E402
 
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.db.bulk import load_frame  # noqa: E402
-from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
+from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
 from rewards.services.exports import export  # noqa: E402
