@@ -68,16 +68,36 @@ def _segments_of_intervals(intervals: pl.DataFrame, period_us: int) -> pl.LazyFr
     )
 
 
+_SHIFT = pl.lit(2**64, dtype=pl.Int128)
+_HALF = pl.lit(2**63, dtype=pl.Int128)
+
+
+def _chain_breaks(timeout_us: int) -> pl.Expr:
+    """Over segments sorted by device and first_at: whether each starts a new chain (the
+    device's first, or more than `timeout_us` after every earlier segment of the device
+    ended).
+
+    That needs each device's running maximum of last_at. `cum_max().over("device_id")`
+    gives it but costs a window per device (87 of the 125 ms a page of 10,000 devices took
+    to merge); instead, one global running maximum of (device's rank, last_at) packed into
+    a 128-bit integer resets at each device, as ranks only grow down the sorted rows."""
+    rank = (pl.col("device_id") != pl.col("device_id").shift(1)).fill_null(True).cum_sum()
+    base = rank.cast(pl.Int128) * _SHIFT
+    last = pl.col("last_at").dt.epoch("us").cast(pl.Int128) + _HALF  # in [0, 2**64)
+    before = (base + last).cum_max().shift(1)  # the packed maximum of the rows above
+    reach = before - base - _HALF  # the device's latest last_at so far, if `before` is its
+    first = pl.col("first_at").dt.epoch("us").cast(pl.Int128)
+    return before.is_null() | (before < base) | (first - reach > timeout_us)
+
+
 def _join_segments(segments: pl.LazyFrame, policy: SeasonPolicy) -> pl.DataFrame:
     """Maximal chains of segments whose gaps are at most the liveness timeout."""
-    timeout = pl.duration(microseconds=policy.liveness_timeout_us)
     period = pl.duration(microseconds=policy.heartbeat_period_us)
     # Ties on a boundary time resolve to the smallest (boot_id, agent_version): the same
     # rule as duplicate heartbeats, so the summary equals the deduplicated heartbeats.
     ordered = segments.sort(["device_id", "first_at", "first_boot_id", "first_agent_version"])
-    reach = pl.col("last_at").cum_max().shift(1).over("device_id")
     chained = ordered.with_columns(
-        ((reach.is_null()) | (pl.col("first_at") - reach > timeout)).cum_sum().alias("chain")
+        _chain_breaks(policy.liveness_timeout_us).cum_sum().alias("chain")
     )
     last_order = ["last_at", "last_boot_id", "last_agent_version"]
     return (

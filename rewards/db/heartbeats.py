@@ -149,8 +149,8 @@ def open_intervals_at_stage(connection: Connection) -> pl.DataFrame:
         "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
     )
     columns = ", ".join(f'o."{c}"' for c in INTERVALS)
-    with _nested_loops(connection):
-        found = fetch_frame(
+    with _nested_loops(connection):  # read_frame: PostgreSQL's COPY into polars, no tuples
+        found = read_frame(
             connection,
             f"SELECT {columns}, t.lo, t.hi FROM hb_touch t JOIN open_intervals o "  # noqa: S608
             "ON o.device_id = t.device_id",
