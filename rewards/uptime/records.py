@@ -24,6 +24,7 @@ from rewards.core import (
     HEARTBEATS,
     YearWindow,
     identifier_problem,
+    not_identifiers,
     parse_rfc3339,
     parse_rfc3339_series,
 )
@@ -183,6 +184,9 @@ def validate_heartbeats(
     3339 observed_at with an offset, a possible date that is no leap second, in `years`,
     and no later than `now + max_skew`. Each rejection's reason starts with its code.
     """
+    frame = _clean_page(records)
+    if frame is not None:  # the usual page: every record well-formed, checked column-wise
+        return _timed(frame, records, [], now=now, max_skew=max_skew, years=years)
     rejected: list[Rejected] = []
     cols: dict[str, list[str]] = {f: [] for f in _HEARTBEAT_FIELDS}
     kept: list[Any] = []
@@ -205,6 +209,44 @@ def validate_heartbeats(
             cols[name].append(record[name])
         kept.append(record)
     frame = pl.DataFrame(cols, schema=dict.fromkeys(_HEARTBEAT_FIELDS, pl.String))
+    return _timed(frame, kept, rejected, now=now, max_skew=max_skew, years=years)
+
+
+def _clean_page(records: list[Any]) -> pl.DataFrame | None:
+    """The page's heartbeats as a frame of strings when every record passes the per-record
+    checks of `validate_heartbeats` (before its time checks), found column by column
+    instead of record by record (the per-record loop was a third of the ingest's Python
+    time at fleet size); None when any record might not, so the caller takes the
+    per-record path for exact reasons. It never accepts what that path refuses."""
+    if not all(type(record) is dict for record in records):
+        return None
+    try:
+        cols = {f: [record[f] for record in records] for f in _HEARTBEAT_FIELDS}
+        if not all(type(v) is str for values in cols.values() for v in values):
+            return None
+        frame = pl.DataFrame(cols, schema=dict.fromkeys(_HEARTBEAT_FIELDS, pl.String))
+    except (KeyError, UnicodeEncodeError, pl.exceptions.PolarsError):
+        return None  # a missing field, or a lone surrogate (it cannot be a polars string)
+    refused = not_identifiers(frame.get_column("device_id")).any()
+    for name in _HEARTBEAT_TEXTS:
+        text = frame.get_column(name)
+        lengths = text.str.len_chars()
+        nul = text.str.contains("\x00", literal=True).any()
+        refused = refused or nul or ((lengths < 1) | (lengths > MAX_TEXT)).any()
+    return None if refused else frame
+
+
+def _timed(
+    frame: pl.DataFrame,
+    kept: list[Any],
+    rejected: list[Rejected],
+    *,
+    now: datetime,
+    max_skew: timedelta,
+    years: YearWindow,
+) -> tuple[pl.DataFrame, list[Rejected]]:
+    """The time checks of `validate_heartbeats` on the records that passed the others
+    (`frame`, from `kept`), adding the refused to `rejected`."""
     parsed = parse_rfc3339_series(frame.get_column("observed_at"), years=years)
     good = (parsed <= now + max_skew).fill_null(False)
     if not good.all():

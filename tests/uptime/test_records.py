@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rewards.core.times import YearWindow
 from rewards.uptime.records import DuplicateKeys, validate_devices, validate_heartbeats
@@ -264,3 +266,32 @@ def test_free_text_heartbeat_fields_keep_their_own_limit_of_200_characters(field
     assert frame.height == 1 and rejected == []
     _, rejected = check({**GOOD, field: "v" * 201})
     assert rejected[0].reason.startswith(f"too_long: field {field!r}")
+
+
+texts = st.sampled_from(
+    ["gpu-1", "GPU-1", "gpu-2", "", "a" * 129, "b" * 201, "gpu 1", "gpu\x00", "gpu-\u0456",
+     "\ud800", "0.9.9", "2024-04-25T08:00:00Z", "2024-04-25T08:00:00.5+02:00",
+     "2024-04-25T23:59:60Z", "2031-01-01T00:00:00Z", "yesterday"]
+)  # fmt: skip
+values = st.one_of(texts, st.none(), st.integers(), st.just(DuplicateKeys([("x", 1), ("x", 2)])))
+fields = st.sampled_from(["device_id", "observed_at", "boot_id", "agent_version"])
+records = st.one_of(
+    st.fixed_dictionaries(
+        {"device_id": texts, "observed_at": texts, "boot_id": texts, "agent_version": texts}
+    ),
+    st.dictionaries(fields, values, max_size=4),
+    st.just(GOOD),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(page=st.lists(records, max_size=12))
+def test_a_page_checked_column_wise_equals_one_checked_record_by_record(page: list[object]) -> None:
+    """The column-wise fast path (a page where every record is well-formed) accepts and
+    refuses exactly what the per-record path does: a non-record appended forces that path."""
+    fast, fast_refused = validate_heartbeats(page, now=NOW, max_skew=timedelta(minutes=5))
+    slow, slow_refused = validate_heartbeats([*page, 42], now=NOW, max_skew=timedelta(minutes=5))
+    assert fast.equals(slow)
+    assert sorted(fast_refused, key=repr) == sorted(
+        [r for r in slow_refused if r.raw != "42"], key=repr
+    )
