@@ -38,6 +38,7 @@ from bench.ingest import PG_ADMIN, TOKEN, start_simulator  # noqa: E402
 from rewards.archive import HeartbeatArchive  # noqa: E402
 
 PEAK = 10_000
+SIMULATOR_PID: list[int] = []  # the simulator's process, for its CPU time
 SEASON_HEARTBEATS = 600_000 * 1440 * 30  # a 30-day season of the fleet
 
 
@@ -92,9 +93,32 @@ def worker(args: argparse.Namespace) -> None:
                     raise SystemExit(f"ingest failed: {report.error}")
             except Enough:
                 pass
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        log.write(json.dumps({"rss": rss, "window_minutes": minutes}) + "\n")
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        tail = {
+            "rss": usage.ru_maxrss * 1024,
+            "window_minutes": minutes,
+            "ingest_cpu_s": usage.ru_utime + usage.ru_stime,
+            "database_cpu_s": database_cpu_s(engine),
+        }
+        log.write(json.dumps(tail) + "\n")
     engine.dispose()
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_s(engine: Any) -> float | None:
+    """CPU seconds of the PostgreSQL backends serving this database (on this machine)."""
+    if engine.dialect.name != "postgresql":
+        return None  # SQLite runs inside the ingest process: its CPU is the ingest's
+    with engine.connect() as c:
+        pids = c.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return round(sum(cpu_s(int(p)) for p in pids), 1)
 
 
 def database_bytes(db_url: str) -> int:
@@ -146,13 +170,23 @@ def measure(db_url: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[
         "--hours", str(args.hours), "--page-size", str(args.page_size),
         "--db-window-s", str(args.db_window_s),
     ]  # fmt: skip
+    sim_before = cpu_s(SIMULATOR_PID[0]) if SIMULATOR_PID else 0.0
     done = subprocess.run(command, check=False)
+    sim_cpu = cpu_s(SIMULATOR_PID[0]) - sim_before if SIMULATOR_PID else None
     if done.returncode != 0:
         raise SystemExit(f"the ingest worker failed ({done.returncode})")
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     pages, tail = lines[:-1], lines[-1]
     found = summarise(pages, tail, database_bytes(db_url) - empty, tree_bytes(archive))
     found.update(interval_rows(db_url))
+    per_hb = 1e6 / found["heartbeats"]
+    found["cpu_us_per_heartbeat"] = {
+        "ingest": round(tail["ingest_cpu_s"] * per_hb, 1),
+        "database": round(tail["database_cpu_s"] * per_hb, 1)
+        if tail["database_cpu_s"] is not None
+        else None,
+        "simulator": round(sim_cpu * per_hb, 1) if sim_cpu is not None else None,
+    }
     # what the archive-upkeep job makes of it: today's files compacted, and once the day
     # has settled, sorted by device (vacuumed at once here, to count only live files)
     table, pulled = HeartbeatArchive(str(archive)), found["heartbeats"]
@@ -228,6 +262,7 @@ def main() -> None:
         return
     days = max(1, int(args.hours // 24) + 1)
     process, url = start_simulator(argparse.Namespace(devices=args.devices, days=days))
+    SIMULATOR_PID.append(process.pid)
     results: dict[str, Any] = {
         "devices": args.devices,
         "hours": args.hours,
@@ -257,7 +292,8 @@ def main() -> None:
                 f"{found['archive_compacted_bytes_per_heartbeat']} compacted, "
                 f"{found['archive_sorted_bytes_per_heartbeat']} sorted (a season: "
                 f"{found['season_db_gb']} GB + {found['season_archive_gb']} GB); "
-                f"peak RSS {found['peak_rss_mib']} MiB; {found['interval_rows']:,} interval rows"
+                f"peak RSS {found['peak_rss_mib']} MiB; CPU µs a heartbeat "
+                f"{found['cpu_us_per_heartbeat']}; {found['interval_rows']:,} interval rows"
                 + (
                     f" at {found['interval_bytes_per_row']} B each "
                     f"({found['interval_bytes_per_row_at_rest']} after VACUUM FULL)"
