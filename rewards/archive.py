@@ -39,6 +39,7 @@ ARCHIVE_COLUMNS: dict[str, pl.DataType] = {
     "day": pl.String(),
 }
 _S3_DEFAULTS = {"AWS_CONDITIONAL_PUT": "etag"}
+COMPACT_EVERY = 500  # pages a writer appends between its own compactions
 _SORTED = "sorted:"  # app transaction per day: the newest page its last sort included
 
 
@@ -64,6 +65,8 @@ class HeartbeatArchive:
         if not self.remote:
             Path(url).mkdir(parents=True, exist_ok=True)
         self._loaded: DeltaTable | None = None
+        self.compact_every = COMPACT_EVERY
+        self._written = 0  # pages written since this writer last compacted
 
     def _table(self) -> DeltaTable | None:
         """The table as of its newest commit. Loaded once, then brought up to date with
@@ -120,7 +123,22 @@ class HeartbeatArchive:
                 storage_options=options,
                 commit_properties=commit,
             )
+        self._written += 1
+        if self._written >= self.compact_every:
+            self.compact()
         return rows.height
+
+    def compact(self) -> int:
+        """Rewrite the small files into large ones (Delta's optimize); returns the files
+        removed. The writer compacts after every `compact_every` pages: each write costs
+        time in proportion to the table's live files (42 ms with a few, 350 ms with 2,500),
+        so a pull that caught up faster than the hourly upkeep compacted slowed down as it
+        went (bench/fleet_ingest.py: from 27,000 to 18,000 heartbeats/s over 30M)."""
+        self._written = 0
+        table = self._table()
+        if table is None:
+            return 0
+        return int(table.optimize.compact().get("numFilesRemoved", 0))
 
     def scan(self, start: datetime | None = None, end: datetime | None = None) -> pl.LazyFrame:
         """The archived heartbeats observed in [start, end) (either open), as delivered:

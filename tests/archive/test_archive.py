@@ -106,3 +106,22 @@ def test_a_settled_day_is_sorted_by_device_once_and_again_after_a_late_page(
     (again,) = day_files(archive, "2024-04-25")
     assert again.get_column("device_id").is_sorted() and again.height == 19
     assert archive.archived_page("heartbeats") == 8  # the page sequence survives sorting
+
+
+def test_the_writer_compacts_every_so_many_pages_and_a_retry_still_replaces(
+    archive_url: str,
+) -> None:
+    """A write costs time in proportion to the table's live files, so the writer compacts
+    after every `compact_every` pages; a page retried after that still replaces itself."""
+    archive = HeartbeatArchive(archive_url)
+    archive.compact_every = 4
+    for page in range(1, 10):
+        one = beats((f"gpu-{page}", at(25, page), "b1", "0.9.9"))
+        archive.put_page(one, stream="heartbeats", page=page)
+    table = DeltaTable(archive.url, storage_options=archive.options or None)
+    assert len(table.file_uris()) <= 2  # nine pages, compacted after the fourth and eighth
+    retry = beats(("gpu-9", at(25, 9), "b0", "0.9.9"), ("gpu-10", at(25, 10), "b1", "0.9.9"))
+    archive.put_page(retry, stream="heartbeats", page=9)  # its commit did not happen
+    raw = archive.scan().collect()
+    assert raw.height == 10 and sorted(raw.filter(pl.col("page") == 9)["boot_id"]) == ["b0", "b1"]
+    assert archive.archived_page("heartbeats") == 9
