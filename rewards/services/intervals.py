@@ -21,7 +21,6 @@ from rewards.core import (
 )
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
-    count_heartbeats,
     delete_intervals,
     insert_intervals,
     interval_tallies,
@@ -38,12 +37,6 @@ def stored_intervals(engine: Engine) -> pl.DataFrame:
     """Every stored online interval (INTERVALS frame), sorted by device and start."""
     with unit_of_work(engine) as session:
         return load_intervals(session.connection())
-
-
-def stored_heartbeat_count(engine: Engine) -> int:
-    """How many distinct heartbeats are stored."""
-    with unit_of_work(engine) as session:
-        return count_heartbeats(session.connection())
 
 
 def export_intervals(engine: Engine, path: Path) -> int:

@@ -14,29 +14,12 @@ from rewards.archive import HeartbeatArchive
 from rewards.core import incident_versions, online_intervals
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
-from rewards.services.ingest import IngestReport, pull_stream
 from rewards.services.intervals import apply_retention
 from rewards.services.versions import incident_versions_of
 from rewards.sim.fleet import delivered_heartbeats
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
-from rewards.uptime.client import UptimeClient
-from tests.archive.test_ingest_archive import FAST, NOW, SPEC, P
+from tests.archive.test_ingest_archive import NOW, SPEC, P, pull
 from tests.builders import incidents
-
-
-def pull(engine: Engine, url: str, archive: HeartbeatArchive, window: timedelta) -> IngestReport:
-    with UptimeClient(url, "secret", retry=FAST) as client:
-        return pull_stream(
-            engine=engine,
-            client=client,
-            stream="heartbeats",
-            policy=P,
-            page_size=700,
-            max_skew=timedelta(minutes=5),
-            clock=lambda: NOW,
-            archive=archive,
-            db_window=window,
-        )
 
 
 def stamp(moment: object) -> str:

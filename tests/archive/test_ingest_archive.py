@@ -38,7 +38,11 @@ class Crash(RuntimeError):
     """The process died here."""
 
 
-def pull(engine: Engine, url: str, archive: HeartbeatArchive) -> IngestReport:
+def pull(
+    engine: Engine, url: str, archive: HeartbeatArchive, window: timedelta | None = None
+) -> IngestReport:
+    """Pull the heartbeats into `engine` and `archive`; with `window`, the database keeps
+    only raw heartbeats that recent."""
     with UptimeClient(url, "secret", retry=FAST) as client:
         return pull_stream(
             engine=engine,
@@ -49,6 +53,7 @@ def pull(engine: Engine, url: str, archive: HeartbeatArchive) -> IngestReport:
             max_skew=timedelta(minutes=5),
             clock=lambda: NOW,
             archive=archive,
+            db_window=window,
         )
 
 
