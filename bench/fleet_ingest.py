@@ -132,6 +132,23 @@ def database_bytes(db_url: str) -> int:
     return size
 
 
+def open_row_bytes(db_url: str) -> int:
+    """Bytes of the open-interval rows, indexes included: one row per device, so a fixed
+    cost of the fleet's size that does not grow with time."""
+    engine = create_engine(db_url)
+    with engine.connect() as c:
+        if db_url.startswith("postgresql"):
+            sql = "SELECT pg_total_relation_size('open_intervals')"
+        else:  # SQLite's dbstat: the pages of the table and of its indexes
+            sql = (
+                "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name "
+                "FROM sqlite_schema WHERE tbl_name = 'open_intervals')"
+            )
+        found = int(c.execute(text(sql)).scalar_one())
+    engine.dispose()
+    return found
+
+
 def interval_rows(db_url: str) -> dict[str, Any]:
     """Interval rows stored, and on PostgreSQL their bytes per row, indexes included, as
     stored (after the run's updates) and after a VACUUM FULL (their size at rest)."""
@@ -178,6 +195,12 @@ def measure(db_url: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     pages, tail = lines[:-1], lines[-1]
     found = summarise(pages, tail, database_bytes(db_url) - empty, tree_bytes(archive))
+    # a season's database: the open rows once (one per device), the rest in proportion
+    fixed, grown = open_row_bytes(db_url), found["db_bytes_per_heartbeat"] * found["heartbeats"]
+    found["open_row_bytes"] = fixed
+    found["season_db_gb"] = round(
+        (fixed + (grown - fixed) / found["heartbeats"] * SEASON_HEARTBEATS) / 1e9, 1
+    )
     found.update(interval_rows(db_url))
     per_hb = 1e6 / found["heartbeats"]
     found["cpu_us_per_heartbeat"] = {
@@ -240,7 +263,6 @@ def summarise(
         "per_100_pages": chunks,
         "db_bytes_per_heartbeat": round(db_bytes / pulled, 2),
         "archive_bytes_per_heartbeat": round(archive_bytes / pulled, 2),
-        "season_db_gb": round(db_bytes / pulled * SEASON_HEARTBEATS / 1e9, 1),
         "season_archive_gb": round(archive_bytes / pulled * SEASON_HEARTBEATS / 1e9, 1),
         "peak_rss_mib": round(tail["rss"] / 2**20),
     }

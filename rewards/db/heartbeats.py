@@ -1,10 +1,10 @@
 """Storing heartbeats and the online intervals near them, one batch at a time.
 
-A batch goes to a temporary stage table; from there one statement upserts it into
-`heartbeats` (where two rows disagree the smallest (boot_id, agent_version) wins, DESIGN
-4.1, compared bytewise on both dialects), and the intervals near the batch are handed to
-the service to merge with it (rewards/services/heartbeats.py) and put back. Everything
-happens in the caller's transaction.
+A batch that has raw rows to keep goes to a temporary stage table; from there one
+statement upserts it into `heartbeats` (where two rows disagree the smallest (boot_id,
+agent_version) wins, DESIGN 4.1, compared bytewise on both dialects). The intervals near
+the batch are handed to the service to merge with it (rewards/services/heartbeats.py) and
+put back. Everything happens in the caller's transaction.
 
 Intervals live in two tables: each device's latest in `open_intervals` (one row per
 device, updated in place), the others in `online_intervals`. A page of on-time heartbeats
@@ -44,9 +44,12 @@ _NEAR = (
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in INTERVALS)
 
 
-def _prepare_stage(connection: Connection) -> None:
+def _prepare_stage(connection: Connection, only: str | None = None) -> None:
+    """Make the stage tables (`only` the one named) exist and empty, on this connection."""
     pg = connection.dialect.name == "postgresql"
     for name, columns in _STAGE.items():
+        if only is not None and name != only:
+            continue
         suffix = " ON COMMIT DELETE ROWS" if pg else ""
         connection.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}){suffix}")
         connection.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - fixed identifiers
@@ -111,7 +114,7 @@ def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
 def stage_heartbeats(connection: Connection, batch: pl.DataFrame) -> None:
     """Put a batch of distinct heartbeats (HEARTBEATS, one per device_id and observed_at)
     in the stage the calls below work on, replacing what it held."""
-    _prepare_stage(connection)
+    _prepare_stage(connection, only="hb_stage")
     load_frame(connection, "hb_stage", _as_int_times(batch, "observed_at"))
 
 
@@ -141,13 +144,21 @@ def upsert_stage(connection: Connection, *, received_at_us: int, kept_from_us: i
     return int(stored)
 
 
-def open_intervals_at_stage(connection: Connection) -> pl.DataFrame:
-    """The open (latest) intervals (INTERVALS) of the staged heartbeats' devices, with
-    `lo` and `hi`, the device's earliest and latest staged heartbeat (µs)."""
-    connection.exec_driver_sql(
-        "INSERT INTO hb_touch (device_id, lo, hi) "
-        "SELECT device_id, min(observed_at), max(observed_at) FROM hb_stage GROUP BY device_id"
-    )
+def any_stored_between(connection: Connection, *, lo_us: int, hi_us: int) -> bool:
+    """Whether a raw heartbeat observed in [lo_us, hi_us] is stored. Cheap where it
+    matters: with no settlement window the table holds next to nothing."""
+    found = connection.execute(
+        text("SELECT 1 FROM heartbeats WHERE observed_at >= :lo AND observed_at <= :hi LIMIT 1"),
+        {"lo": lo_us, "hi": hi_us},
+    ).first()
+    return found is not None
+
+
+def open_intervals_touched(connection: Connection, touch: pl.DataFrame) -> pl.DataFrame:
+    """The open (latest) intervals (INTERVALS) of the devices in `touch` (device_id, lo,
+    hi: each device's earliest and latest new heartbeat, µs), with `lo` and `hi`."""
+    _prepare_stage(connection, only="hb_touch")
+    load_frame(connection, "hb_touch", touch.select("device_id", "lo", "hi"))
     columns = ", ".join(f'o."{c}"' for c in INTERVALS)
     with _nested_loops(connection):  # read_frame: PostgreSQL's COPY into polars, no tuples
         found = read_frame(
@@ -191,6 +202,7 @@ def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
     latest = ints.group_by("device_id", maintain_order=True).last()
     closed = ints.join(latest.select("device_id", "start"), on=["device_id", "start"], how="anti")
     load_frame(connection, "online_intervals", closed)
+    _prepare_stage(connection, only="iv_open")
     load_frame(connection, "iv_open", latest.select(list(INTERVALS)))
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in INTERVALS if c != "device_id")
     connection.exec_driver_sql(

@@ -21,7 +21,8 @@ from rewards.core import (
     unique_heartbeats,
 )
 from rewards.db.heartbeats import (
-    open_intervals_at_stage,
+    any_stored_between,
+    open_intervals_touched,
     put_intervals,
     stage_heartbeats,
     stored_at_stage,
@@ -62,14 +63,27 @@ def store_heartbeats(
     batch = unique_heartbeats(heartbeats)
     if batch.is_empty():
         return StoredBatch(0, 0)
-    stage_heartbeats(connection, batch)
-    conflicting = conflicting_heartbeats(heartbeats, stored_at_stage(connection))
+    touch = (  # in device order, the stored rows' index is walked in order (2x faster)
+        batch.group_by("device_id")
+        .agg(
+            lo=pl.col("observed_at").min().dt.epoch("us"),
+            hi=pl.col("observed_at").max().dt.epoch("us"),
+        )
+        .sort("device_id")
+    )
     observed_us = batch.get_column("observed_at").dt.epoch("us")
     archived_only = int((observed_us < kept_from_us).sum())
-    stored = archived_only + upsert_stage(
-        connection, received_at_us=received_at_us, kept_from_us=kept_from_us
-    )
-    opened = open_intervals_at_stage(connection)
+    lo, hi = int(touch.get_column("lo").min()), int(touch.get_column("hi").max())  # type: ignore[arg-type]
+    if archived_only < batch.height or any_stored_between(connection, lo_us=lo, hi_us=hi):
+        stage_heartbeats(connection, batch)
+        conflicting = conflicting_heartbeats(heartbeats, stored_at_stage(connection))
+        stored = archived_only + upsert_stage(
+            connection, received_at_us=received_at_us, kept_from_us=kept_from_us
+        )
+    else:  # nothing to keep and nothing stored to meet: no stage (a window of 0, DESIGN 8)
+        conflicting = conflicting_heartbeats(heartbeats, heartbeats.clear())
+        stored = archived_only
+    opened = open_intervals_touched(connection, touch)
     # only heartbeats before a device's open interval can reach a closed one: late ones
     late = opened.filter(pl.col("lo") < pl.col("start").dt.epoch("us"))
     closed = take_closed_intervals_near(

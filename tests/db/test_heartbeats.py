@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards.core import online_intervals
+from rewards.core import online_intervals, to_us
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
 from rewards.services import heartbeats as heartbeat_service
@@ -200,3 +200,40 @@ def test_on_time_pages_read_only_open_intervals_and_late_ones_reach_back(  # typ
     store(engine, late)
     assert reached[-1] == 1
     assert stored_intervals(engine).equals(online_intervals(concat(*pages, late), P))
+
+
+def test_with_nothing_to_keep_and_nothing_stored_near_a_page_skips_the_stage(  # type: ignore[no-untyped-def]
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database window of 0 (DESIGN 8): a page of heartbeats all older than the window
+    stores no raw row and stages none, yet its intervals and its conflicts (in the page,
+    and with a raw row still kept from before) are what the staged path gives."""
+    staged: list[int] = []
+    original = heartbeat_service.stage_heartbeats
+
+    def spy(connection, batch):  # type: ignore[no-untyped-def]
+        staged.append(batch.height)
+        return original(connection, batch)
+
+    monkeypatch.setattr(heartbeat_service, "stage_heartbeats", spy)
+    page = concat(
+        heartbeats("gpu-1", start="2024-04-25T08:00Z", n=5),
+        heartbeats("gpu-1", start="2024-04-25T08:02Z", n=1, boot="boot-0"),  # in the page
+        heartbeats("gpu-2", start="2024-04-25T08:00Z", n=3),
+    )
+    kept_from = to_us(at("2024-04-26T00:00Z"))
+    with unit_of_work(engine) as session:
+        result = store_heartbeats(
+            session.connection(), page, P, received_at_us=0, kept_from_us=kept_from
+        )
+    assert staged == [] and result == heartbeat_service.StoredBatch(8, 1)
+    assert stored_heartbeats(engine).is_empty()
+    assert stored_intervals(engine).equals(online_intervals(page, P))
+    # a raw row kept earlier (a wider window then) is met: the page is staged after all
+    store(engine, heartbeats("gpu-3", start="2024-04-25T09:00Z", n=1))
+    late = heartbeats("gpu-3", start="2024-04-25T09:00Z", n=1, version="0.9")
+    with unit_of_work(engine) as session:
+        result = store_heartbeats(
+            session.connection(), late, P, received_at_us=0, kept_from_us=kept_from
+        )
+    assert staged == [1, 1] and result.conflicting == 1
