@@ -83,6 +83,21 @@ def progress(db_url: str) -> tuple[int, int | None]:
     return (0, None) if row is None else (int(row[0]), row[1])
 
 
+def feed_start(db_url: str) -> int | None:
+    """The earliest heartbeat ingested (µs): the start of the feed, where a live fleet's
+    clock would have begun when the ingest did."""
+    engine = create_engine(db_url)
+    with engine.connect() as c:
+        found = c.execute(
+            text(
+                "SELECT min(s) FROM (SELECT min(start) AS s FROM open_intervals "
+                "UNION ALL SELECT min(start) FROM online_intervals) AS starts"
+            )
+        ).scalar()
+    engine.dispose()
+    return None if found is None else int(found)
+
+
 def job_report(db_url: str) -> dict[str, Any]:
     engine = create_engine(db_url)
     with engine.connect() as c:
@@ -110,6 +125,44 @@ def job_report(db_url: str) -> dict[str, Any]:
     return jobs
 
 
+def soak_env(db_url: str, sim_url: str, work: Path, key: Path) -> dict[str, str]:
+    """The environment `rewards serve` runs in: this run's database, archive and feed."""
+    return {
+        **os.environ,
+        "REWARDS_DATABASE_URL": db_url,
+        "REWARDS_ARCHIVE_URL": str(work / "archive"),
+        "REWARDS_UPTIME_API_URL": sim_url,
+        "REWARDS_UPTIME_API_TOKEN": TOKEN,
+        "REWARDS_SEASON": "ignition-s2",
+        "REWARDS_DEV_ISSUER_ENABLED": "true",
+        "REWARDS_DEV_ISSUER_KEY_FILE": str(key),
+        "REWARDS_RATE_LIMIT_PER_IP": "1000000/minute",
+        "REWARDS_HEARTBEAT_DB_WINDOW_S": "0",
+    }
+
+
+def take_sample(
+    db_url: str, started: float, first_mark: int | None, pid: int, samples: list[dict[str, Any]]
+) -> int | None:
+    """Append where the ingest stands to `samples`; returns the feed's start (µs) once
+    known, `first_mark` until then."""
+    pages, mark = progress(db_url)
+    elapsed = time.monotonic() - started
+    if first_mark is None and mark is not None:
+        first_mark = feed_start(db_url)
+    fleet_s = 0.0 if mark is None or first_mark is None else (mark - first_mark) / 1e6
+    samples.append(
+        {
+            "wall_s": round(elapsed),
+            "pages": pages,
+            "fleet_s_ingested": round(fleet_s),
+            "live_lag_s": round(max(0.0, elapsed - fleet_s)),
+            "serve_rss_mib": peak_rss_mib(pid),
+        }
+    )
+    return first_mark
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
@@ -125,18 +178,7 @@ def main() -> None:
     db_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     key = work / "dev.pem"
-    env = {
-        **os.environ,
-        "REWARDS_DATABASE_URL": db_url,
-        "REWARDS_ARCHIVE_URL": str(work / "archive"),
-        "REWARDS_UPTIME_API_URL": sim_url,
-        "REWARDS_UPTIME_API_TOKEN": TOKEN,
-        "REWARDS_SEASON": "ignition-s2",
-        "REWARDS_DEV_ISSUER_ENABLED": "true",
-        "REWARDS_DEV_ISSUER_KEY_FILE": str(key),
-        "REWARDS_RATE_LIMIT_PER_IP": "1000000/minute",
-        "REWARDS_HEARTBEAT_DB_WINDOW_S": "0",
-    }
+    env = soak_env(db_url, sim_url, work, key)
     report: dict[str, Any] = {"devices": args.devices, "minutes": args.minutes, "rate": args.rate}
     reference: dict[str, Any] | None = None
     samples: list[dict[str, Any]] = []
@@ -159,19 +201,7 @@ def main() -> None:
         while time.monotonic() - started < args.minutes * 60:
             # a minute of supplier load, then a sample of where the ingest stands
             loads.append(asyncio.run(api_load.load(supplier, args.rate, 50, 16)))
-            pages, mark = progress(db_url)
-            elapsed = time.monotonic() - started
-            first_mark = first_mark if first_mark is not None or mark is None else mark
-            fleet_s = 0.0 if mark is None or first_mark is None else (mark - first_mark) / 1e6
-            samples.append(
-                {
-                    "wall_s": round(elapsed),
-                    "pages": pages,
-                    "fleet_s_ingested": round(fleet_s),
-                    "live_lag_s": round(max(0.0, elapsed - fleet_s)),
-                    "serve_rss_mib": peak_rss_mib(server.pid),
-                }
-            )
+            first_mark = take_sample(db_url, started, first_mark, server.pid, samples)
             print(json.dumps(samples[-1]), flush=True)
         reference = asyncio.run(api_load.load([("/healthz", None)], args.rate, 30, 16))
         report["serve_peak_rss_mib"] = peak_rss_mib(server.pid)
