@@ -33,7 +33,6 @@ _STAGE = {
     "hb_touch": "device_id TEXT, lo BIGINT, hi BIGINT",
     "iv_open": _INTERVAL_STAGE,
 }
-_INTERVAL_COLUMNS = list(INTERVALS)
 _INTERVAL_INTS = {**INTERVALS, "start": pl.Int64(), "end": pl.Int64()}
 
 # Intervals a batch can touch: within one liveness timeout of a new heartbeat.
@@ -42,6 +41,27 @@ _NEAR = (
     'AND i."end" >= t.lo - :timeout + :period'
 )
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in INTERVALS)
+# A closed row's last boot and version are NULL when equal to its first (a slimmer row,
+# migration 0012): written by _elide_last, read back through _closed_columns.
+_LAST_OF = {"last_boot_id": "first_boot_id", "last_agent_version": "first_agent_version"}
+
+
+def _closed_columns(alias: str = "") -> str:
+    """The INTERVALS columns of `online_intervals` (as `alias`), the last ones restored."""
+    return ", ".join(
+        f'coalesce({alias}"{c}", {alias}"{_LAST_OF[c]}") AS "{c}"'
+        if c in _LAST_OF
+        else f'{alias}"{c}"'
+        for c in INTERVALS
+    )
+
+
+def _elide_last(intervals: pl.DataFrame) -> pl.DataFrame:
+    """Closed rows as stored: the last boot and version NULL where equal to the first."""
+    return intervals.with_columns(
+        pl.when(pl.col(last) != pl.col(first)).then(pl.col(last)).alias(last)
+        for last, first in _LAST_OF.items()
+    )
 
 
 def _prepare_stage(connection: Connection, only: str | None = None) -> None:
@@ -74,13 +94,14 @@ def _upsert_sql(dialect: str) -> str:
 def _take_nearby_sql(dialect: str) -> str:
     """Delete the intervals near the batch and return them, in one statement."""
     if dialect == "postgresql":
-        columns = ", ".join(f'i."{c}"' for c in _INTERVAL_COLUMNS)
-        return f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} RETURNING {columns}"  # noqa: S608
-    columns = ", ".join(f'"{c}"' for c in _INTERVAL_COLUMNS)
+        return (
+            f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} "  # noqa: S608
+            f"RETURNING {_closed_columns('i.')}"
+        )
     return (
         "DELETE FROM online_intervals WHERE rowid IN "  # noqa: S608
         f"(SELECT i.rowid FROM hb_touch t JOIN online_intervals i ON {_NEAR}) "
-        f"RETURNING {columns}"
+        f"RETURNING {_closed_columns()}"
     )
 
 
@@ -201,7 +222,7 @@ def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
     ints = _as_int_times(intervals, "start", "end").sort("device_id", "start")
     latest = ints.group_by("device_id", maintain_order=True).last()
     closed = ints.join(latest.select("device_id", "start"), on=["device_id", "start"], how="anti")
-    load_frame(connection, "online_intervals", closed)
+    load_frame(connection, "online_intervals", _elide_last(closed))
     _prepare_stage(connection, only="iv_open")
     load_frame(connection, "iv_open", latest.select(list(INTERVALS)))
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in INTERVALS if c != "device_id")
@@ -214,14 +235,16 @@ def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
 def insert_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
     """Store intervals (INTERVALS) of devices that have none stored (a rebuild), each
     device's latest as its open row (call `settle_open_intervals` after the last batch)."""
-    load_frame(connection, "online_intervals", _as_int_times(intervals, "start", "end"))
+    load_frame(
+        connection, "online_intervals", _elide_last(_as_int_times(intervals, "start", "end"))
+    )
 
 
 def settle_open_intervals(connection: Connection) -> None:
     """After a rebuild's inserts: each device without an open row gets its latest interval
     moved to `open_intervals` (a device that kept its open row kept its latest)."""
     connection.exec_driver_sql(
-        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "  # noqa: S608
+        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_closed_columns('i.')} "  # noqa: S608
         "FROM online_intervals i WHERE start = "
         "(SELECT max(start) FROM online_intervals l WHERE l.device_id = i.device_id) "
         "AND NOT EXISTS (SELECT 1 FROM open_intervals o WHERE o.device_id = i.device_id)"
@@ -235,11 +258,14 @@ def settle_open_intervals(connection: Connection) -> None:
 def take_intervals_overlapping(connection: Connection, *, lo_us: int, hi_us: int) -> pl.DataFrame:
     """Delete and return (INTERVALS) every stored interval overlapping [lo_us, hi_us)."""
     taken = []
-    for table in ("online_intervals", "open_intervals"):  # our own names, never input
-        taken.append(
+    for table, columns in (
+        ("online_intervals", _closed_columns()),
+        ("open_intervals", _COLUMN_LIST),
+    ):
+        taken.append(  # our own names, never input
             fetch_frame(
                 connection,
-                f'DELETE FROM {table} WHERE start < :hi AND "end" > :lo RETURNING {_COLUMN_LIST}',  # noqa: S608
+                f'DELETE FROM {table} WHERE start < :hi AND "end" > :lo RETURNING {columns}',  # noqa: S608
                 {"lo": lo_us, "hi": hi_us},
                 _INTERVAL_INTS,
             )
@@ -256,7 +282,7 @@ def delete_intervals(connection: Connection) -> int:
 def _every_interval(where: str = "") -> str:
     """Both interval tables as one (`where` is a fixed condition, never input)."""
     return (
-        f"(SELECT {_COLUMN_LIST} FROM online_intervals{where} "  # noqa: S608
+        f"(SELECT {_closed_columns()} FROM online_intervals{where} "  # noqa: S608
         f"UNION ALL SELECT {_COLUMN_LIST} FROM open_intervals{where}) AS every_interval"
     )
 

@@ -99,7 +99,11 @@ class Heartbeat(SQLModel, table=True):
 
 class OnlineInterval(SQLModel, table=True):
     """A maximal online interval [start, end) of a device, derived from heartbeats, other
-    than the device's latest (that one is in `open_intervals`)."""
+    than the device's latest (that one is in `open_intervals`).
+
+    `last_boot_id` and `last_agent_version` are NULL when equal to the first ones, as they
+    are for most intervals (no restart or upgrade inside): a season holds ~45M of these
+    rows, and the NULLs take them under 150 B each, index included (DESIGN 8)."""
 
     __tablename__ = "online_intervals"
     device_id: str = Field(primary_key=True, max_length=ID)
@@ -107,8 +111,8 @@ class OnlineInterval(SQLModel, table=True):
     end: int = Field(sa_type=BigInteger)
     first_boot_id: str = Field(max_length=ID)
     first_agent_version: str = Field(max_length=ID)
-    last_boot_id: str = Field(max_length=ID)
-    last_agent_version: str = Field(max_length=ID)
+    last_boot_id: str | None = Field(default=None, max_length=ID)
+    last_agent_version: str | None = Field(default=None, max_length=ID)
 
 
 class OpenInterval(SQLModel, table=True):

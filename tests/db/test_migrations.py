@@ -95,3 +95,48 @@ def test_intervals_move_to_open_rows_and_back_with_0011(databases: Databases, di
     downgrade(url, "0010")
     assert table("online_intervals") == sorted(rows)
     engine.dispose()
+
+
+def test_closed_intervals_drop_a_last_boot_or_version_equal_to_the_first_with_0012(
+    databases: Databases, dialect: str
+) -> None:
+    """0012 stores a closed interval's last boot and version as NULL where they equal the
+    first (a slimmer row); readers see the same intervals, and a downgrade writes them back."""
+    url = databases.fresh(dialect, migrated=False)
+    upgrade(url, "0011")
+    rows = [  # device, start, end, first boot, first version, last boot, last version
+        ("gpu-1", 10, 20, "b1", "1.0", "b1", "1.0"),  # nothing changed inside
+        ("gpu-1", 30, 40, "b1", "1.0", "b2", "1.0"),  # a restart inside
+        ("gpu-1", 50, 60, "b2", "1.0", "b2", "1.1"),  # an upgrade inside
+        ("gpu-2", 5, 6, "B", "1.0", "b", "1.0"),  # case matters: not equal
+    ]
+    engine = make_engine(url)
+    insert = text(
+        'INSERT INTO online_intervals (device_id, start, "end", first_boot_id, '
+        "first_agent_version, last_boot_id, last_agent_version) "
+        "VALUES (:d, :s, :e, :fb, :fv, :lb, :lv)"
+    )
+    with engine.begin() as connection:
+        for d, s, e, fb, fv, lb, lv in rows:
+            connection.execute(
+                insert, {"d": d, "s": s, "e": e, "fb": fb, "fv": fv, "lb": lb, "lv": lv}
+            )
+
+    def stored() -> list[tuple[object, ...]]:
+        with engine.connect() as connection:
+            found = connection.execute(
+                text(
+                    'SELECT device_id, start, "end", first_boot_id, first_agent_version, '
+                    "last_boot_id, last_agent_version FROM online_intervals"
+                )
+            )
+            return sorted(tuple(r) for r in found)
+
+    upgrade(url)
+    assert [r[5:] for r in stored()] == [(None, None), ("b2", None), (None, "1.1"), ("b", None)]
+    with unit_of_work(engine) as session:
+        loaded = load_intervals(session.connection())
+    assert [(d, to_us(s), to_us(e), *rest) for d, s, e, *rest in loaded.iter_rows()] == rows
+    downgrade(url, "0011")
+    assert stored() == rows
+    engine.dispose()
