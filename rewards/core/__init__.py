@@ -66,7 +66,7 @@ from rewards.core.snapshot_rows import (
     snapshot_rows,
     supplier_totals,
 )
-from rewards.core.surges import SurgePolicy, surge_minutes, surge_threshold
+from rewards.core.surges import SurgePolicy, surge_threshold, surge_windows
 from rewards.core.timeline import (
     KINDS,
     Gap,
@@ -169,8 +169,8 @@ __all__ = [
     "started_epochs",
     "summarize",
     "supplier_totals",
-    "surge_minutes",
     "surge_threshold",
+    "surge_windows",
     "timeline_segments",
     "to_us",
     "unique_heartbeats",

@@ -1,12 +1,15 @@
 """Write-surge detection (DESIGN 1: the 2024 write surge was only noticed by chance).
 
-Writes are counted per minute for each (route, actor). A minute is a surge when its count
-reaches max(min_writes, factor x the mean of the previous `baseline_minutes` minutes), so
-a quiet actor trips at `min_writes` and a busy one only well above its own normal.
+Writes are counted for each (route, actor) over the 60 seconds up to each write, a window
+that slides with the clock, so a burst is one burst whichever minute's edge it straddles.
+It is a surge when that count reaches max(min_writes, factor x the mean writes a minute
+of the `baseline_minutes` calendar minutes before), so a quiet actor trips at `min_writes`
+and a busy one only well above its own normal.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,16 +33,27 @@ def is_surge(previous: Sequence[int], current: int, policy: SurgePolicy) -> bool
     return current >= surge_threshold(previous, policy)
 
 
-def surge_minutes(
-    counts: Mapping[int, int], minutes: Iterable[int], policy: SurgePolicy
+WINDOW_S = 60  # the seconds a surge's writes are counted over
+
+
+def surge_windows(
+    counts: Mapping[int, int], seconds: Iterable[int], policy: SurgePolicy
 ) -> list[tuple[int, int, float]]:
-    """(minute, writes, threshold) of each of `minutes` that is a surge, given the writes
-    per minute in `counts` (minutes since the Unix epoch; missing minutes count as zero)."""
-    found = []
-    for minute in sorted(set(minutes)):
-        previous = [counts.get(m, 0) for m in range(minute - policy.baseline_minutes, minute)]
+    """(second, writes, threshold) for each of `seconds` where the writes in the window of
+    WINDOW_S seconds ending there reach the threshold, given the writes per second in
+    `counts` (seconds since the Unix epoch; missing seconds count as zero): at most one a
+    window, so a long burst gives one a minute, not one a write."""
+    per_minute: dict[int, int] = defaultdict(int)
+    for second, writes in counts.items():
+        per_minute[second // 60] += writes
+    found: list[tuple[int, int, float]] = []
+    for second in sorted(set(seconds)):
+        if found and second - found[-1][0] < WINDOW_S:
+            continue
+        writes = sum(counts.get(s, 0) for s in range(second - WINDOW_S + 1, second + 1))
+        minute = second // 60
+        previous = [per_minute.get(m, 0) for m in range(minute - policy.baseline_minutes, minute)]
         threshold = surge_threshold(previous, policy)
-        writes = counts.get(minute, 0)
         if writes >= threshold:
-            found.append((minute, writes, threshold))
+            found.append((second, writes, threshold))
     return found

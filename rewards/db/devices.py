@@ -255,10 +255,10 @@ def revert(
     return targets
 
 
-def writes_per_minute(
+def writes_per_second(
     session: Session, actor: str, since: datetime, until: datetime
 ) -> dict[int, int]:
-    """How many metadata versions `actor` wrote in each minute (by valid_from, minutes
+    """How many metadata versions `actor` wrote in each second (by valid_from, seconds
     since the Unix epoch) of [since, until), reverted ones included."""
     counts: dict[int, int] = defaultdict(int)
     for moment in session.scalars(
@@ -268,7 +268,7 @@ def writes_per_minute(
             col(DeviceMetadata.valid_from) < until,
         )
     ):
-        counts[int(moment.timestamp()) // 60] += 1
+        counts[int(moment.timestamp())] += 1
     return dict(counts)
 
 

@@ -26,11 +26,11 @@ from rewards.core import (
     SeasonPolicy,
     SurgePolicy,
     YearWindow,
-    surge_minutes,
+    surge_windows,
     to_us,
 )
 from rewards.db import state
-from rewards.db.devices import store_devices, writes_per_minute
+from rewards.db.devices import store_devices, writes_per_second
 from rewards.db.engine import unit_of_work
 from rewards.services.alerts import list_alerts, raise_alert
 from rewards.services.heartbeats import KEEP_ALL, StoredBatch, store_heartbeats
@@ -411,20 +411,22 @@ def alert_token_refused(
 def watch_metadata_writes(
     engine: Engine, records: list[dict[str, Any]], policy: SurgePolicy, *, now: datetime
 ) -> int:
-    """Raise a `metadata-surge` alert for each (actor, minute) among `records` whose stored
-    writes reach the surge threshold against that actor's previous minutes; once each.
-    Returns how many alerts were raised."""
-    minutes: dict[str, set[int]] = {}
+    """Raise a `metadata-surge` alert for each actor and minute where the stored writes of
+    the 60 seconds up to one of `records` reach the surge threshold against that actor's
+    previous minutes (a sliding window: a burst straddling a minute's edge is one burst);
+    once each. Returns how many alerts were raised."""
+    seconds: dict[str, set[int]] = {}
     for record in records:
         actor = record.get("updated_by") or FEED_ACTOR
-        minutes.setdefault(actor, set()).add(int(record["updated_at"].timestamp()) // 60)
+        seconds.setdefault(actor, set()).add(int(record["updated_at"].timestamp()))
     raised = 0
-    for actor, touched in sorted(minutes.items()):
-        since = datetime.fromtimestamp((min(touched) - policy.baseline_minutes) * 60, UTC)
-        until = datetime.fromtimestamp((max(touched) + 1) * 60, UTC)
+    for actor, touched in sorted(seconds.items()):
+        since = datetime.fromtimestamp(min(touched) - 60 * (policy.baseline_minutes + 1), UTC)
+        until = datetime.fromtimestamp(max(touched) + 1, UTC)
         with unit_of_work(engine) as session:
-            counts = writes_per_minute(session, actor, since, until)
-        for minute, writes, threshold in surge_minutes(counts, touched, policy):
+            counts = writes_per_second(session, actor, since, until)
+        for second, writes, threshold in surge_windows(counts, touched, policy):
+            minute = second // 60
             route = f"device-feed {datetime.fromtimestamp(minute * 60, UTC):%Y-%m-%dT%H:%MZ}"
             if any(a.route == route for a in list_alerts(engine, None, 1_000, actor=actor)):
                 continue
@@ -439,8 +441,8 @@ def watch_metadata_writes(
                 now=now,
             )
             log.warning(
-                "metadata surge: %s wrote %d device records in the minute %s (threshold %.1f)",
-                actor, writes, route.split(" ")[1], threshold,
+                "metadata surge: %s wrote %d device records in the 60 s to %s (threshold %.1f)",
+                actor, writes, datetime.fromtimestamp(second, UTC).isoformat(), threshold,
             )  # fmt: skip
             raised += 1
     return raised

@@ -15,7 +15,7 @@ from rewards.db.devices import metadata_history, store_devices
 from rewards.db.engine import unit_of_work
 from rewards.services.alerts import list_alerts
 from rewards.services.devices import metadata_changes, revert_changes
-from rewards.services.ingest import pull_stream
+from rewards.services.ingest import pull_stream, watch_metadata_writes
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import stored_suppliers
 from rewards.sim.fleet import METADATA_SURGE, SURGE_ACTOR, FleetSpec, device_feed
@@ -71,6 +71,35 @@ def test_a_burst_of_metadata_writes_raises_one_alert_from_the_pull_that_stores_i
             text("SELECT count(*) FROM audit_log WHERE action = 'alert.raise'")
         ).scalar()
     assert audited == 1
+
+
+def test_a_feed_burst_straddling_a_minute_edge_raises_an_alert(engine: Engine) -> None:
+    """Ten writes in two seconds, five each side of a minute's edge (the threshold is 8).
+    Counted per calendar minute they were 5 + 5 and raised nothing."""
+    edge = datetime(2024, 4, 23, 9, 5, tzinfo=UTC)
+    records = [
+        {
+            "device_id": f"gpu-x{i}",
+            "owner_id": "owner-x",
+            "gpu_model": "H100",
+            "gpu_count": 1,
+            "status": "active",
+            "registered_at": edge - timedelta(days=30),
+            "updated_at": edge + timedelta(seconds=-1 if i < 5 else 0),
+            "updated_by": ATTACKER,
+        }
+        for i in range(10)
+    ]
+    with unit_of_work(engine) as session:
+        store_devices(session, records, now=edge, actor="uptime-api", source="test")
+    assert watch_metadata_writes(engine, records, WATCH, now=edge) == 1
+    (alert,) = list_alerts(engine)
+    assert (alert.actor, alert.writes, alert.route) == (
+        ATTACKER,
+        10,
+        "device-feed 2024-04-23T09:05Z",
+    )
+    assert watch_metadata_writes(engine, records, WATCH, now=edge) == 0  # raised once
 
 
 def _surge(engine: Engine, devices: list[str], at: datetime) -> list[dict[str, object]]:
