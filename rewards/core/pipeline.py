@@ -26,7 +26,6 @@ from rewards.core.frames import (
     INCIDENTS,
     INTERVALS,
     RESULTS,
-    TIME,
     check_frame,
     empty,
     to_us,
@@ -34,39 +33,9 @@ from rewards.core.frames import (
 from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows, union_windows
 from rewards.core.policy import SeasonPolicy
+from rewards.core.tiers import epoch_starts, tiers_and_suspensions
 
 KINDS = {"online": 0, "bridged": 1, "credited": 2}  # kinds of counted time, as small codes
-
-
-def _epochs(policy: SeasonPolicy) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"epoch": list(range(policy.epoch_count))}, schema={"epoch": pl.Int64}
-    ).with_columns(
-        epoch_start=pl.lit(policy.start).cast(TIME)
-        + pl.duration(microseconds=pl.col("epoch") * policy.epoch_length_us)
-    )
-
-
-def _metadata_at_epoch_start(grid: pl.DataFrame, devices: pl.DataFrame) -> pl.DataFrame:
-    """gpu_model and suspended of the version valid at each epoch start (none: null)."""
-    versions = (
-        devices.select(list(DEVICES))
-        .with_columns(pl.col("valid_from").fill_null(pl.lit(0).cast(TIME)))
-        .sort("valid_from")
-    )
-    matched = grid.sort("epoch_start").join_asof(
-        versions,
-        left_on="epoch_start",
-        right_on="valid_from",
-        by="device_id",
-        strategy="backward",
-        check_sortedness=False,  # sorted by valid_from above, hence within each device too
-    )
-    current = pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("epoch_start"))
-    return matched.with_columns(
-        gpu_model=pl.when(current).then("gpu_model"),
-        suspended=pl.when(current).then("suspended").fill_null(False),
-    ).drop("valid_from", "valid_to")
 
 
 def _encode(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
@@ -108,6 +77,58 @@ def device_epochs(
     clipped per epoch: `_counted_per_epoch`), then eligibility and the reason (`eligibility`,
     `reasons`), then rewards, then the reported columns (`_as_results`).
     """
+    table, tiers, names = _assessed(intervals, policy, incidents, devices, incident_versions)
+    rewards = _rewards(
+        table.get_column("counted_us").to_numpy(),
+        tiers,
+        table.get_column("eligible").to_numpy(),
+        policy,
+        names.height,
+    )
+    del tiers
+    return _as_results(table.with_columns(reward=pl.Series(rewards)), names, policy)
+
+
+def unpaid_device_epochs(
+    intervals: pl.DataFrame,
+    policy: SeasonPolicy,
+    *,
+    incidents: pl.DataFrame | None = None,
+    devices: pl.DataFrame | None = None,
+    incident_versions: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`device_epochs` of some devices (a shard) up to the rewards: RESULTS with a reward
+    of 0, and the weight (epoch, device_id, weight) of each eligible device-epoch, for the
+    allocation over every shard (core/shard_allocation.py)."""
+    table, tiers, names = _assessed(intervals, policy, incidents, devices, incident_versions)
+    count = names.height
+    keys = np.flatnonzero(table.get_column("eligible").to_numpy())
+    weights = pl.DataFrame(
+        {
+            "epoch": keys // count,
+            "code": (keys % count).astype(np.uint32),
+            "counted": table.get_column("counted_us").to_numpy()[keys],
+            "tier": tiers[keys],
+        }
+    ).select(
+        "epoch",
+        pl.lit(names.get_column("device_id")).gather(pl.col("code")).alias("device_id"),
+        (pl.col("counted").cast(pl.Int128) * pl.col("tier")).alias("weight"),
+    )
+    del tiers
+    unpaid = table.with_columns(reward=pl.lit(0, pl.Int64))
+    return _as_results(unpaid, names, policy), weights
+
+
+def _assessed(
+    intervals: pl.DataFrame,
+    policy: SeasonPolicy,
+    incidents: pl.DataFrame | None,
+    devices: pl.DataFrame | None,
+    incident_versions: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """The dense working table up to eligibility and the reason, the tier weights (both
+    epoch-major over device codes) and the codes' device ids (code, device_id)."""
     check_frame(intervals, INTERVALS, "intervals")
     incidents = empty(INCIDENTS) if incidents is None else incidents
     devices = empty(DEVICES) if devices is None else devices
@@ -135,7 +156,7 @@ def device_epochs(
         policy,
         count,
     )
-    tiers, suspended = _tiers_and_suspensions(_encode(devices, names), policy, count)
+    tiers, suspended = tiers_and_suspensions(_encode(devices, names), policy, count)
     counted = pl.col("counted_us")
     table = table.with_columns(
         counted_us=pl.col("online_us") + pl.col("bridged_us") + pl.col("credited_us"),
@@ -144,16 +165,7 @@ def device_epochs(
         eligible=eligibility(counted, pl.col("suspended"), policy),
         reason=reasons(counted, pl.col("suspended"), policy),
     )
-    del suspended
-    rewards = _rewards(
-        table.get_column("counted_us").to_numpy(),
-        tiers,
-        table.get_column("eligible").to_numpy(),
-        policy,
-        count,
-    )
-    del tiers
-    return _as_results(table.with_columns(reward=pl.Series(rewards)), names, policy)
+    return table, tiers, names
 
 
 def _counted_per_epoch(
@@ -259,10 +271,10 @@ def _as_results(table: pl.DataFrame, names: pl.DataFrame, policy: SeasonPolicy) 
     table = table.with_columns(
         exact_div(pl.col("longest_uncounted_us"), US).alias("longest_uncounted_gap_s")
     ).drop("longest_uncounted_us")
-    epoch_starts = _epochs(policy).get_column("epoch_start")
+    starts = epoch_starts(policy).get_column("epoch_start")
     return table.with_columns(
         pl.lit(names.get_column("device_id")).gather(pl.col("device_id")).alias("device_id"),
-        pl.lit(epoch_starts).gather(pl.col("epoch")).alias("epoch_start"),
+        pl.lit(starts).gather(pl.col("epoch")).alias("epoch_start"),
         pl.col("crediting_incidents").fill_null(pl.lit([], pl.List(pl.String))),
     ).select(list(RESULTS))
 
@@ -366,52 +378,6 @@ def _rewards(
     return rewards
 
 
-def _tiers_and_suspensions(
-    devices: pl.DataFrame, policy: SeasonPolicy, count: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dense arrays (epoch-major keys) of tier weight and suspension at each epoch start."""
-    default = policy.tier_weights["default"]
-
-    def tier_of(model: pl.Expr) -> pl.Expr:
-        return model.replace_strict(
-            dict(policy.tier_weights), default=default, return_dtype=pl.Int64
-        )
-
-    # Most devices have one version valid throughout: their tier and suspension are the
-    # same at every epoch start, so they are set once per device and repeated per epoch.
-    # Only devices with a history go through the as-of join.
-    spans = devices.group_by("device_id").agg(
-        pl.len().alias("versions"),
-        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= policy.start))
-        .all()
-        .alias("from_start"),
-        (pl.col("valid_to").is_null() | (pl.col("valid_to") >= policy.end)).all().alias("to_end"),
-    )
-    constant = spans.filter(
-        (pl.col("versions") == 1) & pl.col("from_start") & pl.col("to_end")
-    ).select("device_id")
-    steady = devices.join(constant, on="device_id", how="semi")
-    codes = steady.get_column("device_id").cast(pl.Int64).to_numpy()
-    device_tier = np.full(count, default, dtype=np.int64)
-    device_suspended = np.zeros(count, dtype=bool)
-    device_tier[codes] = steady.select(tier_of(pl.col("gpu_model"))).to_series().to_numpy()
-    device_suspended[codes] = steady.get_column("suspended").fill_null(False).to_numpy()
-    tiers = np.tile(device_tier, policy.epoch_count)
-    suspended = np.tile(device_suspended, policy.epoch_count)
-    historic = devices.join(constant, on="device_id", how="anti")
-    if historic.is_empty():
-        return tiers, suspended
-    grid = historic.select("device_id").unique().join(_epochs(policy), how="cross")
-    meta = _metadata_at_epoch_start(grid, historic).with_columns(
-        key=pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64),
-        tier=tier_of(pl.col("gpu_model")),
-    )
-    keys = meta.get_column("key").to_numpy()
-    tiers[keys] = meta.get_column("tier").to_numpy()
-    suspended[keys] = meta.get_column("suspended").to_numpy()
-    return tiers, suspended
-
-
 def epoch_payouts(results: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     """Per epoch: eligible devices, pool, amount paid, and a note when nothing was paid."""
     return (
@@ -431,4 +397,4 @@ def epoch_payouts(results: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     )
 
 
-__all__ = ["REASONS", "device_epochs", "epoch_payouts"]
+__all__ = ["REASONS", "device_epochs", "epoch_payouts", "unpaid_device_epochs"]
