@@ -1,4 +1,4 @@
-"""Reading eligibility inputs from files: heartbeats, incidents, devices (issue 3).
+"""Reading eligibility inputs from files: heartbeats or intervals, incidents, devices.
 
 Every problem is an InputError naming the file, the row (1-based, data rows) and the
 column, so a person can go and fix it. Nothing here computes anything.
@@ -16,7 +16,9 @@ from rewards.core import (
     DEFAULT_YEARS,
     DEVICES,
     HEARTBEATS,
+    INCIDENT_VERSIONS,
     INCIDENTS,
+    INTERVALS,
     TIME,
     IncidentScope,
     ScopeError,
@@ -126,6 +128,43 @@ def read_heartbeats(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.Data
     _identifiers(path, frame, "device_id")
     observed = _times(path, frame, "observed_at", years=years)
     return frame.with_columns(observed_at=observed).select(list(HEARTBEATS))
+
+
+_INTERVAL_TEXT = ["first_boot_id", "first_agent_version", "last_boot_id", "last_agent_version"]
+
+
+def read_intervals(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:
+    """An INTERVALS frame (`rewards intervals export` writes one), sorted by device and
+    start: device_ids are identifiers, start before end (UTC timestamps or RFC 3339, within
+    `years`), the boot and agent version at each interval's edges given, and a device's
+    intervals apart (each starts after the one before it ends)."""
+    frame = _read_table(path, "intervals")
+    _require(path, frame, list(INTERVALS))
+    frame = _text_columns(path, frame, ["device_id", *_INTERVAL_TEXT])
+    _identifiers(path, frame, "device_id")
+    start = _times(path, frame, "start", years=years)
+    frame = frame.with_columns(start=start, end=_times(path, frame, "end", years=years))
+    _first_bad(path, frame, frame["end"] <= frame["start"], "end", "not after the start")
+    ordered = frame.select(list(INTERVALS)).with_row_index("row").sort("device_id", "start")
+    same = ordered["device_id"] == ordered["device_id"].shift(1)
+    clash = (same & (ordered["start"] <= ordered["end"].shift(1))).fill_null(False)
+    if clash.any():
+        row = int(ordered["row"][int(clash.arg_true()[0])])
+        raise InputError(
+            f"{path}: row {row + 1}, column 'start': the interval overlaps or touches another "
+            f"of device {frame['device_id'][row]!r} (got {frame['start'][row]})"
+        )
+    return ordered.drop("row")
+
+
+def read_incident_versions(path: Path) -> pl.DataFrame:
+    """An INCIDENT_VERSIONS frame: each device's agent_version at a version-scoped
+    incident's start (what a snapshot's audit inputs hold), ids checked as identifiers."""
+    frame = _read_table(path, "incident versions")
+    _require(path, frame, list(INCIDENT_VERSIONS))
+    frame = _text_columns(path, frame, list(INCIDENT_VERSIONS))
+    _identifiers(path, frame, "device_id")
+    return frame.select(list(INCIDENT_VERSIONS))
 
 
 def read_devices(path: Path, *, years: YearWindow = DEFAULT_YEARS) -> pl.DataFrame:

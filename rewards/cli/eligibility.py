@@ -22,21 +22,36 @@ eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibili
 @eligibility_app.command("compute")
 def eligibility_compute(
     season: Annotated[Path, typer.Option(help="Season policy TOML file.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Results: .parquet or .csv.")],
     heartbeats: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Heartbeats: a .parquet, .csv or .ndjson file, or a heartbeat archive "
             "(its folder, or s3://bucket/prefix)."
         ),
-    ],
-    out_file: Annotated[Path, typer.Option("--out", help="Results: .parquet or .csv.")],
+    ] = None,
+    intervals: Annotated[
+        Path | None,
+        typer.Option(
+            help="Online intervals instead of heartbeats, as `rewards intervals export` "
+            "writes them (device_id, start, end, first/last boot_id and agent_version)."
+        ),
+    ] = None,
     incidents: Annotated[Path | None, typer.Option(help="Incidents JSON list.")] = None,
     devices: Annotated[
         Path | None,
         typer.Option(help="Devices: device_id, gpu_model, suspended[, valid_from, valid_to]."),
     ] = None,
+    incident_versions: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --intervals and incidents scoped by agent version: incident_id, "
+            "device_id, agent_version (each device's version at the incident's start)."
+        ),
+    ] = None,
 ) -> None:
-    """Compute device-epoch eligibility and rewards from files, without a database."""
+    """Compute device-epoch eligibility and rewards from files, without a database: from
+    heartbeats or from intervals, with the same results."""
     from rewards.inputs import InputError
     from rewards.seasons import load_policy
     from rewards.services.eligibility import compute_from_files, write_results
@@ -47,7 +62,13 @@ def eligibility_compute(
         years = get_settings().timestamp_years  # the files' times obey the engine's window
         policy = load_policy(season)
         results, payouts = compute_from_files(
-            policy, heartbeats=heartbeats, incidents=incidents, devices=devices, years=years
+            policy,
+            heartbeats=heartbeats,
+            intervals=intervals,
+            incidents=incidents,
+            devices=devices,
+            versions=incident_versions,
+            years=years,
         )
         write_results(results, out_file)
     except (InputError, PolicyError, SettingsError) as exc:

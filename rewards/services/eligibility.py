@@ -22,7 +22,14 @@ from rewards.core import (
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame
-from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
+from rewards.inputs import (
+    InputError,
+    read_devices,
+    read_heartbeats,
+    read_incident_versions,
+    read_incidents,
+    read_intervals,
+)
 from rewards.services.files import write_atomically
 from rewards.services.versions import incident_versions_of
 
@@ -30,26 +37,53 @@ from rewards.services.versions import incident_versions_of
 def compute_from_files(
     policy: SeasonPolicy,
     *,
-    heartbeats: Path | str,
+    heartbeats: Path | str | None = None,
+    intervals: Path | None = None,
     incidents: Path | None = None,
     devices: Path | None = None,
+    versions: Path | None = None,
     years: YearWindow = DEFAULT_YEARS,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Device-epoch results and epoch payouts from input files (raises InputError); every
     time in them must fall within `years` (the engine's is settings.timestamp_years).
-    `heartbeats` may be a heartbeat archive's URL instead of a file."""
-    beats = _heartbeats_of(heartbeats, years)
+
+    The online time comes from `heartbeats` (a file, or a heartbeat archive's URL) or from
+    `intervals` (a file as `rewards intervals export` writes), one of them. From intervals,
+    a version-scoped incident needs `versions`: each device's agent_version at its start
+    (heartbeats show it; intervals show only the versions at their edges)."""
+    if (heartbeats is None) == (intervals is None):
+        raise InputError("give the heartbeats or the intervals, one of them")
+    if versions is not None and intervals is None:
+        raise InputError("incident versions go with intervals; heartbeats show the versions")
     confirmed = read_incidents(incidents, years=years) if incidents else None
     meta = read_devices(devices, years=years) if devices else None
-    versions = incident_versions(beats, confirmed) if confirmed is not None else None
+    if heartbeats is not None:
+        beats = _heartbeats_of(heartbeats, years)
+        online = online_intervals(beats, policy)
+        scoped = incident_versions(beats, confirmed) if confirmed is not None else None
+    else:
+        assert intervals is not None
+        online = read_intervals(intervals, years=years)
+        scoped = read_incident_versions(versions) if versions is not None else None
+        _check_versions_given(confirmed, scoped)
     results = device_epochs(
-        online_intervals(beats, policy),
-        policy,
-        incidents=confirmed,
-        devices=meta,
-        incident_versions=versions,
+        online, policy, incidents=confirmed, devices=meta, incident_versions=scoped
     )
     return results, epoch_payouts(results, policy)
+
+
+def _check_versions_given(confirmed: pl.DataFrame | None, scoped: pl.DataFrame | None) -> None:
+    """A version-scoped incident computed from intervals needs the incident versions."""
+    if confirmed is None or scoped is not None:
+        return
+    by_version = confirmed.filter(pl.col("scope_version_below").is_not_null())
+    if not by_version.is_empty():
+        names = ", ".join(repr(i) for i in by_version.get_column("incident_id"))
+        raise InputError(
+            f"incident {names} is scoped by agent version: from intervals, give each "
+            "device's version at its start with --incident-versions (a snapshot's audit "
+            "inputs hold them), or compute from the heartbeats"
+        )
 
 
 def is_archive(source: Path | str) -> bool:

@@ -40,8 +40,10 @@ def stored_intervals(engine: Engine) -> pl.DataFrame:
 
 
 def export_intervals(engine: Engine, path: Path) -> int:
-    """Write device_id, start, end of every stored interval to Parquet; returns the count."""
-    intervals = stored_intervals(engine).select("device_id", "start", "end")
+    """Write every stored interval to Parquet (INTERVALS: device_id, start, end and the
+    boot and agent version at each edge, which bridges need), as `rewards eligibility
+    compute --intervals` reads it; returns the count."""
+    intervals = stored_intervals(engine).select(list(INTERVALS))
     write_parquet(intervals, path)
     return intervals.height
 

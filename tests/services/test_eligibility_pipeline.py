@@ -10,12 +10,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from rewards.core import incident_versions
 from rewards.core.outages import DetectorSettings
 from rewards.db import audit
 from rewards.db.devices import store_devices
 from rewards.db.engine import unit_of_work
 from rewards.db.incidents import devices_frame
 from rewards.db.state import finish_job_run, start_job_run
+from rewards.inputs import read_incidents
 from rewards.services.eligibility import compute_from_database, compute_from_files
 from rewards.services.incidents import (
     IncidentError,
@@ -24,6 +26,7 @@ from rewards.services.incidents import (
     detect,
     list_incidents,
 )
+from rewards.services.intervals import export_intervals
 from rewards.sim.fleet import FORCED_UPGRADE, delivered_heartbeats
 from rewards.sim.server import UptimeSimulator
 from tests.seeded import NOW, POLICY, declare_forced_upgrade
@@ -65,6 +68,21 @@ def test_database_pipeline_equals_computing_from_files(  # type: ignore[no-untyp
     )
     assert from_db.equals(from_files)
     assert credited_on_the_25th(from_db) > 0
+    # the stored intervals, exported, give the same results (the versions at the
+    # version-scoped incident's start come from the heartbeats: intervals show their edges)
+    assert export_intervals(ingested, tmp_path / "iv.parquet") > 0
+    beats = delivered_heartbeats(small_fleet.heartbeats)
+    incident_versions(beats, read_incidents(tmp_path / "incidents.json")).write_parquet(
+        tmp_path / "versions.parquet"
+    )
+    from_intervals, _ = compute_from_files(
+        POLICY,
+        intervals=tmp_path / "iv.parquet",
+        incidents=tmp_path / "incidents.json",
+        devices=tmp_path / "devices.parquet",
+        versions=tmp_path / "versions.parquet",
+    )
+    assert from_intervals.equals(from_db)
     assert from_db.get_column("reason").unique().sort().to_list() == [
         "BELOW_MIN_UPTIME",
         "ELIGIBLE",
