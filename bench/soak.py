@@ -83,31 +83,32 @@ def progress(db_url: str) -> tuple[int, int | None]:
     return (0, None) if row is None else (int(row[0]), row[1])
 
 
+def query(db_url: str, sql: str) -> list[Any]:
+    """The rows of one query, on a connection of its own (the service owns the database)."""
+    engine = create_engine(db_url)
+    with engine.connect() as c:
+        rows = list(c.execute(text(sql)).all())
+    engine.dispose()
+    return rows
+
+
 def feed_start(db_url: str) -> int | None:
     """The earliest heartbeat ingested (µs): the start of the feed, where a live fleet's
     clock would have begun when the ingest did."""
-    engine = create_engine(db_url)
-    with engine.connect() as c:
-        found = c.execute(
-            text(
-                "SELECT min(s) FROM (SELECT min(start) AS s FROM open_intervals "
-                "UNION ALL SELECT min(start) FROM online_intervals) AS starts"
-            )
-        ).scalar()
-    engine.dispose()
+    ((found,),) = query(
+        db_url,
+        "SELECT min(s) FROM (SELECT min(start) AS s FROM open_intervals "
+        "UNION ALL SELECT min(start) FROM online_intervals) AS starts",
+    )
     return None if found is None else int(found)
 
 
 def job_report(db_url: str) -> dict[str, Any]:
-    engine = create_engine(db_url)
-    with engine.connect() as c:
-        rows = c.execute(
-            text(
-                "SELECT job_id, status, extract(epoch FROM finished_at - started_at), error "
-                "FROM job_runs ORDER BY id"
-            )
-        ).all()
-    engine.dispose()
+    rows = query(
+        db_url,
+        "SELECT job_id, status, extract(epoch FROM finished_at - started_at), error "
+        "FROM job_runs ORDER BY id",
+    )
     jobs: dict[str, dict[str, Any]] = {}
     for job_id, status, seconds, error in rows:
         job = jobs.setdefault(job_id, {"runs": 0, "statuses": {}, "seconds": [], "errors": []})

@@ -46,14 +46,21 @@ def _shares(weights: pl.DataFrame, totals: pl.DataFrame, pool: int) -> pl.DataFr
     """epoch, device_id, floor, remainder, bucket of each row of a paying epoch."""
     weight = pl.col("weight").cast(pl.Int128)
     paying = totals.filter(pl.col("total") > 0)
-    return weights.join(paying, on="epoch").select(
-        "epoch",
-        "device_id",
-        (weight * pool // pl.col("total")).cast(pl.Int64).alias("floor"),
-        (weight * pool % pl.col("total")).alias("remainder"),
-        (weight * pool % pl.col("total") * HISTOGRAM_BUCKETS // pl.col("total"))
-        .cast(pl.Int64)
-        .alias("bucket"),
+    return (
+        weights.join(paying, on="epoch")
+        .select(
+            "epoch",
+            "device_id",
+            "total",
+            (weight * pool // pl.col("total")).cast(pl.Int64).alias("floor"),
+            (weight * pool % pl.col("total")).alias("remainder"),
+        )
+        .with_columns(
+            (pl.col("remainder") * HISTOGRAM_BUCKETS // pl.col("total"))
+            .cast(pl.Int64)
+            .alias("bucket")
+        )
+        .drop("total")
     )
 
 
