@@ -68,7 +68,12 @@ def worker(args: argparse.Namespace) -> None:
             window = int((report.cursor or "0.0").split(".")[0])
             log.write(
                 json.dumps(
-                    {"t": time.perf_counter() - started, "pulled": report.pulled, "window": window}
+                    {
+                        "t": time.perf_counter() - started,
+                        "pulled": report.pulled,
+                        "window": window,
+                        "rss_now": rss_now(),
+                    }
                 )
                 + "\n"
             )
@@ -102,6 +107,11 @@ def worker(args: argparse.Namespace) -> None:
         }
         log.write(json.dumps(tail) + "\n")
     engine.dispose()
+
+
+def rss_now() -> int:
+    """This process's resident set now, in bytes (the log shows where a peak came from)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
 
 
 def cpu_s(pid: int) -> float:
@@ -260,6 +270,10 @@ def summarise(
         round((b["pulled"] - a["pulled"]) / (b["t"] - a["t"]))
         for a, b in zip(pages[::100], pages[100::100], strict=False)
     ]
+    rss = [  # the largest resident set within each 100 pages, in MiB
+        round(max(p["rss_now"] for p in pages[i : i + 100]) / 2**20)
+        for i in range(0, len(pages), 100)
+    ]
     pulled, seconds = pages[-1]["pulled"], pages[-1]["t"]
     return {
         "heartbeats": pulled,
@@ -276,6 +290,7 @@ def summarise(
         "archive_bytes_per_heartbeat": round(archive_bytes / pulled, 2),
         "season_archive_gb": round(archive_bytes / pulled * SEASON_HEARTBEATS / 1e9, 1),
         "peak_rss_mib": round(tail["rss"] / 2**20),
+        "rss_mib_per_100_pages": rss,
     }
 
 

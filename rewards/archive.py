@@ -40,6 +40,13 @@ ARCHIVE_COLUMNS: dict[str, pl.DataType] = {
 }
 _S3_DEFAULTS = {"AWS_CONDITIONAL_PUT": "etag"}
 COMPACT_EVERY = 500  # pages a writer appends between its own compactions
+# Delta's log: a checkpoint every CHECKPOINT_EVERY commits, and the commit files before a
+# checkpoint older than LOG_RETENTION_S deleted every CHECKPOINT_EVERY pages (readers only
+# ever need the log from the newest checkpoint on). Every write lists the log directory, so
+# a log left to Delta's default 30 days made each page slower than the one before: 23 ms a
+# page on a new table, 126 ms after 6,000 pages (under two fleet hours).
+CHECKPOINT_EVERY = 100
+LOG_RETENTION_S = 300
 _SORTED = "sorted:"  # app transaction per day: the newest page its last sort included
 
 
@@ -66,7 +73,10 @@ class HeartbeatArchive:
             Path(url).mkdir(parents=True, exist_ok=True)
         self._loaded: DeltaTable | None = None
         self.compact_every = COMPACT_EVERY
+        self.checkpoint_every = CHECKPOINT_EVERY
+        self.log_retention_s = LOG_RETENTION_S
         self._written = 0  # pages written since this writer last compacted
+        self._logged = 0  # pages written since this writer last expired the log
 
     def _table(self) -> DeltaTable | None:
         """The table as of its newest commit. Loaded once, then brought up to date with
@@ -122,11 +132,34 @@ class HeartbeatArchive:
                 mode="append",
                 storage_options=options,
                 commit_properties=commit,
+                configuration=self._log_properties() if table is None else None,
             )
         self._written += 1
+        self._logged += 1
         if self._written >= self.compact_every:
             self.compact()
+        if self._logged >= self.checkpoint_every:
+            self.expire_log()
         return rows.height
+
+    def _log_properties(self) -> dict[str, str | None]:
+        return {
+            "delta.checkpointInterval": str(self.checkpoint_every),
+            "delta.logRetentionDuration": f"interval {self.log_retention_s} seconds",
+        }
+
+    def expire_log(self) -> None:
+        """Delete the log's commit files that no reader needs any more: those before a
+        checkpoint older than the log retention (Delta's log cleanup). A table made before
+        the retention was set gets it here."""
+        self._logged = 0
+        table = self._table()
+        if table is None:
+            return
+        wanted = self._log_properties()
+        if any(table.metadata().configuration.get(k) != v for k, v in wanted.items()):
+            table.alter.set_table_properties(wanted)  # type: ignore[arg-type]
+        table.cleanup_metadata()
 
     def compact(self) -> int:
         """Rewrite the small files into large ones (Delta's optimize); returns the files
@@ -217,6 +250,7 @@ class HeartbeatArchive:
         vacuumed = table.vacuum(
             retention_hours=vacuum_hours, enforce_retention_duration=False, dry_run=False
         )
+        self.expire_log()
         return Upkeep(
             added + int(metrics.get("numFilesAdded", 0)),
             removed + int(metrics.get("numFilesRemoved", 0)),

@@ -125,3 +125,45 @@ def test_the_writer_compacts_every_so_many_pages_and_a_retry_still_replaces(
     raw = archive.scan().collect()
     assert raw.height == 10 and sorted(raw.filter(pl.col("page") == 9)["boot_id"]) == ["b0", "b1"]
     assert archive.archived_page("heartbeats") == 9
+
+
+def test_the_writer_expires_the_log_before_old_checkpoints_and_keeps_every_page(
+    archive_url: str,
+) -> None:
+    """Every write lists the Delta log, so a log kept for Delta's default 30 days makes each
+    page slower than the one before; the writer deletes the commit files before a
+    checkpoint older than the retention. What remains reads the same, the page sequence
+    survives, and a retried page still replaces itself."""
+    archive = HeartbeatArchive(archive_url)
+    archive.checkpoint_every, archive.log_retention_s = 4, 0
+    for page in range(1, 11):
+        archive.put_page(
+            beats((f"gpu-{page}", at(25, page), "b1", "0.9.9")), stream="heartbeats", page=page
+        )
+    options = archive.options or None
+    table = DeltaTable(archive.url, storage_options=options)
+    assert table.metadata().configuration["delta.checkpointInterval"] == "4"
+    try:
+        DeltaTable(archive.url, version=1, storage_options=options)
+        expired = False
+    except Exception:  # deltalake raises errors of its own for a version it cannot load
+        expired = True
+    assert expired, "the commit of page 1 is still in the log"
+    assert archive.archived_page("heartbeats") == 10
+    retry = beats(("gpu-10", at(25, 10), "b0", "0.9.9"))
+    archive.put_page(retry, stream="heartbeats", page=10)
+    raw = archive.scan().collect()
+    assert raw.height == 10 and raw.filter(pl.col("page") == 10)["boot_id"].to_list() == ["b0"]
+    assert HeartbeatArchive(archive.url, archive.options).archived_page("heartbeats") == 10
+
+
+def test_a_table_made_before_the_log_retention_gets_it_at_its_next_upkeep(
+    archive_url: str,
+) -> None:
+    archive = HeartbeatArchive(archive_url)
+    archive.put_page(PAGE_1, stream="heartbeats", page=1)
+    table = DeltaTable(archive.url, storage_options=archive.options or None)
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+    archive.upkeep()
+    table = DeltaTable(archive.url, storage_options=archive.options or None)
+    assert table.metadata().configuration["delta.logRetentionDuration"] == "interval 300 seconds"
