@@ -1,7 +1,9 @@
-"""Synthetic online intervals of a large fleet over a season, with realistic gap patterns:
-restarts (new boot, 1-12 min), blips (same boot, 2-6 min), upgrades (new version, 1-5 min),
-long outages (1-9 h), late joiners and leavers; plus the April-2024-style mass drop at the
-forced upgrade on day 5, most devices returning within two days on a new version."""
+"""Synthetic online intervals of a large fleet over a season at a real fleet's density
+(about 2.5 online intervals a device-day): restarts inside the grace (new boot, 1-14 min) and
+beyond it (16-90 min), blips (same boot, 2-6 min), upgrades (new version, 1-5 min), outages
+of hours (1-9 h), 13% flaky devices with four times the gaps (more than three bridgeable
+gaps in many of their days), late joiners and leavers; and the April-2024 forced upgrade on
+day 5, when 95% of the fleet goes silent and returns on a new version over 48 hours."""
 
 from __future__ import annotations
 
@@ -16,27 +18,38 @@ HOUR = 60 * MIN
 
 
 def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.DataFrame:
-    """An INTERVALS frame of `devices` devices over the season."""
+    """An INTERVALS frame of `devices` devices over the season, at the density of a real fleet
+    (DESIGN 8: two to three online intervals a device-day; `density` measures it)."""
     rng = np.random.default_rng(seed)
     start, end = to_us(policy.start), to_us(policy.end)
-    per_device = rng.poisson(7, devices) + 1
+    days = (end - start) / (24 * HOUR)
+    # gaps a day: 13% of devices are flaky (eight a day: several bridgeable restarts in a
+    # day, more than three in some), the rest about two (the daily restart, a blip)
+    flaky = rng.random(devices) < 0.13
+    per_device = rng.poisson(np.where(flaky, 8.0, 2.2) * days) + 1
     n = int(per_device.sum())
     device = np.repeat(np.arange(devices), per_device)
-    kind = rng.choice(4, n, p=[0.5, 0.25, 0.1, 0.15])  # restart, blip, upgrade, outage
+    # restart inside the grace, restart beyond it, blip (same boot), upgrade, outage of hours
+    kind = rng.choice(5, n, p=[0.42, 0.08, 0.3, 0.08, 0.12])
     length = np.select(
-        [kind == 0, kind == 1, kind == 2],
+        [kind == 0, kind == 1, kind == 2, kind == 3],
         [
-            rng.integers(MIN, 12 * MIN, n),
+            rng.integers(MIN, 14 * MIN, n),
+            rng.integers(16 * MIN, 90 * MIN, n),
             rng.integers(2 * MIN, 6 * MIN, n),
             rng.integers(MIN, 5 * MIN, n),
         ],
         rng.integers(HOUR, 9 * HOUR, n),
     )
+    kind = np.where(kind == 1, 0, kind)  # a restart is a restart, whatever its length
+    kind = np.where(kind == 3, 2, np.where(kind == 2, 1, kind))  # 0 restart, 1 blip, 2 upgrade
+    kind = np.where(length >= HOUR, 3, kind)  # 3 outage: a new boot, the same version
     g0 = rng.integers(start, end, n)
-    # the forced upgrade: 98% of devices go down at day 5, 08:05 and return on a new version
+    # the forced upgrade (April 2024): 95% of the fleet goes silent in the minute before
+    # day 5, 08:05 and returns on a new version over the next 48 hours
     forced = start + 5 * 24 * HOUR + 8 * HOUR + 5 * MIN
-    drop = rng.random(devices) < 0.98
-    back = (rng.gamma(2.0, 8 * HOUR, devices) + 5 * MIN).astype(np.int64)
+    drop = rng.random(devices) < 0.95
+    back = np.minimum(rng.gamma(2.0, 8 * HOUR, devices) + 5 * MIN, 48 * HOUR).astype(np.int64)
     gaps = pl.DataFrame(
         {
             "device": np.concatenate([device, np.arange(devices)[drop]]),
@@ -45,21 +58,36 @@ def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.Dat
             "kind": np.concatenate([kind, np.full(int(drop.sum()), 2)]),
         }
     ).sort("device", "g0")
-    # keep gaps apart (at least two minutes of uptime between them)
+    # gaps that overlap, or leave under two minutes online between them, are one gap (an
+    # outage swallows the blips inside it; the forced upgrade's silence swallows everything)
+    ends = pl.col("g0") + pl.col("len")
     gaps = (
-        gaps.with_columns(nxt=pl.col("g0").shift(-1).over("device"))
-        .with_columns(g1=pl.min_horizontal(pl.col("g0") + pl.col("len"), pl.col("nxt") - 2 * MIN))
-        .filter(pl.col("g1") - pl.col("g0") > 100_000_000)
+        gaps.with_columns(reach=ends.cum_max().shift(1).over("device"))
+        .with_columns(
+            run=(pl.col("reach").is_null() | (pl.col("g0") > pl.col("reach") + 2 * MIN))
+            .cast(pl.Int64)
+            .cum_sum()
+            .over("device")
+        )
+        .group_by("device", "run")
+        .agg(
+            pl.col("g0").min(),
+            ends.max().alias("g1"),
+            (pl.col("kind") != 1).any().alias("reboot"),
+            (pl.col("kind") == 2).any().alias("upgrade"),
+        )
+        .filter(pl.col("g1") - pl.col("g0") > 100_000_000)  # shorter is no gap (liveness)
+        .sort("device", "g0")
     )
     gaps = gaps.with_columns(
-        boot=(pl.col("kind") != 1).cast(pl.Int64).cum_sum().over("device"),
-        version=(pl.col("kind") == 2).cast(pl.Int64).cum_sum().over("device"),
+        boot=pl.col("reboot").cast(pl.Int64).cum_sum().over("device"),
+        version=pl.col("upgrade").cast(pl.Int64).cum_sum().over("device"),
     )
     first = rng.integers(start - 2 * HOUR, start + 2 * HOUR, devices)
-    joiners = rng.random(devices) < 0.05
-    first = np.where(joiners, rng.integers(start, end - 24 * HOUR, devices), first)
-    last = np.where(
-        rng.random(devices) < 0.05, rng.integers(start + 24 * HOUR, end, devices), end + HOUR
+    joiners = rng.random(devices) < 0.07  # late joiners arrive in the season's first half
+    first = np.where(joiners, rng.integers(start, (start + end) // 2, devices), first)
+    last = np.where(  # leavers go in its second half
+        rng.random(devices) < 0.05, rng.integers((start + end) // 2, end, devices), end + HOUR
     )
     bounds = pl.DataFrame({"device": np.arange(devices), "first": first, "last": last})
     # intervals: [previous gap end (or first), gap start) and a final one to `last`
@@ -106,3 +134,9 @@ def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.Dat
         .sort("device_id", "start")
         .select(list(INTERVALS))
     )
+
+
+def density(intervals: pl.DataFrame, policy: SeasonPolicy) -> float:
+    """Online intervals a device-day: the benchmark's data must be at a real fleet's."""
+    days = (to_us(policy.end) - to_us(policy.start)) / (24 * HOUR)
+    return intervals.height / (intervals.get_column("device_id").n_unique() * days)

@@ -85,20 +85,25 @@ def credited_windows(
 
 
 def union_windows(windows: pl.DataFrame) -> pl.DataFrame:
-    """Union of the overlapping credit windows of each gap: device_id, c0, c1 (µs)."""
+    """Union of the overlapping credit windows of each gap: device_id, g0, c0, c1 (µs)."""
     ordered = windows.sort("device_id", "g0", "c0").with_columns(
         first=~same_group_as_previous("device_id", "g0")
     )
     # Almost every gap has one window, which is its own union; only the gaps with several
     # (overlapping incidents) need the running merge.
     alone = pl.col("first") & pl.col("first").shift(-1).fill_null(True)
-    single = ordered.filter(alone).select("device_id", "c0", "c1")
+    single = ordered.filter(alone).select("device_id", "g0", "c0", "c1")
     several = ordered.filter(~alone)
     reach = pl.col("c1").cum_max().shift(1).over("device_id", "g0")
     merged = (
         several.with_columns(run=(reach.is_null() | (pl.col("c0") > reach)).cum_sum())
         .group_by("run", maintain_order=True)
-        .agg(pl.col("device_id").first(), pl.col("c0").min(), pl.col("c1").max())
+        .agg(
+            pl.col("device_id").first(),
+            pl.col("g0").first(),
+            pl.col("c0").min(),
+            pl.col("c1").max(),
+        )
         .drop("run")
     )
     return pl.concat([single, merged])

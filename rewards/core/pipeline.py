@@ -19,7 +19,7 @@ from rewards.core.eligibility import (
     shortfall_s,
     uptime_ratio,
 )
-from rewards.core.epochs import clip_to_epochs
+from rewards.core.epochs import clip_to_epochs, same_group_as_previous
 from rewards.core.frames import (
     DEVICES,
     INCIDENT_VERSIONS,
@@ -34,8 +34,6 @@ from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows, union_windows
 from rewards.core.policy import SeasonPolicy
 from rewards.core.tiers import epoch_starts, tiers_and_suspensions
-
-KINDS = {"online": 0, "bridged": 1, "credited": 2}  # kinds of counted time, as small codes
 
 
 def _encode(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
@@ -197,16 +195,18 @@ def _counted_per_epoch(
             key=pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)
         )
 
-    def dense(frame: pl.DataFrame, column: str, fill: int | bool, dtype: type) -> np.ndarray:
-        out: np.ndarray = np.full(size, fill, dtype=dtype)
-        out[frame.get_column("key").to_numpy()] = frame.get_column(column).to_numpy()
-        return out
-
-    bridges = keyed(
-        marked.filter(pl.col("epoch").is_not_null())
-        .group_by("device_id", "epoch")
-        .agg(pl.col("bridged").sum().alias("used"), pl.col("denied").sum().alias("denied"))
+    # bridges used and denied per key: a count of the flagged gaps' keys (a scatter)
+    in_season = marked.filter(pl.col("epoch").is_not_null())
+    keys = (pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)).alias(
+        "key"
     )
+    used, denied = (
+        np.bincount(
+            in_season.filter(flag).select(keys).get_column("key").to_numpy(), minlength=size
+        ).astype(np.int64)
+        for flag in ("bridged", "denied")
+    )
+    del in_season
     # Incidents are named in an epoch only where their own window credited time in it.
     attributions = keyed(
         clip_to_epochs(
@@ -218,31 +218,24 @@ def _counted_per_epoch(
         .group_by("device_id", "epoch")
         .agg(pl.col("incident_id").unique().sort().alias("crediting_incidents"))
     )
-    del marked, windows
     table = pl.DataFrame(
         {
-            "online_us": dense(sums, "online_us", 0, np.int64),
-            "bridged_us": dense(sums, "bridged_us", 0, np.int64),
-            "credited_us": dense(sums, "credited_us", 0, np.int64),
-            "bridges_used": dense(bridges, "used", 0, np.int64),
-            "bridges_denied": dense(bridges, "denied", 0, np.int64),
-            "longest_uncounted_us": dense(
-                sums, "longest_uncounted_us", policy.epoch_length_us, np.int64
-            ),
+            "online_us": sums["online_us"],
+            "bridged_us": sums["bridged_us"],
+            "credited_us": sums["credited_us"],
+            "bridges_used": used,
+            "bridges_denied": denied,
+            "longest_uncounted_us": sums["longest_uncounted_us"],
         }
-    ).with_row_index("key")
-    del sums, bridges
-    credited_by = (
-        table.select("key")
-        .join(
-            attributions.select("key", "crediting_incidents"),
-            on="key",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column("crediting_incidents")
     )
-    return table.drop("key").with_columns(crediting_incidents=credited_by)
+    del sums, marked, windows, used, denied
+    # each key's incidents, gathered from the few keys that have any (a null elsewhere)
+    row = np.full(size, -1, dtype=np.int64)
+    row[attributions.get_column("key").to_numpy()] = np.arange(attributions.height)
+    credited_by = attributions.get_column("crediting_incidents").gather(
+        pl.Series(row).set(pl.Series(row) < 0, None)
+    )
+    return table.with_columns(crediting_incidents=credited_by)
 
 
 def _as_results(table: pl.DataFrame, names: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
@@ -285,63 +278,79 @@ def _sums_per_key(
     windows: pl.DataFrame,
     policy: SeasonPolicy,
     count: int,
-) -> pl.DataFrame:
-    """Per (epoch, device) key: online, bridged and credited µs and the longest uncounted
-    stretch. Its intermediates (tens of millions of rows at full scale) die with it."""
+) -> dict[str, np.ndarray]:
+    """Per (epoch, device) key, as dense epoch-major arrays: online, bridged and credited µs
+    and the longest uncounted stretch. Nothing is sorted: each kind of counted time is
+    clipped to epochs and summed into its key (a scatter), and the longest stretch is the
+    longest piece of the *uncounted* time, which is known without merging the counted
+    pieces: before a device's first interval, after its last, and each gap not bridged
+    minus its credit windows (DESIGN 4.6)."""
+    size = count * policy.epoch_count
+    start, period = to_us(policy.start), policy.epoch_length_us
+    end = start + policy.epoch_count * period
 
-    def segment(frame: pl.DataFrame, s: str, e: str, kind: int) -> pl.DataFrame:
-        return frame.select(
-            "device_id",
-            pl.col(s).alias("s"),
-            pl.col(e).alias("e"),
-            pl.lit(kind, pl.UInt8).alias("kind"),
+    def pieces(frame: pl.DataFrame, s: str, e: str) -> pl.DataFrame:
+        """(key, length) of `frame`'s [s, e) clipped to the season's epochs."""
+        clipped = clip_to_epochs(
+            frame.select("device_id", pl.col(s).alias("s"), pl.col(e).alias("e")), policy
+        )
+        return clipped.select(
+            (pl.col("epoch") * count + pl.col("device_id").cast(pl.Int64)).alias("key"),
+            (pl.col("e") - pl.col("s")).alias("length"),
         )
 
-    segments = pl.concat(
+    def summed(frame: pl.DataFrame) -> np.ndarray:
+        # float64 sums of whole µs stay exact: a key's total is at most one epoch, < 2**53
+        total = np.bincount(
+            frame.get_column("key").to_numpy(),
+            weights=frame.get_column("length").to_numpy().astype(np.float64),
+            minlength=size,
+        )
+        return total.astype(np.int64)
+
+    unioned = union_windows(windows)
+    found = {
+        "online_us": summed(pieces(iv, "start", "end")),
+        "bridged_us": summed(pieces(marked.filter("bridged"), "g0", "g1")),
+        "credited_us": summed(pieces(unioned, "c0", "c1")),
+    }
+    edges = iv.group_by("device_id").agg(pl.col("start").min(), pl.col("end").max())
+    open_gaps = marked.filter(~pl.col("bridged")).select("device_id", "g0", "g1")
+    uncounted = pl.concat(
         [
-            segment(iv, "start", "end", KINDS["online"]),
-            segment(marked.filter("bridged"), "g0", "g1", KINDS["bridged"]),
-            segment(union_windows(windows), "c0", "c1", KINDS["credited"]),
+            edges.select("device_id", pl.lit(start).alias("s"), pl.col("start").alias("e")),
+            edges.select("device_id", pl.col("end").alias("s"), pl.lit(end).alias("e")),
+            _uncredited(open_gaps, unioned),
         ]
     )
-    pieces = clip_to_epochs(segments, policy)
-    del segments  # tens of millions of rows at full scale: let go as soon as used
-    # One sort and one group-by give each key its counted sums and its longest uncounted
-    # stretch (pieces are disjoint; the stretch before a piece starts at the previous
-    # piece's end, or at the epoch start for the first).
-    start, period = to_us(policy.start), policy.epoch_length_us
-    epoch_start = start + (pl.col("key") // count) * period
-    length = pl.col("e") - pl.col("s")
-    previous_end = (
-        pl.when(pl.col("key") == pl.col("key").shift(1))
-        .then(pl.col("e").shift(1))
-        .otherwise(epoch_start)
+    longest = pieces(uncounted, "s", "e").group_by("key").agg(pl.col("length").max())
+    stretch = np.zeros(size, dtype=np.int64)
+    stretch[longest.get_column("key").to_numpy()] = longest.get_column("length").to_numpy()
+    # a device-epoch with nothing counted is one stretch of the whole epoch (also for a
+    # device known only from its metadata, which has no pieces at all)
+    nothing = (found["online_us"] + found["bridged_us"] + found["credited_us"]) == 0
+    stretch[nothing] = period
+    found["longest_uncounted_us"] = stretch
+    return found
+
+
+def _uncredited(open_gaps: pl.DataFrame, unioned: pl.DataFrame) -> pl.DataFrame:
+    """The parts of each gap not bridged that no credit window covers: device_id, s, e.
+    `unioned` holds each gap's disjoint windows (device_id, g0, c0, c1)."""
+    ordered = unioned.sort("device_id", "g0", "c0")
+    first = ~same_group_as_previous("device_id", "g0")
+    before = ordered.select(  # from the gap's start, or the window before, to each window
+        "device_id",
+        pl.when(first).then(pl.col("g0")).otherwise(pl.col("c1").shift(1)).alias("s"),
+        pl.col("c0").alias("e"),
     )
-    sums = (
-        pieces.lazy()
-        .select(
-            (pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)).alias(
-                "key"
-            ),
-            "s",
-            "e",
-            "kind",
+    reach = ordered.group_by("device_id", "g0").agg(pl.col("c1").max().alias("reach"))
+    after = (  # from the last window's end (or the gap's start) to the gap's end
+        open_gaps.join(reach, on=["device_id", "g0"], how="left").select(
+            "device_id", pl.col("reach").fill_null(pl.col("g0")).alias("s"), pl.col("g1").alias("e")
         )
-        .sort("key", "s")
-        .with_columns(stretch=pl.col("s") - previous_end)
-        .group_by("key")
-        .agg(
-            *(
-                length.filter(pl.col("kind") == code).sum().alias(f"{kind}_us")
-                for kind, code in KINDS.items()
-            ),
-            pl.max_horizontal(
-                pl.col("stretch").max(), epoch_start.first() + period - pl.col("e").max()
-            ).alias("longest_uncounted_us"),
-        )
-        .collect()
     )
-    return sums
+    return pl.concat([before, after])
 
 
 def _rewards(
