@@ -15,7 +15,9 @@ from rewards.core.policy import SeasonPolicy
 
 def clip_to_epochs(segments: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     """Each segment (device_id, s, e, kind) split at epoch boundaries and clipped to the
-    season: device_id, epoch, kind, s, e (µs), only the non-empty pieces."""
+    season: device_id, epoch, kind, s, e (µs), only the non-empty pieces, in no particular
+    order. Most segments (intervals of hours, gaps of minutes) lie in one epoch; only the
+    others are split, so the common case costs no list column."""
     start, length = to_us(policy.start), policy.epoch_length_us
     end = start + policy.epoch_count * length
     inside = segments.filter((pl.col("e") > start) & (pl.col("s") < end)).with_columns(
@@ -23,14 +25,20 @@ def clip_to_epochs(segments: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame
     )
     first = (pl.col("s") - start) // length
     last = (pl.col("e") - 1 - start) // length
-    return (
-        inside.with_columns(epoch=pl.int_ranges(first, last + 1, dtype=pl.Int64))
+    inside = inside.with_columns(epoch=first, _last=last)
+    one = inside.filter(pl.col("epoch") == pl.col("_last")).drop("_last")
+    split = (
+        inside.filter(pl.col("epoch") != pl.col("_last"))
+        .with_columns(epoch=pl.int_ranges(pl.col("epoch"), pl.col("_last") + 1, dtype=pl.Int64))
+        .drop("_last")
         .explode("epoch")
         .with_columns(
             s=pl.max_horizontal("s", start + pl.col("epoch") * length),
             e=pl.min_horizontal("e", start + (pl.col("epoch") + 1) * length),
         )
-        .filter(pl.col("e") > pl.col("s"))
+    )
+    return pl.concat(
+        [one.filter(pl.col("e") > pl.col("s")), split.filter(pl.col("e") > pl.col("s"))]
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from rewards.core.epochs import same_group_as_previous
-from rewards.core.frames import to_us
+from rewards.core.frames import sorted_by, to_us
 from rewards.core.policy import SeasonPolicy
 
 
@@ -15,7 +15,7 @@ def gaps(intervals: pl.DataFrame) -> pl.DataFrame:
     boot_id or the agent_version differs between the last heartbeat before the gap and the
     first after it. Time before a device's first interval or after its last is not a gap.
     `intervals` as INTERVALS, µs times."""
-    ordered = intervals.sort("device_id", "start")
+    ordered = sorted_by(intervals, "device_id", "start")
     nxt = pl.col("device_id").shift(-1)
     return (
         ordered.select(
@@ -48,7 +48,8 @@ def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     marked = gaps_us.with_columns(
         epoch=pl.when((epoch >= 0) & (epoch < count)).then(epoch).otherwise(None),
         bridgeable=bridgeable,
-    ).sort("device_id", "g0")
+    )
+    marked = sorted_by(marked, "device_id", "g0")
     # Rank among the bridgeable gaps of the same device and epoch, which are contiguous once
     # sorted: a running count that restarts at each group (cheaper than `.over()`). Gaps
     # outside the season (null epoch) are never limited, so their grouping does not matter.

@@ -37,9 +37,23 @@ from rewards.core.tiers import epoch_starts, tiers_and_suspensions
 
 
 def _encode(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with device_id replaced by its integer code (unknown devices dropped)."""
-    coded = frame.join(names, on="device_id", how="inner", maintain_order="left")
-    return coded.with_columns(device_id=pl.col("code")).drop("code")
+    """`frame` with device_id replaced by its integer code (unknown devices dropped). The
+    ids are looked up once per run of equal ids, so input sorted (or grouped) by device
+    costs one lookup a device, not one a row."""
+    runs = frame.get_column("device_id").rle()
+    codes = (
+        runs.struct.unnest()
+        .join(names, left_on="value", right_on="device_id", how="left", maintain_order="left")
+        .get_column("code")
+    )
+    coded = frame.with_columns(
+        device_id=pl.Series(
+            np.repeat(
+                codes.fill_null(-1).cast(pl.Int64).to_numpy(), runs.struct.field("len").to_numpy()
+            )
+        )
+    )
+    return coded.filter(pl.col("device_id") >= 0).with_columns(pl.col("device_id").cast(pl.UInt32))
 
 
 def _encode_scopes(incidents: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
