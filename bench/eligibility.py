@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fleet_intervals import density, fleet_intervals  # noqa: E402
+from memory import peak_rss_mib  # noqa: E402
 
 from rewards.core import DEVICES, INCIDENTS, SeasonPolicy, device_epochs  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
@@ -289,8 +289,7 @@ def child(engine: str, devices: int) -> None:
     paths = make_inputs(devices)
     elapsed, results = (run_polars if engine == "polars" else run_duckdb)(paths)
     results.write_parquet(OUT / f"results-{engine}-{devices}.parquet")
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_mib": peak_kib / 1024, "rows": results.height}))
+    print(json.dumps({"seconds": elapsed, "peak_mib": peak_rss_mib(), "rows": results.height}))
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import PG_ADMIN, TOKEN, start_simulator  # noqa: E402
+from bench.memory import peak_rss_mib  # noqa: E402
 from rewards.archive import HeartbeatArchive  # noqa: E402
 
 PEAK = 10_000
@@ -100,7 +101,7 @@ def worker(args: argparse.Namespace) -> None:
                 pass
         usage = resource.getrusage(resource.RUSAGE_SELF)
         tail = {
-            "rss": usage.ru_maxrss * 1024,
+            "rss": peak_rss_mib() * 2**20,
             "window_minutes": minutes,
             "ingest_cpu_s": usage.ru_utime + usage.ru_stime,
             "database_cpu_s": database_cpu_s(engine),

@@ -37,19 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench import api_load  # noqa: E402
 from bench.ingest import PG_ADMIN, TOKEN, start_simulator  # noqa: E402
+from bench.memory import peak_rss_mib  # noqa: E402
 from rewards.api.verifier import dev_issuer  # noqa: E402
 from rewards.settings import get_settings  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 REWARDS = str(ROOT / ".venv" / "bin" / "rewards")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set (VmHWM) so far, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -1,0 +1,20 @@
+"""A process's peak resident set, as the benchmarks report it.
+
+Read from /proc (VmHWM), never from `getrusage().ru_maxrss`: a process started by another
+inherits the parent's resident set at the fork in its ru_maxrss, across the exec. A worker
+started by a parent holding 3 GiB reports 3 GiB though its own peak is 13 MiB; that is how
+bench/fleet_ingest.py once credited SQLite's ingest with the 7.5 GiB its parent had used
+to sort the archive of the run before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """The process's peak resident set (VmHWM) so far, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
