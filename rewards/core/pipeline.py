@@ -6,6 +6,8 @@ device known (from intervals or the device metadata) gets a row for every epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -28,11 +30,13 @@ from rewards.core.frames import (
     RESULTS,
     check_frame,
     empty,
+    sorted_by,
     to_us,
 )
 from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows, union_windows
 from rewards.core.policy import SeasonPolicy
+from rewards.core.scatter import Grid, cell_counts, clipped_max, clipped_sums, epoch_major
 from rewards.core.tiers import epoch_starts, tiers_and_suspensions
 
 
@@ -196,12 +200,14 @@ def _counted_per_epoch(
     let go as soon as used: at full scale that lowers the peak memory by gigabytes, which
     is why the caller hands the encoded inputs over without keeping them.
     """
+    iv = sorted_by(iv, "device_id", "start")
     marked = bridge_gaps(gaps(iv), policy)
     iv = iv.select("device_id", "start", "end")  # the identifiers are no longer needed
     windows = credited_windows(marked, incidents, policy, versions)
     del incidents, versions
-    size = count * policy.epoch_count
-    sums = _sums_per_key(iv, marked, windows, policy, count)
+    grid = Grid(to_us(policy.start), policy.epoch_length_us, policy.epoch_count, count)
+    size = grid.size
+    sums = _sums_per_key(iv, marked, windows, grid)
     del iv
 
     def keyed(frame: pl.DataFrame) -> pl.DataFrame:
@@ -209,15 +215,14 @@ def _counted_per_epoch(
             key=pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)
         )
 
-    # bridges used and denied per key: a count of the flagged gaps' keys (a scatter)
+    # bridges used and denied per cell: a count of the flagged gaps' cells
     in_season = marked.filter(pl.col("epoch").is_not_null())
-    keys = (pl.col("epoch").cast(pl.Int64) * count + pl.col("device_id").cast(pl.Int64)).alias(
-        "key"
-    )
     used, denied = (
-        np.bincount(
-            in_season.filter(flag).select(keys).get_column("key").to_numpy(), minlength=size
-        ).astype(np.int64)
+        cell_counts(
+            in_season.filter(flag).get_column("device_id").to_numpy(),
+            in_season.filter(flag).get_column("epoch").to_numpy(),
+            grid,
+        )
         for flag in ("bridged", "denied")
     )
     del in_season
@@ -232,17 +237,12 @@ def _counted_per_epoch(
         .group_by("device_id", "epoch")
         .agg(pl.col("incident_id").unique().sort().alias("crediting_incidents"))
     )
+    columns = {**sums, "bridges_used": used, "bridges_denied": denied}
+    order = ("online_us", "bridged_us", "credited_us", "bridges_used", "bridges_denied")
     table = pl.DataFrame(
-        {
-            "online_us": sums["online_us"],
-            "bridged_us": sums["bridged_us"],
-            "credited_us": sums["credited_us"],
-            "bridges_used": used,
-            "bridges_denied": denied,
-            "longest_uncounted_us": sums["longest_uncounted_us"],
-        }
+        {name: epoch_major(columns[name], grid) for name in (*order, "longest_uncounted_us")}
     )
-    del sums, marked, windows, used, denied
+    del sums, marked, windows, used, denied, columns
     # each key's incidents, gathered from the few keys that have any (a null elsewhere)
     row = np.full(size, -1, dtype=np.int64)
     row[attributions.get_column("key").to_numpy()] = np.arange(attributions.height)
@@ -287,70 +287,56 @@ def _as_results(table: pl.DataFrame, names: pl.DataFrame, policy: SeasonPolicy) 
 
 
 def _sums_per_key(
-    iv: pl.DataFrame,
-    marked: pl.DataFrame,
-    windows: pl.DataFrame,
-    policy: SeasonPolicy,
-    count: int,
+    iv: pl.DataFrame, marked: pl.DataFrame, windows: pl.DataFrame, grid: Grid
 ) -> dict[str, np.ndarray]:
-    """Per (epoch, device) key, as dense epoch-major arrays: online, bridged and credited µs
-    and the longest uncounted stretch. Nothing is sorted: each kind of counted time is
-    clipped to epochs and summed into its key (a scatter), and the longest stretch is the
-    longest piece of the *uncounted* time, which is known without merging the counted
-    pieces: before a device's first interval, after its last, and each gap not bridged
-    minus its credit windows (DESIGN 4.6)."""
-    size = count * policy.epoch_count
-    start, period = to_us(policy.start), policy.epoch_length_us
-    end = start + policy.epoch_count * period
+    """Per (device, epoch) cell, dense and device-major: online, bridged and credited µs
+    and the longest uncounted stretch. Each kind of counted time is scattered into its
+    cells (core/scatter.py); the longest stretch is the longest piece of the *uncounted*
+    time, known without merging the counted pieces: before a device's first interval,
+    after its last, and each gap not bridged minus its credit windows (DESIGN 4.6).
+    `iv` is sorted by device and start."""
 
-    def pieces(frame: pl.DataFrame, s: str, e: str) -> pl.DataFrame:
-        """(key, length) of `frame`'s [s, e) clipped to the season's epochs."""
-        clipped = clip_to_epochs(
-            frame.select("device_id", pl.col(s).alias("s"), pl.col(e).alias("e")), policy
-        )
-        return clipped.select(
-            (pl.col("epoch") * count + pl.col("device_id").cast(pl.Int64)).alias("key"),
-            (pl.col("e") - pl.col("s")).alias("length"),
-        )
-
-    def summed(frame: pl.DataFrame) -> np.ndarray:
-        # float64 sums of whole µs stay exact: a key's total is at most one epoch, < 2**53
-        total = np.bincount(
-            frame.get_column("key").to_numpy(),
-            weights=frame.get_column("length").to_numpy().astype(np.float64),
-            minlength=size,
-        )
-        return total.astype(np.int64)
+    def scattered(
+        frame: pl.DataFrame, s: str, e: str, into: Callable[..., np.ndarray]
+    ) -> np.ndarray:
+        columns = (frame.get_column(c).to_numpy() for c in ("device_id", s, e))
+        return into(*columns, grid)
 
     unioned = union_windows(windows)
     found = {
-        "online_us": summed(pieces(iv, "start", "end")),
-        "bridged_us": summed(pieces(marked.filter("bridged"), "g0", "g1")),
-        "credited_us": summed(pieces(unioned, "c0", "c1")),
+        "online_us": scattered(iv, "start", "end", clipped_sums),
+        "bridged_us": scattered(marked.filter("bridged"), "g0", "g1", clipped_sums),
+        "credited_us": scattered(unioned, "c0", "c1", clipped_sums),
     }
-    edges = iv.group_by("device_id").agg(pl.col("start").min(), pl.col("end").max())
-    open_gaps = marked.filter(~pl.col("bridged")).select("device_id", "g0", "g1")
+    device = pl.col("device_id")  # sorted: a device's first and last rows are its edges
+    first = (device != device.shift(1)).fill_null(True)
+    last = (device != device.shift(-1)).fill_null(True)
+    season_end = grid.start + grid.epochs * grid.length
     uncounted = pl.concat(
         [
-            edges.select("device_id", pl.lit(start).alias("s"), pl.col("start").alias("e")),
-            edges.select("device_id", pl.col("end").alias("s"), pl.lit(end).alias("e")),
-            _uncredited(open_gaps, unioned),
+            iv.filter(first).select(
+                "device_id", pl.lit(grid.start).alias("s"), pl.col("start").alias("e")
+            ),
+            iv.filter(last).select(
+                "device_id", pl.col("end").alias("s"), pl.lit(season_end).alias("e")
+            ),
+            _uncredited(marked.filter(~pl.col("bridged")).select("device_id", "g0", "g1"), unioned),
         ]
     )
-    longest = pieces(uncounted, "s", "e").group_by("key").agg(pl.col("length").max())
-    stretch = np.zeros(size, dtype=np.int64)
-    stretch[longest.get_column("key").to_numpy()] = longest.get_column("length").to_numpy()
+    stretch = scattered(uncounted, "s", "e", clipped_max)
     # a device-epoch with nothing counted is one stretch of the whole epoch (also for a
     # device known only from its metadata, which has no pieces at all)
     nothing = (found["online_us"] + found["bridged_us"] + found["credited_us"]) == 0
-    stretch[nothing] = period
+    stretch[nothing] = grid.length
     found["longest_uncounted_us"] = stretch
     return found
 
 
 def _uncredited(open_gaps: pl.DataFrame, unioned: pl.DataFrame) -> pl.DataFrame:
     """The parts of each gap not bridged that no credit window covers: device_id, s, e.
-    `unioned` holds each gap's disjoint windows (device_id, g0, c0, c1)."""
+    `unioned` holds each gap's disjoint windows (device_id, g0, c0, c1). Only the few
+    gaps whose start is a windowed gap's start are looked up (a join of every gap cost
+    seconds at fleet scale); the rest are uncounted whole."""
     ordered = unioned.sort("device_id", "g0", "c0")
     first = ~same_group_as_previous("device_id", "g0")
     before = ordered.select(  # from the gap's start, or the window before, to each window
@@ -359,12 +345,18 @@ def _uncredited(open_gaps: pl.DataFrame, unioned: pl.DataFrame) -> pl.DataFrame:
         pl.col("c0").alias("e"),
     )
     reach = ordered.group_by("device_id", "g0").agg(pl.col("c1").max().alias("reach"))
+    maybe = pl.col("g0").is_in(reach.get_column("g0").unique().implode())
     after = (  # from the last window's end (or the gap's start) to the gap's end
-        open_gaps.join(reach, on=["device_id", "g0"], how="left").select(
+        open_gaps.filter(maybe)
+        .join(reach, on=["device_id", "g0"], how="left")
+        .select(
             "device_id", pl.col("reach").fill_null(pl.col("g0")).alias("s"), pl.col("g1").alias("e")
         )
     )
-    return pl.concat([before, after])
+    whole = open_gaps.filter(~maybe).select(
+        "device_id", pl.col("g0").alias("s"), pl.col("g1").alias("e")
+    )
+    return pl.concat([before, after, whole])
 
 
 def _rewards(
