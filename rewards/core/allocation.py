@@ -59,3 +59,33 @@ def allocate(weights: pl.DataFrame, pool: int) -> pl.DataFrame:
             + (pl.col("position") - first.forward_fill() < pl.col("left")).cast(pl.Int64)
         ).alias("reward"),
     )
+
+
+def allocate_in_order(weights: pl.Series, pool: int) -> pl.Series:
+    """`allocate` for one epoch whose weights are in device_id order (the order ties break
+    in), without sorting: the unit-receiving remainders are those above the k-th largest
+    (k = the units left after the floors), then the first ties at it in order. Returns the
+    rewards (Int64) in the same order."""
+    if pool < 0:
+        raise ValueError(f"pool must not be negative, got {pool}")
+    frame = pl.DataFrame({"weight": weights.cast(pl.Int128)})
+    total = frame.get_column("weight").sum()
+    if not total:
+        return pl.Series(weights.name, [0] * weights.len(), dtype=pl.Int64)
+    big = pl.Int128  # products exceed 64 bits
+    scaled = pl.col("weight") * pl.lit(pool, big)
+    # remainders are below the total: as Int64 when it fits, the same order, faster
+    remainder_type = pl.Int64 if total < 2**63 else big
+    shares = frame.select(
+        floor=(scaled // pl.lit(total, big)).cast(pl.Int64),
+        remainder=(scaled % pl.lit(total, big)).cast(remainder_type),
+    )
+    floor, remainder = shares.get_column("floor"), shares.get_column("remainder")
+    left = pool - int(floor.sum())
+    if left == 0:
+        return floor.alias(weights.name)
+    threshold = remainder.top_k(left).min()
+    above = shares.select(pl.col("remainder") > pl.lit(threshold, remainder_type)).to_series()
+    ties = shares.select(pl.col("remainder") == pl.lit(threshold, remainder_type)).to_series()
+    first_ties = ties & (ties.cast(pl.Int64).cum_sum() <= left - int(above.sum()))
+    return (floor + (above | first_ties).cast(pl.Int64)).alias(weights.name)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from rewards.core.allocation import allocate
+from rewards.core.allocation import allocate_in_order
 from rewards.core.eligibility import (
     REASONS,
     US,
@@ -40,22 +40,21 @@ from rewards.core.scatter import Grid, cell_counts, clipped_max, clipped_sums, e
 from rewards.core.tiers import epoch_starts, tiers_and_suspensions
 
 
-def _encode(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
+def _encode(
+    frame: pl.DataFrame, names: pl.DataFrame, runs: pl.Series | None = None
+) -> pl.DataFrame:
     """`frame` with device_id replaced by its integer code (unknown devices dropped). The
-    ids are looked up once per run of equal ids, so input sorted (or grouped) by device
-    costs one lookup a device, not one a row."""
-    runs = frame.get_column("device_id").rle()
+    ids are looked up once per run of equal ids (`runs`: the column's `rle()`, when the
+    caller has it), so input sorted by device costs one lookup a device, not one a row."""
+    runs = frame.get_column("device_id").rle() if runs is None else runs
     codes = (
         runs.struct.unnest()
         .join(names, left_on="value", right_on="device_id", how="left", maintain_order="left")
         .get_column("code")
     )
+    lengths = runs.struct.field("len").to_numpy()
     coded = frame.with_columns(
-        device_id=pl.Series(
-            np.repeat(
-                codes.fill_null(-1).cast(pl.Int64).to_numpy(), runs.struct.field("len").to_numpy()
-            )
-        )
+        device_id=pl.Series(np.repeat(codes.fill_null(-1).cast(pl.Int64).to_numpy(), lengths))
     )
     return coded.filter(pl.col("device_id") >= 0).with_columns(pl.col("device_id").cast(pl.UInt32))
 
@@ -155,16 +154,18 @@ def _assessed(
 
     # Devices are worked on as dense integer codes given in byte order of their ids, so
     # joins, sorts and windows run on integers and allocation ties still break by id.
+    runs = intervals.get_column("device_id").rle()  # one run a device in sorted input
     names = (
-        pl.concat([intervals.select("device_id"), devices.select("device_id")])
+        pl.concat([runs.struct.field("value"), devices.get_column("device_id")])
         .unique()
-        .sort("device_id")
+        .sort()
+        .to_frame("device_id")
         .with_row_index("code")
     )
     count = names.height
     # The encoded inputs are handed over unnamed so the step can let them go once used.
     table = _counted_per_epoch(
-        _encode(intervals.select(list(INTERVALS)), names).with_columns(
+        _encode(intervals.select(list(INTERVALS)), names, runs).with_columns(
             pl.col("start").cast(pl.Int64), pl.col("end").cast(pl.Int64)
         ),
         _encode_scopes(incidents, names),
@@ -374,22 +375,12 @@ def _rewards(
         devices = np.flatnonzero(eligible[lo : lo + count])
         if devices.size == 0:
             continue
-        weights = pl.DataFrame(
-            {
-                "epoch": np.full(devices.size, epoch, dtype=np.int64),
-                "device_id": devices.astype(np.uint32),
-                "counted": counted[lo + devices],
-                "tier": tiers[lo + devices],
-            }
-        ).select(
-            "epoch",
-            "device_id",
-            (pl.col("counted").cast(pl.Int128) * pl.col("tier")).alias("weight"),
-        )
-        paid = allocate(weights, policy.pool_per_epoch)
-        rewards[lo + paid.get_column("device_id").to_numpy().astype(np.int64)] = paid.get_column(
-            "reward"
-        ).to_numpy()
+        weights = pl.Series(counted[lo + devices]).cast(pl.Int128) * pl.Series(
+            tiers[lo + devices]
+        ).cast(pl.Int128)
+        # devices in code order, which is device_id order: the order ties break in
+        paid = allocate_in_order(weights, policy.pool_per_epoch)
+        rewards[lo + devices] = paid.to_numpy()
     return rewards
 
 
