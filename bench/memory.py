@@ -18,3 +18,14 @@ def peak_rss_mib(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def reset_peak() -> bool:
+    """Start this process's peak resident set afresh from what it holds now (Linux: 5 to
+    /proc/self/clear_refs), so a benchmark's set-up does not count in its timed part's
+    peak. False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
