@@ -34,54 +34,55 @@ class Grid:
         return self.count * self.epochs
 
 
-@dataclass(frozen=True)
-class _Pieces:
-    """Segments clipped to the season, as the cells their pieces fall in."""
-
-    head_cell: np.ndarray  # the first epoch's cell of each segment, and its piece's length
-    head: np.ndarray
-    tail_cell: np.ndarray  # the last epoch's cell of each segment spanning two or more
-    tail: np.ndarray
-    whole: np.ndarray  # per cell: how many segments cover the whole epoch (device-major)
+CHUNK = 1 << 16  # segments a step: the step's arrays stay small enough to be reused
 
 
-def _pieces(device: np.ndarray, s: np.ndarray, e: np.ndarray, grid: Grid) -> _Pieces:
+def _scatter(
+    device: np.ndarray, s: np.ndarray, e: np.ndarray, grid: Grid, combine: np.ufunc
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each segment's head and tail pieces combined (`np.add` or `np.maximum`) into their
+    cells, and per cell the number of segments covering its whole epoch.
+
+    Done `CHUNK` segments at a time: whole-column temporaries of tens of millions of
+    values made each arithmetic step fault in fresh pages (0.6-2 s a step at fleet scale
+    on this machine, against 50 ms in cache-sized steps)."""
     end = grid.start + grid.epochs * grid.length
-    s, e = np.maximum(s, grid.start), np.minimum(e, end)
-    inside = e > s
-    device, s, e = device[inside].astype(np.int64), s[inside], e[inside]
-    first = (s - grid.start) // grid.length
-    last = (e - 1 - grid.start) // grid.length
-    base = device * grid.epochs
-    head = np.minimum(e, grid.start + (first + 1) * grid.length) - s
-    spans = last > first
-    tail = e[spans] - (grid.start + last[spans] * grid.length)
-    between = last - first >= 2
+    out = np.zeros(grid.size, dtype=np.int64)
     marks = np.zeros(grid.size + 1, dtype=np.int64)
-    np.add.at(marks, base[between] + first[between] + 1, 1)
-    np.add.at(marks, base[between] + last[between], -1)
-    # each +1 has its -1 in the same device's block, so one running sum over the flat
-    # array counts, per cell, the segments covering its whole epoch
-    return _Pieces(base + first, head, base[spans] + last[spans], tail, np.cumsum(marks[:-1]))
+    for lo in range(0, s.shape[0], CHUNK):
+        a = np.maximum(s[lo : lo + CHUNK], grid.start)
+        b = np.minimum(e[lo : lo + CHUNK], end)
+        inside = b > a
+        base = device[lo : lo + CHUNK][inside].astype(np.int64) * grid.epochs
+        a, b = a[inside], b[inside]
+        first = (a - grid.start) // grid.length
+        last = (b - 1 - grid.start) // grid.length
+        combine.at(out, base + first, np.minimum(b, grid.start + (first + 1) * grid.length) - a)
+        spans = last > first
+        combine.at(
+            out, base[spans] + last[spans], b[spans] - (grid.start + last[spans] * grid.length)
+        )
+        between = last - first >= 2
+        # +1 after the head, -1 at the tail: each pair within one device's block
+        np.add.at(marks, base[between] + first[between] + 1, 1)
+        np.add.at(marks, base[between] + last[between], -1)
+    return out, np.cumsum(marks[:-1])
 
 
 def clipped_sums(device: np.ndarray, s: np.ndarray, e: np.ndarray, grid: Grid) -> np.ndarray:
     """Per (device, epoch) cell, device-major: the total length of the segments [s, e) of
     each device (codes below grid.count) inside that epoch."""
-    pieces = _pieces(device, s, e, grid)
-    out = pieces.whole * grid.length
-    np.add.at(out, pieces.head_cell, pieces.head)
-    np.add.at(out, pieces.tail_cell, pieces.tail)
+    out, whole = _scatter(device, s, e, grid, np.add)
+    whole *= grid.length
+    out += whole
     return out
 
 
 def clipped_max(device: np.ndarray, s: np.ndarray, e: np.ndarray, grid: Grid) -> np.ndarray:
     """Per (device, epoch) cell, device-major: the longest piece of the segments inside
     that epoch (0 where none)."""
-    pieces = _pieces(device, s, e, grid)
-    out = np.where(pieces.whole > 0, grid.length, 0).astype(np.int64)
-    np.maximum.at(out, pieces.head_cell, pieces.head)
-    np.maximum.at(out, pieces.tail_cell, pieces.tail)
+    out, whole = _scatter(device, s, e, grid, np.maximum)
+    out[whole > 0] = grid.length
     return out
 
 
