@@ -19,7 +19,9 @@ def _column_bytes(series: pl.Series) -> list[bytes]:
     if series.dtype == pl.String:
         filled = series.fill_null("")
         lengths = filled.str.len_bytes().cast(pl.UInt64).to_numpy().tobytes()
-        return [nulls, lengths, "".join(filled.to_list()).encode("utf-8")]
+        # the UTF-8 bytes of all values, end to end (joined by polars: a Python list of
+        # 44M strings took 22 s at fleet size)
+        return [nulls, lengths, filled.str.join("").cast(pl.Binary).item()]
     if series.dtype == pl.List(pl.String):
         return _column_bytes(series.list.sort().list.join("\x1f"))
     if series.dtype == pl.Boolean:
@@ -37,7 +39,7 @@ def fingerprint(inputs: Mapping[str, pl.DataFrame]) -> str:
         frame = inputs[name]
         columns = sorted(frame.columns)
         sortable = [c for c in columns if not isinstance(frame.schema[c], pl.List)]
-        ordered = frame.select(columns).sort(sortable, nulls_last=True)
+        ordered = _sorted(frame.select(columns), sortable)
         digest.update(f"{name}:{len(ordered)}:".encode())
         for column in columns:
             digest.update(f"{column}:{ordered.schema[column]}:".encode())
@@ -45,3 +47,17 @@ def fingerprint(inputs: Mapping[str, pl.DataFrame]) -> str:
                 digest.update(len(part).to_bytes(8, "little"))
                 digest.update(part)
     return digest.hexdigest()
+
+
+def _sorted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """`frame` sorted by `keys` (nulls last). A frame already strictly increasing by its
+    first two keys, without nulls in them, is sorted by all of them and kept as it is:
+    intervals arrive sorted by device and time, and sorting 44M rows by every column took
+    most of the fingerprint's time at fleet size."""
+    if frame.height > 1 and len(keys) >= 2:
+        a, b = (pl.col(k) for k in keys[:2])
+        if all(frame.get_column(k).null_count() == 0 for k in keys[:2]):
+            strictly = (a > a.shift(1)) | ((a == a.shift(1)) & (b > b.shift(1)))
+            if frame.select(strictly.slice(1).all()).item():
+                return frame
+    return frame.sort(keys, nulls_last=True)

@@ -336,3 +336,22 @@ def test_an_epoch_closes_on_the_feed_watermark_plus_settlement_not_on_the_clock_
     )
     assert closed_epochs(season, clock, settle, watermark=None) == range(0)
     assert closed_epochs(season, season.start + 3 * day, settle, watermark=clock) == range(2)
+
+
+def test_the_fingerprint_of_sorted_input_is_that_of_any_order() -> None:
+    """Input strictly increasing by its first two columns is hashed as it comes (no sort);
+    the digest is the one of any other order, including ties in the first column and nulls
+    further on."""
+    frame = pl.DataFrame(
+        {
+            "a_device": ["d1", "d1", "d2", "é", "é"],
+            "b_end": [3, 5, 1, 2, 9],
+            "c_text": ["x", None, "yy", "", "zz"],
+        }
+    )
+    assert fingerprint({"f": frame}) == fingerprint({"f": frame.reverse()})
+    assert fingerprint({"f": frame}) == fingerprint(
+        {"f": frame.sample(fraction=1.0, seed=3, shuffle=True)}
+    )
+    tied = frame.with_columns(pl.lit(1).alias("b_end"))  # not strictly increasing: sorted
+    assert fingerprint({"f": tied}) == fingerprint({"f": tied.reverse()})
