@@ -55,18 +55,21 @@ def bridge_gaps(gaps_us: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     # outside the season (null epoch) are never limited, so their grouping does not matter.
     flag = pl.col("bridgeable").cast(pl.Int64)
     restart = ~same_group_as_previous("device_id", "epoch_key")
-    marked = (
-        marked.with_columns(epoch_key=pl.col("epoch").fill_null(-1))
+    rank = pl.col("rank")
+    return (  # one lazy query: polars fuses the steps instead of materialising each
+        marked.lazy()
+        .with_columns(epoch_key=pl.col("epoch").fill_null(-1))
         .with_columns(running=flag.cum_sum())
         .with_columns(
             rank=pl.col("running") - pl.when(restart).then(pl.col("running") - flag).forward_fill()
         )
+        .with_columns(
+            bridged=pl.col("bridgeable")
+            & (pl.col("epoch").is_null() | (rank <= policy.max_bridges_per_epoch)),
+            denied=pl.col("bridgeable")
+            & pl.col("epoch").is_not_null()
+            & (rank > policy.max_bridges_per_epoch),
+        )
+        .drop("bridgeable", "restarted", "epoch_key", "running", "rank")
+        .collect()
     )
-    rank = pl.col("rank")
-    return marked.with_columns(
-        bridged=pl.col("bridgeable")
-        & (pl.col("epoch").is_null() | (rank <= policy.max_bridges_per_epoch)),
-        denied=pl.col("bridgeable")
-        & pl.col("epoch").is_not_null()
-        & (rank > policy.max_bridges_per_epoch),
-    ).drop("bridgeable", "restarted", "epoch_key", "running", "rank")
