@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from rewards.core.frames import increasing
+
 
 def _column_bytes(series: pl.Series) -> list[bytes]:
     nulls = series.is_null().to_numpy().tobytes()
@@ -54,10 +56,6 @@ def _sorted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     first two keys, without nulls in them, is sorted by all of them and kept as it is:
     intervals arrive sorted by device and time, and sorting 44M rows by every column took
     most of the fingerprint's time at fleet size."""
-    if frame.height > 1 and len(keys) >= 2:
-        a, b = (pl.col(k) for k in keys[:2])
-        if all(frame.get_column(k).null_count() == 0 for k in keys[:2]):
-            strictly = (a > a.shift(1)) | ((a == a.shift(1)) & (b > b.shift(1)))
-            if frame.select(strictly.slice(1).all()).item():
-                return frame
+    if len(keys) >= 2 and increasing(frame, keys[0], keys[1], strict=True):
+        return frame
     return frame.sort(keys, nulls_last=True)

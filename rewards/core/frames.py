@@ -136,11 +136,21 @@ def empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict(schema))
 
 
-def sorted_by(frame: pl.DataFrame, first: str, second: str) -> pl.DataFrame:
-    """`frame` sorted by (first, second): as it is when it is so already (one pass over two
-    columns), so input that arrives sorted, as intervals do, is never sorted again."""
+def increasing(frame: pl.DataFrame, first: str, second: str, *, strict: bool = False) -> bool:
+    """Whether the rows go up by (first, second) (strictly: no two rows equal on both),
+    in one pass over the two columns. Nulls are not ordered here: a column with any is
+    never taken as sorted."""
+    if frame.height < 2:
+        return True
+    if frame.get_column(first).null_count() or frame.get_column(second).null_count():
+        return False
     a, b = pl.col(first), pl.col(second)
-    ordered = (a > a.shift(1)) | ((a == a.shift(1)) & (b >= b.shift(1)))
-    if frame.height < 2 or frame.select(ordered.fill_null(True).all()).item():
-        return frame
-    return frame.sort(first, second)
+    later = (b > b.shift(1)) if strict else (b >= b.shift(1))
+    step = (a > a.shift(1)) | ((a == a.shift(1)) & later)
+    return bool(frame.select(step.slice(1).all()).item())
+
+
+def sorted_by(frame: pl.DataFrame, first: str, second: str) -> pl.DataFrame:
+    """`frame` sorted by (first, second): as it is when it is so already, so input that
+    arrives sorted, as intervals do, is never sorted again."""
+    return frame if increasing(frame, first, second) else frame.sort(first, second)
