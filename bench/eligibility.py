@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fleet_intervals import density, fleet_intervals  # noqa: E402
 
 from bench.memory import peak_rss_mib  # noqa: E402
+from rewards.compute import InProcess, ProcessPool, ShardedSeason, compute, split_inputs  # noqa: E402
 from rewards.core import DEVICES, INCIDENTS, SeasonPolicy, device_epochs  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
@@ -108,23 +110,7 @@ def run_polars(paths: dict[str, Path]) -> tuple[float, pl.DataFrame]:
     started = time.perf_counter()
     results = device_epochs(intervals, POLICY, incidents=incidents, devices=devices)
     elapsed = time.perf_counter() - started
-    us = 1_000_000
-    comparable = results.select(
-        "device_id",
-        "epoch",
-        *[
-            (pl.col(f"{k}_s") * us).round().cast(pl.Int64).alias(f"{k}_us")
-            for k in ("online", "bridged", "credited")
-        ],
-        "eligible",
-        "reason",
-        "reward",
-        "bridges_used",
-        "bridges_denied",
-        (pl.col("longest_uncounted_gap_s") * us).round().cast(pl.Int64).alias("longest_us"),
-        "crediting_incidents",
-    )
-    return elapsed, comparable
+    return elapsed, comparable(results)
 
 
 def duckdb_sql(p: object) -> list[str]:
@@ -285,8 +271,89 @@ def run_duckdb(paths: dict[str, Path]) -> tuple[float, pl.DataFrame]:
     )
 
 
-def child(engine: str, devices: int) -> None:
+def comparable(results: pl.DataFrame) -> pl.DataFrame:
+    us = 1_000_000
+    return results.select(
+        "device_id",
+        "epoch",
+        *[
+            (pl.col(f"{k}_s") * us).round().cast(pl.Int64).alias(f"{k}_us")
+            for k in ("online", "bridged", "credited")
+        ],
+        "eligible",
+        "reason",
+        "reward",
+        "bridges_used",
+        "bridges_denied",
+        (pl.col("longest_uncounted_gap_s") * us).round().cast(pl.Int64).alias("longest_us"),
+        "crediting_incidents",
+    )
+
+
+def split(root: Path, shards: int, paths: dict[str, Path]) -> None:
+    split_inputs(
+        root,
+        shards,
+        pl.scan_parquet(paths["intervals"]),
+        devices=pl.scan_parquet(paths["devices"]),
+    )
+
+
+def run_sharded(
+    paths: dict[str, Path], devices: int, shards: int, workers: int
+) -> dict[str, object]:
+    """The engine shard by shard (rewards/compute.py): the inputs split into files by
+    shard (timed apart: a store partitioned by shard has them so), then every shard's
+    tasks in this process or in `workers` processes. Peak memory is this process's plus
+    each worker's; the split's is reported apart."""
+    root = OUT / f"season-{devices}"
+    started = time.perf_counter()
+    with ProcessPool(1) as splitter:  # its own process: its memory is not the driver's
+        splitter.map(split, [(root, shards, paths)])
+        split_mib = max(peak_rss_mib(pid) for pid in splitter.pids())
+    split_s = time.perf_counter() - started
+    season = ShardedSeason(root, shards)
+    incidents = pl.read_parquet(paths["incidents"])
+    started = time.perf_counter()
+    if workers:
+        with ProcessPool(workers) as pool:
+            compute(season, POLICY, incidents=incidents, executor=pool)
+            pids = pool.pids()
+            worker_mib = [peak_rss_mib(pid) for pid in pids]
+    else:
+        compute(season, POLICY, incidents=incidents, executor=InProcess())
+        worker_mib = []
+    elapsed = time.perf_counter() - started
+    driver_mib = peak_rss_mib()
+    started = time.perf_counter()
+    count = sum(e.height for e in season.epochs(range(POLICY.epoch_count)))
+    ordered_s = time.perf_counter() - started
+    comparable(pl.concat(list(season.epochs(range(POLICY.epoch_count))))).write_parquet(
+        OUT / f"results-{'pool' if workers else 'sharded'}-{devices}.parquet"
+    )
+    return {
+        "seconds": elapsed,
+        "peak_mib": driver_mib + sum(worker_mib),
+        "driver_mib": driver_mib,
+        "worker_mib": worker_mib,
+        "split_seconds": split_s,
+        "split_peak_mib": split_mib,
+        "read_in_order_seconds": ordered_s,
+        "rows": count,
+        "shards": shards,
+        "workers": workers,
+    }
+
+
+ENGINES = ("polars", "duckdb", "sharded", "pool")
+
+
+def child(engine: str, devices: int, shards: int, workers: int) -> None:
     paths = make_inputs(devices)
+    if engine in ("sharded", "pool"):
+        report = run_sharded(paths, devices, shards, workers if engine == "pool" else 0)
+        print(json.dumps(report))
+        return
     elapsed, results = (run_polars if engine == "polars" else run_duckdb)(paths)
     results.write_parquet(OUT / f"results-{engine}-{devices}.parquet")
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_rss_mib(), "rows": results.height}))
@@ -295,10 +362,20 @@ def child(engine: str, devices: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
-    parser.add_argument("--engine", choices=["polars", "duckdb"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help="which to run, of: polars (the core over the whole fleet), duckdb (the "
+        "reference), sharded (the core shard by shard in one process), pool (shard by "
+        "shard in --workers processes); the first is the one the others are checked against",
+    )
+    parser.add_argument("--shard-devices", type=int, default=37_500, help="devices per shard")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    shards = max(1, -(-args.devices // args.shard_devices))
     if args.engine:
-        child(args.engine, args.devices)
+        child(args.engine, args.devices, shards, args.workers)
         return
     started = time.perf_counter()
     paths = make_inputs(args.devices)
@@ -310,33 +387,54 @@ def main() -> None:
         f"device-day), {POLICY.epoch_count} epochs (made in "
         f"{time.perf_counter() - started:.1f} s)"
     )
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "devices": args.devices,
         "intervals": intervals,
         "intervals_per_device_day": per_device_day,
         "epochs": POLICY.epoch_count,
     }
-    for engine in ("polars", "duckdb"):
+    engines = [e for e in args.engines.split(",") if e]
+    for engine in engines:
         done = subprocess.run(
-            [sys.executable, __file__, "--engine", engine, "--devices", str(args.devices)],
+            [
+                sys.executable,
+                __file__,
+                "--engine",
+                engine,
+                "--devices",
+                str(args.devices),
+                "--shard-devices",
+                str(args.shard_devices),
+                "--workers",
+                str(args.workers),
+            ],
             capture_output=True,
             text=True,
             check=True,
         )
         report[engine] = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{engine:>7}: {report[engine]['seconds']:.2f} s, "  # type: ignore[index]
-            f"peak {report[engine]['peak_mib']:,.0f} MiB"
-        )  # type: ignore[index]
-    a = pl.read_parquet(OUT / f"results-polars-{args.devices}.parquet")
-    b = pl.read_parquet(OUT / f"results-duckdb-{args.devices}.parquet")
-    same = a.sort("epoch", "device_id").equals(b.sort("epoch", "device_id"))
-    ratio = report["duckdb"]["seconds"] / report["polars"]["seconds"]  # type: ignore[index]
-    report.update({"identical_results": same, "duckdb_over_polars": round(ratio, 2)})
-    print(f"results identical: {same}; polars is {ratio:.2f}x faster than DuckDB")
-    (OUT / "eligibility.json").write_text(json.dumps(report, indent=2))
-    if not same:
-        raise SystemExit("the two implementations disagree")
+            f"{engine:>8}: {report[engine]['seconds']:.2f} s, "
+            f"peak {report[engine]['peak_mib']:,.0f} MiB",
+            json.dumps(report[engine]),
+        )
+    first = pl.read_parquet(OUT / f"results-{engines[0]}-{args.devices}.parquet")
+    first = first.sort("epoch", "device_id")
+    for engine in engines[1:]:
+        other = pl.read_parquet(OUT / f"results-{engine}-{args.devices}.parquet")
+        same = other.sort("epoch", "device_id").equals(first)
+        report[engine]["identical_to_" + engines[0]] = same
+        ratio = report[engine]["seconds"] / report[engines[0]]["seconds"]
+        print(f"{engine} vs {engines[0]}: identical {same}; time ratio {ratio:.2f}")
+        if not same:
+            raise SystemExit(f"{engine} and {engines[0]} disagree")
+    if "duckdb" in report:
+        for engine in engines:
+            if engine != "duckdb":
+                faster = report["duckdb"]["seconds"] / report[engine]["seconds"]
+                report[engine]["duckdb_over_this"] = round(faster, 2)
+                print(f"{engine} is {faster:.2f}x faster than DuckDB")
+    (OUT / f"eligibility-{args.devices}.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -54,9 +54,20 @@ from rewards.core.outages import (
     fleet_drops,
     unreachable_periods,
 )
-from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts
+from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts, unpaid_device_epochs
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
 from rewards.core.scope import IncidentScope, ScopeError
+from rewards.core.shard_allocation import (
+    add_totals,
+    boundary_buckets,
+    boundary_rows,
+    cutoffs,
+    remainder_histogram,
+    shard_rewards,
+    shard_totals,
+    shares,
+)
+from rewards.core.shards import device_shards
 from rewards.core.snapshot_rows import (
     EPOCH_TOTALS,
     OWNERS,
@@ -120,8 +131,11 @@ __all__ = [
     "SurgePolicy",
     "VersionError",
     "YearWindow",
+    "add_totals",
     "adjustments",
     "allocate",
+    "boundary_buckets",
+    "boundary_rows",
     "canonical_csv",
     "check_frame",
     "check_policy",
@@ -131,8 +145,10 @@ __all__ = [
     "content_hash",
     "counts_from_tallies",
     "csv_bytes",
+    "cutoffs",
     "device_epochs",
     "device_gaps",
+    "device_shards",
     "diff_rows",
     "diff_suppliers",
     "empty",
@@ -163,8 +179,12 @@ __all__ = [
     "parse_rfc3339_series",
     "payout_leaves",
     "proof_document",
+    "remainder_histogram",
     "reward_decimal",
     "rfc3339_problem",
+    "shard_rewards",
+    "shard_totals",
+    "shares",
     "snapshot_rows",
     "started_epochs",
     "summarize",
@@ -174,6 +194,7 @@ __all__ = [
     "timeline_segments",
     "to_us",
     "unique_heartbeats",
+    "unpaid_device_epochs",
     "unreachable_periods",
     "verify_proof",
     "version_key",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -93,11 +93,23 @@ class SeasonPolicy:
             "tier_weights": dict(sorted(self.tier_weights.items())),
         }
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as plain values (a mapping proxy cannot be), so that a policy travels
+        to the processes that compute shards."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["tier_weights"] = dict(self.tier_weights)
+        return (_unpickled_policy, (values,))
+
     @property
     def policy_hash(self) -> str:
         """SHA-256 of the canonical JSON form: equal for equal policies, whatever the spelling."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unpickled_policy(values: dict[str, Any]) -> SeasonPolicy:
+    tiers = MappingProxyType(dict(values.pop("tier_weights")))
+    return SeasonPolicy(**values, tier_weights=tiers)
 
 
 def _duration(data: Mapping[str, Any], key: str) -> int:

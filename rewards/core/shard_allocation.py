@@ -4,9 +4,11 @@
 Over shards the same result comes from small exchanges (DESIGN 8):
 
 1. each shard's total weight per epoch (`shard_totals`); the driver adds them up;
-2. per shard, the sum of its floors and a histogram of its remainders per epoch
-   (`remainder_histogram`); the driver finds, per epoch, the histogram bucket where the
-   `left` largest remainders end (`boundary_buckets`);
+2. per shard, each row's floor and remainder (`shares`, the one step with 128-bit
+   arithmetic, computed once and kept by the shard), then the sum of its floors and a
+   histogram of its remainders per epoch (`remainder_histogram`); the driver finds, per
+   epoch, the histogram bucket where the `left` largest remainders end
+   (`boundary_buckets`);
 3. per shard, only the rows in that bucket (`boundary_rows`, about 1/HISTOGRAM_BUCKETS of
    an epoch); the driver orders them by remainder, then device_id, and finds the last
    device paid an extra unit (`cutoffs`);
@@ -42,8 +44,9 @@ def add_totals(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames).group_by("epoch").agg(pl.col("total").sum()).sort("epoch")
 
 
-def _shares(weights: pl.DataFrame, totals: pl.DataFrame, pool: int) -> pl.DataFrame:
-    """epoch, device_id, floor, remainder, bucket of each row of a paying epoch."""
+def shares(weights: pl.DataFrame, totals: pl.DataFrame, pool: int) -> pl.DataFrame:
+    """epoch, device_id, floor, remainder, bucket of each row of a paying epoch (`totals`
+    over every shard)."""
     weight = pl.col("weight").cast(pl.Int128)
     paying = totals.filter(pl.col("total") > 0)
     return (
@@ -64,13 +67,11 @@ def _shares(weights: pl.DataFrame, totals: pl.DataFrame, pool: int) -> pl.DataFr
     )
 
 
-def remainder_histogram(weights: pl.DataFrame, totals: pl.DataFrame, pool: int) -> pl.DataFrame:
-    """epoch, bucket, rows, floors: per paying epoch and remainder bucket of a shard, how
-    many rows fall in it and the sum of their floors (`totals` over every shard)."""
-    return (
-        _shares(weights, totals, pool)
-        .group_by("epoch", "bucket")
-        .agg(pl.len().cast(pl.Int64).alias("rows"), pl.col("floor").sum().alias("floors"))
+def remainder_histogram(shared: pl.DataFrame) -> pl.DataFrame:
+    """epoch, bucket, rows, floors: per paying epoch and remainder bucket of a shard's
+    `shares`, how many rows fall in it and the sum of their floors."""
+    return shared.group_by("epoch", "bucket").agg(
+        pl.len().cast(pl.Int64).alias("rows"), pl.col("floor").sum().alias("floors")
     )
 
 
@@ -96,14 +97,10 @@ def boundary_buckets(histograms: Sequence[pl.DataFrame], pool: int) -> pl.DataFr
     ).select("epoch", "bucket", (pl.col("left") - pl.col("above")).alias("need"))
 
 
-def boundary_rows(
-    weights: pl.DataFrame, totals: pl.DataFrame, pool: int, boundaries: pl.DataFrame
-) -> pl.DataFrame:
-    """epoch, remainder, device_id of a shard's rows in each epoch's boundary bucket."""
-    return (
-        _shares(weights, totals, pool)
-        .join(boundaries.select("epoch", "bucket"), on=["epoch", "bucket"])
-        .select("epoch", "remainder", "device_id")
+def boundary_rows(shared: pl.DataFrame, boundaries: pl.DataFrame) -> pl.DataFrame:
+    """epoch, remainder, device_id of a shard's `shares` in each epoch's boundary bucket."""
+    return shared.join(boundaries.select("epoch", "bucket"), on=["epoch", "bucket"]).select(
+        "epoch", "remainder", "device_id"
     )
 
 
@@ -123,11 +120,11 @@ def cutoffs(rows: Sequence[pl.DataFrame], boundaries: pl.DataFrame) -> pl.DataFr
 
 
 def shard_rewards(
-    weights: pl.DataFrame, totals: pl.DataFrame, pool: int, cut: pl.DataFrame
+    weights: pl.DataFrame, shared: pl.DataFrame, totals: pl.DataFrame, cut: pl.DataFrame
 ) -> pl.DataFrame:
     """epoch, device_id, reward of a shard's rows: the floor, plus one unit at or above
     the epoch's cut-off. Rows of an epoch whose total weight is zero get nothing."""
-    shares = _shares(weights, totals, pool).join(
+    ranked = shared.join(
         cut.rename({"remainder": "cut_remainder", "device_id": "cut_device"}),
         on="epoch",
         how="left",
@@ -139,10 +136,11 @@ def shard_rewards(
             & (pl.col("device_id") <= pl.col("cut_device"))
         )
     )
-    paid = shares.select(
+    paid = ranked.select(
         "epoch", "device_id", (pl.col("floor") + extra.cast(pl.Int64)).alias("reward")
     )
-    unpaid = weights.join(paid, on=["epoch", "device_id"], how="anti").select(
+    paying = totals.filter(pl.col("total") > 0).get_column("epoch")
+    unpaid = weights.filter(~pl.col("epoch").is_in(paying.implode())).select(
         "epoch", "device_id", pl.lit(0, pl.Int64).alias("reward")
     )
     return pl.concat([paid, unpaid])
@@ -154,6 +152,7 @@ def allocate_over_shards(shards: Sequence[pl.DataFrame], pool: int) -> list[pl.D
     if pool < 0:
         raise ValueError(f"pool must not be negative, got {pool}")
     totals = add_totals([shard_totals(s) for s in shards])
-    boundaries = boundary_buckets([remainder_histogram(s, totals, pool) for s in shards], pool)
-    cut = cutoffs([boundary_rows(s, totals, pool, boundaries) for s in shards], boundaries)
-    return [shard_rewards(s, totals, pool, cut) for s in shards]
+    shared = [shares(s, totals, pool) for s in shards]
+    boundaries = boundary_buckets([remainder_histogram(s) for s in shared], pool)
+    cut = cutoffs([boundary_rows(s, boundaries) for s in shared], boundaries)
+    return [shard_rewards(w, s, totals, cut) for w, s in zip(shards, shared, strict=True)]

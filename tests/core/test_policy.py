@@ -80,3 +80,14 @@ def test_bad_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "syntax.toml").write_text("id = \n")
     with pytest.raises(PolicyError, match="not valid TOML"):
         load_policy(tmp_path / "syntax.toml")
+
+
+def test_a_policy_survives_pickling_for_the_shard_processes() -> None:
+    import pickle
+
+    shipped = policy(tier_weights={"default": 1, "H100": 4})
+    again = pickle.loads(pickle.dumps(shipped))  # noqa: S301 - our own bytes
+    assert again == shipped
+    assert again.policy_hash == shipped.policy_hash
+    with pytest.raises(TypeError):
+        again.tier_weights["H100"] = 5  # type: ignore[index]

@@ -14,6 +14,7 @@ from rewards.core.shard_allocation import (
     boundary_buckets,
     remainder_histogram,
     shard_totals,
+    shares,
 )
 
 
@@ -83,7 +84,7 @@ def test_only_the_boundary_bucket_travels_to_the_driver() -> None:
     )
     totals = shard_totals(weights)
     pool = 10**9 + 7
-    histogram = remainder_histogram(weights, totals, pool)
+    histogram = remainder_histogram(shares(weights, totals, pool))
     (boundary,) = boundary_buckets([histogram], pool).iter_rows(named=True)
     in_bucket = histogram.filter(pl.col("bucket") == boundary["bucket"]).get_column("rows").item()
     assert in_bucket < 4 * n // HISTOGRAM_BUCKETS

@@ -1,0 +1,290 @@
+"""A season computed shard by shard in bounded memory (DESIGN 8).
+
+The inputs are split once into Parquet files by device shard (Iceberg's bucket transform,
+core/shards.py); each shard then goes through the unchanged pure core as a task that
+reads its own files and writes its own results, and only small frames travel between the
+tasks and the driver: per-epoch totals, remainder histograms and the few rows at each
+epoch's cut-off (core/shard_allocation.py). The results land as one file per epoch and
+shard, each sorted by device_id, so the global order (epoch, then device_id) is read back
+one epoch at a time (`ShardedSeason.epochs`), never the whole season at once.
+
+Who runs the tasks is an `Executor`: this process (`InProcess`, the default) or a pool of
+local processes (`ProcessPool`); a distributed one only has to map a function over task
+arguments the same way. Whatever runs them, the results are the same bytes as
+`device_epochs` over the whole fleet (tests/compute).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
+
+import polars as pl
+
+from rewards.core import (
+    DEVICES,
+    INCIDENT_VERSIONS,
+    INTERVALS,
+    RESULTS,
+    SeasonPolicy,
+    add_totals,
+    boundary_buckets,
+    boundary_rows,
+    cutoffs,
+    device_shards,
+    empty,
+    remainder_histogram,
+    shard_rewards,
+    shard_totals,
+    shares,
+    unpaid_device_epochs,
+)
+
+T = TypeVar("T")
+
+# Files written and read back within one computation: LZ4 writes and reads the fastest of
+# Parquet's codecs here, at about 1.5x the size of zstd.
+_SPILL: Final = "lz4"
+_REWARDS = {"device_id": pl.String(), "reward": pl.Int64()}
+
+# Rows gathered from the source before they are split into shard files: large enough that
+# a fleet's season makes a few files per shard, small enough to stay well under a shard's
+# own working memory.
+ROWS_PER_PART = 4_000_000
+
+
+class Executor(Protocol):
+    """Runs one function over many argument tuples and returns the results in order."""
+
+    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]: ...
+
+
+class InProcess:
+    """Every task in this process, one after the other: memory is one shard's."""
+
+    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
+        return [fn(*task) for task in tasks]
+
+
+class ProcessPool:
+    """Tasks spread over `workers` local processes (started fresh, not forked: polars'
+    thread pool does not survive a fork)."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+
+    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
+        futures = [self._pool.submit(fn, *task) for task in tasks]
+        return [f.result() for f in futures]
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for reports of their memory)."""
+        return sorted(self._pool._processes or {})  # the executor has no public accessor
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class ShardedSeason:
+    """A season's inputs split by shard under `root`, and (once `compute` ran) its results."""
+
+    root: Path
+    shards: int
+
+    def shard_dir(self, kind: str, shard: int) -> Path:
+        return self.root / kind / f"shard={shard}"
+
+    def read(self, kind: str, shard: int, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """One shard's `kind` frame (its part files in order), empty when it has none."""
+        parts = sorted(self.shard_dir(kind, shard).glob("*.parquet"))
+        if not parts:
+            return empty(schema)
+        return pl.concat([pl.read_parquet(p) for p in parts])
+
+    def epoch(self, epoch: int) -> pl.DataFrame:
+        """RESULTS of one epoch, every shard's, sorted by device_id: the shards' rows with
+        their rewards (rows without one were not eligible and get 0)."""
+        folder = f"epoch={epoch}"
+        rows = [pl.read_parquet(p) for p in sorted((self.root / "results" / folder).glob("*"))]
+        if not rows:
+            return empty(RESULTS)
+        paid = [pl.read_parquet(p) for p in sorted((self.root / "rewards" / folder).glob("*"))]
+        rewards = pl.concat(paid).drop("epoch") if paid else pl.DataFrame(schema=_REWARDS)
+        return (
+            pl.concat(rows)
+            .sort("device_id")
+            .join(rewards, on="device_id", how="left", maintain_order="left")
+            .with_columns(pl.col("reward").fill_null(0))
+            .select(list(RESULTS))
+        )
+
+    def epochs(self, epochs: range) -> Iterator[pl.DataFrame]:
+        """RESULTS in the global order, an epoch at a time."""
+        for epoch in epochs:
+            yield self.epoch(epoch)
+
+
+def split_inputs(
+    root: Path,
+    shards: int,
+    intervals: pl.LazyFrame,
+    *,
+    devices: pl.LazyFrame | None = None,
+    incident_versions: pl.LazyFrame | None = None,
+    rows_per_part: int = ROWS_PER_PART,
+) -> ShardedSeason:
+    """Split the inputs into Parquet files by device shard under `root` (emptied first),
+    reading `intervals` in batches: memory is a batch and the device list, not the
+    season. Rows keep their order within a shard."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    season = ShardedSeason(root, shards)
+    sources = {"intervals": intervals, "devices": devices, "versions": incident_versions}
+    known = pl.concat(
+        [s.select("device_id").unique().collect() for s in sources.values() if s is not None]
+    ).unique()
+    owner = known.with_columns(shard=device_shards(known.get_column("device_id"), shards))
+    for kind, source in sources.items():
+        if source is not None:
+            _split(season, kind, source, owner, rows_per_part)
+    return season
+
+
+def _split(
+    season: ShardedSeason, kind: str, source: pl.LazyFrame, owner: pl.DataFrame, rows: int
+) -> None:
+    pending: list[pl.DataFrame] = []
+    count, part = 0, 0
+
+    def flush() -> None:
+        nonlocal count, part
+        if not pending:
+            return
+        batch = pl.concat(pending).join(owner, on="device_id", maintain_order="left")
+        for (shard,), frame in batch.partition_by("shard", as_dict=True).items():
+            folder = season.shard_dir(kind, int(shard))
+            folder.mkdir(parents=True, exist_ok=True)
+            frame.drop("shard").write_parquet(
+                folder / f"part-{part:05d}.parquet", compression=_SPILL
+            )
+        pending.clear()
+        count, part = 0, part + 1
+
+    for batch in source.collect_batches():
+        pending.append(batch)
+        count += batch.height
+        if count >= rows:
+            flush()
+    flush()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of one computation needs besides its shard number (small)."""
+
+    season: ShardedSeason
+    policy: SeasonPolicy
+    incidents: pl.DataFrame | None
+
+
+def compute(
+    season: ShardedSeason,
+    policy: SeasonPolicy,
+    *,
+    incidents: pl.DataFrame | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ShardedSeason:
+    """Compute every shard's RESULTS into `season` (DESIGN 4 and 4.8 over all shards)."""
+    run = executor or InProcess()
+    job = Job(season, policy, incidents)
+    tell = progress or (lambda _stage: None)
+    shards = [(job, shard) for shard in range(season.shards)]
+    tell("assess each shard")
+    totals = add_totals(run.map(_assess, shards))
+    pool = policy.pool_per_epoch
+    tell("remainder histograms")
+    histograms = run.map(_histogram, [(*s, totals) for s in shards])
+    boundaries = boundary_buckets(histograms, pool)
+    tell("the cut-off of each epoch")
+    cut = cutoffs(run.map(_boundary, [(*s, boundaries) for s in shards]), boundaries)
+    tell("rewards")
+    run.map(_rewards, [(*s, totals, cut) for s in shards])
+    return season
+
+
+def _assess(job: Job, shard: int) -> pl.DataFrame:
+    """Task: a shard through the core up to its weights; writes its unpaid results and
+    weights, returns its per-epoch totals."""
+    season = job.season
+    intervals = season.read("intervals", shard, dict(INTERVALS))
+    devices = season.read("devices", shard, dict(DEVICES))
+    versions = season.read("versions", shard, dict(INCIDENT_VERSIONS))
+    unpaid, weights = unpaid_device_epochs(
+        intervals,
+        job.policy,
+        incidents=job.incidents,
+        devices=devices,
+        incident_versions=versions,
+    )
+    del intervals
+    _by_epoch(season, "results", shard, unpaid.drop("reward"))
+    folder = season.shard_dir("weights", shard)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights.write_parquet(folder / "part-00000.parquet", compression=_SPILL)
+    return shard_totals(weights)
+
+
+def _by_epoch(season: ShardedSeason, kind: str, shard: int, frame: pl.DataFrame) -> None:
+    """`frame` written one file per epoch (`kind`/epoch=E/shard=K), its order kept."""
+    for (epoch,), part in frame.partition_by("epoch", as_dict=True).items():
+        folder = season.root / kind / f"epoch={epoch}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(folder / f"shard={shard}.parquet", compression=_SPILL)
+
+
+def _weights(season: ShardedSeason, shard: int) -> pl.DataFrame:
+    return season.read("weights", shard, {"epoch": pl.Int64(), "device_id": pl.String()})
+
+
+def _shares(season: ShardedSeason, shard: int) -> pl.DataFrame:
+    return season.read("shares", shard, {"epoch": pl.Int64(), "device_id": pl.String()})
+
+
+def _histogram(job: Job, shard: int, totals: pl.DataFrame) -> pl.DataFrame:
+    """Task: a shard's floors and remainders (kept for the next steps) and their
+    histogram per epoch."""
+    shared = shares(_weights(job.season, shard), totals, job.policy.pool_per_epoch)
+    folder = job.season.shard_dir("shares", shard)
+    folder.mkdir(parents=True, exist_ok=True)
+    shared.write_parquet(folder / "part-00000.parquet", compression=_SPILL)
+    return remainder_histogram(shared)
+
+
+def _boundary(job: Job, shard: int, edges: pl.DataFrame) -> pl.DataFrame:
+    return boundary_rows(_shares(job.season, shard), edges)
+
+
+def _rewards(job: Job, shard: int, totals: pl.DataFrame, cut: pl.DataFrame) -> int:
+    """Task: a shard's rewards, written one file per epoch; returns the rows paid."""
+    season = job.season
+    paid = shard_rewards(_weights(season, shard), _shares(season, shard), totals, cut)
+    _by_epoch(season, "rewards", shard, paid)
+    return paid.height

@@ -1,0 +1,110 @@
+"""A season computed shard by shard from split files (rewards/compute.py) equals
+`device_epochs` over the whole fleet, byte for byte, for any shard count and whoever runs
+the tasks; the files hold each device in exactly one shard."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rewards.compute import InProcess, ProcessPool, ShardedSeason, compute, split_inputs
+from rewards.core import INTERVALS, device_epochs
+from rewards.core.shards import bucket
+from tests.core.test_eligibility_properties import P, incident, meta, run
+from tests.core.test_sharded import frames
+
+
+def sharded(
+    inputs: dict[str, pl.DataFrame], root: Path, shards: int, **kw: object
+) -> ShardedSeason:
+    season = split_inputs(
+        root,
+        shards,
+        inputs["intervals"].lazy(),
+        devices=inputs["devices"].lazy(),
+        incident_versions=inputs["incident_versions"].lazy(),
+        rows_per_part=kw.pop("rows_per_part", 7),  # type: ignore[arg-type]
+    )
+    return compute(season, P, incidents=inputs["incidents"], **kw)  # type: ignore[arg-type]
+
+
+def whole(inputs: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    rest = {k: v for k, v in inputs.items() if k != "intervals"}
+    return device_epochs(inputs["intervals"], P, **rest)
+
+
+def gathered(season: ShardedSeason) -> pl.DataFrame:
+    return pl.concat(list(season.epochs(range(P.epoch_count))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    runs=st.lists(run, max_size=8),
+    raw_incidents=st.lists(incident, max_size=3, unique_by=lambda i: i["incident_id"]),
+    meta=meta,
+    shards=st.sampled_from([1, 2, 7]),
+)
+def test_split_files_give_the_whole_fleets_results(runs, raw_incidents, meta, shards) -> None:  # type: ignore[no-untyped-def]
+    inputs = frames(runs, raw_incidents, meta)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = gathered(sharded(inputs, Path(tmp) / "season", shards))
+    expected = whole(inputs)
+    assert result.equals(expected)
+    assert result.schema == expected.schema
+
+
+def _fleet() -> dict[str, pl.DataFrame]:
+    from datetime import timedelta
+
+    from rewards.core import HEARTBEATS, online_intervals
+
+    beats = [
+        (f"gpu-{i:03d}", P.start + timedelta(minutes=m + (i % 7) * 90), f"b{m // 300}", "1.10")
+        for i in range(60)
+        for m in range(0, 24 * 60, 1 + i % 3)
+    ]
+    heartbeats = pl.DataFrame(beats, schema=dict(HEARTBEATS), orient="row")
+    return frames([], [], {}) | {"intervals": online_intervals(heartbeats, P)}
+
+
+def test_each_device_lands_in_its_iceberg_bucket_only(tmp_path: Path) -> None:
+    inputs = _fleet()
+    season = sharded(inputs, tmp_path / "season", 5)
+    seen: list[str] = []
+    for shard in range(5):
+        ids = season.read("intervals", shard, dict(INTERVALS)).get_column("device_id").unique()
+        assert all(bucket(d, 5) == shard for d in ids)
+        seen += ids.to_list()
+    assert sorted(seen) == sorted(inputs["intervals"].get_column("device_id").unique())
+
+
+def test_a_process_pool_gives_the_same_bytes(tmp_path: Path) -> None:
+    inputs = _fleet()
+    expected = whole(inputs)
+    with ProcessPool(2) as pool:
+        result = gathered(sharded(inputs, tmp_path / "season", 3, executor=pool))
+    assert result.equals(expected)
+    assert gathered(sharded(inputs, tmp_path / "again", 3, executor=InProcess())).equals(expected)
+
+
+def test_a_second_split_replaces_the_first(tmp_path: Path) -> None:
+    inputs = _fleet()
+    sharded(inputs, tmp_path / "season", 7)
+    again = sharded(inputs, tmp_path / "season", 2)
+    assert sorted(p.name for p in (tmp_path / "season" / "intervals").iterdir()) == [
+        "shard=0",
+        "shard=1",
+    ]
+    assert gathered(again).equals(whole(inputs))
+
+
+def test_shard_counts_below_one_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        split_inputs(tmp_path / "s", 0, _fleet()["intervals"].lazy())
+    with pytest.raises(ValueError, match="at least 1"):
+        ProcessPool(0)
