@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -62,8 +63,17 @@ def make_inputs(devices: int) -> dict[str, Path]:
     paths = {k: OUT / f"{k}-dense-{devices}.parquet" for k in kinds}
     if all(p.exists() for p in paths.values()):
         return paths
-    intervals = fleet_intervals(POLICY, devices)
-    intervals.write_parquet(paths["intervals"])
+    block = 600_000  # a larger fleet is made and written a block of devices at a time
+    parts = []
+    for first in range(0, devices, block):
+        part = OUT / f"intervals-block-{first}.parquet"
+        fleet_intervals(
+            POLICY, min(block, devices - first), 1 + first // block, first
+        ).write_parquet(part)
+        parts.append(part)
+    pl.scan_parquet(parts).sink_parquet(paths["intervals"])
+    for part in parts:
+        part.unlink()
     rng = np.random.default_rng(2)
     models = np.array(["RTX 3090", "RTX 4090", "A100", "H100", "RTX A6000"])
     pl.DataFrame(
@@ -328,9 +338,11 @@ def run_sharded(
     started = time.perf_counter()
     count = sum(e.height for e in season.epochs(range(POLICY.epoch_count)))
     ordered_s = time.perf_counter() - started
-    comparable(pl.concat(list(season.epochs(range(POLICY.epoch_count))))).write_parquet(
-        OUT / f"results-{'pool' if workers else 'sharded'}-{devices}.parquet"
-    )
+    folder = OUT / f"results-{'pool' if workers else 'sharded'}-{devices}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for epoch, frame in enumerate(season.epochs(range(POLICY.epoch_count))):
+        comparable(frame).write_parquet(folder / f"epoch-{epoch:03d}.parquet")
     return {
         "seconds": elapsed,
         "peak_mib": driver_mib + sum(worker_mib),
@@ -359,6 +371,19 @@ def child(engine: str, devices: int, shards: int, workers: int) -> None:
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_rss_mib(), "rows": results.height}))
 
 
+def results_of(engine: str, devices: int, epoch: int) -> pl.DataFrame:
+    """One epoch of an engine's results (a file, or a folder of files by epoch)."""
+    path = OUT / f"results-{engine}-{devices}"
+    source = f"{path}/*.parquet" if path.is_dir() else f"{path}.parquet"
+    return (
+        pl.scan_parquet(source)
+        .filter(pl.col("epoch") == epoch)
+        .collect()
+        .cast({c: pl.Int64 for c in ("epoch", "online_us", "reward")})
+        .sort("device_id")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
@@ -379,9 +404,9 @@ def main() -> None:
         return
     started = time.perf_counter()
     paths = make_inputs(args.devices)
-    frame = pl.read_parquet(paths["intervals"])
-    intervals, per_device_day = frame.height, round(density(frame, POLICY), 2)
-    del frame
+    frame = pl.scan_parquet(paths["intervals"])
+    intervals = frame.select(pl.len()).collect().item()
+    per_device_day = round(density(frame, POLICY), 2)
     print(
         f"inputs: {args.devices:,} devices, {intervals:,} intervals ({per_device_day} a "
         f"device-day), {POLICY.epoch_count} epochs (made in "
@@ -418,11 +443,13 @@ def main() -> None:
             f"peak {report[engine]['peak_mib']:,.0f} MiB",
             json.dumps(report[engine]),
         )
-    first = pl.read_parquet(OUT / f"results-{engines[0]}-{args.devices}.parquet")
-    first = first.sort("epoch", "device_id")
     for engine in engines[1:]:
-        other = pl.read_parquet(OUT / f"results-{engine}-{args.devices}.parquet")
-        same = other.sort("epoch", "device_id").equals(first)
+        same = all(
+            results_of(engine, args.devices, epoch).equals(
+                results_of(engines[0], args.devices, epoch)
+            )
+            for epoch in range(POLICY.epoch_count)
+        )
         report[engine]["identical_to_" + engines[0]] = same
         ratio = report[engine]["seconds"] / report[engines[0]]["seconds"]
         print(f"{engine} vs {engines[0]}: identical {same}; time ratio {ratio:.2f}")

@@ -17,9 +17,12 @@ MIN = 60_000_000
 HOUR = 60 * MIN
 
 
-def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.DataFrame:
+def fleet_intervals(
+    policy: SeasonPolicy, devices: int, seed: int = 1, first_device: int = 0
+) -> pl.DataFrame:
     """An INTERVALS frame of `devices` devices over the season, at the density of a real fleet
-    (DESIGN 8: two to three online intervals a device-day; `density` measures it)."""
+    (DESIGN 8: two to three online intervals a device-day; `density` measures it), their
+    ids numbered from `first_device` (a larger fleet is made block by block)."""
     rng = np.random.default_rng(seed)
     start, end = to_us(policy.start), to_us(policy.end)
     days = (end - start) / (24 * HOUR)
@@ -120,7 +123,7 @@ def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.Dat
             & (pl.col("e") > pl.col("s"))
         )
     )
-    name = pl.lit("gpu-") + pl.col("device").cast(pl.String).str.zfill(7)
+    name = pl.lit("gpu-") + (pl.col("device") + first_device).cast(pl.String).str.zfill(7)
     return (
         allv.select(
             name.alias("device_id"),
@@ -136,7 +139,13 @@ def fleet_intervals(policy: SeasonPolicy, devices: int, seed: int = 1) -> pl.Dat
     )
 
 
-def density(intervals: pl.DataFrame, policy: SeasonPolicy) -> float:
+def density(intervals: pl.DataFrame | pl.LazyFrame, policy: SeasonPolicy) -> float:
     """Online intervals a device-day: the benchmark's data must be at a real fleet's."""
     days = (to_us(policy.end) - to_us(policy.start)) / (24 * HOUR)
-    return intervals.height / (intervals.get_column("device_id").n_unique() * days)
+    rows, devices = (
+        intervals.lazy()
+        .select(pl.len(), pl.col("device_id").n_unique())
+        .collect(engine="streaming")
+        .row(0)
+    )
+    return int(rows) / (int(devices) * days)

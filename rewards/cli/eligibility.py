@@ -49,6 +49,17 @@ def eligibility_compute(
             "device_id, agent_version (each device's version at the incident's start)."
         ),
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --intervals: compute device shard by shard, in memory bounded by a "
+            "shard, writing the results an epoch at a time (the same file).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, help="With --shards: local processes to spread them over.")
+    ] = 0,
 ) -> None:
     """Compute device-epoch eligibility and rewards from files, without a database: from
     heartbeats or from intervals, with the same results."""
@@ -58,6 +69,15 @@ def eligibility_compute(
 
     if out_file.suffix not in (".parquet", ".csv"):
         fail(f"--out {out_file}: expected a .parquet or .csv file")
+    if shards is not None:
+        if intervals is None or heartbeats is not None:
+            fail("--shards computes from --intervals (heartbeats are not split by shard yet)")
+        _compute_by_shard(
+            season, out_file, intervals, incidents, devices, incident_versions, shards, workers
+        )
+        return
+    if workers:
+        fail("--workers goes with --shards")
     try:
         years = get_settings().timestamp_years  # the files' times obey the engine's window
         policy = load_policy(season)
@@ -73,15 +93,52 @@ def eligibility_compute(
         write_results(results, out_file)
     except (InputError, PolicyError, SettingsError) as exc:
         fail(str(exc))
-    eligible = int(results.get_column("eligible").sum())
+    _report(out_file, results.height, int(results.get_column("eligible").sum()), payouts)
+
+
+def _report(out_file: Path, rows: int, eligible: int, payouts: pl.DataFrame, how: str = "") -> None:
+    """What was written, and the epochs that paid nothing and why."""
+    paid = int(payouts.get_column("paid").sum())
     out.print(
-        f"wrote {results.height:,} device-epoch rows to {out_file}: {eligible:,} eligible, "
-        f"{int(payouts.get_column('paid').sum()):,} base units paid"
+        f"wrote {rows:,} device-epoch rows to {out_file}: {eligible:,} eligible, "
+        f"{paid:,} base units paid{how}"
     )
     notes = payouts.filter(pl.col("note").is_not_null()).select("epoch", "note").rows()
     for first, last, note in _runs_of_notes(notes):
         where = f"epoch {first}" if first == last else f"epochs {first}-{last}"
         err.print(f"{where}: {note}")
+
+
+def _compute_by_shard(
+    season: Path,
+    out_file: Path,
+    intervals: Path,
+    incidents: Path | None,
+    devices: Path | None,
+    versions: Path | None,
+    shards: int,
+    workers: int,
+) -> None:
+    from rewards.inputs import InputError
+    from rewards.seasons import load_policy
+    from rewards.services.eligibility import compute_by_shard
+
+    try:
+        outcome = compute_by_shard(
+            load_policy(season),
+            intervals=intervals,
+            out=out_file,
+            shards=shards,
+            workers=workers,
+            incidents=incidents,
+            devices=devices,
+            versions=versions,
+            years=get_settings().timestamp_years,
+            progress=lambda stage: err.print(f"{stage} ...", highlight=False),
+        )
+    except (InputError, PolicyError, SettingsError) as exc:
+        fail(str(exc))
+    _report(out_file, outcome.rows, outcome.eligible, outcome.payouts, f" ({shards} shards)")
 
 
 @eligibility_app.command("refresh")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine
 
 from rewards.archive import HeartbeatArchive
+from rewards.compute import InProcess, ProcessPool, compute, split_inputs
 from rewards.core import (
     DEFAULT_YEARS,
     RESULT_FILE_COLUMNS,
@@ -72,6 +76,96 @@ def compute_from_files(
     return results, epoch_payouts(results, policy)
 
 
+@dataclass(frozen=True)
+class ShardedOutcome:
+    """What a computation by shard wrote: its rows, the eligible ones, and per epoch the
+    payouts (as `epoch_payouts`)."""
+
+    rows: int
+    eligible: int
+    payouts: pl.DataFrame
+
+
+def compute_by_shard(
+    policy: SeasonPolicy,
+    *,
+    intervals: Path,
+    out: Path,
+    shards: int,
+    workers: int = 0,
+    incidents: Path | None = None,
+    devices: Path | None = None,
+    versions: Path | None = None,
+    years: YearWindow = DEFAULT_YEARS,
+    progress: Callable[[str], None] | None = None,
+) -> ShardedOutcome:
+    """`compute_from_files` from intervals, device shard by shard (DESIGN 8), written to
+    `out` an epoch at a time: the same file, byte for byte, in memory bounded by a shard
+    and the input file (checked whole first: its checks span rows), never the season's
+    results. `workers` > 0 spreads the shards over that many local processes."""
+    if shards < 1 or workers < 0:
+        raise InputError(
+            f"shards must be at least 1 and workers at least 0, got {shards}, {workers}"
+        )
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"--out {out}: expected a .parquet or .csv file")
+    tell = progress or (lambda _stage: None)
+    tell("reading and checking the inputs")
+    confirmed = read_incidents(incidents, years=years) if incidents else None
+    meta = read_devices(devices, years=years) if devices else None
+    online = read_intervals(intervals, years=years)
+    scoped = read_incident_versions(versions) if versions is not None else None
+    _check_versions_given(confirmed, scoped)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".shards-", dir=out.parent) as work:
+        tell(f"splitting into {shards} shards")
+        season = split_inputs(
+            Path(work) / "season",
+            shards,
+            online.lazy(),
+            devices=None if meta is None else meta.lazy(),
+            incident_versions=None if scoped is None else scoped.lazy(),
+        )
+        del online
+        pool = ProcessPool(workers) if workers else None
+        try:
+            compute(
+                season, policy, incidents=confirmed, executor=pool or InProcess(), progress=tell
+            )
+        finally:
+            if pool is not None:
+                pool.close()
+        tell(f"writing {out}")
+        return _write_by_epoch(season.epochs(range(policy.epoch_count)), out, policy, Path(work))
+
+
+def _write_by_epoch(
+    epochs: Iterator[pl.DataFrame], out: Path, policy: SeasonPolicy, work: Path
+) -> ShardedOutcome:
+    """Results an epoch at a time into `out` (as `write_results` writes them whole)."""
+    rows = eligible = 0
+    payouts: list[pl.DataFrame] = []
+    parts: list[Path] = []
+    for number, results in enumerate(epochs):
+        rows += results.height
+        eligible += int(results.get_column("eligible").sum())
+        payouts.append(epoch_payouts(results, policy))
+        part = work / f"out-{number:05d}{out.suffix}"
+        write_results(results, part, header=number == 0)
+        parts.append(part)
+
+    def write(path: Path) -> None:
+        if out.suffix == ".parquet":
+            pl.scan_parquet(parts).sink_parquet(path)
+            return
+        with path.open("wb") as target:
+            for part in parts:
+                target.write(part.read_bytes())
+
+    write_atomically(out, write)
+    return ShardedOutcome(rows, eligible, pl.concat(payouts).sort("epoch"))
+
+
 def _check_versions_given(confirmed: pl.DataFrame | None, scoped: pl.DataFrame | None) -> None:
     """A version-scoped incident computed from intervals needs the incident versions."""
     if confirmed is None or scoped is not None:
@@ -101,8 +195,9 @@ def _heartbeats_of(source: Path | str, years: YearWindow) -> pl.DataFrame:
     return read_heartbeats(Path(source), years=years)
 
 
-def write_results(results: pl.DataFrame, out: Path) -> None:
-    """Write the output columns as Parquet or CSV, atomically (nothing on error)."""
+def write_results(results: pl.DataFrame, out: Path, *, header: bool = True) -> None:
+    """Write the output columns as Parquet or CSV, atomically (nothing on error); a CSV
+    without its header line when `header` is false (a part after the first)."""
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"--out {out}: expected a .parquet or .csv file")
     table = results.select(RESULT_FILE_COLUMNS)
@@ -111,6 +206,8 @@ def write_results(results: pl.DataFrame, out: Path) -> None:
     else:
         text = table.with_columns(pl.col("epoch_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ"))
         data = csv_bytes(text)
+        if not header:
+            data = data.split(b"\n", 1)[1]
 
         def write(path: Path) -> None:
             path.write_bytes(data)

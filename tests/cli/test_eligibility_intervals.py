@@ -147,3 +147,56 @@ def _write(frame: pl.DataFrame, folder: Path) -> Path:
         path
     )
     return path
+
+
+def test_by_shard_the_results_file_is_the_same_bytes(truth: pl.DataFrame, tmp_path: Path) -> None:
+    """`--shards` (and `--workers`) write the file an epoch at a time, from the shards'
+    results: the same bytes as the whole computation, CSV and Parquet alike."""
+    (tmp_path / "inc.json").write_text(json.dumps([APRIL]))
+    online_intervals(truth, POLICY).write_parquet(tmp_path / "iv.parquet")
+    versions = incident_versions(truth, read_incidents(tmp_path / "inc.json"))
+    versions.write_csv(tmp_path / "versions.csv")
+    inputs = (
+        "--intervals", str(tmp_path / "iv.parquet"),
+        "--incident-versions", str(tmp_path / "versions.csv"),
+        "--incidents", str(tmp_path / "inc.json"),
+    )  # fmt: skip
+    code, err, whole = compute(tmp_path, *inputs)
+    assert code == 0, err
+    for extra in (("--shards", "1"), ("--shards", "3"), ("--shards", "2", "--workers", "2")):
+        code, err, sharded = compute(tmp_path, *inputs, *extra)
+        assert code == 0, err
+        assert sharded == whole, extra
+    assert "assess each shard" in err  # progress is shown
+    assert not list(tmp_path.glob(".shards-*"))  # the work files are gone
+    env = cli_env("sqlite:///unused", "http://127.0.0.1:9", tmp_path)
+    files = {}
+    for name, extra in (("whole", ()), ("sharded", ("--shards", "4"))):
+        files[name] = tmp_path / f"{name}.parquet"
+        done = rewards(
+            "eligibility", "compute", "--season", str(SEASON), "--out", str(files[name]),
+            *inputs, *extra, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    sharded = pl.read_parquet(files["sharded"])
+    assert sharded.equals(pl.read_parquet(files["whole"]))
+    assert sharded.height == POLICY.epoch_count * truth.get_column("device_id").n_unique()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--heartbeats", "hb.parquet", "--shards", "2"), "--shards computes from --intervals"),
+        (("--intervals", "iv.parquet", "--workers", "2"), "--workers goes with --shards"),
+        (("--intervals", "iv.parquet", "--shards", "0"), "greater than or equal to 1"),
+    ],
+)
+def test_shard_options_out_of_place_are_refused(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "iv.parquet").touch()
+    (tmp_path / "hb.parquet").touch()
+    code, err, written = compute(
+        tmp_path, *(str(tmp_path / a) if a.endswith(".parquet") else a for a in args)
+    )
+    assert code == 2 and message in err and written is None
