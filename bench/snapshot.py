@@ -43,6 +43,7 @@ from rewards.db.engine import make_engine  # noqa: E402
 from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
+from rewards.services.computing import ComputePlan  # noqa: E402
 from rewards.services.eligibility_view import refresh_view  # noqa: E402
 from rewards.services.exports import export  # noqa: E402
 from rewards.services.snapshot_runs import Stages, run_snapshot  # noqa: E402
@@ -142,6 +143,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=600_000)
     parser.add_argument("--url", default=ADMIN, help="PostgreSQL admin URL (database test)")
     parser.add_argument("--keep", action="store_true", help="keep the database and export")
+    parser.add_argument("--shard-devices", type=int, default=ComputePlan().shard_devices)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="worker processes for the shards (their memory is not in the reported peak)",
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -165,6 +173,7 @@ def main() -> None:
         clock=lambda: datetime.now(UTC),
         lock_ttl=timedelta(minutes=30),
         stages=stages,
+        plan=ComputePlan(args.shard_devices, args.workers),
     )
     destination = OUT / "snapshot-export"
     shutil.rmtree(destination, ignore_errors=True)
@@ -197,6 +206,8 @@ def main() -> None:
         "shares": shares,
         "total_over_compute": round(total / stages.seconds["compute"], 2),
         "peak_rss_mib": run_peak if peak_reset else None,
+        "shard_devices": args.shard_devices,
+        "workers": args.workers,
         "target_s": 90,
         "view_s": round(view_s, 1),
         "view_stages_s": {k: round(v, 1) for k, v in view_stages.seconds.items()},

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
 from rewards.services.archive import open_archive
+from rewards.services.computing import ComputePlan
 from rewards.services.eligibility_view import ViewError, ViewHeader, refresh_view
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import JobBusy
@@ -44,6 +45,7 @@ def snapshot_job(
                 lock_ttl=settings.job_lock,
                 archive=open_archive(settings.archive_url),
                 clock=clock,
+                plan=ComputePlan(settings.shard_devices, settings.compute_workers),
             )
         except JobBusy as busy:
             log.warning("%s", busy)

@@ -30,8 +30,10 @@ from rewards.core import (
     DEVICES,
     INCIDENT_VERSIONS,
     INTERVALS,
+    OWNERS,
     RESULTS,
     SeasonPolicy,
+    add_histograms,
     add_totals,
     boundary_buckets,
     boundary_rows,
@@ -42,15 +44,19 @@ from rewards.core import (
     shard_rewards,
     shard_totals,
     shares,
+    snapshot_rows,
     unpaid_device_epochs,
 )
 
 T = TypeVar("T")
 
+# Shards handed to the executor at once: progress is told, and the histograms are added
+# up, after each group.
+SHARDS_A_GROUP = 16
+
 # Files written and read back within one computation: LZ4 writes and reads the fastest of
 # Parquet's codecs here, at about 1.5x the size of zstd.
 _SPILL: Final = "lz4"
-_REWARDS = {"device_id": pl.String(), "reward": pl.Int64()}
 
 # Rows gathered from the source before they are split into shard files: large enough that
 # a fleet's season makes a few files per shard, small enough to stay well under a shard's
@@ -116,26 +122,53 @@ class ShardedSeason:
         return pl.concat([pl.read_parquet(p) for p in parts])
 
     def epoch(self, epoch: int) -> pl.DataFrame:
-        """RESULTS of one epoch, every shard's, sorted by device_id: the shards' rows with
-        their rewards (rows without one were not eligible and get 0)."""
+        """RESULTS of one epoch, every shard's, sorted by device_id."""
         folder = f"epoch={epoch}"
         rows = [pl.read_parquet(p) for p in sorted((self.root / "results" / folder).glob("*"))]
         if not rows:
             return empty(RESULTS)
-        paid = [pl.read_parquet(p) for p in sorted((self.root / "rewards" / folder).glob("*"))]
-        rewards = pl.concat(paid).drop("epoch") if paid else pl.DataFrame(schema=_REWARDS)
-        return (
-            pl.concat(rows)
-            .sort("device_id")
-            .join(rewards, on="device_id", how="left", maintain_order="left")
-            .with_columns(pl.col("reward").fill_null(0))
-            .select(list(RESULTS))
-        )
+        paid = sorted((self.root / "rewards" / folder).glob("*"))
+        return _with_rewards(pl.concat(rows).sort("device_id"), paid)
 
     def epochs(self, epochs: range) -> Iterator[pl.DataFrame]:
         """RESULTS in the global order, an epoch at a time."""
         for epoch in epochs:
             yield self.epoch(epoch)
+
+    def shard_results(self, shard: int, epochs: range) -> pl.DataFrame:
+        """RESULTS of one shard's devices in `epochs`, with their rewards, sorted by epoch
+        then device_id (as `device_epochs` orders them)."""
+        frames = []
+        for epoch in epochs:
+            folder = f"epoch={epoch}/shard={shard}.parquet"
+            rows, paid = self.root / "results" / folder, self.root / "rewards" / folder
+            if rows.exists():
+                found = [paid] if paid.exists() else []
+                frames.append(_with_rewards(pl.read_parquet(rows), found))
+        return pl.concat(frames) if frames else empty(RESULTS)
+
+    def rows_in_order(self) -> Iterator[pl.DataFrame]:
+        """The snapshot rows of every shard (`snapshot_rows_by_shard`) in the canonical
+        order (device_id, then epoch), a batch at a time: a k-way merge of the shards'
+        sorted files, streamed (a device's rows are all in one shard)."""
+        files = sorted((self.root / "rows").glob("shard=*.parquet"))
+        if not files:
+            return
+        merged = pl.scan_parquet(files[0])
+        for path in files[1:]:
+            merged = merged.merge_sorted(pl.scan_parquet(path), key="device_id")
+        yield from merged.collect_batches()
+
+
+def _with_rewards(rows: pl.DataFrame, rewards: list[Path]) -> pl.DataFrame:
+    """RESULTS: `rows` (one epoch's) with their rewards from the `rewards` files; a row
+    without one was not eligible, or its epoch paid nothing, and gets 0."""
+    if rewards:
+        paid = pl.concat([pl.read_parquet(p) for p in rewards]).drop("epoch")
+        rows = rows.join(paid, on="device_id", how="left", maintain_order="left")
+    else:
+        rows = rows.with_columns(reward=pl.lit(None, pl.Int64()))
+    return rows.with_columns(pl.col("reward").fill_null(0)).select(list(RESULTS))
 
 
 def split_inputs(
@@ -145,6 +178,7 @@ def split_inputs(
     *,
     devices: pl.LazyFrame | None = None,
     incident_versions: pl.LazyFrame | None = None,
+    owners: pl.LazyFrame | None = None,
     rows_per_part: int = ROWS_PER_PART,
 ) -> ShardedSeason:
     """Split the inputs into Parquet files by device shard under `root` (emptied first),
@@ -160,6 +194,7 @@ def split_inputs(
     known = pl.concat(
         [s.select("device_id").unique().collect() for s in sources.values() if s is not None]
     ).unique()
+    sources["owners"] = owners  # an owner's device without intervals or metadata has no row
     owner = known.with_columns(shard=device_shards(known.get_column("device_id"), shards))
     for kind, source in sources.items():
         if source is not None:
@@ -217,17 +252,59 @@ def compute(
     job = Job(season, policy, incidents)
     tell = progress or (lambda _stage: None)
     shards = [(job, shard) for shard in range(season.shards)]
-    tell("assess each shard")
-    totals = add_totals(run.map(_assess, shards))
+    totals = add_totals([t for done in _mapped(run, _assess, shards, tell, "assess") for t in done])
     pool = policy.pool_per_epoch
-    tell("remainder histograms")
-    histograms = run.map(_histogram, [(*s, totals) for s in shards])
-    boundaries = boundary_buckets(histograms, pool)
-    tell("the cut-off of each epoch")
-    cut = cutoffs(run.map(_boundary, [(*s, boundaries) for s in shards]), boundaries)
-    tell("rewards")
-    run.map(_rewards, [(*s, totals, cut) for s in shards])
+    # the histograms are added up as they come: the driver holds one, not one a shard
+    summed: list[pl.DataFrame] = []
+    for done in _mapped(run, _histogram, [(*s, totals) for s in shards], tell, "histograms"):
+        summed = [add_histograms([*summed, *done])]
+    boundaries = boundary_buckets(summed, pool)
+    edges = [r for done in _mapped(run, _boundary, [(*s, boundaries) for s in shards], tell,
+             "cut-offs") for r in done]  # fmt: skip
+    cut = cutoffs(edges, boundaries)
+    for _ in _mapped(run, _rewards, [(*s, totals, cut) for s in shards], tell, "rewards"):
+        pass
     return season
+
+
+def _mapped(
+    run: Executor,
+    fn: Callable[..., T],
+    tasks: Sequence[tuple[Any, ...]],
+    tell: Callable[[str], None],
+    stage: str,
+) -> Iterator[list[T]]:
+    """`fn` over `tasks` a group of shards at a time, telling the progress after each."""
+    for lo in range(0, len(tasks), SHARDS_A_GROUP):
+        yield run.map(fn, tasks[lo : lo + SHARDS_A_GROUP])
+        tell(f"{stage}: {min(lo + SHARDS_A_GROUP, len(tasks))} of {len(tasks)} shards")
+
+
+def snapshot_rows_by_shard(
+    season: ShardedSeason,
+    policy: SeasonPolicy,
+    epochs: range,
+    *,
+    executor: Executor | None = None,
+) -> ShardedSeason:
+    """Each shard's snapshot rows (`snapshot_rows`: owners attached, sorted by device_id
+    then epoch) into `season`, after `compute`; read them with `rows_in_order`."""
+    job = Job(season, policy, None)
+    (executor or InProcess()).map(_rows, [(job, shard, epochs) for shard in range(season.shards)])
+    return season
+
+
+def _rows(job: Job, shard: int, epochs: range) -> int:
+    season = job.season
+    rows = snapshot_rows(
+        season.shard_results(shard, epochs),
+        season.read("owners", shard, dict(OWNERS)),
+        epochs=epochs,
+        epoch_length_us=job.policy.epoch_length_us,
+    )
+    (season.root / "rows").mkdir(exist_ok=True)
+    rows.write_parquet(season.root / "rows" / f"shard={shard}.parquet", compression=_SPILL)
+    return rows.height
 
 
 def _assess(job: Job, shard: int) -> pl.DataFrame:

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # endpoint from the AWS environment variables); every raw heartbeat goes there
     archive_url: str = "var/archive"
     archive_vacuum_hours: PositiveInt = 168  # files older versions need are kept this long
+    # snapshot runs compute by device shard (DESIGN 8): devices a shard (memory is about a
+    # shard's: 0.9 GiB for 37,500 devices at a real fleet's density) and local worker
+    # processes (0: one after the other in the run's own process); results are the same
+    shard_devices: PositiveInt = 50_000
+    compute_workers: Annotated[int, Field(ge=0)] = 0
 
     outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
     outage_window_s: PositiveInt = 900

@@ -48,10 +48,19 @@ def snapshot_run(
     force: Annotated[
         bool, typer.Option("--force", help="Make a new version even if nothing changed.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Local processes to compute the device shards in (default: the "
+            "compute_workers setting; 0: in this process). The rows are the same.",
+        ),
+    ] = None,
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
     from rewards.services.archive import open_archive
+    from rewards.services.computing import ComputePlan
     from rewards.services.snapshot_runs import BadEpochs, Stages, run_now
     from rewards.services.snapshots import label
 
@@ -70,6 +79,10 @@ def snapshot_run(
             clock=utc_now,
             force=force,
             stages=stages,
+            plan=ComputePlan(
+                sh.settings.shard_devices,
+                sh.settings.compute_workers if workers is None else workers,
+            ),
         )
     except BadEpochs as exc:  # the one refusal that names the option it came from
         fail(f"--epochs {exc}")

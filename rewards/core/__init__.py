@@ -5,7 +5,13 @@ list is the core's public surface (a test keeps it complete, sorted and used).
 """
 
 from rewards.core.allocation import allocate
-from rewards.core.canonical_export import canonical_csv, content_hash, export_rows, reward_decimal
+from rewards.core.canonical_export import (
+    canonical_csv,
+    canonical_csv_parts,
+    content_hash,
+    export_rows,
+    reward_decimal,
+)
 from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
 from rewards.core.diffs import DiffSummary, adjustments, diff_rows, diff_suppliers, summarize
 from rewards.core.durations import format_duration_us, parse_duration_us
@@ -25,6 +31,7 @@ from rewards.core.frames import (
     check_frame,
     empty,
     from_us,
+    slices,
     to_us,
 )
 from rewards.core.identifiers import IDENTIFIER_PATTERN, identifier_problem, not_identifiers
@@ -56,8 +63,10 @@ from rewards.core.outages import (
 )
 from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts, unpaid_device_epochs
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
+from rewards.core.row_summary import RowsSummary, summarize_rows
 from rewards.core.scope import IncidentScope, ScopeError
 from rewards.core.shard_allocation import (
+    add_histograms,
     add_totals,
     boundary_buckets,
     boundary_rows,
@@ -126,17 +135,20 @@ __all__ = [
     "PolicyError",
     "ProofStep",
     "RetryPolicy",
+    "RowsSummary",
     "ScopeError",
     "SeasonPolicy",
     "SurgePolicy",
     "VersionError",
     "YearWindow",
+    "add_histograms",
     "add_totals",
     "adjustments",
     "allocate",
     "boundary_buckets",
     "boundary_rows",
     "canonical_csv",
+    "canonical_csv_parts",
     "check_frame",
     "check_policy",
     "check_proof_document",
@@ -185,9 +197,11 @@ __all__ = [
     "shard_rewards",
     "shard_totals",
     "shares",
+    "slices",
     "snapshot_rows",
     "started_epochs",
     "summarize",
+    "summarize_rows",
     "supplier_totals",
     "surge_threshold",
     "surge_windows",

@@ -8,6 +8,7 @@ CSV injection as DESIGN 10 asks), `content_hash` its SHA-256 recorded in the sna
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 
 import polars as pl
 
@@ -42,6 +43,18 @@ def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
         .drop("_start")
     )
     return csv_bytes(table)
+
+
+def canonical_csv_parts(rows: Iterable[pl.DataFrame], decimals: int) -> Iterator[bytes]:
+    """`canonical_csv` of the rows' concatenation, a part per frame: the header once, each
+    frame's lines after it. Joined, the parts are the bytes `canonical_csv` makes whole."""
+    header = True
+    for frame in rows:
+        data = canonical_csv(frame, decimals)
+        yield data if header else data.split(b"\n", 1)[1]
+        header = False
+    if header:  # no rows at all: the header alone
+        yield canonical_csv(pl.DataFrame(schema=dict(SNAPSHOT_ROWS)), decimals)
 
 
 def content_hash(data: bytes) -> str:

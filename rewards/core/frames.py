@@ -6,7 +6,7 @@ wrong or missing column fails by name instead of deep inside a join.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -154,3 +154,24 @@ def sorted_by(frame: pl.DataFrame, first: str, second: str) -> pl.DataFrame:
     """`frame` sorted by (first, second): as it is when it is so already, so input that
     arrives sorted, as intervals do, is never sorted again."""
     return frame if increasing(frame, first, second) else frame.sort(first, second)
+
+
+def slices(frames: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The concatenation of `frames` in slices of exactly `rows` rows (the last may be
+    shorter), as `iter_slices` cuts one frame; empty frames are skipped."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    pending: list[pl.DataFrame] = []
+    held = 0
+    for frame in frames:
+        at = 0
+        while at < frame.height:
+            take = frame.slice(at, rows - held)
+            pending.append(take)
+            held += take.height
+            at += take.height
+            if held == rows:
+                yield pl.concat(pending)
+                pending, held = [], 0
+    if held:
+        yield pl.concat(pending)

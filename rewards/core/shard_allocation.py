@@ -75,15 +75,21 @@ def remainder_histogram(shared: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def add_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """`remainder_histogram`s (of shards, or already added up) as one: the same buckets
+    found by `boundary_buckets`, with the rows of one histogram rather than of all."""
+    return (
+        pl.concat(list(parts))
+        .group_by("epoch", "bucket")
+        .agg(pl.col("rows").sum(), pl.col("floors").sum())
+    )
+
+
 def boundary_buckets(histograms: Sequence[pl.DataFrame], pool: int) -> pl.DataFrame:
     """epoch, bucket, need: per paying epoch, the remainder bucket holding the last of the
     `left` largest remainders (left = pool - the sum of floors) and how many of that
     bucket's rows get the extra unit. Epochs with nothing left over have no row."""
-    found = (
-        pl.concat(list(histograms))
-        .group_by("epoch", "bucket")
-        .agg(pl.col("rows").sum(), pl.col("floors").sum())
-    )
+    found = add_histograms(histograms)
     left = found.group_by("epoch").agg((pool - pl.col("floors").sum()).alias("left"))
     ranked = (
         found.join(left, on="epoch")

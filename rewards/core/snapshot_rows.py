@@ -152,8 +152,13 @@ def epoch_totals(rows: pl.DataFrame, epochs: range, pool_per_epoch: int) -> pl.D
 
     `paid` equals `pool` for every epoch with an eligible device of non-zero weight.
     """
-    frame = pl.DataFrame({"epoch": list(epochs)}, schema={"epoch": pl.Int64})
-    sums = rows.group_by("epoch").agg(
+    return epoch_table(epoch_sums(rows), epochs, pool_per_epoch)
+
+
+def epoch_sums(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per epoch present in `rows`: paid, unassigned, eligible_devices (additive: sums of
+    parts of the rows add up to the sums of the whole)."""
+    return rows.group_by("epoch").agg(
         pl.col("reward").sum().cast(pl.Int64).alias("paid"),
         pl.col("reward")
         .filter(pl.col("owner_id").is_null())
@@ -162,6 +167,11 @@ def epoch_totals(rows: pl.DataFrame, epochs: range, pool_per_epoch: int) -> pl.D
         .alias("unassigned"),
         pl.col("eligible").sum().cast(pl.Int64).alias("eligible_devices"),
     )
+
+
+def epoch_table(sums: pl.DataFrame, epochs: range, pool_per_epoch: int) -> pl.DataFrame:
+    """EPOCH_TOTALS of `epochs` from `epoch_sums` (epochs without rows paid nothing)."""
+    frame = pl.DataFrame({"epoch": list(epochs)}, schema={"epoch": pl.Int64})
     return (
         frame.join(sums, on="epoch", how="left")
         .with_columns(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 from datetime import datetime
 
 import polars as pl
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
-from rewards.core import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS
+from rewards.core import EPOCH_TOTALS, SNAPSHOT_ROWS, SUPPLIERS, slices
 from rewards.db.audit import Head
 from rewards.db.bulk import load_frame, read_frame
 from rewards.db.tables import Snapshot, SnapshotEpoch, SnapshotPart, SnapshotPayout
@@ -63,11 +64,13 @@ def next_version(session: Session, season: str) -> int:
 def insert(
     session: Session,
     header: Snapshot,
-    rows: pl.DataFrame,
+    rows: pl.DataFrame | Iterable[pl.DataFrame],
     suppliers: pl.DataFrame,
     epochs: pl.DataFrame,
 ) -> Snapshot:
-    """Store a draft and its content in the caller's transaction."""
+    """Store a draft and its content in the caller's transaction. `rows` in canonical
+    order, whole or a frame at a time: the parts are the same `PART_ROWS` slices either
+    way, each written as it fills, so a season's rows need not be in memory at once."""
     session.add(header)
     session.flush()
     assert header.id is not None
@@ -75,24 +78,21 @@ def insert(
     connection = session.connection()
     load_frame(connection, "snapshot_epochs", epochs.select(key, *EPOCH_TOTALS))
     load_frame(connection, "snapshot_payouts", suppliers.select(key, *SUPPLIERS))
-    parts = []
-    for number, chunk in enumerate(rows.select(list(SNAPSHOT_ROWS)).iter_slices(PART_ROWS)):
+    frames = [rows] if isinstance(rows, pl.DataFrame) else rows
+    for number, chunk in enumerate(slices(frames, PART_ROWS)):
         buffer = io.BytesIO()
-        chunk.write_parquet(buffer, compression="zstd", statistics=True)
+        chunk.select(list(SNAPSHOT_ROWS)).write_parquet(buffer, compression="zstd", statistics=True)
         data = buffer.getvalue()
-        parts.append(
-            {
-                "snapshot_id": header.id,
-                "part": number,
-                "rows": chunk.height,
-                "first_device_id": chunk.item(0, "device_id"),
-                "last_device_id": chunk.item(chunk.height - 1, "device_id"),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "data": data,
-            }
-        )
-    if parts:
-        connection.execute(sql_insert(SnapshotPart), parts)
+        part = {
+            "snapshot_id": header.id,
+            "part": number,
+            "rows": chunk.height,
+            "first_device_id": chunk.item(0, "device_id"),
+            "last_device_id": chunk.item(chunk.height - 1, "device_id"),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "data": data,
+        }
+        connection.execute(sql_insert(SnapshotPart), [part])
     return header
 
 

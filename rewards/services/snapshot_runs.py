@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,17 +26,15 @@ from sqlalchemy import Engine
 import rewards.core
 from rewards.archive import HeartbeatArchive
 from rewards.core import (
+    RowsSummary,
     SeasonPolicy,
-    canonical_csv,
-    content_hash,
     device_epochs,
-    epoch_totals,
     fingerprint,
     merkle_root,
     parse_epoch_range,
     payout_leaves,
     snapshot_rows,
-    supplier_totals,
+    summarize_rows,
 )
 from rewards.db import audit
 from rewards.db import snapshots as store
@@ -48,6 +47,7 @@ from rewards.db.incidents import (
     owners_frame,
 )
 from rewards.db.tables import Snapshot
+from rewards.services.computing import ComputePlan, rows_by_shard
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.settlement import settled_epochs
@@ -151,12 +151,11 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class Computed:
-    """A run's results before they are stored."""
+    """A run's results before they are stored: its rows (in canonical order, a frame at a
+    time, each call a new pass) and what is recorded of them."""
 
-    rows: pl.DataFrame
-    suppliers: pl.DataFrame
-    totals: pl.DataFrame
-    digest: str
+    rows: Callable[[], Iterable[pl.DataFrame]]
+    summary: RowsSummary
 
 
 def run_now(
@@ -172,6 +171,7 @@ def run_now(
     force: bool = False,
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
+    plan: ComputePlan | None = None,
 ) -> RunOutcome:
     """The use case "run a draft now" (an admin, from any door): `epochs` as "a-b" or
     "a:b", both included, or every epoch that has closed and settled when None."""
@@ -194,6 +194,7 @@ def run_now(
         force=force,
         stages=stages,
         archive=archive,
+        plan=plan,
     )
 
 
@@ -217,6 +218,7 @@ def run_due(
     lock_ttl: timedelta,
     clock: Callable[[], datetime],
     archive: HeartbeatArchive | None = None,
+    plan: ComputePlan | None = None,
 ) -> RunOutcome | None:
     """The use case "run what is due" (the scheduler): a draft once a new epoch has closed
     and settled; None when nothing is due."""
@@ -233,6 +235,7 @@ def run_due(
         clock=clock,
         lock_ttl=lock_ttl,
         archive=archive,
+        plan=plan,
     )
 
 
@@ -249,6 +252,7 @@ def run_snapshot(
     force: bool = False,
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
+    plan: ComputePlan | None = None,
 ) -> RunOutcome:
     """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError).
 
@@ -274,27 +278,41 @@ def run_snapshot(
         if unchanged is not None and not force:
             return RunOutcome(unchanged, created=False)
         context.renew()
-        with stages.stage("compute"):
-            rows = inputs.rows(policy, epochs)
-            suppliers = supplier_totals(rows)
-            totals = epoch_totals(rows, epochs, policy.pool_per_epoch)
-        with stages.stage("canonical CSV and its hash"):
-            digest = content_hash(canonical_csv(rows, policy.token_decimals))
-        context.renew()
-        with stages.stage("write"):
-            header = _store(
-                engine,
-                policy,
-                epochs,
-                Computed(rows, suppliers, totals, digest),
-                prints=prints,
-                code=identity[2],
-                trigger=trigger,
-                triggered_by=triggered_by,
-                reason=reason,
-                context=context,
-                now=clock(),
-            )
+        with tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work:
+            with stages.stage("compute"):
+                season = rows_by_shard(
+                    Path(work),
+                    policy,
+                    epochs,
+                    intervals=inputs.intervals,
+                    incidents=inputs.incidents,
+                    versions=inputs.versions,
+                    devices=inputs.devices,
+                    owners=inputs.owners,
+                    plan=plan or ComputePlan(),
+                )
+            with stages.stage("canonical CSV and its hash"):
+                summary = summarize_rows(
+                    season.rows_in_order(),
+                    epochs=epochs,
+                    pool_per_epoch=policy.pool_per_epoch,
+                    decimals=policy.token_decimals,
+                )
+            context.renew()
+            with stages.stage("write"):
+                header = _store(
+                    engine,
+                    policy,
+                    epochs,
+                    Computed(season.rows_in_order, summary),
+                    prints=prints,
+                    code=identity[2],
+                    trigger=trigger,
+                    triggered_by=triggered_by,
+                    reason=reason,
+                    context=context,
+                    now=clock(),
+                )
     return RunOutcome(header, created=True)
 
 
@@ -333,7 +351,7 @@ def _store(
 ) -> SnapshotRecord:
     """Write the draft header, its rows, payouts and totals and the audit entry, in one
     transaction; the next version number is taken inside it."""
-    season, rows = policy.season_id, computed.rows
+    season, summary = policy.season_id, computed.summary
     with unit_of_work(engine) as session:
         number = store.next_version(session, season)
         previous = store.published(session, season)
@@ -351,15 +369,15 @@ def _store(
             triggered_by=triggered_by,
             reason=reason,
             supersedes_id=previous.id if previous else None,
-            device_epoch_rows=rows.height,
-            devices=rows.get_column("device_id").n_unique(),
-            suppliers=computed.suppliers.height,
-            eligible_device_epochs=int(rows.get_column("eligible").sum()),
+            device_epoch_rows=summary.rows,
+            devices=summary.devices,
+            suppliers=summary.suppliers.height,
+            eligible_device_epochs=summary.eligible,
             total_pool=policy.pool_per_epoch * len(epochs),
-            total_paid=int(computed.totals.get_column("paid").sum()),
-            total_unassigned=int(computed.totals.get_column("unassigned").sum()),
-            content_hash=computed.digest,
-            merkle_root=merkle_root(payout_leaves(computed.suppliers, season, number)),
+            total_paid=int(summary.totals.get_column("paid").sum()),
+            total_unassigned=int(summary.totals.get_column("unassigned").sum()),
+            content_hash=summary.digest,
+            merkle_root=merkle_root(payout_leaves(summary.suppliers, season, number)),
             job_run_id=context.run_id,
             created_at=now,
         )
@@ -369,7 +387,7 @@ def _store(
         # insert of a fleet's device-epochs.
         head = audit.current_head(session)
         header.audit_entries, header.audit_hash = head.entries, head.hash
-        store.insert(session, header, rows, computed.suppliers, computed.totals)
+        store.insert(session, header, computed.rows(), summary.suppliers, summary.totals)
         audit.append(
             session,
             now=now,
@@ -380,10 +398,10 @@ def _store(
                 "trigger": trigger,
                 "reason": reason,
                 "epochs": [epochs.start, epochs.stop - 1],
-                "content_hash": computed.digest,
+                "content_hash": summary.digest,
                 "input_fingerprint": prints,
             },
         )
-        context.stored = rows.height
+        context.stored = summary.rows
         session.flush()
         return record(header)

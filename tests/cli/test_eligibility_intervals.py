@@ -167,7 +167,7 @@ def test_by_shard_the_results_file_is_the_same_bytes(truth: pl.DataFrame, tmp_pa
         code, err, sharded = compute(tmp_path, *inputs, *extra)
         assert code == 0, err
         assert sharded == whole, extra
-    assert "assess each shard" in err  # progress is shown
+    assert "assess: 2 of 2 shards" in err  # progress is shown
     assert not list(tmp_path.glob(".shards-*"))  # the work files are gone
     env = cli_env("sqlite:///unused", "http://127.0.0.1:9", tmp_path)
     files = {}

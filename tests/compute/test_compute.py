@@ -5,6 +5,7 @@ the tasks; the files hold each device in exactly one shard."""
 from __future__ import annotations
 
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -12,10 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.compute import InProcess, ProcessPool, ShardedSeason, compute, split_inputs
-from rewards.core import INTERVALS, device_epochs
+from rewards.compute import (
+    InProcess,
+    ProcessPool,
+    ShardedSeason,
+    compute,
+    snapshot_rows_by_shard,
+    split_inputs,
+)
+from rewards.core import INTERVALS, device_epochs, snapshot_rows
 from rewards.core.shards import bucket
 from tests.core.test_eligibility_properties import P, incident, meta, run
+from tests.core.test_row_summary import owner_history, owners_frame
 from tests.core.test_sharded import frames
 
 
@@ -59,8 +68,6 @@ def test_split_files_give_the_whole_fleets_results(runs, raw_incidents, meta, sh
 
 
 def _fleet() -> dict[str, pl.DataFrame]:
-    from datetime import timedelta
-
     from rewards.core import HEARTBEATS, online_intervals
 
     beats = [
@@ -108,3 +115,41 @@ def test_shard_counts_below_one_are_refused(tmp_path: Path) -> None:
         split_inputs(tmp_path / "s", 0, _fleet()["intervals"].lazy())
     with pytest.raises(ValueError, match="at least 1"):
         ProcessPool(0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    runs=st.lists(run, max_size=8),
+    raw_incidents=st.lists(incident, max_size=2, unique_by=lambda i: i["incident_id"]),
+    meta=meta,
+    history=owner_history,
+    shards=st.sampled_from([1, 2, 7]),
+    first=st.integers(0, 2),
+)
+def test_snapshot_rows_by_shard_stream_in_the_canonical_order(  # type: ignore[no-untyped-def]
+    runs, raw_incidents, meta, history, shards, first
+) -> None:
+    """The shards' snapshot rows, merged, are `snapshot_rows` of the whole fleet's results:
+    the same rows, owners and order (device_id, then epoch), for any epochs chosen."""
+    inputs = frames(runs, raw_incidents, meta)
+    owners = owners_frame(history)
+    epochs = range(first, P.epoch_count)
+    expected = snapshot_rows(
+        whole(inputs), owners, epochs=epochs, epoch_length_us=P.epoch_length_us
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        season = split_inputs(
+            Path(tmp) / "s",
+            shards,
+            inputs["intervals"].lazy(),
+            devices=inputs["devices"].lazy(),
+            incident_versions=inputs["incident_versions"].lazy(),
+            owners=owners.lazy(),
+            rows_per_part=5,
+        )
+        compute(season, P, incidents=inputs["incidents"])
+        snapshot_rows_by_shard(season, P, epochs)
+        batches = list(season.rows_in_order())
+    result = pl.concat(batches) if batches else expected.clear()
+    assert result.equals(expected)
+    assert result.schema == expected.schema

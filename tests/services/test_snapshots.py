@@ -21,6 +21,7 @@ from rewards.core.snapshot_rows import snapshot_rows
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
+from rewards.services.computing import ComputePlan
 from rewards.services.exports import EXPORT_FILES, export, export_file, verify_export
 from rewards.services.publication import RollbackRefused, publish
 from rewards.services.runs import JobBusy, recent_runs
@@ -95,6 +96,42 @@ def test_a_run_records_its_identity_and_reconciles_to_the_pools(ingested: Engine
     assert forced.snapshot.input_fingerprint == snap.input_fingerprint
     # the leaves carry the version, so the roots differ exactly by it
     assert forced.snapshot.merkle_root == merkle_root(payout_leaves(suppliers, snap.season, 2))
+
+
+def test_any_compute_plan_stores_the_same_snapshot(
+    ingested: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By one shard or many, in this process or two workers, stored in parts cut across
+    the shards' batches: the rows are those of the whole computation in memory, and the
+    hash, totals and root are the same."""
+    first = run(ingested).snapshot
+    rows = stored_rows(ingested, first)
+    assert rows.equals(freeze_inputs(ingested, POLICY).rows(POLICY, WEEK))
+    monkeypatch.setattr("rewards.db.snapshots.PART_ROWS", 17)  # parts cut across batches
+    for plan in (ComputePlan(shard_devices=3), ComputePlan(shard_devices=5, workers=2)):
+        again = run(ingested, force=True, plan=plan).snapshot
+        assert again.content_hash == first.content_hash
+        assert (again.devices, again.suppliers, again.eligible_device_epochs) == (
+            first.devices,
+            first.suppliers,
+            first.eligible_device_epochs,
+        )
+        assert stored_rows(ingested, again).equals(rows)
+        suppliers = stored_suppliers(ingested, again)
+        assert suppliers.equals(stored_suppliers(ingested, first))
+        assert again.merkle_root == merkle_root(
+            payout_leaves(suppliers, again.season, again.version)
+        )
+    with ingested.connect() as connection:
+        sizes = (
+            connection.execute(
+                text("SELECT rows FROM snapshot_parts WHERE snapshot_id = :id ORDER BY part"),
+                {"id": again.id},
+            )
+            .scalars()
+            .all()
+        )
+    assert set(sizes[:-1]) == {17} and 0 < sizes[-1] <= 17
 
 
 def test_the_same_inputs_give_the_same_bytes_hash_and_root_on_both_databases(
