@@ -195,16 +195,18 @@ def split_inputs(
         [s.select("device_id").unique().collect() for s in sources.values() if s is not None]
     ).unique()
     sources["owners"] = owners  # an owner's device without intervals or metadata has no row
-    owner = known.with_columns(shard=device_shards(known.get_column("device_id"), shards))
+    placement = known.with_columns(shard=device_shards(known.get_column("device_id"), shards))
     for kind, source in sources.items():
         if source is not None:
-            _split(season, kind, source, owner, rows_per_part)
+            _split(season, kind, source, placement, rows_per_part)
     return season
 
 
 def _split(
-    season: ShardedSeason, kind: str, source: pl.LazyFrame, owner: pl.DataFrame, rows: int
+    season: ShardedSeason, kind: str, source: pl.LazyFrame, placement: pl.DataFrame, rows: int
 ) -> None:
+    """`source` into `kind`/shard=K/part-NNNNN.parquet files, `rows` rows gathered at a
+    time; a row whose device is not in `placement` (device_id, shard) is dropped."""
     pending: list[pl.DataFrame] = []
     count, part = 0, 0
 
@@ -212,7 +214,7 @@ def _split(
         nonlocal count, part
         if not pending:
             return
-        batch = pl.concat(pending).join(owner, on="device_id", maintain_order="left")
+        batch = pl.concat(pending).join(placement, on="device_id", maintain_order="left")
         for (shard,), frame in batch.partition_by("shard", as_dict=True).items():
             folder = season.shard_dir(kind, int(shard))
             folder.mkdir(parents=True, exist_ok=True)

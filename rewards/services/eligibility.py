@@ -11,7 +11,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.archive import HeartbeatArchive
-from rewards.compute import InProcess, ProcessPool, compute, split_inputs
+from rewards.compute import compute, split_inputs
 from rewards.core import (
     DEFAULT_YEARS,
     RESULT_FILE_COLUMNS,
@@ -34,6 +34,7 @@ from rewards.inputs import (
     read_incidents,
     read_intervals,
 )
+from rewards.services.computing import ComputePlan
 from rewards.services.files import write_atomically
 from rewards.services.versions import incident_versions_of
 
@@ -127,14 +128,8 @@ def compute_by_shard(
             incident_versions=None if scoped is None else scoped.lazy(),
         )
         del online
-        pool = ProcessPool(workers) if workers else None
-        try:
-            compute(
-                season, policy, incidents=confirmed, executor=pool or InProcess(), progress=tell
-            )
-        finally:
-            if pool is not None:
-                pool.close()
+        with ComputePlan(workers=workers).executor() as executor:
+            compute(season, policy, incidents=confirmed, executor=executor, progress=tell)
         tell(f"writing {out}")
         return _write_by_epoch(season.epochs(range(policy.epoch_count)), out, policy, Path(work))
 
