@@ -339,12 +339,26 @@ def _by_epoch(season: ShardedSeason, kind: str, shard: int, frame: pl.DataFrame)
         part.write_parquet(folder / f"shard={shard}.parquet", compression=_SPILL)
 
 
+_WEIGHTS: dict[str, pl.DataType] = {
+    "epoch": pl.Int64(),
+    "device_id": pl.String(),
+    "weight": pl.Int128(),
+}
+_SHARES: dict[str, pl.DataType] = {
+    "epoch": pl.Int64(),
+    "device_id": pl.String(),
+    "floor": pl.Int64(),
+    "remainder": pl.Int128(),
+    "bucket": pl.Int64(),
+}
+
+
 def _weights(season: ShardedSeason, shard: int) -> pl.DataFrame:
-    return season.read("weights", shard, {"epoch": pl.Int64(), "device_id": pl.String()})
+    return season.read("weights", shard, _WEIGHTS)
 
 
 def _shares(season: ShardedSeason, shard: int) -> pl.DataFrame:
-    return season.read("shares", shard, {"epoch": pl.Int64(), "device_id": pl.String()})
+    return season.read("shares", shard, _SHARES)
 
 
 def _histogram(job: Job, shard: int, totals: pl.DataFrame) -> pl.DataFrame:

@@ -64,13 +64,13 @@ def next_version(session: Session, season: str) -> int:
 def insert(
     session: Session,
     header: Snapshot,
-    rows: pl.DataFrame | Iterable[pl.DataFrame],
+    rows: Iterable[pl.DataFrame],
     suppliers: pl.DataFrame,
     epochs: pl.DataFrame,
 ) -> Snapshot:
     """Store a draft and its content in the caller's transaction. `rows` in canonical
-    order, whole or a frame at a time: the parts are the same `PART_ROWS` slices either
-    way, each written as it fills, so a season's rows need not be in memory at once."""
+    order, a frame at a time (any split): the parts are `PART_ROWS` slices of their
+    concatenation, each written as it fills, so a season's rows are never in memory at once."""
     session.add(header)
     session.flush()
     assert header.id is not None
@@ -78,8 +78,7 @@ def insert(
     connection = session.connection()
     load_frame(connection, "snapshot_epochs", epochs.select(key, *EPOCH_TOTALS))
     load_frame(connection, "snapshot_payouts", suppliers.select(key, *SUPPLIERS))
-    frames = [rows] if isinstance(rows, pl.DataFrame) else rows
-    for number, chunk in enumerate(slices(frames, PART_ROWS)):
+    for number, chunk in enumerate(slices(rows, PART_ROWS)):
         buffer = io.BytesIO()
         chunk.select(list(SNAPSHOT_ROWS)).write_parquet(buffer, compression="zstd", statistics=True)
         data = buffer.getvalue()
