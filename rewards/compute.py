@@ -17,7 +17,7 @@ arguments the same way. Whatever runs them, the results are the same bytes as
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -28,6 +28,7 @@ import polars as pl
 
 from rewards.core import (
     DEVICES,
+    FINE_BUCKETS,
     INCIDENT_VERSIONS,
     INTERVALS,
     OWNERS,
@@ -56,7 +57,7 @@ SHARDS_A_GROUP = 16
 
 # Files written and read back within one computation: LZ4 writes and reads the fastest of
 # Parquet's codecs here, at about 1.5x the size of zstd.
-_SPILL: Final = "lz4"
+SPILL: Final = "lz4"
 
 # Rows gathered from the source before they are split into shard files: large enough that
 # a fleet's season makes a few files per shard, small enough to stay well under a shard's
@@ -174,39 +175,70 @@ def _with_rewards(rows: pl.DataFrame, rewards: list[Path]) -> pl.DataFrame:
 def split_inputs(
     root: Path,
     shards: int,
-    intervals: pl.LazyFrame,
+    intervals: pl.LazyFrame | Iterable[pl.DataFrame],
     *,
     devices: pl.LazyFrame | None = None,
     incident_versions: pl.LazyFrame | None = None,
     owners: pl.LazyFrame | None = None,
+    near: pl.LazyFrame | None = None,
     rows_per_part: int = ROWS_PER_PART,
 ) -> ShardedSeason:
     """Split the inputs into Parquet files by device shard under `root` (emptied first),
-    reading `intervals` in batches: memory is a batch and the device list, not the
-    season. Rows keep their order within a shard."""
-    if shards < 1:
-        raise ValueError(f"shards must be at least 1, got {shards}")
+    reading `intervals` (a lazy frame, or frames as a database read yields them) in
+    batches: memory is a batch and the device list, not the season. Rows keep their order
+    within a shard. An owner's row, or a heartbeat `near` an incident, whose device has
+    neither intervals, metadata nor incident versions is dropped: no result names it."""
+    if not 1 <= shards <= FINE_BUCKETS:
+        raise ValueError(f"shards must be from 1 to {FINE_BUCKETS}, got {shards}")
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     season = ShardedSeason(root, shards)
+    placement = Placement(shards)
     sources = {"intervals": intervals, "devices": devices, "versions": incident_versions}
-    known = pl.concat(
-        [s.select("device_id").unique().collect() for s in sources.values() if s is not None]
-    ).unique()
-    sources["owners"] = owners  # an owner's device without intervals or metadata has no row
-    placement = known.with_columns(shard=device_shards(known.get_column("device_id"), shards))
     for kind, source in sources.items():
         if source is not None:
-            _split(season, kind, source, placement, rows_per_part)
+            _split(season, kind, _batches(source), placement.of, rows_per_part)
+    for kind, source in {"owners": owners, "near": near}.items():
+        if source is not None:
+            _split(season, kind, _batches(source), placement.known, rows_per_part)
     return season
 
 
+def _batches(source: pl.LazyFrame | Iterable[pl.DataFrame]) -> Iterable[pl.DataFrame]:
+    return source.collect_batches() if isinstance(source, pl.LazyFrame) else source
+
+
+class Placement:
+    """Each device's shard, hashed once per device as the rows arrive."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self._table = pl.DataFrame(schema={"device_id": pl.String(), "shard": pl.UInt32()})
+
+    def of(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame` with each row's shard (a column `shard`), new devices placed."""
+        ids = frame.select(pl.col("device_id").unique())
+        new = ids.join(self._table, on="device_id", how="anti")
+        if new.height:
+            placed = new.with_columns(shard=device_shards(new.get_column("device_id"), self.shards))
+            self._table = pl.concat([self._table, placed])
+        return self.known(frame)
+
+    def known(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame`'s rows of devices already placed, with their shard."""
+        return frame.join(self._table, on="device_id", maintain_order="left")
+
+
 def _split(
-    season: ShardedSeason, kind: str, source: pl.LazyFrame, placement: pl.DataFrame, rows: int
+    season: ShardedSeason,
+    kind: str,
+    source: Iterable[pl.DataFrame],
+    place: Callable[[pl.DataFrame], pl.DataFrame],
+    rows: int,
 ) -> None:
     """`source` into `kind`/shard=K/part-NNNNN.parquet files, `rows` rows gathered at a
-    time; a row whose device is not in `placement` (device_id, shard) is dropped."""
+    time, each row where `place` puts it (a frame's rows with a `shard` column)."""
     pending: list[pl.DataFrame] = []
     count, part = 0, 0
 
@@ -214,17 +246,17 @@ def _split(
         nonlocal count, part
         if not pending:
             return
-        batch = pl.concat(pending).join(placement, on="device_id", maintain_order="left")
+        batch = place(pl.concat(pending))
         for (shard,), frame in batch.partition_by("shard", as_dict=True).items():
             folder = season.shard_dir(kind, int(shard))
             folder.mkdir(parents=True, exist_ok=True)
             frame.drop("shard").write_parquet(
-                folder / f"part-{part:05d}.parquet", compression=_SPILL
+                folder / f"part-{part:05d}.parquet", compression=SPILL
             )
         pending.clear()
         count, part = 0, part + 1
 
-    for batch in source.collect_batches():
+    for batch in source:
         pending.append(batch)
         count += batch.height
         if count >= rows:
@@ -254,22 +286,24 @@ def compute(
     job = Job(season, policy, incidents)
     tell = progress or (lambda _stage: None)
     shards = [(job, shard) for shard in range(season.shards)]
-    totals = add_totals([t for done in _mapped(run, _assess, shards, tell, "assess") for t in done])
+    totals = add_totals(
+        [t for done in in_groups(run, _assess, shards, tell, "assess") for t in done]
+    )
     pool = policy.pool_per_epoch
     # the histograms are added up as they come: the driver holds one, not one a shard
     summed: list[pl.DataFrame] = []
-    for done in _mapped(run, _histogram, [(*s, totals) for s in shards], tell, "histograms"):
+    for done in in_groups(run, _histogram, [(*s, totals) for s in shards], tell, "histograms"):
         summed = [add_histograms([*summed, *done])]
     boundaries = boundary_buckets(summed, pool)
-    edges = [r for done in _mapped(run, _boundary, [(*s, boundaries) for s in shards], tell,
+    edges = [r for done in in_groups(run, _boundary, [(*s, boundaries) for s in shards], tell,
              "cut-offs") for r in done]  # fmt: skip
     cut = cutoffs(edges, boundaries)
-    for _ in _mapped(run, _rewards, [(*s, totals, cut) for s in shards], tell, "rewards"):
+    for _ in in_groups(run, _rewards, [(*s, totals, cut) for s in shards], tell, "rewards"):
         pass
     return season
 
 
-def _mapped(
+def in_groups(
     run: Executor,
     fn: Callable[..., T],
     tasks: Sequence[tuple[Any, ...]],
@@ -305,7 +339,7 @@ def _rows(job: Job, shard: int, epochs: range) -> int:
         epoch_length_us=job.policy.epoch_length_us,
     )
     (season.root / "rows").mkdir(exist_ok=True)
-    rows.write_parquet(season.root / "rows" / f"shard={shard}.parquet", compression=_SPILL)
+    rows.write_parquet(season.root / "rows" / f"shard={shard}.parquet", compression=SPILL)
     return rows.height
 
 
@@ -327,7 +361,7 @@ def _assess(job: Job, shard: int) -> pl.DataFrame:
     _by_epoch(season, "results", shard, unpaid.drop("reward"))
     folder = season.shard_dir("weights", shard)
     folder.mkdir(parents=True, exist_ok=True)
-    weights.write_parquet(folder / "part-00000.parquet", compression=_SPILL)
+    weights.write_parquet(folder / "part-00000.parquet", compression=SPILL)
     return shard_totals(weights)
 
 
@@ -336,7 +370,7 @@ def _by_epoch(season: ShardedSeason, kind: str, shard: int, frame: pl.DataFrame)
     for (epoch,), part in frame.partition_by("epoch", as_dict=True).items():
         folder = season.root / kind / f"epoch={epoch}"
         folder.mkdir(parents=True, exist_ok=True)
-        part.write_parquet(folder / f"shard={shard}.parquet", compression=_SPILL)
+        part.write_parquet(folder / f"shard={shard}.parquet", compression=SPILL)
 
 
 _WEIGHTS: dict[str, pl.DataType] = {
@@ -367,7 +401,7 @@ def _histogram(job: Job, shard: int, totals: pl.DataFrame) -> pl.DataFrame:
     shared = shares(_weights(job.season, shard), totals, job.policy.pool_per_epoch)
     folder = job.season.shard_dir("shares", shard)
     folder.mkdir(parents=True, exist_ok=True)
-    shared.write_parquet(folder / "part-00000.parquet", compression=_SPILL)
+    shared.write_parquet(folder / "part-00000.parquet", compression=SPILL)
     return remainder_histogram(shared)
 
 

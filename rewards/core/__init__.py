@@ -17,7 +17,12 @@ from rewards.core.diffs import DiffSummary, adjustments, diff_rows, diff_supplie
 from rewards.core.durations import format_duration_us, parse_duration_us
 from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
 from rewards.core.epochs import closed_epochs, parse_epoch_range
-from rewards.core.fingerprint import fingerprint
+from rewards.core.fingerprint import (
+    FINGERPRINT_PARTS,
+    combine_fingerprint,
+    fingerprint,
+    fingerprint_parts,
+)
 from rewards.core.frames import (
     DEVICES,
     HEARTBEATS,
@@ -76,7 +81,7 @@ from rewards.core.shard_allocation import (
     shard_totals,
     shares,
 )
-from rewards.core.shards import device_shards
+from rewards.core.shards import FINE_BUCKETS, device_shards
 from rewards.core.snapshot_rows import (
     EPOCH_TOTALS,
     OWNERS,
@@ -110,6 +115,8 @@ __all__ = [
     "DEFAULT_YEARS",
     "DEVICES",
     "EPOCH_TOTALS",
+    "FINE_BUCKETS",
+    "FINGERPRINT_PARTS",
     "HEARTBEATS",
     "IDENTIFIER_PATTERN",
     "INCIDENTS",
@@ -153,6 +160,7 @@ __all__ = [
     "check_policy",
     "check_proof_document",
     "closed_epochs",
+    "combine_fingerprint",
     "conflicting_heartbeats",
     "content_hash",
     "counts_from_tallies",
@@ -169,6 +177,7 @@ __all__ = [
     "epoch_totals",
     "export_rows",
     "fingerprint",
+    "fingerprint_parts",
     "fleet_drops",
     "format_duration_us",
     "from_us",

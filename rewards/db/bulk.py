@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import polars as pl
@@ -53,27 +53,49 @@ def read_frame(
     *,
     read_bytes: int = 64 << 20,
 ) -> pl.DataFrame:
-    """Like `fetch_frame`, for large results: on PostgreSQL the rows stream through
-    `COPY (query) TO STDOUT` as CSV straight into polars instead of one Python tuple per row,
-    parsed every `read_bytes` (at fleet size the CSV text of 44M intervals took 4 GB when
-    it was gathered whole before parsing).
+    """Like `fetch_frame`, for large results (see `read_frames`), as one frame."""
+    frames = list(read_frames(connection, sql, params, schema, read_bytes=read_bytes))
+    if not frames:
+        return pl.DataFrame(schema=dict(schema))
+    return pl.concat(frames, rechunk=False)
+
+
+def read_frames(
+    connection: Connection,
+    sql: str,
+    params: Mapping[str, object],
+    schema: dict[str, pl.DataType],
+    *,
+    read_bytes: int = 64 << 20,
+    sqlite_rows: int = 500_000,
+) -> Iterator[pl.DataFrame]:
+    """The rows of a large query as frames with `schema`, a batch at a time, so a caller
+    that writes them on never holds them all: on PostgreSQL the rows stream through
+    `COPY (query) TO STDOUT` as CSV straight into polars instead of one Python tuple per
+    row, parsed every `read_bytes` (at fleet size the CSV text of 44M intervals took 4 GB
+    when it was gathered whole before parsing); on SQLite `sqlite_rows` rows at a time.
 
     `sql` uses :name parameters (bound by psycopg); schema columns may be strings,
     integers, floats or booleans.
     """
     if connection.dialect.name != "postgresql":
-        return fetch_frame(connection, sql, params, schema)
+        result = connection.execution_options(yield_per=sqlite_rows).execute(
+            text(sql), dict(params)
+        )
+        for rows in result.partitions(sqlite_rows):
+            yield pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
+        return
     raw = connection.connection.driver_connection
     assert raw is not None
     query = re.sub(r"(?<!:):([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
     booleans = [c for c, t in schema.items() if t == pl.Boolean]
     text_schema = {c: (pl.String() if c in booleans else t) for c, t in schema.items()}
-    frames: list[pl.DataFrame] = []
     pending = bytearray()
 
-    def parse(end: int) -> None:
-        frames.append(pl.read_csv(bytes(pending[:end]), has_header=False, schema=text_schema))
+    def parse(end: int) -> pl.DataFrame:
+        frame = pl.read_csv(bytes(pending[:end]), has_header=False, schema=text_schema)
         del pending[:end]
+        return frame.with_columns(pl.col(c) == "t" for c in booleans)
 
     with (
         raw.cursor() as cursor,
@@ -82,13 +104,9 @@ def read_frame(
         for block in copy:
             pending += block
             if len(pending) >= read_bytes:  # parse as it comes: the text is not held whole
-                parse(_last_row_end(pending))
+                yield parse(_last_row_end(pending))
     if pending:
-        parse(len(pending))
-    if not frames:
-        frames.append(pl.DataFrame(schema=text_schema))
-    frame = pl.concat(frames, rechunk=False)
-    return frame.with_columns(pl.col(c) == "t" for c in booleans)
+        yield parse(len(pending))
 
 
 def _last_row_end(data: bytearray) -> int:

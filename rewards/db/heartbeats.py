@@ -22,7 +22,7 @@ import polars as pl
 from sqlalchemy import Connection, text
 
 from rewards.core import HEARTBEATS, INTERVALS, TIME
-from rewards.db.bulk import fetch_frame, load_frame, read_frame
+from rewards.db.bulk import fetch_frame, load_frame, read_frame, read_frames
 
 _INTERVAL_STAGE = (
     'device_id TEXT, start BIGINT, "end" BIGINT, first_boot_id TEXT, first_agent_version TEXT, '
@@ -290,10 +290,23 @@ def _every_interval(where: str = "") -> str:
 def load_intervals(connection: Connection) -> pl.DataFrame:
     """Every stored online interval as an INTERVALS frame, sorted by device_id, start
     (bytewise, as the core sorts, whatever the database's collation)."""
-    frame = read_frame(connection, f"SELECT * FROM {_every_interval()}", {}, _INTERVAL_INTS)  # noqa: S608
-    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)).sort(
-        "device_id", "start"
-    )
+    frames = list(interval_batches(connection))
+    if not frames:
+        return _as_time(pl.DataFrame(schema=_INTERVAL_INTS))
+    return pl.concat(frames, rechunk=False).sort("device_id", "start")
+
+
+def interval_batches(connection: Connection) -> Iterator[pl.DataFrame]:
+    """Every stored online interval as INTERVALS frames, a batch at a time, in no
+    particular order: a season's worth is never held whole here."""
+    batches = read_frames(connection, f"SELECT * FROM {_every_interval()}", {}, _INTERVAL_INTS)  # noqa: S608
+    for batch in batches:
+        yield batch.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+
+
+def interval_devices(connection: Connection) -> int:
+    """How many devices have stored intervals (each has one open interval: its latest)."""
+    return int(connection.execute(text("SELECT count(*) FROM open_intervals")).scalar_one())
 
 
 def interval_tallies(

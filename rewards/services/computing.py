@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import Engine
 
+from rewards.archive import HeartbeatArchive
 from rewards.compute import (
     Executor,
     InProcess,
@@ -24,6 +26,11 @@ from rewards.compute import (
     split_inputs,
 )
 from rewards.core import SeasonPolicy
+from rewards.db.engine import consistent_read
+from rewards.db.heartbeats import interval_batches, interval_devices
+from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
+from rewards.frozen import freeze
+from rewards.services.versions import heartbeats_near
 
 
 @dataclass(frozen=True)
@@ -53,30 +60,60 @@ class ComputePlan:
             yield pool
 
 
-def rows_by_shard(
-    root: Path,
+@dataclass(frozen=True)
+class ShardedInputs:
+    """A run's inputs as one consistent read left them: the intervals, device metadata,
+    owners and the heartbeats near version-scoped incidents split into shard files under
+    `season`; the small frames also whole. `freeze` completes them."""
+
+    season: ShardedSeason
+    incidents: pl.DataFrame  # confirmed
+    devices: pl.DataFrame
+    owners: pl.DataFrame
+
+
+def read_by_shard(
+    engine: Engine,
     policy: SeasonPolicy,
-    epochs: range,
-    *,
-    intervals: pl.DataFrame,
-    incidents: pl.DataFrame,
-    versions: pl.DataFrame,
-    devices: pl.DataFrame,
-    owners: pl.DataFrame,
+    root: Path,
     plan: ComputePlan,
-) -> ShardedSeason:
-    """The snapshot rows of `epochs` computed shard by shard under `root`; read them in
-    the canonical order with `rows_in_order()`."""
-    known = pl.concat([intervals.get_column("device_id"), devices.get_column("device_id")])
-    season = split_inputs(
-        root,
-        plan.shards(known.n_unique()),
-        intervals.lazy(),
-        devices=devices.lazy(),
-        incident_versions=versions.lazy(),
-        owners=owners.lazy(),
+    archive: HeartbeatArchive | None = None,
+) -> ShardedInputs:
+    """Read the inputs as of one moment (a concurrent ingest is wholly in or wholly out),
+    streaming the stored intervals straight into shard files under `root`: the season's
+    intervals are never held whole."""
+    with consistent_read(engine) as (connection, session):
+        confirmed = incidents_frame(incidents(session, "confirmed"))
+        near = heartbeats_near(connection, confirmed, policy, archive)
+        devices, owners = devices_frame(session), owners_frame(session)
+        season = split_inputs(
+            root,
+            plan.shards(max(interval_devices(connection), devices.height)),
+            interval_batches(connection),
+            devices=devices.lazy(),
+            owners=owners.lazy(),
+            near=near.lazy(),
+        )
+    return ShardedInputs(season, confirmed, devices, owners)
+
+
+def fingerprint_by_shard(inputs: ShardedInputs, policy: SeasonPolicy, executor: Executor) -> str:
+    """The inputs' fingerprint (the same as of the whole frames); derives each shard's
+    incident versions on the way."""
+    return freeze(
+        inputs.season,
+        policy,
+        incidents=inputs.incidents,
+        devices=inputs.devices,
+        owners=inputs.owners,
+        executor=executor,
     )
-    with plan.executor() as executor:
-        compute(season, policy, incidents=incidents, executor=executor)
-        snapshot_rows_by_shard(season, policy, epochs, executor=executor)
-    return season
+
+
+def rows_by_shard(
+    inputs: ShardedInputs, policy: SeasonPolicy, epochs: range, executor: Executor
+) -> ShardedSeason:
+    """The snapshot rows of `epochs` computed shard by shard (after
+    `fingerprint_by_shard`); read them in the canonical order with `rows_in_order()`."""
+    compute(inputs.season, policy, incidents=inputs.incidents, executor=executor)
+    return snapshot_rows_by_shard(inputs.season, policy, epochs, executor=executor)

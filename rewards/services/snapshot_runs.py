@@ -47,7 +47,12 @@ from rewards.db.incidents import (
     owners_frame,
 )
 from rewards.db.tables import Snapshot
-from rewards.services.computing import ComputePlan, rows_by_shard
+from rewards.services.computing import (
+    ComputePlan,
+    fingerprint_by_shard,
+    read_by_shard,
+    rows_by_shard,
+)
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.settlement import settled_epochs
@@ -261,58 +266,50 @@ def run_snapshot(
     """
     if not epochs:
         raise SnapshotError(f"season {policy.season_id}: no epoch to snapshot yet")
-    stages = stages or Stages()
-    with exclusive_run(
+    stages, plan = stages or Stages(), plan or ComputePlan()
+    with (
+        exclusive_run(
         engine,
         job_id=f"snapshot:{policy.season_id}",
         trigger=trigger,
         clock=clock,
         ttl=lock_ttl,
-    ) as context:
+    ) as context, tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work,
+        plan.executor() as executor,
+    ):
         with stages.stage("read inputs"):
-            inputs = freeze_inputs(engine, policy, archive)
+            inputs = read_by_shard(engine, policy, Path(work), plan, archive)
         with stages.stage("fingerprint"):
-            prints = inputs.fingerprint()
+            prints = fingerprint_by_shard(inputs, policy, executor)
         identity = (prints, policy.policy_hash, code_version(), epochs.start, epochs.stop - 1)
         unchanged = _unchanged(engine, policy.season_id, identity)
         if unchanged is not None and not force:
             return RunOutcome(unchanged, created=False)
         context.renew()
-        with tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work:
-            with stages.stage("compute"):
-                season = rows_by_shard(
-                    Path(work),
-                    policy,
-                    epochs,
-                    intervals=inputs.intervals,
-                    incidents=inputs.incidents,
-                    versions=inputs.versions,
-                    devices=inputs.devices,
-                    owners=inputs.owners,
-                    plan=plan or ComputePlan(),
-                )
-            with stages.stage("canonical CSV and its hash"):
-                summary = summarize_rows(
-                    season.rows_in_order(),
-                    epochs=epochs,
-                    pool_per_epoch=policy.pool_per_epoch,
-                    decimals=policy.token_decimals,
-                )
-            context.renew()
-            with stages.stage("write"):
-                header = _store(
-                    engine,
-                    policy,
-                    epochs,
-                    Computed(season.rows_in_order, summary),
-                    prints=prints,
-                    code=identity[2],
-                    trigger=trigger,
-                    triggered_by=triggered_by,
-                    reason=reason,
-                    context=context,
-                    now=clock(),
-                )
+        with stages.stage("compute"):
+            season = rows_by_shard(inputs, policy, epochs, executor)
+        with stages.stage("canonical CSV and its hash"):
+            summary = summarize_rows(
+                season.rows_in_order(),
+                epochs=epochs,
+                pool_per_epoch=policy.pool_per_epoch,
+                decimals=policy.token_decimals,
+            )
+        context.renew()
+        with stages.stage("write"):
+            header = _store(
+                engine,
+                policy,
+                epochs,
+                Computed(season.rows_in_order, summary),
+                prints=prints,
+                code=identity[2],
+                trigger=trigger,
+                triggered_by=triggered_by,
+                reason=reason,
+                context=context,
+                now=clock(),
+            )
     return RunOutcome(header, created=True)
 
 

@@ -26,6 +26,19 @@ def incident_versions_of(
 ) -> pl.DataFrame:
     """INCIDENT_VERSIONS of the `confirmed` incidents (INCIDENTS) for the devices of
     `intervals` (all stored, or one device's with `device_id`)."""
+    near = heartbeats_near(connection, confirmed, policy, archive, device_id)
+    return incident_versions_near(confirmed, intervals, near, policy)
+
+
+def heartbeats_near(
+    connection: Connection,
+    confirmed: pl.DataFrame,
+    policy: SeasonPolicy,
+    archive: HeartbeatArchive | None,
+    device_id: str | None = None,
+) -> pl.DataFrame:
+    """HEARTBEATS of one liveness timeout before each version-scoped incident of
+    `confirmed` begins, from the database and the archive (every device's, or one's)."""
     scoped = confirmed.filter(pl.col("scope_version_below").is_not_null())
     near = [empty(HEARTBEATS)]
     one_us = timedelta(microseconds=1)
@@ -44,4 +57,4 @@ def incident_versions_of(
             if device_id is not None:
                 archived = archived.filter(pl.col("device_id") == device_id)
             near.append(archived)
-    return incident_versions_near(confirmed, intervals, pl.concat(near), policy)
+    return pl.concat(near)

@@ -21,8 +21,17 @@ from rewards.compute import (
     snapshot_rows_by_shard,
     split_inputs,
 )
-from rewards.core import INTERVALS, device_epochs, snapshot_rows
-from rewards.core.shards import bucket
+from rewards.core import (
+    HEARTBEATS,
+    INCIDENT_VERSIONS,
+    INTERVALS,
+    device_epochs,
+    fingerprint,
+    incident_versions_near,
+    snapshot_rows,
+)
+from rewards.core.shards import FINE_BUCKETS, bucket
+from rewards.frozen import freeze
 from tests.core.test_eligibility_properties import P, incident, meta, run
 from tests.core.test_row_summary import owner_history, owners_frame
 from tests.core.test_sharded import frames
@@ -68,7 +77,7 @@ def test_split_files_give_the_whole_fleets_results(runs, raw_incidents, meta, sh
 
 
 def _fleet() -> dict[str, pl.DataFrame]:
-    from rewards.core import HEARTBEATS, online_intervals
+    from rewards.core import online_intervals
 
     beats = [
         (f"gpu-{i:03d}", P.start + timedelta(minutes=m + (i % 7) * 90), f"b{m // 300}", "1.10")
@@ -79,13 +88,13 @@ def _fleet() -> dict[str, pl.DataFrame]:
     return frames([], [], {}) | {"intervals": online_intervals(heartbeats, P)}
 
 
-def test_each_device_lands_in_its_iceberg_bucket_only(tmp_path: Path) -> None:
+def test_each_device_lands_in_the_shard_of_its_iceberg_bucket_only(tmp_path: Path) -> None:
     inputs = _fleet()
     season = sharded(inputs, tmp_path / "season", 5)
     seen: list[str] = []
     for shard in range(5):
         ids = season.read("intervals", shard, dict(INTERVALS)).get_column("device_id").unique()
-        assert all(bucket(d, 5) == shard for d in ids)
+        assert all(bucket(d, FINE_BUCKETS) * 5 // FINE_BUCKETS == shard for d in ids)
         seen += ids.to_list()
     assert sorted(seen) == sorted(inputs["intervals"].get_column("device_id").unique())
 
@@ -110,9 +119,10 @@ def test_a_second_split_replaces_the_first(tmp_path: Path) -> None:
     assert gathered(again).equals(whole(inputs))
 
 
-def test_shard_counts_below_one_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        split_inputs(tmp_path / "s", 0, _fleet()["intervals"].lazy())
+def test_shard_counts_out_of_range_are_refused(tmp_path: Path) -> None:
+    for shards in (0, FINE_BUCKETS + 1):
+        with pytest.raises(ValueError, match=f"from 1 to {FINE_BUCKETS}"):
+            split_inputs(tmp_path / "s", shards, _fleet()["intervals"].lazy())
     with pytest.raises(ValueError, match="at least 1"):
         ProcessPool(0)
 
@@ -153,3 +163,51 @@ def test_snapshot_rows_by_shard_stream_in_the_canonical_order(  # type: ignore[n
     result = pl.concat(batches) if batches else expected.clear()
     assert result.equals(expected)
     assert result.schema == expected.schema
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    runs=st.lists(run, max_size=8),
+    raw_incidents=st.lists(incident, max_size=3, unique_by=lambda i: i["incident_id"]),
+    meta=meta,
+    history=owner_history,
+    shards=st.sampled_from([1, 2, 7]),
+)
+def test_inputs_frozen_by_shard_have_the_whole_inputs_fingerprint(  # type: ignore[no-untyped-def]
+    runs, raw_incidents, meta, history, shards
+) -> None:
+    """Intervals streamed in as a database read yields them, each shard's incident versions
+    derived from its own heartbeats: the fingerprint is that of the whole frames, the
+    versions are the whole fleet's, and a task run twice (a retried worker) changes
+    nothing."""
+    inputs = frames(runs, raw_incidents, meta)
+    heartbeats = pl.DataFrame([r for c in runs for r in c], schema=dict(HEARTBEATS), orient="row")
+    owners = owners_frame(history)
+    versions = incident_versions_near(inputs["incidents"], inputs["intervals"], heartbeats, P)
+    expected = fingerprint(
+        {
+            "intervals": inputs["intervals"],
+            "incidents": inputs["incidents"],
+            "incident_versions": versions,
+            "devices": inputs["devices"],
+            "owners": owners,
+        }
+    )
+    small = {k: inputs[k] for k in ("incidents", "devices")} | {"owners": owners}
+    with tempfile.TemporaryDirectory() as tmp:
+        season = split_inputs(
+            Path(tmp) / "s",
+            shards,
+            inputs["intervals"].sample(fraction=1.0, shuffle=True, seed=1).iter_slices(5),
+            devices=inputs["devices"].lazy(),
+            owners=owners.lazy(),
+            near=heartbeats.lazy(),
+            rows_per_part=5,
+        )
+        assert freeze(season, P, **small) == expected
+        assert freeze(season, P, **small, executor=InProcess()) == expected
+        found = [season.read("versions", s, dict(INCIDENT_VERSIONS)) for s in range(shards)]
+        for shard in range(shards):
+            assert not list(season.shard_dir("intervals", shard).glob("part-*"))
+    key = ["incident_id", "device_id"]
+    assert pl.concat(found).sort(key).equals(versions.sort(key))

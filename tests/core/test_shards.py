@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewards.core.shards import bucket, device_shards, murmur3_32
+from rewards.core.shards import FINE_BUCKETS, bucket, device_shards, murmur3_32
 
 
 @pytest.mark.parametrize(
@@ -42,11 +42,21 @@ def test_the_bucket_is_the_non_negative_hash_modulo_n() -> None:
     )
 
 
-@given(st.lists(st.text(min_size=1, max_size=12), max_size=30), st.integers(1, 64))
-def test_every_device_gets_its_own_bucket_wherever_it_appears(ids: list[str], n: int) -> None:
+@given(st.lists(st.text(min_size=1, max_size=12), max_size=30), st.integers(1, FINE_BUCKETS))
+def test_a_device_shard_is_the_range_of_its_fine_bucket(ids: list[str], n: int) -> None:
     shards = device_shards(pl.Series(ids + ids[::-1], dtype=pl.String), n).to_list()
-    assert shards == [bucket(d, n) for d in ids + ids[::-1]]
+    assert shards == [bucket(d, FINE_BUCKETS) * n // FINE_BUCKETS for d in ids + ids[::-1]]
     assert all(0 <= s < n for s in shards)
+
+
+@given(st.integers(1, FINE_BUCKETS), st.integers(1, FINE_BUCKETS))
+def test_a_fine_bucket_lies_in_one_shard_and_shards_are_even(n: int, fine: int) -> None:
+    """Whatever the shard count, a fine bucket's devices share a shard (what the
+    fingerprint by bucket relies on), and no shard has more than one bucket above another."""
+    ranges = [b * n // FINE_BUCKETS for b in range(FINE_BUCKETS)]
+    assert ranges == sorted(ranges) and set(ranges) == set(range(n))
+    sizes = [ranges.count(s) for s in (0, ranges[fine - 1], n - 1)]
+    assert max(sizes) - min(sizes) <= 1
 
 
 def test_a_fleet_spreads_evenly() -> None:
@@ -58,3 +68,6 @@ def test_a_fleet_spreads_evenly() -> None:
 def test_no_buckets_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         bucket("gpu-1", 0)
+    for shards in (0, FINE_BUCKETS + 1):
+        with pytest.raises(ValueError, match=f"from 1 to {FINE_BUCKETS}"):
+            device_shards(pl.Series(["gpu-1"]), shards)

@@ -14,9 +14,10 @@ from rewards.core import device_epochs, online_intervals
 from rewards.core.canonical_export import canonical_csv, content_hash, reward_decimal
 from rewards.core.diffs import adjustments, diff_rows, diff_suppliers, summarize
 from rewards.core.epochs import closed_epochs
-from rewards.core.fingerprint import fingerprint
+from rewards.core.fingerprint import combine_fingerprint, fingerprint, fingerprint_parts
 from rewards.core.frames import TIME, from_us, to_us
 from rewards.core.merkle import merkle_proof, merkle_root, payout_leaves, verify_proof
+from rewards.core.shards import device_shards
 from rewards.core.snapshot_rows import (
     OWNERS,
     epoch_totals,
@@ -355,3 +356,38 @@ def test_the_fingerprint_of_sorted_input_is_that_of_any_order() -> None:
     )
     tied = frame.with_columns(pl.lit(1).alias("b_end"))  # not strictly increasing: sorted
     assert fingerprint({"f": tied}) == fingerprint({"f": tied.reverse()})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["d1", "d2", "é", "gpu-7", "x"]),
+            st.integers(0, 5),
+            st.none() | st.text(max_size=3),
+        ),
+        max_size=25,
+    ),
+    st.integers(1, 9),
+)
+def test_the_fingerprint_made_shard_by_shard_is_that_of_the_whole(
+    rows: list[tuple[str, int, str | None]], shards: int
+) -> None:
+    """Each shard's parts, combined in any order, give the whole frame's fingerprint; a
+    bucket's rows split over two parts are refused."""
+    frame = pl.DataFrame(
+        rows, schema={"device_id": pl.String, "end": pl.Int64, "note": pl.String}, orient="row"
+    )
+    whole = fingerprint({"f": frame, "g": frame.head(2)})
+    split = frame.with_columns(shard=device_shards(frame.get_column("device_id"), shards))
+    pieces = [fingerprint_parts(p.drop("shard")) for p in split.partition_by("shard")]
+    schemas = {"f": frame.schema, "g": frame.head(2).schema}
+    got = combine_fingerprint(
+        {"f": (schemas["f"], pieces[::-1]), "g": (schemas["g"], [fingerprint_parts(frame.head(2))])}
+    )
+    assert got == whole
+    if frame.height >= 2:
+        halves = [fingerprint_parts(frame.head(1)), fingerprint_parts(frame.tail(-1))]
+        if set(halves[0]["bucket"]) & set(halves[1]["bucket"]):
+            with pytest.raises(ValueError, match="more than one part"):
+                combine_fingerprint({"f": (schemas["f"], halves)})

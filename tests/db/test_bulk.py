@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from rewards.db.bulk import _last_row_end, fetch_frame, read_frame
+from rewards.db.bulk import _last_row_end, fetch_frame, read_frame, read_frames
 from rewards.db.engine import make_engine
 from tests.conftest import Databases
 
@@ -48,7 +48,14 @@ def test_a_read_cut_anywhere_gives_every_row_whole(
         with engine.connect() as connection:
             expected = fetch_frame(connection, QUERY, {}, SCHEMA)
             found = read_frame(connection, QUERY, {}, SCHEMA, read_bytes=size)
+            batches = list(
+                read_frames(connection, QUERY, {}, SCHEMA, read_bytes=size, sqlite_rows=size)
+            )
         assert found.equals(expected)
+        # a batch at a time: bounded, every row once, in order
+        assert pl.concat([pl.DataFrame(schema=SCHEMA), *batches]).equals(expected)
+        if engine.dialect.name == "sqlite":
+            assert len(batches) == -(-len(values) // size)
         assert found.get_column("word").to_list() == values
 
 

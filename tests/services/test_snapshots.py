@@ -103,13 +103,19 @@ def test_any_compute_plan_stores_the_same_snapshot(
 ) -> None:
     """By one shard or many, in this process or two workers, stored in parts cut across
     the shards' batches: the rows are those of the whole computation in memory, and the
-    hash, totals and root are the same."""
+    fingerprint (incident versions derived shard by shard), hash, totals and root are the
+    same."""
+    declare_forced_upgrade(ingested)  # version-scoped: each shard derives its versions
     first = run(ingested).snapshot
     rows = stored_rows(ingested, first)
-    assert rows.equals(freeze_inputs(ingested, POLICY).rows(POLICY, WEEK))
+    whole = freeze_inputs(ingested, POLICY)
+    assert whole.versions.height > 0
+    assert rows.equals(whole.rows(POLICY, WEEK))
+    assert first.input_fingerprint == whole.fingerprint()
     monkeypatch.setattr("rewards.db.snapshots.PART_ROWS", 17)  # parts cut across batches
     for plan in (ComputePlan(shard_devices=3), ComputePlan(shard_devices=5, workers=2)):
         again = run(ingested, force=True, plan=plan).snapshot
+        assert again.input_fingerprint == first.input_fingerprint
         assert again.content_hash == first.content_hash
         assert (again.devices, again.suppliers, again.eligible_device_epochs) == (
             first.devices,
