@@ -51,6 +51,7 @@ from rewards.services.exports import export  # noqa: E402
 from rewards.services.snapshot_runs import Stages, run_snapshot  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
+NAME = "rewards_bench_snapshot"
 POLICY = load_policy(ROOT / "config" / "seasons" / "ignition-s2.toml")
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MODELS = ["RTX 3090", "RTX 4090", "A100", "H100", "L40S"]
@@ -140,6 +141,27 @@ def load_season(url: str, devices: int) -> dict[str, int]:
     }
 
 
+def set_up(args: argparse.Namespace) -> tuple[str, dict[str, int]]:
+    """The season's database (made, or the one a --keep run left with --reuse) and sizes."""
+    kept = OUT / "snapshot-setup.json"
+    if args.reuse:
+        url, sizes = args.url.rsplit("/", 1)[0] + f"/{NAME}", json.loads(kept.read_text())
+        with make_engine(url).begin() as connection:  # a rerun, not a first run
+            connection.exec_driver_sql("TRUNCATE snapshots CASCADE")
+    else:
+        print(f"set-up: {args.devices:,} devices, 30 epochs ...", flush=True)
+        started = time.perf_counter()
+        url = fresh_database(args.url, NAME)
+        # in a process of its own: making 44M intervals leaves 5.6 GiB resident that the
+        # run's peak would otherwise count
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as setup:
+            sizes = setup.submit(load_season, url, args.devices).result()
+        kept.write_text(json.dumps(sizes))
+        print(f"set-up done in {time.perf_counter() - started:.0f} s: {sizes}", flush=True)
+
+    return url, sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
@@ -152,17 +174,14 @@ def main() -> None:
         default=0,
         help="worker processes for the shards (their memory is not in the reported peak)",
     )
+    parser.add_argument("--no-view", action="store_true", help="skip the eligibility view")
+    parser.add_argument(
+        "--reuse", action="store_true", help="the database a --keep run left (no set-up)"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
 
-    print(f"set-up: {args.devices:,} devices, 30 epochs ...", flush=True)
-    started = time.perf_counter()
-    url = fresh_database(args.url, "rewards_bench_snapshot")
-    # in a process of its own: making 44M intervals leaves 5.6 GiB resident that the
-    # run's peak would otherwise count
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as setup:
-        sizes = setup.submit(load_season, url, args.devices).result()
-    print(f"set-up done in {time.perf_counter() - started:.0f} s: {sizes}", flush=True)
+    url, sizes = set_up(args)
 
     engine = make_engine(url)
     peaks: dict[str, float] = {}  # the peak so far as each stage begins: where it was reached
@@ -194,6 +213,20 @@ def main() -> None:
     run_peak = peak_rss_mib()
     # the eligibility view of the whole season, from the same database (DESIGN 6)
     reset_peak()
+    if args.no_view:
+        engine.dispose()
+        print(
+            json.dumps(
+                {
+                    "total_s": round(total, 1),
+                    "peak_rss_mib": run_peak,
+                    "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
+                    "peaks": peaks,
+                },
+                indent=2,
+            )
+        )
+        return
     view_stages = Stages(on_stage=lambda name: print(f"  view: {name} ...", flush=True))
     view_began = time.perf_counter()
     refresh_view(
@@ -229,7 +262,7 @@ def main() -> None:
     (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     if not args.keep:
-        drop_database(args.url, "rewards_bench_snapshot")
+        drop_database(args.url, NAME)
         shutil.rmtree(destination, ignore_errors=True)
 
 

@@ -77,6 +77,7 @@ def view_job(
                 clock=clock,
                 lock_ttl=settings.job_lock,
                 archive=open_archive(settings.archive_url),
+                plan=ComputePlan(settings.shard_devices, settings.compute_workers),
             )
         except JobBusy as busy:
             log.warning("%s", busy)

@@ -151,6 +151,7 @@ def eligibility_refresh(
     """Rebuild the eligibility view the API answers suppliers from (the scheduler does this
     every `eligibility_view_every_s`)."""
     from rewards.services.archive import open_archive
+    from rewards.services.computing import ComputePlan
     from rewards.services.eligibility_view import ViewError, refresh_view
     from rewards.services.runs import JobBusy
     from rewards.services.snapshot_runs import Stages
@@ -169,6 +170,7 @@ def eligibility_refresh(
             archive=open_archive(sh.settings.archive_url),
             force=force,
             stages=stages,
+            plan=ComputePlan(sh.settings.shard_devices, sh.settings.compute_workers),
         )
     except JobBusy as busy:
         fail(str(busy), 3)

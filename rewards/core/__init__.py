@@ -15,7 +15,13 @@ from rewards.core.canonical_export import (
 from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
 from rewards.core.diffs import DiffSummary, adjustments, diff_rows, diff_suppliers, summarize
 from rewards.core.durations import format_duration_us, parse_duration_us
-from rewards.core.eligibility_view import owner_documents, started_epochs, view_rows
+from rewards.core.eligibility_view import (
+    PACKED_DOCUMENTS,
+    owner_documents,
+    pack_documents,
+    started_epochs,
+    view_rows,
+)
 from rewards.core.epochs import closed_epochs, parse_epoch_range
 from rewards.core.fingerprint import (
     FINGERPRINT_PARTS,
@@ -124,6 +130,7 @@ __all__ = [
     "INTERVALS",
     "KINDS",
     "OWNERS",
+    "PACKED_DOCUMENTS",
     "REASONS",
     "RESULTS",
     "RESULT_FILE_COLUMNS",
@@ -193,6 +200,7 @@ __all__ = [
     "not_identifiers",
     "online_intervals",
     "owner_documents",
+    "pack_documents",
     "parse_duration_us",
     "parse_epoch_range",
     "parse_policy",

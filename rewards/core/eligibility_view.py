@@ -11,6 +11,8 @@ document.
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -268,3 +270,26 @@ def owner_documents(
             )
         )
         start = stop
+
+
+PACKED_DOCUMENTS: dict[str, pl.DataType] = {
+    "owner_id": pl.String(),
+    "rows": pl.Int64(),
+    "sha256": pl.String(),
+    "document": pl.Binary(),
+}
+
+
+def pack_documents(documents: pl.DataFrame) -> pl.DataFrame:
+    """PACKED_DOCUMENTS of `owner_documents` frames: each document compressed (zlib,
+    level 1) with the SHA-256 of the compressed bytes, as the view stores them."""
+    packed = [zlib.compress(text.encode(), 1) for text in documents.get_column("document")]
+    return pl.DataFrame(
+        {
+            "owner_id": documents.get_column("owner_id"),
+            "rows": documents.get_column("rows"),
+            "sha256": [hashlib.sha256(data).hexdigest() for data in packed],
+            "document": packed,
+        },
+        schema=PACKED_DOCUMENTS,
+    )

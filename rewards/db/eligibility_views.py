@@ -7,7 +7,6 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, delete, select
@@ -38,33 +37,17 @@ class CorruptView(RuntimeError):
     """A stored document does not match the hash recorded with it."""
 
 
-def pack(documents: Iterable[pl.DataFrame]) -> list[dict[str, Any]]:
-    """Rows for `insert`: each owner's document compressed, with the SHA-256 of the bytes
-    stored. `documents` are frames of owner_id, rows, document (see owner_documents)."""
-    packed = []
-    for frame in documents:
-        for owner, rows, text in frame.iter_rows():
-            data = zlib.compress(text.encode(), 1)
-            packed.append(
-                {
-                    "owner_id": owner,
-                    "rows": rows,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "document": data,
-                }
-            )
-    return packed
-
-
 def insert(
-    session: Session, header: EligibilityView, documents: list[dict[str, Any]]
+    session: Session, header: EligibilityView, documents: Iterable[pl.DataFrame]
 ) -> EligibilityView:
-    """Store a view and its packed documents in the caller's transaction."""
+    """Store a view and its documents (PACKED_DOCUMENTS frames, inserted as they come) in
+    the caller's transaction."""
     session.add(header)
     session.flush()
-    for low in range(0, len(documents), 2_000):
-        chunk = [{**d, "view_id": header.id} for d in documents[low : low + 2_000]]
-        session.connection().execute(sql_insert(EligibilityDocument), chunk)
+    for frame in documents:
+        for chunk in frame.iter_slices(2_000):
+            rows = chunk.with_columns(view_id=pl.lit(header.id)).to_dicts()
+            session.connection().execute(sql_insert(EligibilityDocument), rows)
     return header
 
 

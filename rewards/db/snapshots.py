@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import polars as pl
@@ -98,19 +98,25 @@ def insert(
 def read_rows(connection: Connection, snapshot_id: int) -> pl.DataFrame:
     """A snapshot's rows (SNAPSHOT_ROWS) in canonical order; raises CorruptSnapshot when a
     part no longer matches its hash."""
-    frames = []
+    frames = list(row_parts(connection, snapshot_id))
+    if not frames:
+        return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+    return pl.concat(frames)
+
+
+def row_parts(connection: Connection, snapshot_id: int) -> Iterator[pl.DataFrame]:
+    """A snapshot's rows (SNAPSHOT_ROWS) in canonical order, a stored part at a time, each
+    checked against its hash (CorruptSnapshot when it no longer matches)."""
     found = connection.execute(
         select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
         .where(col(SnapshotPart.snapshot_id) == snapshot_id)
         .order_by(col(SnapshotPart.part))
+        .execution_options(yield_per=1)
     )
     for part, digest, data in found:
         if hashlib.sha256(data).hexdigest() != digest:
             raise CorruptSnapshot(f"snapshot {snapshot_id} part {part}: SHA-256 mismatch")
-        frames.append(pl.read_parquet(io.BytesIO(data)))
-    if not frames:
-        return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
-    return pl.concat(frames).select(list(SNAPSHOT_ROWS))
+        yield pl.read_parquet(io.BytesIO(data)).select(list(SNAPSHOT_ROWS))
 
 
 def read_suppliers(connection: Connection, snapshot_id: int) -> pl.DataFrame:

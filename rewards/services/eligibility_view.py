@@ -8,22 +8,31 @@ nothing it depends on changed.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, Engine
 
 from rewards.archive import HeartbeatArchive
-from rewards.core import SeasonPolicy, owner_documents, started_epochs, to_us, view_rows
+from rewards.core import SeasonPolicy, started_epochs, to_us
 from rewards.db import eligibility_views as store
 from rewards.db.engine import unit_of_work
 from rewards.db.tables import EligibilityView
+from rewards.services.computing import (
+    ComputePlan,
+    fingerprint_by_shard,
+    read_by_shard,
+    rows_by_shard,
+)
 from rewards.services.errors import ServiceError
 from rewards.services.runs import exclusive_run
-from rewards.services.snapshot_runs import Stages, code_version, freeze_inputs
+from rewards.services.snapshot_runs import Stages, code_version
+from rewards.view_shards import view_documents
 
 ViewHeader = store.ViewHeader  # a view's header is a plain value: the doors may hold it
 KEEP_VIEWS = 2  # the newest, and the one before it for requests that started on it
@@ -49,21 +58,27 @@ def refresh_view(
     force: bool = False,
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
+    plan: ComputePlan | None = None,
 ) -> ViewOutcome:
-    """Rebuild the season's eligibility view as of now (raises JobBusy, ViewError)."""
-    stages = stages or Stages()
+    """Rebuild the season's eligibility view as of now (raises JobBusy, ViewError), shard
+    by shard as `plan` says (the same view whatever the plan)."""
+    stages, plan = stages or Stages(), plan or ComputePlan()
     season = policy.season_id
     as_of = clock()
     epochs = started_epochs(policy, to_us(as_of))
     if not epochs:
         raise ViewError(f"season {season} has not started yet")
-    with exclusive_run(
-        engine, job_id=f"eligibility-view:{season}", trigger=trigger, clock=clock, ttl=lock_ttl
-    ) as context:
+    with (
+        exclusive_run(
+            engine, job_id=f"eligibility-view:{season}", trigger=trigger, clock=clock, ttl=lock_ttl
+        ) as context,
+        tempfile.TemporaryDirectory(prefix="rewards-view-") as work,
+        plan.executor() as executor,
+    ):
         with stages.stage("read inputs"):
-            inputs = freeze_inputs(engine, policy, archive)
+            inputs = read_by_shard(engine, policy, Path(work), plan, archive)
         with stages.stage("fingerprint"):
-            prints = inputs.fingerprint()
+            prints = fingerprint_by_shard(inputs, policy, executor)
         identity = (prints, policy.policy_hash, code_version(), len(epochs), as_of >= policy.end)
         with engine.connect() as connection:
             newest = store.latest(connection, season)
@@ -79,10 +94,10 @@ def refresh_view(
                 return ViewOutcome(newest, created=False)
         context.renew()
         with stages.stage("compute"):
-            rows = view_rows(inputs.rows(policy, epochs), policy, to_us(as_of))
+            rows = rows_by_shard(inputs, policy, epochs, executor)
         context.renew()
         with stages.stage("render documents"):
-            documents = store.pack(owner_documents(rows, policy))
+            documents = view_documents(rows, policy, to_us(as_of), executor=executor)
         context.renew()
         with stages.stage("write"), unit_of_work(engine) as session:
             header = EligibilityView(
@@ -92,14 +107,14 @@ def refresh_view(
                 input_fingerprint=prints,
                 policy_hash=policy.policy_hash,
                 code_version=identity[2],
-                rows=rows.height,
-                owners=len(documents),
+                rows=documents.rows,
+                owners=documents.owners,
                 job_run_id=context.run_id,
                 computed_at=clock(),
             )
-            store.insert(session, header, documents)
+            store.insert(session, header, documents.packed())
             store.prune(session, season, KEEP_VIEWS)
-            context.stored = rows.height
+            context.stored = documents.rows
             made = ViewHeader(**header.model_dump())
     _headers.clear()  # this process reads the new view at once
     return ViewOutcome(made, created=True)

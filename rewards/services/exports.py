@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 
 from rewards.core import (
     CSV_INJECTION,
-    canonical_csv,
-    content_hash,
+    SNAPSHOT_ROWS,
+    canonical_csv_parts,
     csv_bytes,
     export_rows,
     leaf_hash,
@@ -43,7 +43,7 @@ from rewards.services.snapshots import (
     label,
     policy_of,
     stored_epochs,
-    stored_rows,
+    stored_row_parts,
     stored_suppliers,
     token_decimals,
 )
@@ -56,6 +56,7 @@ EXPORT_FILES = {
     "suppliers.parquet": "application/vnd.apache.parquet",
     MANIFEST: "application/json",
 }
+ROW_FILES = ("device_epochs.csv", "device_epochs.parquet")
 DELTAS = ["reward_before", "reward_after", "delta"]
 
 
@@ -109,27 +110,16 @@ def _sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class _Verified:
-    """A snapshot's stored content, checked against its content hash and Merkle root."""
+    """A snapshot's stored payouts, checked against its Merkle root (its rows are checked
+    against the content hash as they are written: `_write_rows`)."""
 
     snapshot: SnapshotRecord
     decimals: int
-    rows: pl.DataFrame | None  # None when only the suppliers were asked for
-    canonical: bytes | None
     suppliers: pl.DataFrame  # with each payout's leaf hash
 
 
-def _verified(engine: Engine, snapshot: SnapshotRecord, *, rows: bool) -> _Verified:
+def _verified(engine: Engine, snapshot: SnapshotRecord) -> _Verified:
     snapshot = current(engine, snapshot)
-    decimals = token_decimals(snapshot)
-    found, data = None, None
-    if rows:
-        found = stored_rows(engine, snapshot)
-        data = canonical_csv(found, decimals)
-        if content_hash(data) != snapshot.content_hash:
-            raise SnapshotConflict(
-                f"{label(snapshot)}: the stored rows do not hash to the snapshot's content "
-                f"hash ({content_hash(data)} != {snapshot.content_hash}); not exporting"
-            )
     suppliers = stored_suppliers(engine, snapshot)
     leaves = payout_leaves(suppliers, snapshot.season, snapshot.version)
     if merkle_root(leaves) != snapshot.merkle_root:
@@ -139,22 +129,59 @@ def _verified(engine: Engine, snapshot: SnapshotRecord, *, rows: bool) -> _Verif
     with_leaves = suppliers.with_columns(
         leaf_hash=pl.Series([leaf_hash(leaf).hex() for leaf in leaves], dtype=pl.String)
     )
-    return _Verified(snapshot, decimals, found, data, with_leaves)
+    return _Verified(snapshot, token_decimals(snapshot), with_leaves)
+
+
+def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[str]) -> int:
+    """The device-epoch files among `names` written into `directory` a stored part at a
+    time (a fleet's rows are never held whole); returns the rows. The canonical CSV's
+    SHA-256 must be the snapshot's content hash, or nothing is left behind."""
+    snapshot, decimals = content.snapshot, content.decimals
+    digest, rows = hashlib.sha256(), 0
+    csv_path, parquet_path = directory / "device_epochs.csv", directory / "device_epochs.parquet"
+    with tempfile.TemporaryDirectory(prefix="rewards-export-") as spill:
+        parts: list[Path] = []
+
+        def each_part() -> Iterator[pl.DataFrame]:
+            nonlocal rows
+            for frame in stored_row_parts(engine, snapshot):
+                rows += frame.height
+                if parquet_path.name in names:
+                    parts.append(Path(spill) / f"{len(parts):08d}.parquet")
+                    export_rows(frame, decimals).write_parquet(parts[-1])
+                yield frame
+
+        try:
+            with csv_path.with_suffix(".partial").open("wb") as csv:
+                for data in canonical_csv_parts(each_part(), decimals):
+                    digest.update(data)
+                    if csv_path.name in names:
+                        csv.write(data)
+            if digest.hexdigest() != snapshot.content_hash:
+                raise SnapshotConflict(
+                    f"{label(snapshot)}: the stored rows do not hash to the snapshot's content "
+                    f"hash ({digest.hexdigest()} != {snapshot.content_hash}); not exporting"
+                )
+            if csv_path.name in names:
+                csv_path.with_suffix(".partial").rename(csv_path)
+        finally:
+            csv_path.with_suffix(".partial").unlink(missing_ok=True)
+        if parquet_path.name in names:
+            table = pl.scan_parquet(parts) if parts else export_rows(_no_rows(), decimals).lazy()
+            table.sink_parquet(parquet_path)
+    return rows
+
+
+def _no_rows() -> pl.DataFrame:
+    return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
 
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:
-    """One data file of the export (not the manifest) into `directory`."""
-    if name == "device_epochs.csv":
-        assert content.canonical is not None
-        (directory / name).write_bytes(content.canonical)
-    elif name == "device_epochs.parquet":
-        assert content.rows is not None
-        export_rows(content.rows, content.decimals).write_parquet(directory / name)
-    elif name == "suppliers.csv":
-        table = _with_decimals(content.suppliers, content.decimals, ["reward"])
+    """One suppliers file of the export into `directory`."""
+    table = _with_decimals(content.suppliers, content.decimals, ["reward"])
+    if name == "suppliers.csv":
         (directory / name).write_bytes(csv_bytes(table))
     elif name == "suppliers.parquet":
-        table = _with_decimals(content.suppliers, content.decimals, ["reward"])
         table.write_parquet(directory / name)
     else:
         raise SnapshotError(f"no export file {name!r}")
@@ -164,18 +191,19 @@ def export(engine: Engine, snapshot: SnapshotRecord, out: Path) -> dict[str, Any
     """Write the finance export of `snapshot` to directory `out`; returns the manifest.
 
     device_epochs.csv is the canonical export: its SHA-256 is the snapshot's content hash,
-    checked here before anything is written.
+    checked as it is written; the export is renamed into place only when it matches.
     """
-    content = _verified(engine, snapshot, rows=True)
+    content = _verified(engine, snapshot)
     with fresh_directory(out) as directory:
+        rows = _write_rows(engine, content, directory, set(ROW_FILES))
         for name in EXPORT_FILES:
-            if name != MANIFEST:
+            if name != MANIFEST and name not in ROW_FILES:
                 _write_file(content, name, directory)
         files = {}
         for path in sorted(directory.iterdir()):
             fsync_path(path)  # the data is on disk before a manifest can vouch for it
             files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-        manifest = _manifest(engine, content, files)
+        manifest = _manifest(engine, content, rows, files)
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last
     return manifest
 
@@ -188,14 +216,18 @@ def export_file(engine: Engine, snapshot: SnapshotRecord, name: str, directory: 
         return directory / "export" / MANIFEST
     if name not in EXPORT_FILES:
         raise SnapshotError(f"no export file {name!r}")
-    content = _verified(engine, snapshot, rows=name.startswith("device_epochs"))
-    _write_file(content, name, directory)
+    content = _verified(engine, snapshot)
+    if name in ROW_FILES:
+        _write_rows(engine, content, directory, {name})
+    else:
+        _write_file(content, name, directory)
     return directory / name
 
 
-def _manifest(engine: Engine, content: _Verified, files: dict[str, Any]) -> dict[str, Any]:
+def _manifest(
+    engine: Engine, content: _Verified, rows: int, files: dict[str, Any]
+) -> dict[str, Any]:
     snapshot, suppliers = content.snapshot, content.suppliers
-    assert content.rows is not None
     return {
         "snapshot": label(snapshot),
         "season": snapshot.season,
@@ -216,7 +248,7 @@ def _manifest(engine: Engine, content: _Verified, files: dict[str, Any]) -> dict
             "hash": snapshot.published_audit_hash,
         },
         "token_decimals": content.decimals,
-        "rows": {"device_epochs": content.rows.height, "suppliers": suppliers.height},
+        "rows": {"device_epochs": rows, "suppliers": suppliers.height},
         "totals": {
             "pool": snapshot.total_pool,
             "paid": snapshot.total_paid,

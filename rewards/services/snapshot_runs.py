@@ -269,12 +269,13 @@ def run_snapshot(
     stages, plan = stages or Stages(), plan or ComputePlan()
     with (
         exclusive_run(
-        engine,
-        job_id=f"snapshot:{policy.season_id}",
-        trigger=trigger,
-        clock=clock,
-        ttl=lock_ttl,
-    ) as context, tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work,
+            engine,
+            job_id=f"snapshot:{policy.season_id}",
+            trigger=trigger,
+            clock=clock,
+            ttl=lock_ttl,
+        ) as context,
+        tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work,
         plan.executor() as executor,
     ):
         with stages.stage("read inputs"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,16 @@ def stored_rows(engine: Engine, snapshot: SnapshotRecord) -> pl.DataFrame:
     with engine.connect() as connection:
         try:
             return store.read_rows(connection, snapshot.id)
+        except store.CorruptSnapshot as exc:
+            raise SnapshotConflict(f"{label(snapshot)}: {exc}") from None
+
+
+def stored_row_parts(engine: Engine, snapshot: SnapshotRecord) -> Iterator[pl.DataFrame]:
+    """The snapshot's device-epoch rows (SNAPSHOT_ROWS) in canonical order, a stored part
+    at a time: what streams a fleet's snapshot without holding it."""
+    with engine.connect() as connection:
+        try:
+            yield from store.row_parts(connection, snapshot.id)
         except store.CorruptSnapshot as exc:
             raise SnapshotConflict(f"{label(snapshot)}: {exc}") from None
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from jobs.snapshots import view_job
 from rewards.db.eligibility_views import CorruptView
+from rewards.services.computing import ComputePlan
 from rewards.services.eligibility_view import (
     KEEP_VIEWS,
     ViewOutcome,
@@ -86,6 +87,35 @@ def test_each_supplier_reads_what_a_snapshot_of_the_same_inputs_says(ingested: E
         assert mine.get_column("in_progress").to_list() == [e == 11 for e in mine["epoch"]]
         seen += mine.height
     assert seen == expected.height == view.rows
+
+
+def documents(engine: Engine, view_id: int) -> list[tuple[str, int, str, bytes]]:
+    with engine.connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT owner_id, rows, sha256, document FROM eligibility_documents "
+                "WHERE view_id = :id ORDER BY owner_id"
+            ),
+            {"id": view_id},
+        )
+        return [(o, r, h, bytes(d)) for o, r, h, d in found]
+
+
+def test_any_compute_plan_builds_the_same_documents(ingested: Engine) -> None:
+    """One shard, or many spread over two worker processes (a supplier's devices in
+    several of them): every owner's document is the same bytes, and so is the header."""
+    declare_forced_upgrade(ingested)
+    first = refresh(ingested).view
+    expected = documents(ingested, first.id)
+    assert len(expected) == first.owners > 5
+    for plan in (ComputePlan(shard_devices=3), ComputePlan(shard_devices=7, workers=2)):
+        again = refresh(ingested, force=True, plan=plan).view
+        assert (again.rows, again.owners, again.input_fingerprint) == (
+            first.rows,
+            first.owners,
+            first.input_fingerprint,
+        )
+        assert documents(ingested, again.id) == expected
 
 
 def test_filters_by_device_and_epoch_never_cross_owners(ingested: Engine) -> None:

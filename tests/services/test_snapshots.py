@@ -27,11 +27,13 @@ from rewards.services.publication import RollbackRefused, publish
 from rewards.services.runs import JobBusy, recent_runs
 from rewards.services.snapshot_runs import RunOutcome, Stages, freeze_inputs, run_snapshot
 from rewards.services.snapshots import (
+    SnapshotConflict,
     SnapshotError,
     diff,
     proof,
     resolve,
     settle,
+    stored_row_parts,
     stored_rows,
     stored_suppliers,
 )
@@ -389,6 +391,34 @@ def test_one_export_file_is_built_alone_with_the_same_bytes_as_the_whole_export(
         if name != "manifest.json":  # the manifest vouches for every file, so needs them
             assert made == [name]
         assert path.read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_an_export_streams_the_stored_parts_and_refuses_rows_that_do_not_hash(
+    ingested: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored in many small parts, the export's files are those of the rows whole; when
+    the rows read back no longer hash to the content hash, nothing is exported, whole or
+    one file alone."""
+    monkeypatch.setattr("rewards.db.snapshots.PART_ROWS", 23)
+    snap = run(ingested).snapshot
+    export(ingested, snap, tmp_path / "whole")
+    rows = stored_rows(ingested, snap)
+    assert (tmp_path / "whole" / "device_epochs.csv").read_bytes() == canonical_csv(rows, 6)
+    exported = pl.read_parquet(tmp_path / "whole" / "device_epochs.parquet")
+    assert exported.drop("reward_decimal").equals(rows)
+    stored = stored_row_parts
+
+    def altered(engine: Engine, snapshot: object) -> object:  # storage changed underneath
+        for i, part in enumerate(stored(engine, snapshot)):  # type: ignore[arg-type]
+            yield part.with_columns(pl.col("reward") + (i == 2)) if i == 2 else part
+
+    monkeypatch.setattr("rewards.services.exports.stored_row_parts", altered)
+    for name in ("device_epochs.csv", "device_epochs.parquet"):
+        with pytest.raises(SnapshotConflict, match="do not hash to the snapshot's content"):
+            export_file(ingested, snap, name, tmp_path)
+    with pytest.raises(SnapshotConflict, match="do not hash"):
+        export(ingested, snap, tmp_path / "refused")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole"]
 
 
 def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engine) -> None:

@@ -1,0 +1,111 @@
+"""The eligibility view's documents made shard by shard (DESIGN 6, 8), never the season's
+rows at once.
+
+A supplier's document holds all their device-epochs, and their devices lie in many device
+shards. So each device shard's snapshot rows (`snapshot_rows_by_shard`) are first split by
+owner bucket (the owner's Iceberg bucket, core/shards.py), then each owner bucket is a task
+that gathers its rows from every device shard and renders and packs its owners' documents
+(core/eligibility_view.py). The driver only reads the packed documents back, a bucket at a
+time, to store them. The documents are those of the whole season's rows (tests/compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rewards.compute import SPILL, Executor, InProcess, ShardedSeason, in_groups
+from rewards.core import (
+    PACKED_DOCUMENTS,
+    SNAPSHOT_ROWS,
+    SeasonPolicy,
+    device_shards,
+    empty,
+    owner_documents,
+    pack_documents,
+    view_rows,
+)
+
+
+@dataclass(frozen=True)
+class ViewJob:
+    """What every view task needs besides its shard or bucket number (small)."""
+
+    season: ShardedSeason
+    policy: SeasonPolicy
+    as_of_us: int
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The packed documents of a view, by owner bucket, and what they hold."""
+
+    season: ShardedSeason
+    rows: int
+    owners: int
+
+    def packed(self) -> Iterator[pl.DataFrame]:
+        """PACKED_DOCUMENTS, an owner bucket at a time."""
+        for bucket in range(self.season.shards):
+            path = _documents(self.season, bucket)
+            if path.exists():
+                yield pl.read_parquet(path)
+
+
+def view_documents(
+    season: ShardedSeason,
+    policy: SeasonPolicy,
+    as_of_us: int,
+    *,
+    executor: Executor | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Documents:
+    """Every owner's document of the view as of `as_of_us`, from the snapshot rows each
+    shard has (after `snapshot_rows_by_shard`)."""
+    run, tell = executor or InProcess(), progress or (lambda _stage: None)
+    job = ViewJob(season, policy, as_of_us)
+    tasks = [(job, shard) for shard in range(season.shards)]
+    for _ in in_groups(run, _by_owner, tasks, tell, "owners"):
+        pass
+    rows = owners = 0
+    for done in in_groups(run, _render, tasks, tell, "documents"):
+        rows += sum(r for r, _ in done)
+        owners += sum(o for _, o in done)
+    return Documents(season, rows, owners)
+
+
+def _by_owner(job: ViewJob, shard: int) -> int:
+    """Task: a device shard's rows that have an owner, one file per owner bucket."""
+    season = job.season
+    path = season.root / "rows" / f"shard={shard}.parquet"
+    rows = pl.read_parquet(path) if path.exists() else empty(SNAPSHOT_ROWS)
+    owned = rows.filter(pl.col("owner_id").is_not_null())
+    owned = owned.with_columns(bucket=device_shards(owned.get_column("owner_id"), season.shards))
+    for (bucket,), part in owned.partition_by("bucket", as_dict=True).items():
+        folder = season.root / "view" / f"owner={bucket}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part.drop("bucket").write_parquet(folder / f"shard={shard}.parquet", compression=SPILL)
+    return owned.height
+
+
+def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
+    """Task: an owner bucket's documents rendered and packed into one file; returns its
+    rows and owners."""
+    season = job.season
+    parts = sorted((season.root / "view" / f"owner={bucket}").glob("*.parquet"))
+    if not parts:
+        return 0, 0
+    rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
+    packed = [pack_documents(d) for d in owner_documents(rows, job.policy)]
+    documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
+    path = _documents(season, bucket)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    documents.write_parquet(path, compression="uncompressed")  # already compressed
+    return rows.height, documents.height
+
+
+def _documents(season: ShardedSeason, bucket: int) -> Path:
+    return season.root / "documents" / f"owner={bucket}.parquet"
