@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fleet_intervals import density, fleet_intervals  # noqa: E402
 
 from bench.memory import peak_rss_mib  # noqa: E402
-from rewards.compute import InProcess, ProcessPool, ShardedSeason, compute, split_inputs  # noqa: E402
+from rewards.compute import ShardedSeason, compute, split_inputs  # noqa: E402
 from rewards.core import DEVICES, INCIDENTS, SeasonPolicy, device_epochs  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
+from rewards.executors import InProcess, ProcessPool  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
 
 OUT = ROOT / "bench" / "out"

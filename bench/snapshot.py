@@ -146,8 +146,6 @@ def set_up(args: argparse.Namespace) -> tuple[str, dict[str, int]]:
     kept = OUT / "snapshot-setup.json"
     if args.reuse:
         url, sizes = args.url.rsplit("/", 1)[0] + f"/{NAME}", json.loads(kept.read_text())
-        with make_engine(url).begin() as connection:  # a rerun, not a first run
-            connection.exec_driver_sql("TRUNCATE snapshots CASCADE")
     else:
         print(f"set-up: {args.devices:,} devices, 30 epochs ...", flush=True)
         started = time.perf_counter()
@@ -204,6 +202,7 @@ def main() -> None:
         lock_ttl=timedelta(minutes=30),
         stages=stages,
         plan=ComputePlan(args.shard_devices, args.workers),
+        force=True,  # a rerun: a new version even when a kept database has one already
     )
     destination = OUT / "snapshot-export"
     shutil.rmtree(destination, ignore_errors=True)
@@ -236,6 +235,8 @@ def main() -> None:
         clock=lambda: POLICY.end + timedelta(days=1),
         lock_ttl=timedelta(minutes=30),
         stages=view_stages,
+        plan=ComputePlan(args.shard_devices, args.workers),
+        force=True,
     )
     view_s = time.perf_counter() - view_began
     engine.dispose()

@@ -17,12 +17,10 @@ arguments the same way. Whatever runs them, the results are the same bytes as
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final
 
 import polars as pl
 
@@ -48,12 +46,7 @@ from rewards.core import (
     snapshot_rows,
     unpaid_device_epochs,
 )
-
-T = TypeVar("T")
-
-# Shards handed to the executor at once: progress is told, and the histograms are added
-# up, after each group.
-SHARDS_A_GROUP = 16
+from rewards.executors import Executor, InProcess, in_groups
 
 # Files written and read back within one computation: LZ4 writes and reads the fastest of
 # Parquet's codecs here, at about 1.5x the size of zstd.
@@ -64,45 +57,11 @@ SPILL: Final = "lz4"
 # own working memory.
 ROWS_PER_PART = 4_000_000
 
+# Devices whose snapshot rows are put in order together (about 0.6M rows at 30 epochs).
+DEVICES_A_RANGE = 20_000
 
-class Executor(Protocol):
-    """Runs one function over many argument tuples and returns the results in order."""
-
-    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]: ...
-
-
-class InProcess:
-    """Every task in this process, one after the other: memory is one shard's."""
-
-    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
-        return [fn(*task) for task in tasks]
-
-
-class ProcessPool:
-    """Tasks spread over `workers` local processes (started fresh, not forked: polars'
-    thread pool does not survive a fork)."""
-
-    def __init__(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-
-    def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
-        futures = [self._pool.submit(fn, *task) for task in tasks]
-        return [f.result() for f in futures]
-
-    def pids(self) -> list[int]:
-        """The worker processes' ids (for reports of their memory)."""
-        return sorted(self._pool._processes or {})  # the executor has no public accessor
-
-    def close(self) -> None:
-        self._pool.shutdown()
-
-    def __enter__(self) -> ProcessPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# The devices a split placed, and their shards (at the season's root).
+PLACEMENT = "placement.parquet"
 
 
 @dataclass(frozen=True)
@@ -148,17 +107,20 @@ class ShardedSeason:
                 frames.append(_with_rewards(pl.read_parquet(rows), found))
         return pl.concat(frames) if frames else empty(RESULTS)
 
+    def ordered_files(self) -> list[Path]:
+        """The snapshot rows (`snapshot_rows_by_shard`) in the canonical order (device_id,
+        then epoch): one file per range of device ids, the ranges in order."""
+        found = (self.root / "ordered").glob("range=*.parquet")
+        return sorted(found, key=lambda p: int(p.stem.split("=")[1]))
+
     def rows_in_order(self) -> Iterator[pl.DataFrame]:
-        """The snapshot rows of every shard (`snapshot_rows_by_shard`) in the canonical
-        order (device_id, then epoch), a batch at a time: a k-way merge of the shards'
-        sorted files, streamed (a device's rows are all in one shard)."""
-        files = sorted((self.root / "rows").glob("shard=*.parquet"))
-        if not files:
-            return
-        merged = pl.scan_parquet(files[0])
-        for path in files[1:]:
-            merged = merged.merge_sorted(pl.scan_parquet(path), key="device_id")
-        yield from merged.collect_batches()
+        """The snapshot rows in the canonical order, a device range at a time."""
+        for path in self.ordered_files():
+            yield pl.read_parquet(path)
+
+    def device_ids(self) -> pl.Series:
+        """Every device the split placed (sorted)."""
+        return pl.read_parquet(self.root / PLACEMENT).get_column("device_id").sort()
 
 
 def _with_rewards(rows: pl.DataFrame, rewards: list[Path]) -> pl.DataFrame:
@@ -202,6 +164,7 @@ def split_inputs(
     for kind, source in {"owners": owners, "near": near}.items():
         if source is not None:
             _split(season, kind, _batches(source), placement.known, rows_per_part)
+    placement.table.write_parquet(root / PLACEMENT, compression=SPILL)
     return season
 
 
@@ -214,20 +177,20 @@ class Placement:
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
-        self._table = pl.DataFrame(schema={"device_id": pl.String(), "shard": pl.UInt32()})
+        self.table = pl.DataFrame(schema={"device_id": pl.String(), "shard": pl.UInt32()})
 
     def of(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` with each row's shard (a column `shard`), new devices placed."""
         ids = frame.select(pl.col("device_id").unique())
-        new = ids.join(self._table, on="device_id", how="anti")
+        new = ids.join(self.table, on="device_id", how="anti")
         if new.height:
             placed = new.with_columns(shard=device_shards(new.get_column("device_id"), self.shards))
-            self._table = pl.concat([self._table, placed])
+            self.table = pl.concat([self.table, placed])
         return self.known(frame)
 
     def known(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame`'s rows of devices already placed, with their shard."""
-        return frame.join(self._table, on="device_id", maintain_order="left")
+        return frame.join(self.table, on="device_id", maintain_order="left")
 
 
 def _split(
@@ -303,34 +266,34 @@ def compute(
     return season
 
 
-def in_groups(
-    run: Executor,
-    fn: Callable[..., T],
-    tasks: Sequence[tuple[Any, ...]],
-    tell: Callable[[str], None],
-    stage: str,
-) -> Iterator[list[T]]:
-    """`fn` over `tasks` a group of shards at a time, telling the progress after each."""
-    for lo in range(0, len(tasks), SHARDS_A_GROUP):
-        yield run.map(fn, tasks[lo : lo + SHARDS_A_GROUP])
-        tell(f"{stage}: {min(lo + SHARDS_A_GROUP, len(tasks))} of {len(tasks)} shards")
-
-
 def snapshot_rows_by_shard(
     season: ShardedSeason,
     policy: SeasonPolicy,
     epochs: range,
     *,
     executor: Executor | None = None,
+    progress: Callable[[str], None] | None = None,
+    devices_a_range: int = DEVICES_A_RANGE,
 ) -> ShardedSeason:
-    """Each shard's snapshot rows (`snapshot_rows`: owners attached, sorted by device_id
-    then epoch) into `season`, after `compute`; read them with `rows_in_order`."""
+    """Each shard's snapshot rows (`snapshot_rows`: owners attached) into `season`, after
+    `compute`, then put in the canonical order (device_id, then epoch) one range of
+    `devices_a_range` device ids at a time, each range a task: read them with
+    `rows_in_order`. Memory is a shard's rows, or a range's, never the season's."""
+    run, tell = executor or InProcess(), progress or (lambda _stage: None)
     job = Job(season, policy, None)
-    (executor or InProcess()).map(_rows, [(job, shard, epochs) for shard in range(season.shards)])
+    ids = season.device_ids()
+    edges = ids.gather(list(range(devices_a_range, ids.len(), devices_a_range))).to_list()
+    tasks = [(job, shard, epochs, edges) for shard in range(season.shards)]
+    for _ in in_groups(run, _rows, tasks, tell, "rows"):
+        pass
+    ranges = [(job, r) for r in range(len(edges) + 1)]
+    for _ in in_groups(run, _order, ranges, tell, "order", "device ranges"):
+        pass
     return season
 
 
-def _rows(job: Job, shard: int, epochs: range) -> int:
+def _rows(job: Job, shard: int, epochs: range, edges: list[str]) -> int:
+    """Task: a shard's snapshot rows, one file per range of device ids (split at `edges`)."""
     season = job.season
     rows = snapshot_rows(
         season.shard_results(shard, epochs),
@@ -338,8 +301,25 @@ def _rows(job: Job, shard: int, epochs: range) -> int:
         epochs=epochs,
         epoch_length_us=job.policy.epoch_length_us,
     )
-    (season.root / "rows").mkdir(exist_ok=True)
-    rows.write_parquet(season.root / "rows" / f"shard={shard}.parquet", compression=SPILL)
+    where = pl.Series(edges, dtype=pl.String).search_sorted(rows.get_column("device_id"), "right")
+    for (index,), part in (
+        rows.with_columns(range=where).partition_by("range", as_dict=True).items()
+    ):
+        folder = season.root / "rows" / f"range={index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part.drop("range").write_parquet(folder / f"shard={shard}.parquet", compression=SPILL)
+    return rows.height
+
+
+def _order(job: Job, index: int) -> int:
+    """Task: one range's rows from every shard in the canonical order, in one file."""
+    root = job.season.root
+    parts = sorted((root / "rows" / f"range={index}").glob("*.parquet"))
+    if not parts:
+        return 0
+    rows = pl.concat([pl.read_parquet(p) for p in parts]).sort("device_id", "epoch")
+    (root / "ordered").mkdir(exist_ok=True)
+    rows.write_parquet(root / "ordered" / f"range={index}.parquet", compression=SPILL)
     return rows.height
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rewards.compute import SPILL, Executor, InProcess, ShardedSeason, in_groups
+from rewards.compute import SPILL, ShardedSeason
 from rewards.core import (
     HEARTBEATS,
     INCIDENT_VERSIONS,
@@ -31,6 +31,7 @@ from rewards.core import (
     fingerprint_parts,
     incident_versions_near,
 )
+from rewards.executors import Executor, InProcess, in_groups
 
 _SORTED = "sorted.parquet"
 

@@ -2,9 +2,9 @@
 rows at once.
 
 A supplier's document holds all their device-epochs, and their devices lie in many device
-shards. So each device shard's snapshot rows (`snapshot_rows_by_shard`) are first split by
-owner bucket (the owner's Iceberg bucket, core/shards.py), then each owner bucket is a task
-that gathers its rows from every device shard and renders and packs its owners' documents
+shards. So the snapshot rows (`snapshot_rows_by_shard`, a range of devices per file) are
+first split by owner bucket (the owner's Iceberg bucket, core/shards.py), then each owner
+bucket is a task that gathers its rows from every range and renders and packs its owners' documents
 (core/eligibility_view.py). The driver only reads the packed documents back, a bucket at a
 time, to store them. The documents are those of the whole season's rows (tests/compute).
 """
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
-from rewards.compute import SPILL, Executor, InProcess, ShardedSeason, in_groups
+from rewards.compute import SPILL, ShardedSeason
 from rewards.core import (
     PACKED_DOCUMENTS,
-    SNAPSHOT_ROWS,
     SeasonPolicy,
     device_shards,
     empty,
@@ -28,6 +27,7 @@ from rewards.core import (
     pack_documents,
     view_rows,
 )
+from rewards.executors import Executor, InProcess, in_groups
 
 
 @dataclass(frozen=True)
@@ -67,27 +67,26 @@ def view_documents(
     shard has (after `snapshot_rows_by_shard`)."""
     run, tell = executor or InProcess(), progress or (lambda _stage: None)
     job = ViewJob(season, policy, as_of_us)
-    tasks = [(job, shard) for shard in range(season.shards)]
-    for _ in in_groups(run, _by_owner, tasks, tell, "owners"):
+    ranges = [(job, path) for path in season.ordered_files()]
+    for _ in in_groups(run, _by_owner, ranges, tell, "owners", "device ranges"):
         pass
+    tasks = [(job, bucket) for bucket in range(season.shards)]
     rows = owners = 0
-    for done in in_groups(run, _render, tasks, tell, "documents"):
+    for done in in_groups(run, _render, tasks, tell, "documents", "owner buckets"):
         rows += sum(r for r, _ in done)
         owners += sum(o for _, o in done)
     return Documents(season, rows, owners)
 
 
-def _by_owner(job: ViewJob, shard: int) -> int:
-    """Task: a device shard's rows that have an owner, one file per owner bucket."""
+def _by_owner(job: ViewJob, path: Path) -> int:
+    """Task: a device range's rows that have an owner, one file per owner bucket."""
     season = job.season
-    path = season.root / "rows" / f"shard={shard}.parquet"
-    rows = pl.read_parquet(path) if path.exists() else empty(SNAPSHOT_ROWS)
-    owned = rows.filter(pl.col("owner_id").is_not_null())
+    owned = pl.read_parquet(path).filter(pl.col("owner_id").is_not_null())
     owned = owned.with_columns(bucket=device_shards(owned.get_column("owner_id"), season.shards))
     for (bucket,), part in owned.partition_by("bucket", as_dict=True).items():
         folder = season.root / "view" / f"owner={bucket}"
         folder.mkdir(parents=True, exist_ok=True)
-        part.drop("bucket").write_parquet(folder / f"shard={shard}.parquet", compression=SPILL)
+        part.drop("bucket").write_parquet(folder / path.name, compression=SPILL)
     return owned.height
 
 

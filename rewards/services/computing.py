@@ -16,19 +16,12 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.archive import HeartbeatArchive
-from rewards.compute import (
-    Executor,
-    InProcess,
-    ProcessPool,
-    ShardedSeason,
-    compute,
-    snapshot_rows_by_shard,
-    split_inputs,
-)
+from rewards.compute import ShardedSeason, compute, snapshot_rows_by_shard, split_inputs
 from rewards.core import SeasonPolicy
 from rewards.db.engine import consistent_read
 from rewards.db.heartbeats import interval_batches, interval_devices
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
+from rewards.executors import Executor, InProcess, ProcessPool
 from rewards.frozen import freeze
 from rewards.services.versions import heartbeats_near
 

@@ -14,8 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.compute import (
-    InProcess,
-    ProcessPool,
     ShardedSeason,
     compute,
     snapshot_rows_by_shard,
@@ -31,6 +29,7 @@ from rewards.core import (
     snapshot_rows,
 )
 from rewards.core.shards import FINE_BUCKETS, bucket
+from rewards.executors import InProcess, ProcessPool
 from rewards.frozen import freeze
 from tests.core.test_eligibility_properties import P, incident, meta, run
 from tests.core.test_row_summary import owner_history, owners_frame
@@ -135,12 +134,14 @@ def test_shard_counts_out_of_range_are_refused(tmp_path: Path) -> None:
     history=owner_history,
     shards=st.sampled_from([1, 2, 7]),
     first=st.integers(0, 2),
+    devices_a_range=st.sampled_from([1, 2, 1000]),
 )
 def test_snapshot_rows_by_shard_stream_in_the_canonical_order(  # type: ignore[no-untyped-def]
-    runs, raw_incidents, meta, history, shards, first
+    runs, raw_incidents, meta, history, shards, first, devices_a_range
 ) -> None:
-    """The shards' snapshot rows, merged, are `snapshot_rows` of the whole fleet's results:
-    the same rows, owners and order (device_id, then epoch), for any epochs chosen."""
+    """The shards' snapshot rows, put in order a range of devices at a time, are
+    `snapshot_rows` of the whole fleet's results: the same rows, owners and order
+    (device_id, then epoch), for any epochs and range size."""
     inputs = frames(runs, raw_incidents, meta)
     owners = owners_frame(history)
     epochs = range(first, P.epoch_count)
@@ -158,8 +159,10 @@ def test_snapshot_rows_by_shard_stream_in_the_canonical_order(  # type: ignore[n
             rows_per_part=5,
         )
         compute(season, P, incidents=inputs["incidents"])
-        snapshot_rows_by_shard(season, P, epochs)
+        snapshot_rows_by_shard(season, P, epochs, devices_a_range=devices_a_range)
         batches = list(season.rows_in_order())
+        if devices_a_range == 1:
+            assert len(batches) == expected.get_column("device_id").n_unique()
     result = pl.concat(batches) if batches else expected.clear()
     assert result.equals(expected)
     assert result.schema == expected.schema
