@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import polars as pl
+import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -90,30 +91,45 @@ def read_frames(
     query = re.sub(r"(?<!:):([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
     booleans = [c for c, t in schema.items() if t == pl.Boolean]
     text_schema = {c: (pl.String() if c in booleans else t) for c, t in schema.items()}
-    pending = bytearray()
-
-    def parse(end: int) -> pl.DataFrame:
-        frame = pl.read_csv(bytes(pending[:end]), has_header=False, schema=text_schema)
-        del pending[:end]
-        return frame.with_columns(pl.col(c) == "t" for c in booleans)
-
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", dict(params)) as copy,
-    ):
-        for block in copy:
-            pending += block
-            if len(pending) >= read_bytes:  # parse as it comes: the text is not held whole
-                yield parse(_last_row_end(pending))
-    if pending:
-        yield parse(len(pending))
+    copy = f"COPY ({query}) TO STDOUT WITH (FORMAT csv)"
+    for chunk in _copy_chunks(raw, copy, dict(params), read_bytes):
+        frame = pl.read_csv(chunk, has_header=False, schema=text_schema)
+        yield frame.with_columns(pl.col(c) == "t" for c in booleans)
 
 
-def _last_row_end(data: bytearray) -> int:
-    """The end of the last whole CSV row in `data` (0 if none): after a newline with an
-    even number of quotes before it (a quoted field may hold a newline; a quote inside a
-    field is doubled)."""
-    end = data.rfind(b"\n")
+def _copy_chunks(
+    raw: psycopg.Connection[Any], copy: str, params: dict[str, object], read_bytes: int
+) -> Iterator[bytes]:
+    """The text of a `COPY ... TO STDOUT` in chunks of about `read_bytes`, each ending at
+    a row's end. psycopg hands the text over a row at a time (a season's intervals are
+    44M blocks): each is copied into one buffer at once and let go, as holding them (a
+    list of blocks joined later) made reading 2.7x slower."""
+    buffer = bytearray(read_bytes + (1 << 20))
+    view, used = memoryview(buffer), 0
+    with raw.cursor() as cursor, cursor.copy(copy, params) as rows:
+        for block in rows:
+            size = len(block)
+            if used + size > len(buffer):  # a row longer than the room left
+                view.release()
+                buffer.extend(bytes(used + size - len(buffer)))
+                view = memoryview(buffer)
+            view[used : used + size] = block
+            used += size
+            if used >= read_bytes:
+                end = _last_row_end(buffer, used)
+                yield bytes(view[:end])
+                view[: used - end] = view[end:used]
+                used -= end
+    if used:
+        yield bytes(view[:used])
+
+
+def _last_row_end(data: bytes | bytearray, stop: int | None = None) -> int:
+    """The end of the last whole CSV row in `data[:stop]` (0 if none): after a newline
+    with an even number of quotes before it (a quoted field may hold a newline; a quote
+    inside a field is doubled)."""
+    stop = len(data) if stop is None else stop
+    end = data.rfind(b"\n", 0, stop)
     while end >= 0 and data.count(b'"', 0, end) % 2:
         end = data.rfind(b"\n", 0, end)
     return end + 1

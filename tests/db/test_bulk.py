@@ -79,3 +79,15 @@ def test_a_cut_falls_only_between_rows(values: list[str | None], cut: int) -> No
         else frame.clear()
     )
     assert pl.concat([head, rest]).equals(frame)
+
+
+def test_a_row_longer_than_the_read_buffer_is_read_whole(probe: dict[str, Engine]) -> None:
+    big = 'x,"\n' * (600 << 10)  # 2.4 MiB: longer than the buffer of a small read
+    rows = [{"n": 0, "word": "a", "flag": True}, {"n": 1, "word": big, "flag": False}]
+    engine = probe["postgresql"]
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM bulk_probe"))
+        connection.execute(text("INSERT INTO bulk_probe VALUES (:n, :word, :flag)"), rows)
+    with engine.connect() as connection:
+        found = read_frame(connection, QUERY, {}, SCHEMA, read_bytes=10)
+    assert found.get_column("word").to_list() == ["a", big]
