@@ -9,6 +9,9 @@ to sort the archive of the run before.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 
@@ -29,3 +32,34 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
+
+
+class ChildPeaks:
+    """The largest peak resident set (VmHWM) of this process's children while it runs, in
+    MiB, sampled every `every_s` from a thread (worker processes started inside the code
+    being measured, which hands out no pids)."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.peak = 0.0
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(self._every):
+            try:
+                children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+            except OSError:
+                continue
+            for pid in children:
+                with contextlib.suppress(OSError):  # ended meanwhile
+                    self.peak = max(self.peak, peak_rss_mib(pid))
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

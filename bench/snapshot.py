@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fleet_intervals import density, fleet_intervals  # noqa: E402
 
-from bench.memory import peak_rss_mib, reset_peak  # noqa: E402
+from bench.memory import ChildPeaks, peak_rss_mib, reset_peak  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.db.bulk import load_frame  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
@@ -190,25 +190,26 @@ def main() -> None:
 
     stages = Stages(on_stage=begin)
     peak_reset = reset_peak()  # from here on, the run's own peak
-    began = time.perf_counter()
-    outcome = run_snapshot(
-        engine,
-        POLICY,
-        epochs=range(POLICY.epoch_count),
-        trigger="manual",
-        triggered_by="bench",
-        reason="full-season rerun",
-        clock=lambda: datetime.now(UTC),
-        lock_ttl=timedelta(minutes=30),
-        stages=stages,
-        plan=ComputePlan(args.shard_devices, args.workers),
-        force=True,  # a rerun: a new version even when a kept database has one already
-    )
-    destination = OUT / "snapshot-export"
-    shutil.rmtree(destination, ignore_errors=True)
-    with stages.stage("export (read back, verify hash, CSV + Parquet + manifest)"):
-        export(engine, outcome.snapshot, destination)
-    total = time.perf_counter() - began
+    with ChildPeaks() as workers:
+        began = time.perf_counter()
+        outcome = run_snapshot(
+            engine,
+            POLICY,
+            epochs=range(POLICY.epoch_count),
+            trigger="manual",
+            triggered_by="bench",
+            reason="full-season rerun",
+            clock=lambda: datetime.now(UTC),
+            lock_ttl=timedelta(minutes=30),
+            stages=stages,
+            plan=ComputePlan(args.shard_devices, args.workers),
+            force=True,  # a rerun: a new version even when a kept database has one already
+        )
+        destination = OUT / "snapshot-export"
+        shutil.rmtree(destination, ignore_errors=True)
+        with stages.stage("export (read back, verify hash, CSV + Parquet + manifest)"):
+            export(engine, outcome.snapshot, destination)
+        total = time.perf_counter() - began
     run_peak = peak_rss_mib()
     # the eligibility view of the whole season, from the same database (DESIGN 6)
     reset_peak()
@@ -227,17 +228,18 @@ def main() -> None:
         )
         return
     view_stages = Stages(on_stage=lambda name: print(f"  view: {name} ...", flush=True))
-    view_began = time.perf_counter()
-    refresh_view(
-        engine,
-        POLICY,
-        trigger="bench",
-        clock=lambda: POLICY.end + timedelta(days=1),
-        lock_ttl=timedelta(minutes=30),
-        stages=view_stages,
-        plan=ComputePlan(args.shard_devices, args.workers),
-        force=True,
-    )
+    with ChildPeaks() as view_workers:
+        view_began = time.perf_counter()
+        refresh_view(
+            engine,
+            POLICY,
+            trigger="bench",
+            clock=lambda: POLICY.end + timedelta(days=1),
+            lock_ttl=timedelta(minutes=30),
+            stages=view_stages,
+            plan=ComputePlan(args.shard_devices, args.workers),
+            force=True,
+        )
     view_s = time.perf_counter() - view_began
     engine.dispose()
 
@@ -252,12 +254,14 @@ def main() -> None:
         "total_over_compute": round(total / stages.seconds["compute"], 2),
         "peak_rss_mib": run_peak if peak_reset else None,
         "peak_mib_as_each_stage_began": peaks,
+        "worker_peak_rss_mib": workers.peak,  # the largest worker's, snapshot run and export
         "shard_devices": args.shard_devices,
         "workers": args.workers,
         "target_s": 90,
         "view_s": round(view_s, 1),
         "view_stages_s": {k: round(v, 1) for k, v in view_stages.seconds.items()},
         "view_peak_rss_mib": peak_rss_mib() if peak_reset else None,
+        "view_worker_peak_rss_mib": view_workers.peak,
         "view_target_s": 60,
     }
     (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")

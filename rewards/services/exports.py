@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 from sqlalchemy import Engine
 
 from rewards.core import (
@@ -134,42 +135,66 @@ def _verified(engine: Engine, snapshot: SnapshotRecord) -> _Verified:
 
 def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[str]) -> int:
     """The device-epoch files among `names` written into `directory` a stored part at a
-    time (a fleet's rows are never held whole); returns the rows. The canonical CSV's
-    SHA-256 must be the snapshot's content hash, or nothing is left behind."""
+    time, in one pass (a fleet's rows are never held whole, nor read twice); returns the
+    rows. The canonical CSV's SHA-256 must be the snapshot's content hash, or nothing is
+    left behind."""
     snapshot, decimals = content.snapshot, content.decimals
-    digest, rows = hashlib.sha256(), 0
+    digest, counted, failed = hashlib.sha256(), [0], []
     csv_path, parquet_path = directory / "device_epochs.csv", directory / "device_epochs.parquet"
-    with tempfile.TemporaryDirectory(prefix="rewards-export-") as spill:
-        parts: list[Path] = []
+    partial = {path: path.with_name(path.name + ".partial") for path in (csv_path, parquet_path)}
+    try:
+        with partial[csv_path].open("wb") as csv:
 
-        def each_part() -> Iterator[pl.DataFrame]:
-            nonlocal rows
-            for frame in stored_row_parts(engine, snapshot):
-                rows += frame.height
-                if parquet_path.name in names:
-                    parts.append(Path(spill) / f"{len(parts):08d}.parquet")
-                    export_rows(frame, decimals).write_parquet(parts[-1])
-                yield frame
+            def exported(*_pushdown: object) -> Iterator[pl.DataFrame]:
+                """The parts as export rows, the canonical CSV hashed and written on the way
+                (an error is kept for after the Parquet writer has stopped)."""
+                try:
+                    for data, frame in _csv_and_frames(engine, snapshot, decimals):
+                        digest.update(data)
+                        if csv_path.name in names:
+                            csv.write(data)
+                        if frame is not None:
+                            counted[0] += frame.height
+                            yield export_rows(frame, decimals)
+                except Exception as exc:
+                    failed.append(exc)
 
-        try:
-            with csv_path.with_suffix(".partial").open("wb") as csv:
-                for data in canonical_csv_parts(each_part(), decimals):
-                    digest.update(data)
-                    if csv_path.name in names:
-                        csv.write(data)
-            if digest.hexdigest() != snapshot.content_hash:
-                raise SnapshotConflict(
-                    f"{label(snapshot)}: the stored rows do not hash to the snapshot's content "
-                    f"hash ({digest.hexdigest()} != {snapshot.content_hash}); not exporting"
-                )
-            if csv_path.name in names:
-                csv_path.with_suffix(".partial").rename(csv_path)
-        finally:
-            csv_path.with_suffix(".partial").unlink(missing_ok=True)
-        if parquet_path.name in names:
-            table = pl.scan_parquet(parts) if parts else export_rows(_no_rows(), decimals).lazy()
-            table.sink_parquet(parquet_path)
-    return rows
+            if parquet_path.name in names:
+                schema = export_rows(_no_rows(), decimals).schema
+                register_io_source(exported, schema=schema).sink_parquet(partial[parquet_path])
+            else:
+                for _ in exported():
+                    pass
+        if failed:
+            raise failed[0]
+        if digest.hexdigest() != snapshot.content_hash:
+            raise SnapshotConflict(
+                f"{label(snapshot)}: the stored rows do not hash to the snapshot's content "
+                f"hash ({digest.hexdigest()} != {snapshot.content_hash}); not exporting"
+            )
+        for path in (csv_path, parquet_path):
+            if path.name in names:
+                partial[path].rename(path)
+    finally:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+    return counted[0]
+
+
+def _csv_and_frames(
+    engine: Engine, snapshot: SnapshotRecord, decimals: int
+) -> Iterator[tuple[bytes, pl.DataFrame | None]]:
+    """Each stored part's canonical CSV bytes (the header once) with the part; the header
+    alone, without a part, when there are no rows."""
+    current: list[pl.DataFrame] = []
+
+    def tapped() -> Iterator[pl.DataFrame]:
+        for frame in stored_row_parts(engine, snapshot):
+            current[:] = [frame]
+            yield frame
+
+    for data in canonical_csv_parts(tapped(), decimals):
+        yield data, (current.pop() if current else None)
 
 
 def _no_rows() -> pl.DataFrame:
