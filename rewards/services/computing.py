@@ -81,7 +81,7 @@ def read_by_shard(
         devices, owners = devices_frame(session), owners_frame(session)
         season = split_inputs(
             root,
-            plan.shards(max(interval_devices(connection), devices.height)),
+            plan.shards(max(interval_devices(connection), devices["device_id"].n_unique())),
             interval_batches(connection),
             devices=devices.lazy(),
             owners=owners.lazy(),

@@ -113,7 +113,9 @@ def freeze_inputs(
     engine: Engine, policy: SeasonPolicy, archive: HeartbeatArchive | None = None
 ) -> Inputs:
     """Read the inputs as of one moment, so a concurrent ingest is wholly in or wholly out
-    (the archive's heartbeats before an incident's start are long written by then)."""
+    (the archive's heartbeats before an incident's start are long written by then), whole:
+    the plain reading that runs by shard (`computing.read_by_shard`) are checked against,
+    fine at demo size and too big for a fleet."""
     with consistent_read(engine) as (connection, session):
         confirmed = incidents_frame(incidents(session, "confirmed"))
         intervals = load_intervals(connection)
