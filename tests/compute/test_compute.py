@@ -214,3 +214,27 @@ def test_inputs_frozen_by_shard_have_the_whole_inputs_fingerprint(  # type: igno
             assert not list(season.shard_dir("intervals", shard).glob("part-*"))
     key = ["incident_id", "device_id"]
     assert pl.concat(found).sort(key).equals(versions.sort(key))
+
+
+def test_a_freeze_task_retried_after_it_sorted_but_before_it_cleaned_up_counts_once(
+    tmp_path: Path,
+) -> None:
+    """A worker killed between writing a shard's sorted file and removing its unsorted
+    parts: the retry reads the sorted file, not both, and removes the parts."""
+    inputs = _fleet()
+    small = {"incidents": inputs["incidents"], "devices": inputs["devices"]}
+    owners = owners_frame([])
+    expected = freeze(
+        split_inputs(tmp_path / "a", 3, inputs["intervals"].iter_slices(50), rows_per_part=50),
+        P,
+        **small,
+        owners=owners,
+    )
+    season = split_inputs(tmp_path / "b", 3, inputs["intervals"].iter_slices(50), rows_per_part=50)
+    folder = season.shard_dir("intervals", 1)
+    assert len(list(folder.glob("part-*.parquet"))) > 1
+    whole = season.read("intervals", 1, dict(INTERVALS)).sort("device_id", "start")
+    whole.write_parquet(folder / "sorted.parquet")  # the killed attempt got this far
+    assert freeze(season, P, **small, owners=owners) == expected
+    assert sorted(p.name for p in folder.iterdir()) == ["sorted.parquet"]
+    assert season.read("intervals", 1, dict(INTERVALS)).equals(whole)
