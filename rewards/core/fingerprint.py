@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import polars as pl
 
+from rewards.core.frames import increasing
 from rewards.core.shards import device_buckets
 
 FORMAT = b"ignition-rewards input fingerprint v2\n"
@@ -123,19 +124,6 @@ def _sorted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     them: intervals arrive sorted by device and time, and sorting 44M rows by every column
     took most of the fingerprint's time at fleet size."""
     by_first = frame.sort(keys[0], maintain_order=True)
-    if len(keys) >= 3 and _strictly_increasing(by_first, keys[:3]):
+    if len(keys) >= 3 and increasing(by_first, *keys[:3], strict=True):
         return by_first
     return frame.sort(keys, nulls_last=True)
-
-
-def _strictly_increasing(frame: pl.DataFrame, keys: list[str]) -> bool:
-    if frame.height < 2:
-        return True
-    if any(frame.get_column(k).null_count() for k in keys):
-        return False
-    step = pl.lit(False)
-    for i in reversed(range(len(keys))):
-        column = pl.col(keys[i])
-        up = column > column.shift(1)
-        step = up if i == len(keys) - 1 else up | ((column == column.shift(1)) & step)
-    return bool(frame.select(step.slice(1).all()).item())

@@ -136,17 +136,19 @@ def empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict(schema))
 
 
-def increasing(frame: pl.DataFrame, first: str, second: str, *, strict: bool = False) -> bool:
-    """Whether the rows go up by (first, second) (strictly: no two rows equal on both),
-    in one pass over the two columns. Nulls are not ordered here: a column with any is
-    never taken as sorted."""
+def increasing(frame: pl.DataFrame, *keys: str, strict: bool = False) -> bool:
+    """Whether the rows go up by `keys` in order (strictly: no two rows equal on all of
+    them), in one pass over those columns. Nulls are not ordered here: a column with any
+    is never taken as sorted."""
     if frame.height < 2:
         return True
-    if frame.get_column(first).null_count() or frame.get_column(second).null_count():
+    if any(frame.get_column(k).null_count() for k in keys):
         return False
-    a, b = pl.col(first), pl.col(second)
-    later = (b > b.shift(1)) if strict else (b >= b.shift(1))
-    step = (a > a.shift(1)) | ((a == a.shift(1)) & later)
+    last = pl.col(keys[-1])
+    step = (last > last.shift(1)) if strict else (last >= last.shift(1))
+    for key in reversed(keys[:-1]):
+        column = pl.col(key)
+        step = (column > column.shift(1)) | ((column == column.shift(1)) & step)
     return bool(frame.select(step.slice(1).all()).item())
 
 

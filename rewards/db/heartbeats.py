@@ -301,7 +301,7 @@ def interval_batches(connection: Connection) -> Iterator[pl.DataFrame]:
     particular order: a season's worth is never held whole here."""
     batches = read_frames(connection, f"SELECT * FROM {_every_interval()}", {}, _INTERVAL_INTS)  # noqa: S608
     for batch in batches:
-        yield batch.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+        yield _as_time(batch)
 
 
 def interval_devices(connection: Connection) -> int:

@@ -28,6 +28,7 @@ from rewards.core import (
     SNAPSHOT_ROWS,
     canonical_csv_parts,
     csv_bytes,
+    empty,
     export_rows,
     leaf_hash,
     merkle_root,
@@ -160,7 +161,7 @@ def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[
                     failed.append(exc)
 
             if parquet_path.name in names:
-                schema = export_rows(_no_rows(), decimals).schema
+                schema = export_rows(empty(SNAPSHOT_ROWS), decimals).schema
                 register_io_source(exported, schema=schema).sink_parquet(partial[parquet_path])
             else:
                 for _ in exported():
@@ -195,10 +196,6 @@ def _csv_and_frames(
 
     for data in canonical_csv_parts(tapped(), decimals):
         yield data, (current.pop() if current else None)
-
-
-def _no_rows() -> pl.DataFrame:
-    return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
 
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:

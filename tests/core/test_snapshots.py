@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from itertools import pairwise
 
 import polars as pl
 import pytest
@@ -15,7 +16,7 @@ from rewards.core.canonical_export import canonical_csv, content_hash, reward_de
 from rewards.core.diffs import adjustments, diff_rows, diff_suppliers, summarize
 from rewards.core.epochs import closed_epochs
 from rewards.core.fingerprint import combine_fingerprint, fingerprint, fingerprint_parts
-from rewards.core.frames import TIME, from_us, to_us
+from rewards.core.frames import TIME, from_us, increasing, to_us
 from rewards.core.merkle import merkle_proof, merkle_root, payout_leaves, verify_proof
 from rewards.core.shards import device_shards
 from rewards.core.snapshot_rows import (
@@ -391,3 +392,21 @@ def test_the_fingerprint_made_shard_by_shard_is_that_of_the_whole(
         if set(halves[0]["bucket"]) & set(halves[1]["bucket"]):
             with pytest.raises(ValueError, match="more than one part"):
                 combine_fingerprint({"f": (schemas["f"], halves)})
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.none() | st.integers(0, 2))),
+    st.booleans(),
+)
+def test_increasing_by_any_keys_is_the_plain_lexicographic_check(
+    rows: list[tuple[int, int, int | None]], strict: bool
+) -> None:
+    frame = pl.DataFrame(rows, schema={"a": pl.Int64, "b": pl.Int64, "c": pl.Int64}, orient="row")
+    for keys in (("a", "b"), ("a", "b", "c")):
+        values = [tuple(r[: len(keys)]) for r in rows]
+        if len(rows) >= 2 and any(v is None for t in values for v in t):
+            expected = False
+        else:
+            pairs = list(pairwise(values))
+            expected = all(x < y if strict else x <= y for x, y in pairs)
+        assert increasing(frame, *keys, strict=strict) == expected
