@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from rewards.core import SeasonPolicy
 from rewards.services.archive import open_archive
-from rewards.services.computing import ComputePlan
+from rewards.services.computing import plan_of
 from rewards.services.eligibility_view import ViewError, ViewHeader, refresh_view
+from rewards.services.errors import ComputeUnavailable
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import JobBusy
 from rewards.services.snapshot_runs import run_due
@@ -45,12 +46,12 @@ def snapshot_job(
                 lock_ttl=settings.job_lock,
                 archive=open_archive(settings.archive_url),
                 clock=clock,
-                plan=ComputePlan(settings.shard_devices, settings.compute_workers),
+                plan=plan_of(settings),
             )
         except JobBusy as busy:
             log.warning("%s", busy)
             return None
-        except SnapshotError as exc:
+        except (SnapshotError, ComputeUnavailable) as exc:
             log.error("scheduled snapshot failed: %s", exc)
             return None
         if outcome is None:
@@ -77,13 +78,16 @@ def view_job(
                 clock=clock,
                 lock_ttl=settings.job_lock,
                 archive=open_archive(settings.archive_url),
-                plan=ComputePlan(settings.shard_devices, settings.compute_workers),
+                plan=plan_of(settings),
             )
         except JobBusy as busy:
             log.warning("%s", busy)
             return None
         except ViewError as exc:
             log.info("eligibility view: %s", exc)
+            return None
+        except ComputeUnavailable as exc:
+            log.error("eligibility view failed: %s", exc)
             return None
         if outcome.created:
             log.info("eligibility view %s: %d device-epochs", outcome.view.id, outcome.view.rows)

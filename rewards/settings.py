@@ -31,6 +31,8 @@ from rewards.core import DetectorSettings, IngestLimits, RetryPolicy, SurgePolic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
+# a Dask scheduler's address: tcp:// or tls://, a host and a port, nothing else
+SCHEDULER = r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]{1,200}:[0-9]{1,5}$"
 
 Positive = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -84,6 +86,11 @@ class Settings(BaseSettings):
     # processes (0: one after the other in the run's own process); results are the same
     shard_devices: PositiveInt = 50_000
     compute_workers: Annotated[int, Field(ge=0)] = 0
+    # or a Dask distributed scheduler that runs the shards instead (tcp://host:8786); its
+    # workers need this package and the work folder: compute_work_dir (default: the system's
+    # temporary folder) must then be a mount they share at the same path
+    compute_scheduler: Annotated[str | None, Field(pattern=SCHEDULER)] = None
+    compute_work_dir: Path | None = None
 
     outage_drop_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
     outage_window_s: PositiveInt = 900

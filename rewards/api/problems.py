@@ -177,6 +177,7 @@ _OF_SERVICE = {
     "conflict": TYPES["conflict"],
     "busy": TYPES["conflict"],
     "rollback-refused": TYPES["rollback-refused"],
+    "unavailable": TYPES["unavailable"],
 }
 
 

@@ -1,7 +1,8 @@
 """The `rewards` command: parse, call one service, print. Bad input is a message, not a
 traceback; exit codes: 0 done, 1 the work failed (see the message), 2 bad input or
 settings, 3 another process holds the job. A service's refusal (`ServiceError`) is
-answered here once, in `main`: its message, exit 3 when busy, else 2.
+answered here once, in `main`: its message, exit 3 when busy, 1 when something the work
+needs is unavailable (a compute cluster), else 2.
 
 This module is the command tree: the root app with its commands and groups, in the order
 `rewards --help` lists them; each group's commands live in their own module."""
@@ -55,7 +56,7 @@ def main() -> None:
         app()
     except ServiceError as exc:  # a use case's refusal, answered the same way by every command
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(3 if exc.kind == "busy" else 2)
+        sys.exit({"busy": 3, "unavailable": 1}.get(exc.kind, 2))
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

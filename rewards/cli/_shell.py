@@ -6,6 +6,7 @@ The database and season services are imported inside the helpers that use them, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -14,10 +15,12 @@ import typer
 from rich.console import Console
 
 from rewards.core import PolicyError, SeasonPolicy
-from rewards.settings import Settings, SettingsError, get_settings
+from rewards.settings import SCHEDULER, Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from rewards.services.computing import ComputePlan
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -41,6 +44,33 @@ class Shell:
             return open_database(self.settings.sqlalchemy_url, serving=serving)
         except DatabaseNotReady as exc:
             fail(str(exc))
+
+    def plan(self, *, workers: int | None = None, scheduler: str | None = None) -> ComputePlan:
+        """How a run computes its shards: `--scheduler`, else `--workers` local processes,
+        else the settings (compute_scheduler, then compute_workers)."""
+        from rewards.services.computing import ComputePlan, plan_of
+
+        configured = plan_of(self.settings)
+        if scheduler is None and workers is None:
+            return configured
+        return ComputePlan(configured.shard_devices, workers or 0, scheduler, configured.work_dir)
+
+
+def _scheduler(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(SCHEDULER, value):
+        raise typer.BadParameter(f"{value!r}: expected a Dask scheduler as tcp://host:port")
+    return value
+
+
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        callback=_scheduler,
+        help="Run the device shards on this Dask scheduler (tcp://host:port; default: the "
+        "compute_scheduler setting). Same results, byte for byte.",
+    ),
+]
 
 
 def shell() -> Shell:

@@ -7,14 +7,17 @@ fast."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
 import typer
 
-from rewards.cli._shell import _season_shell, err, fail, out, utc_now
+from rewards.cli._shell import SchedulerOption, _season_shell, err, fail, out, utc_now
 from rewards.core import PolicyError
 from rewards.settings import SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from rewards.services.computing import ComputePlan
 
 eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
 
@@ -60,11 +63,13 @@ def eligibility_compute(
     workers: Annotated[
         int, typer.Option(min=0, help="With --shards: local processes to spread them over.")
     ] = 0,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Compute device-epoch eligibility and rewards from files, without a database: from
     heartbeats or from intervals, with the same results."""
     from rewards.inputs import InputError
     from rewards.seasons import load_policy
+    from rewards.services.computing import ComputePlan
     from rewards.services.eligibility import compute_from_files, write_results
 
     if out_file.suffix not in (".parquet", ".csv"):
@@ -72,12 +77,19 @@ def eligibility_compute(
     if shards is not None:
         if intervals is None or heartbeats is not None:
             fail("--shards computes from --intervals (heartbeats are not split by shard yet)")
+        if workers and scheduler:
+            fail("--workers and --scheduler: give one (local processes, or a Dask cluster)")
         _compute_by_shard(
-            season, out_file, intervals, incidents, devices, incident_versions, shards, workers
+            season,
+            out_file,
+            intervals,
+            (incidents, devices, incident_versions),
+            shards,
+            ComputePlan(workers=workers, scheduler=scheduler, work_dir=out_file.parent),
         )
         return
-    if workers:
-        fail("--workers goes with --shards")
+    if workers or scheduler:
+        fail("--workers and --scheduler go with --shards")
     try:
         years = get_settings().timestamp_years  # the files' times obey the engine's window
         policy = load_policy(season)
@@ -113,11 +125,9 @@ def _compute_by_shard(
     season: Path,
     out_file: Path,
     intervals: Path,
-    incidents: Path | None,
-    devices: Path | None,
-    versions: Path | None,
+    others: tuple[Path | None, Path | None, Path | None],  # incidents, devices, versions
     shards: int,
-    workers: int,
+    plan: ComputePlan,
 ) -> None:
     from rewards.inputs import InputError
     from rewards.seasons import load_policy
@@ -129,10 +139,10 @@ def _compute_by_shard(
             intervals=intervals,
             out=out_file,
             shards=shards,
-            workers=workers,
-            incidents=incidents,
-            devices=devices,
-            versions=versions,
+            plan=plan,
+            incidents=others[0],
+            devices=others[1],
+            versions=others[2],
             years=get_settings().timestamp_years,
             progress=lambda stage: err.print(f"{stage} ...", highlight=False),
         )
@@ -151,14 +161,14 @@ def eligibility_refresh(
     """Rebuild the eligibility view the API answers suppliers from (the scheduler does this
     every `eligibility_view_every_s`)."""
     from rewards.services.archive import open_archive
-    from rewards.services.computing import ComputePlan
     from rewards.services.eligibility_view import ViewError, refresh_view
     from rewards.services.runs import JobBusy
     from rewards.services.snapshot_runs import Stages
 
     sh = _season_shell(season)
     stages = Stages(
-        on_stage=lambda name: err.print(f"eligibility view: {name} ...", highlight=False)
+        on_stage=lambda name: err.print(f"eligibility view: {name} ...", highlight=False),
+        on_progress=lambda done: err.print(f"  {done}", highlight=False),
     )
     try:
         outcome = refresh_view(
@@ -170,7 +180,7 @@ def eligibility_refresh(
             archive=open_archive(sh.settings.archive_url),
             force=force,
             stages=stages,
-            plan=ComputePlan(sh.settings.shard_devices, sh.settings.compute_workers),
+            plan=sh.plan(),
         )
     except JobBusy as busy:
         fail(str(busy), 3)

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Annotated
 import polars as pl
 import typer
 
-from rewards.cli._shell import _actor, _season_shell, err, fail, out, shell, utc_now
+from rewards.cli._shell import (
+    SchedulerOption,
+    _actor,
+    _season_shell,
+    err,
+    fail,
+    out,
+    shell,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -56,16 +65,21 @@ def snapshot_run(
             "compute_workers setting; 0: in this process). The rows are the same.",
         ),
     ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Compute a draft snapshot over frozen inputs; publish it with `snapshot publish`."""
     from rewards.console import print_snapshot
     from rewards.services.archive import open_archive
-    from rewards.services.computing import ComputePlan
     from rewards.services.snapshot_runs import BadEpochs, Stages, run_now
     from rewards.services.snapshots import label
 
+    if workers is not None and scheduler is not None:
+        fail("--workers and --scheduler: give one (local processes, or a Dask cluster)")
     sh = _season_shell(season)
-    stages = Stages(on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False))
+    stages = Stages(
+        on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False),
+        on_progress=lambda done: err.print(f"  {done}", highlight=False),
+    )
     try:
         outcome = run_now(
             sh.engine(),
@@ -79,10 +93,7 @@ def snapshot_run(
             clock=utc_now,
             force=force,
             stages=stages,
-            plan=ComputePlan(
-                sh.settings.shard_devices,
-                sh.settings.compute_workers if workers is None else workers,
-            ),
+            plan=sh.plan(workers=workers, scheduler=scheduler),
         )
     except BadEpochs as exc:  # the one refusal that names the option it came from
         fail(f"--epochs {exc}")

@@ -154,6 +154,7 @@ def finish_job_run(
     quarantined: int = 0,
     deleted: int = 0,
     error: str | None = None,
+    computed_on: str | None = None,
 ) -> None:
     """Record how run `run_id` ended."""
     session.connection().execute(
@@ -168,6 +169,7 @@ def finish_job_run(
             records_quarantined=quarantined,
             records_deleted=deleted,
             error=error,
+            computed_on=computed_on,
         )
     )
 

@@ -162,6 +162,9 @@ class JobRun(SQLModel, table=True):
     records_quarantined: int = Field(default=0, sa_type=BigInteger)
     records_deleted: int = Field(default=0, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=Text)
+    # who computed a run's shards: "in process", "2 local processes", "dask tcp://... (N
+    # workers)" (DESIGN 8); NULL for runs that compute nothing, and for runs before 0013
+    computed_on: str | None = Field(default=None, max_length=ID)
 
 
 class QuarantinedRecord(SQLModel, table=True):

@@ -7,10 +7,12 @@ only sets how much memory a shard takes and how many cores work at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from sqlalchemy import Engine
@@ -21,18 +23,31 @@ from rewards.core import SeasonPolicy
 from rewards.db.engine import consistent_read
 from rewards.db.heartbeats import interval_batches, interval_devices
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
-from rewards.executors import Executor, InProcess, ProcessPool
+from rewards.executors import ClusterError, DaskCluster, Executor, InProcess, ProcessPool
 from rewards.frozen import freeze
+from rewards.services.errors import ComputeUnavailable
 from rewards.services.versions import heartbeats_near
+
+if TYPE_CHECKING:
+    from rewards.settings import Settings
+
+
+# how long a run waits for a Dask scheduler to answer, and for its first worker
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
 class ComputePlan:
     """Devices per shard (a shard of 37,500 devices at a real fleet's density takes about
-    0.9 GiB) and local worker processes (0: the shards run one after the other here)."""
+    0.9 GiB) and who runs the shards: a Dask scheduler (`tcp://host:port`) when given, else
+    `workers` local processes (0: one after the other here). `work_dir` is where a run's
+    work folder goes (default: the system's temporary folder); a cluster's workers must
+    see it at the same path."""
 
     shard_devices: int = 50_000
     workers: int = 0
+    scheduler: str | None = None
+    work_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.shard_devices < 1 or self.workers < 0:
@@ -46,11 +61,36 @@ class ComputePlan:
 
     @contextmanager
     def executor(self) -> Iterator[Executor]:
-        if not self.workers:
+        """Whoever runs the shards. A cluster out of reach, at the start or mid-run, is
+        ComputeUnavailable (the run fails as a whole)."""
+        if self.scheduler:
+            try:
+                with DaskCluster(self.scheduler, connect_timeout_s=CONNECT_TIMEOUT_S) as cluster:
+                    yield cluster
+            except ClusterError as exc:
+                raise ComputeUnavailable(str(exc)) from exc
+        elif self.workers:
+            with ProcessPool(self.workers) as pool:
+                yield pool
+        else:
             yield InProcess()
-            return
-        with ProcessPool(self.workers) as pool:
-            yield pool
+
+    @contextmanager
+    def work(self, prefix: str) -> Iterator[Path]:
+        """A fresh work folder for one run, removed with everything in it afterwards."""
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=self.work_dir) as work:
+            yield Path(work)
+
+
+def plan_of(settings: Settings) -> ComputePlan:
+    """The plan the settings give: shard_devices, compute_scheduler, else compute_workers,
+    and compute_work_dir."""
+    return ComputePlan(
+        settings.shard_devices,
+        settings.compute_workers,
+        settings.compute_scheduler,
+        settings.compute_work_dir,
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +130,12 @@ def read_by_shard(
     return ShardedInputs(season, confirmed, devices, owners)
 
 
-def fingerprint_by_shard(inputs: ShardedInputs, policy: SeasonPolicy, executor: Executor) -> str:
+def fingerprint_by_shard(
+    inputs: ShardedInputs,
+    policy: SeasonPolicy,
+    executor: Executor,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """The inputs' fingerprint (the same as of the whole frames); derives each shard's
     incident versions on the way."""
     return freeze(
@@ -100,13 +145,20 @@ def fingerprint_by_shard(inputs: ShardedInputs, policy: SeasonPolicy, executor: 
         devices=inputs.devices,
         owners=inputs.owners,
         executor=executor,
+        progress=progress,
     )
 
 
 def rows_by_shard(
-    inputs: ShardedInputs, policy: SeasonPolicy, epochs: range, executor: Executor
+    inputs: ShardedInputs,
+    policy: SeasonPolicy,
+    epochs: range,
+    executor: Executor,
+    progress: Callable[[str], None] | None = None,
 ) -> ShardedSeason:
     """The snapshot rows of `epochs` computed shard by shard (after
     `fingerprint_by_shard`); read them in the canonical order with `rows_in_order()`."""
-    compute(inputs.season, policy, incidents=inputs.incidents, executor=executor)
-    return snapshot_rows_by_shard(inputs.season, policy, epochs, executor=executor)
+    compute(inputs.season, policy, incidents=inputs.incidents, executor=executor, progress=progress)
+    return snapshot_rows_by_shard(
+        inputs.season, policy, epochs, executor=executor, progress=progress
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +92,7 @@ def compute_by_shard(
     intervals: Path,
     out: Path,
     shards: int,
-    workers: int = 0,
+    plan: ComputePlan | None = None,
     incidents: Path | None = None,
     devices: Path | None = None,
     versions: Path | None = None,
@@ -103,11 +102,11 @@ def compute_by_shard(
     """`compute_from_files` from intervals, device shard by shard (DESIGN 8), written to
     `out` an epoch at a time: the same file, byte for byte, in memory bounded by a shard
     and the input file (checked whole first: its checks span rows), never the season's
-    results. `workers` > 0 spreads the shards over that many local processes."""
-    if shards < 1 or workers < 0:
-        raise InputError(
-            f"shards must be at least 1 and workers at least 0, got {shards}, {workers}"
-        )
+    results. `plan` says who runs the shards (its shard size is not used: `shards` is)
+    and where the work folder goes (default: beside `out`)."""
+    if shards < 1:
+        raise InputError(f"shards must be at least 1, got {shards}")
+    plan = plan or ComputePlan(work_dir=out.parent)
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"--out {out}: expected a .parquet or .csv file")
     tell = progress or (lambda _stage: None)
@@ -118,20 +117,20 @@ def compute_by_shard(
     scoped = read_incident_versions(versions) if versions is not None else None
     _check_versions_given(confirmed, scoped)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".shards-", dir=out.parent) as work:
+    with plan.work(".shards-") as work:
         tell(f"splitting into {shards} shards")
         season = split_inputs(
-            Path(work) / "season",
+            work / "season",
             shards,
             online.lazy(),
             devices=None if meta is None else meta.lazy(),
             incident_versions=None if scoped is None else scoped.lazy(),
         )
         del online
-        with ComputePlan(workers=workers).executor() as executor:
+        with plan.executor() as executor:
             compute(season, policy, incidents=confirmed, executor=executor, progress=tell)
         tell(f"writing {out}")
-        return _write_by_epoch(season.epochs(range(policy.epoch_count)), out, policy, Path(work))
+        return _write_by_epoch(season.epochs(range(policy.epoch_count)), out, policy, work)
 
 
 def _write_by_epoch(

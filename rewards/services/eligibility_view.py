@@ -8,12 +8,10 @@ nothing it depends on changed.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -72,13 +70,14 @@ def refresh_view(
         exclusive_run(
             engine, job_id=f"eligibility-view:{season}", trigger=trigger, clock=clock, ttl=lock_ttl
         ) as context,
-        tempfile.TemporaryDirectory(prefix="rewards-view-") as work,
+        plan.work("rewards-view-") as work,
         plan.executor() as executor,
     ):
+        context.computed_on = executor.describe()
         with stages.stage("read inputs"):
-            inputs = read_by_shard(engine, policy, Path(work), plan, archive)
+            inputs = read_by_shard(engine, policy, work, plan, archive)
         with stages.stage("fingerprint"):
-            prints = fingerprint_by_shard(inputs, policy, executor)
+            prints = fingerprint_by_shard(inputs, policy, executor, stages.tell)
         identity = (prints, policy.policy_hash, code_version(), len(epochs), as_of >= policy.end)
         with engine.connect() as connection:
             newest = store.latest(connection, season)
@@ -94,10 +93,12 @@ def refresh_view(
                 return ViewOutcome(newest, created=False)
         context.renew()
         with stages.stage("compute"):
-            rows = rows_by_shard(inputs, policy, epochs, executor)
+            rows = rows_by_shard(inputs, policy, epochs, executor, stages.tell)
         context.renew()
         with stages.stage("render documents"):
-            documents = view_documents(rows, policy, to_us(as_of), executor=executor)
+            documents = view_documents(
+                rows, policy, to_us(as_of), executor=executor, progress=stages.tell
+            )
         context.renew()
         with stages.stage("write"), unit_of_work(engine) as session:
             header = EligibilityView(

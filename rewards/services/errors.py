@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-Kind = Literal["invalid", "not-found", "conflict", "busy", "rollback-refused"]
+Kind = Literal["invalid", "not-found", "conflict", "busy", "rollback-refused", "unavailable"]
 
 
 class ServiceError(Exception):
@@ -18,7 +18,8 @@ class ServiceError(Exception):
 
     kinds: `invalid` (the request itself is wrong), `not-found` (it names nothing stored),
     `conflict` (the stored state does not allow it now), `busy` (another run holds the lock;
-    try later), `rollback-refused` (publishing would roll a season back without an override).
+    try later), `rollback-refused` (publishing would roll a season back without an override),
+    `unavailable` (something the work needs, such as a compute cluster, is out of reach).
     """
 
     kind: ClassVar[Kind] = "invalid"
@@ -26,3 +27,10 @@ class ServiceError(Exception):
     def extensions(self) -> dict[str, Any]:
         """Machine-readable members a problem document carries besides the message."""
         return {}
+
+
+class ComputeUnavailable(ServiceError):
+    """The compute cluster a run was to use could not be reached, or was lost mid-run: the
+    run failed and stored nothing."""
+
+    kind = "unavailable"

@@ -51,6 +51,7 @@ class RunContext:
     quarantined: int = 0
     deleted: int = 0
     error: str | None = None
+    computed_on: str | None = None  # the executor's description, for runs that compute
 
 
 @contextmanager
@@ -123,6 +124,7 @@ def exclusive_run(
                 quarantined=context.quarantined,
                 deleted=context.deleted,
                 error=error,
+                computed_on=context.computed_on,
             )
             state.release_lease(session, name=name, holder=holder)
 

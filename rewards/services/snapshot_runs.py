@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -134,6 +133,11 @@ class Stages:
 
     seconds: dict[str, float] = field(default_factory=dict)
     on_stage: Callable[[str], None] | None = None
+    on_progress: Callable[[str], None] | None = None  # "compute: 16 of 40 shards"
+
+    def tell(self, progress: str) -> None:
+        if self.on_progress:
+            self.on_progress(progress)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -277,20 +281,21 @@ def run_snapshot(
             clock=clock,
             ttl=lock_ttl,
         ) as context,
-        tempfile.TemporaryDirectory(prefix="rewards-snapshot-") as work,
+        plan.work("rewards-snapshot-") as work,
         plan.executor() as executor,
     ):
+        context.computed_on = executor.describe()
         with stages.stage("read inputs"):
-            inputs = read_by_shard(engine, policy, Path(work), plan, archive)
+            inputs = read_by_shard(engine, policy, work, plan, archive)
         with stages.stage("fingerprint"):
-            prints = fingerprint_by_shard(inputs, policy, executor)
+            prints = fingerprint_by_shard(inputs, policy, executor, stages.tell)
         identity = (prints, policy.policy_hash, code_version(), epochs.start, epochs.stop - 1)
         unchanged = _unchanged(engine, policy.season_id, identity)
         if unchanged is not None and not force:
             return RunOutcome(unchanged, created=False)
         context.renew()
         with stages.stage("compute"):
-            season = rows_by_shard(inputs, policy, epochs, executor)
+            season = rows_by_shard(inputs, policy, epochs, executor, stages.tell)
         with stages.stage("canonical CSV and its hash"):
             summary = summarize_rows(
                 season.rows_in_order(),
@@ -400,6 +405,7 @@ def _store(
                 "epochs": [epochs.start, epochs.stop - 1],
                 "content_hash": summary.digest,
                 "input_fingerprint": prints,
+                "computed_on": context.computed_on,
             },
         )
         context.stored = summary.rows

@@ -25,6 +25,7 @@ from rewards.api.deps import (
 from rewards.core import to_us
 from rewards.services.alerts import clear, list_alerts
 from rewards.services.archive import open_archive
+from rewards.services.computing import plan_of
 from rewards.services.incidents import decide, find_incident, list_incidents
 from rewards.services.pages import fleet_series
 from rewards.services.publication import preview, publish_ref
@@ -160,6 +161,7 @@ def run(
         lock_ttl=settings.job_lock,
         archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
+        plan=plan_of(settings),
     )
     made = label(outcome.snapshot)
     state = "ran" if outcome.created else "unchanged"

@@ -10,7 +10,7 @@ from rewards.api.problems import BASE, Problem, problem_of
 from rewards.services.alerts import AlertError
 from rewards.services.devices import RevertError
 from rewards.services.eligibility_view import ViewError
-from rewards.services.errors import ServiceError
+from rewards.services.errors import ComputeUnavailable, ServiceError
 from rewards.services.incidents import (
     IncidentError,
     IncidentExists,
@@ -37,6 +37,7 @@ EXPECTED: list[tuple[ServiceError, int, str]] = [
     (RevertError("nothing to revert"), 422, "invalid-request"),
     (ViewError("no view yet"), 422, "invalid-request"),
     (BadDays("the range ends (2024-04-20) before it starts (2024-04-21)"), 422, "invalid-request"),
+    (ComputeUnavailable("cannot reach the Dask scheduler at tcp://h:1"), 503, "unavailable"),
 ]
 
 

@@ -183,11 +183,18 @@ def test_by_shard_the_results_file_is_the_same_bytes(truth: pl.DataFrame, tmp_pa
     assert sharded.height == POLICY.epoch_count * truth.get_column("device_id").n_unique()
 
 
+WORKERS_AND_SCHEDULER = ("--workers", "2", "--scheduler", "tcp://h:1")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--heartbeats", "hb.parquet", "--shards", "2"), "--shards computes from --intervals"),
-        (("--intervals", "iv.parquet", "--workers", "2"), "--workers goes with --shards"),
+        (("--intervals", "iv.parquet", "--workers", "2"), "--scheduler go with --shards"),
+        (("--intervals", "iv.parquet", "--scheduler", "tcp://h:1"), "go with --shards"),
+        ((*("--intervals", "iv.parquet", "--shards", "2"), *WORKERS_AND_SCHEDULER), "give one"),
+        (("--intervals", "iv.parquet", "--shards", "2", "--scheduler", "h:1"), "tcp://host:port"),
+        (("--intervals", "iv.parquet", "--shards", "2", "--scheduler", "tcp://h:1/x"), "expected"),
         (("--intervals", "iv.parquet", "--shards", "0"), "greater than or equal to 1"),
     ],
 )

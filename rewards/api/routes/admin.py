@@ -45,6 +45,7 @@ from rewards.api.schemas import (
 from rewards.core import IDENTIFIER_PATTERN
 from rewards.services.alerts import clear, list_alerts
 from rewards.services.archive import open_archive
+from rewards.services.computing import plan_of
 from rewards.services.devices import MetadataVersion, metadata_changes, revert_changes
 from rewards.services.incidents import decide, declare, list_incidents
 from rewards.services.publication import publish_ref
@@ -211,6 +212,7 @@ def admin_snapshot_run(
         lock_ttl=settings.job_lock,
         archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
+        plan=plan_of(settings),
     )
     return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
 
