@@ -75,20 +75,32 @@ def make_inputs(devices: int) -> dict[str, Path]:
     pl.scan_parquet(parts).sink_parquet(paths["intervals"])
     for part in parts:
         part.unlink()
-    rng = np.random.default_rng(2)
+    device_metadata(0, devices, seed=2).write_parquet(paths["devices"])
+    incidents_frame().write_parquet(paths["incidents"])
+    return paths
+
+
+def device_metadata(first: int, count: int, seed: int) -> pl.DataFrame:
+    """Devices `first` to `first + count - 1`: GPU models (for tier weights), 1% suspended."""
+    rng = np.random.default_rng(seed)
     models = np.array(["RTX 3090", "RTX 4090", "A100", "H100", "RTX A6000"])
-    pl.DataFrame(
+    return pl.DataFrame(
         {
-            "device_id": [f"gpu-{i:07d}" for i in range(devices)],
-            "gpu_model": models[rng.integers(0, len(models), devices)],
-            "suspended": rng.random(devices) < 0.01,
+            "device_id": [f"gpu-{i:07d}" for i in range(first, first + count)],
+            "gpu_model": models[rng.integers(0, len(models), count)],
+            "suspended": rng.random(count) < 0.01,
             "valid_from": None,
             "valid_to": None,
         },
         schema=dict(DEVICES),
-    ).write_parquet(paths["devices"])
+    )
+
+
+def incidents_frame() -> pl.DataFrame:
+    """The forced upgrade of day 5 (48 h to recover) and an API outage nine days later,
+    both scoped to every device."""
     start = POLICY.start + timedelta(days=5, hours=8, minutes=5)
-    pl.DataFrame(
+    return pl.DataFrame(
         [
             {
                 "incident_id": "forced-upgrade",
@@ -110,8 +122,7 @@ def make_inputs(devices: int) -> dict[str, Path]:
             },
         ],
         schema=dict(INCIDENTS),
-    ).write_parquet(paths["incidents"])
-    return paths
+    )
 
 
 def run_polars(paths: dict[str, Path]) -> tuple[float, pl.DataFrame]:
