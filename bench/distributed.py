@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=6_000_000)
     parser.add_argument("--compare-devices", type=int, default=600_000)
     parser.add_argument("--shard-devices", type=int, default=37_500)
-    parser.add_argument("--block", type=int, default=100_000, help="devices made per task")
+    parser.add_argument("--block", type=int, default=50_000, help="devices made per task")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-memory", default="3GiB", help="each worker's memory limit")
     parser.add_argument("--work", type=Path, default=OUT / "dist")

@@ -179,6 +179,11 @@ class JobRunOut(BaseModel):
     records_pulled: int
     records_stored: int
     error: str | None
+    computed_on: str | None = Field(
+        default=None,
+        description="Who computed a snapshot or view run's shards: 'in process', "
+        "'2 local processes' or 'dask tcp://host:8786 (N workers)'.",
+    )
 
 
 class DeviceEpochOut(BaseModel):

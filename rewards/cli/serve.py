@@ -139,6 +139,7 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
         "pages",
         "records",
         "quarantined",
+        "computed on",
         "error",
     )
     rows = [
@@ -151,6 +152,7 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
             str(run.pages),
             str(run.records_pulled),
             str(run.records_quarantined),
+            run.computed_on or "",
             run.error or "",
         )
         for run in recent_runs(shell().engine(), limit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -16,19 +16,21 @@ from rewards.core import (
     SeasonPolicy,
     counts_from_tallies,
     from_us,
-    merge_intervals,
     to_us,
 )
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
     delete_intervals,
     insert_intervals,
+    interval_devices,
     interval_tallies,
     load_intervals,
     prune_heartbeats,
     settle_open_intervals,
     take_intervals_overlapping,
 )
+from rewards.rebuild_shards import RebuildJob, rebuild_by_shard, rebuilt_intervals
+from rewards.services.computing import ComputePlan
 from rewards.services.errors import ServiceError
 from rewards.services.files import write_parquet
 
@@ -48,53 +50,14 @@ def export_intervals(engine: Engine, path: Path) -> int:
     return intervals.height
 
 
-def rebuilt_intervals(
-    archive: HeartbeatArchive,
-    policy: SeasonPolicy,
-    on_day: Callable[[date, int], None] | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    within: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-) -> Iterator[pl.DataFrame]:
-    """The online intervals of every heartbeat in the archive under `policy` (DESIGN 4.2),
-    computed a UTC day at a time so memory holds one day and the intervals still open at
-    its end: yields batches of final intervals, in no particular order across batches.
-
-    A heartbeat is in the partition of the day it was observed, however late it was
-    delivered, so once day D is read no later heartbeat can reach an interval that ended
-    more than a liveness timeout (plus a period) before D ends; the rest carry over and are
-    merged with the next day by the same function that keeps intervals incrementally.
-    With `start` or `end`, only the heartbeats observed in [start, end) count, and with
-    `within`, only those it keeps of each day's.
-    """
-    carry = pl.DataFrame(schema=dict(INTERVALS))
-    reach = policy.liveness_timeout_us + policy.heartbeat_period_us
-    for day in archive.days():
-        day_start = datetime.combine(day, datetime.min.time(), UTC)
-        day_end = day_start + timedelta(days=1)
-        if (start is not None and day_end <= start) or (end is not None and day_start >= end):
-            continue
-        low = day_start if start is None else max(day_start, start)
-        beats = archive.heartbeats(low, day_end if end is None else min(day_end, end))
-        if within is not None:
-            beats = within(beats)
-        merged = merge_intervals(carry, beats, policy)
-        still_open = pl.col("end").dt.epoch("us") >= to_us(day_end) - reach
-        final, carry = merged.filter(~still_open), merged.filter(still_open)
-        if on_day is not None:
-            on_day(day, beats.height)
-        if final.height:
-            yield final
-    if carry.height:
-        yield carry
-
-
 def rebuild_intervals(
     engine: Engine,
     archive: HeartbeatArchive,
     policy: SeasonPolicy,
     days: tuple[date, date] | None = None,
     on_day: Callable[[date, int], None] | None = None,
+    plan: ComputePlan | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> int:
     """Replace every stored online interval with those the archive's heartbeats give
     under `policy` (after a change of liveness_timeout, or to recover), in one
@@ -105,7 +68,13 @@ def rebuild_intervals(
     replaced, under the same liveness timeout the others were kept with (to recover a
     range; a changed timeout needs everything rebuilt). The range widens to whole stored
     intervals: every interval within a liveness timeout of it is taken out and recomputed
-    from all the heartbeats it spans, so nothing outside the range changes."""
+    from all the heartbeats it spans, so nothing outside the range changes.
+
+    With a `plan` (a whole rebuild only) the intervals are recomputed by device shard
+    first, by the plan's workers reading the archive themselves (`progress` tells the
+    shards done), and then stored in one transaction."""
+    if plan is not None and days is None:
+        return _rebuild_by_shard(engine, archive, policy, plan, progress)
     with unit_of_work(engine) as session:
         connection = session.connection()
         start = end = within = None
@@ -118,6 +87,29 @@ def rebuild_intervals(
             insert_intervals(connection, batch)
             stored += batch.height
         settle_open_intervals(connection)
+    return stored
+
+
+def _rebuild_by_shard(
+    engine: Engine,
+    archive: HeartbeatArchive,
+    policy: SeasonPolicy,
+    plan: ComputePlan,
+    progress: Callable[[str], None] | None,
+) -> int:
+    with unit_of_work(engine) as session:
+        devices = interval_devices(session.connection())
+    with plan.work("rewards-rebuild-") as work, plan.executor() as executor:
+        job = RebuildJob(archive.url, policy, plan.shards(devices), work)
+        batches = rebuild_by_shard(job, executor, progress)
+        with unit_of_work(engine) as session:
+            connection = session.connection()
+            delete_intervals(connection)
+            stored = 0
+            for batch in batches:
+                insert_intervals(connection, batch)
+                stored += batch.height
+            settle_open_intervals(connection)
     return stored
 
 

@@ -115,3 +115,4 @@ class JobRunRecord(Record):
     records_quarantined: int
     records_deleted: int
     error: str | None
+    computed_on: str | None  # who computed its shards (snapshot and view runs)

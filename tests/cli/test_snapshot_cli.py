@@ -108,6 +108,10 @@ def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path:
     assert forged.returncode == 1 and "invalid" in forged.stderr
 
 
+RUN = ("--by", "a", "--reason", "r")
+DAYS = ("--from", "2024-04-23", "--to", "2024-04-24")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -123,6 +127,12 @@ def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path:
         (("snapshot", "publish", "v1", "--by", "ali\u0441e"), "non-ASCII"),
         (("incidents", "confirm", "x", "--by", "admin\u200d"), "non-ASCII"),
         (("incidents", "dismiss", "x", "--by", "admin\u202e"), "non-ASCII"),
+        # who computes: local processes or a Dask scheduler, one of them, named properly
+        (("snapshot", "run", *RUN, "--workers", "2", "--scheduler", "tcp://h:1"), "give one"),
+        (("snapshot", "run", *RUN, "--scheduler", "h:8786"), "tcp://host:port"),
+        (("snapshot", "run", *RUN, "--scheduler", "tcp://h:1; rm"), "tcp://host:port"),
+        (("intervals", "rebuild", "--workers", "1", "--scheduler", "tcp://h:1"), "give one"),
+        (("intervals", "rebuild", "--workers", "2", *DAYS), "rebuilds everything"),
     ],
 )
 @pytest.mark.parametrize("dialect", ["sqlite"])  # argument handling: one database is enough

@@ -25,6 +25,7 @@ from rewards.inputs import read_incidents
 from rewards.services.computing import ComputePlan
 from rewards.services.errors import ComputeUnavailable
 from rewards.services.exports import ROW_FILES, export
+from rewards.services.runs import recent_runs
 from rewards.services.snapshot_runs import RunOutcome, Stages, run_snapshot
 from rewards.services.snapshots import stored_rows, stored_suppliers
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
@@ -98,11 +99,16 @@ def test_a_snapshot_on_dask_is_the_snapshot_made_here(
     there = snapshot(ingested, plan)
     same_snapshot(ingested, here, there, tmp_path)
     assert computed_on(ingested, here.snapshot.job_run_id) == ("succeeded", "in process", None)
-    assert computed_on(ingested, there.snapshot.job_run_id) == (
-        "succeeded",
-        f"dask {cluster.scheduler_address} (2 workers)",
-        None,
-    )
+    on_dask = f"dask {cluster.scheduler_address} (2 workers)"
+    assert computed_on(ingested, there.snapshot.job_run_id) == ("succeeded", on_dask, None)
+    runs = {run.id: run for run in recent_runs(ingested, 10)}  # as `rewards runs` shows them
+    assert runs[there.snapshot.job_run_id].computed_on == on_dask
+    with ingested.connect() as connection:
+        audited = connection.execute(
+            text("SELECT details FROM audit_log WHERE subject = :s"),
+            {"s": f"{there.snapshot.season}-v{there.snapshot.version}"},
+        ).scalar_one()
+    assert json.loads(audited)["computed_on"] == on_dask
 
 
 @settings(max_examples=15, deadline=None)
