@@ -13,6 +13,8 @@ from contextlib import suppress
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
+from distributed import CancelledError, Client, KilledWorker
+
 T = TypeVar("T")
 
 # Tasks handed to the executor at once: progress is told after each group.
@@ -102,8 +104,6 @@ class DaskCluster:
     the run's work folder at the same path (a shared mount beyond one machine)."""
 
     def __init__(self, address: Any, *, connect_timeout_s: float = 10.0) -> None:
-        from distributed import Client  # noqa: PLC0415 (a second to import; only clusters need it)
-
         self._address = address if isinstance(address, str) else address.scheduler_address
         try:
             self._client = Client(address, timeout=connect_timeout_s, set_as_default=False)
@@ -122,8 +122,6 @@ class DaskCluster:
         return f"dask {self._address} ({len(self._client.nthreads())} workers)"[:200]
 
     def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
-        from distributed import CancelledError, KilledWorker  # noqa: PLC0415 (as above)
-
         if not tasks:
             return []
         futures = self._client.map(fn, *zip(*tasks, strict=True), pure=False)

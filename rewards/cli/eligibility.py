@@ -7,7 +7,7 @@ fast."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import polars as pl
 import typer
@@ -15,9 +15,6 @@ import typer
 from rewards.cli._shell import SchedulerOption, _season_shell, err, fail, out, utc_now
 from rewards.core import PolicyError
 from rewards.settings import SettingsError, get_settings
-
-if TYPE_CHECKING:
-    from rewards.services.computing import ComputePlan
 
 eligibility_app = typer.Typer(no_args_is_help=True, help="Device-epoch eligibility.")
 
@@ -69,7 +66,6 @@ def eligibility_compute(
     heartbeats or from intervals, with the same results."""
     from rewards.inputs import InputError
     from rewards.seasons import load_policy
-    from rewards.services.computing import ComputePlan
     from rewards.services.eligibility import compute_from_files, write_results
 
     if out_file.suffix not in (".parquet", ".csv"):
@@ -77,16 +73,8 @@ def eligibility_compute(
     if shards is not None:
         if intervals is None or heartbeats is not None:
             fail("--shards computes from --intervals (heartbeats are not split by shard yet)")
-        if workers and scheduler:
-            fail("--workers and --scheduler: give one (local processes, or a Dask cluster)")
-        _compute_by_shard(
-            season,
-            out_file,
-            intervals,
-            (incidents, devices, incident_versions),
-            shards,
-            ComputePlan(workers=workers, scheduler=scheduler, work_dir=out_file.parent),
-        )
+        others = (incidents, devices, incident_versions)
+        _compute_by_shard(season, out_file, intervals, others, shards, (workers, scheduler))
         return
     if workers or scheduler:
         fail("--workers and --scheduler go with --shards")
@@ -127,9 +115,15 @@ def _compute_by_shard(
     intervals: Path,
     others: tuple[Path | None, Path | None, Path | None],  # incidents, devices, versions
     shards: int,
-    plan: ComputePlan,
+    how: tuple[int, str | None],  # local worker processes, or a Dask scheduler
 ) -> None:
     from rewards.inputs import InputError
+    from rewards.services.computing import ComputePlan
+
+    workers, scheduler = how
+    if workers and scheduler:
+        fail("--workers and --scheduler: give one (local processes, or a Dask cluster)")
+    plan = ComputePlan(workers=workers, scheduler=scheduler, work_dir=out_file.parent)
     from rewards.seasons import load_policy
     from rewards.services.eligibility import compute_by_shard
 
