@@ -135,9 +135,11 @@ class Settings(BaseSettings):
 
     # Web pages (issue 6): sign-in by OIDC authorization code with PKCE, then a session
     # cookie. `public_url` is where browsers reach this service (https makes the cookie
-    # Secure); the provider is found from its discovery document. With the development
-    # issuer enabled and no provider configured, the engine is its own provider.
-    public_url: str = "http://127.0.0.1:8700"
+    # Secure; a real provider needs its callback registered); unset, the pages work on
+    # whatever address a browser uses. The provider is found from its discovery document.
+    # With the development issuer enabled and no provider configured, the engine is its
+    # own provider.
+    public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#\s]+/?)?$")] = ""
     oidc_discovery_url: str = ""
     oidc_client_id: str = "ignition-rewards-web"
     oidc_client_secret: str = ""

@@ -55,6 +55,24 @@ def _api_app(sh: Shell) -> object:
     return create_site(sh.engine(serving=True), sh.settings, verifier)
 
 
+def _say_where(sh: Shell, host: str, port: int) -> None:
+    """Where the pages are, and whose address they follow."""
+    configured = sh.settings.public_url
+    if configured:
+        err.print(
+            f"pages: {configured.rstrip('/')}/app (public_url: sign-in and forms work at that "
+            "address only)",
+            highlight=False,
+        )
+        return
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison)
+    err.print(
+        f"pages: http://{shown}:{port}/app (public_url is not set: the pages work on whatever "
+        "address a browser uses; set it when a real identity provider must call back)",
+        highlight=False,
+    )
+
+
 def worker_app() -> object:
     """The API app of one uvicorn worker process (settings from the environment)."""
     return _api_app(shell())
@@ -76,6 +94,7 @@ def api(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _say_where(shell(), host, port)
     if workers == 1:
         uvicorn.run(_api_app(shell()), host=host, port=port, log_level="info", proxy_headers=False)  # type: ignore[arg-type]
     else:
@@ -98,6 +117,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8700) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sh = shell()
+    _say_where(sh, host, port)
     stop = threading.Event()
     scheduler = threading.Thread(
         target=run_scheduler, args=(sh.engine(), sh.settings, sh.policy), kwargs={"stop": stop}

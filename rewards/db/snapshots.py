@@ -119,6 +119,47 @@ def row_parts(connection: Connection, snapshot_id: int) -> Iterator[pl.DataFrame
         yield pl.read_parquet(io.BytesIO(data)).select(list(SNAPSHOT_ROWS))
 
 
+def device_rows(connection: Connection, snapshot_id: int, device_id: str) -> pl.DataFrame:
+    """One device's rows of a snapshot (SNAPSHOT_ROWS, by epoch): only the parts whose
+    device range holds it are read (one or two of a season's), each checked against its
+    hash (CorruptSnapshot when it no longer matches)."""
+    found = connection.execute(
+        select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
+        .where(
+            col(SnapshotPart.snapshot_id) == snapshot_id,
+            col(SnapshotPart.first_device_id) <= device_id,
+            col(SnapshotPart.last_device_id) >= device_id,
+        )
+        .order_by(col(SnapshotPart.part))
+    )
+    frames = []
+    for part, digest, data in found:
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptSnapshot(f"snapshot {snapshot_id} part {part}: SHA-256 mismatch")
+        rows = pl.scan_parquet(io.BytesIO(data)).filter(pl.col("device_id") == device_id)
+        frames.append(rows.select(list(SNAPSHOT_ROWS)).collect())
+    if not frames:
+        return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+    return pl.concat(frames)
+
+
+def payout_of(connection: Connection, snapshot_id: int, owner_id: str) -> dict[str, int] | None:
+    """An owner's payout in a snapshot (reward, devices, eligible_device_epochs), or None."""
+    found = connection.execute(
+        select(
+            col(SnapshotPayout.reward),
+            col(SnapshotPayout.devices),
+            col(SnapshotPayout.eligible_device_epochs),
+        ).where(
+            col(SnapshotPayout.snapshot_id) == snapshot_id,
+            col(SnapshotPayout.owner_id) == owner_id,
+        )
+    ).first()
+    if found is None:
+        return None
+    return {"reward": found[0], "devices": found[1], "eligible_device_epochs": found[2]}
+
+
 def read_suppliers(connection: Connection, snapshot_id: int) -> pl.DataFrame:
     columns = ", ".join(f'"{c}"' for c in SUPPLIERS)
     return read_frame(

@@ -17,6 +17,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.core import (
+    SNAPSHOT_ROWS,
     DiffSummary,
     adjustments,
     diff_rows,
@@ -221,3 +222,41 @@ def root_of_record(engine: Engine, leaf: Any) -> SnapshotRecord:
     if snapshot.status == "draft":
         raise SnapshotConflict(f"{label(snapshot)} is a draft: its root was never published")
     return snapshot
+
+
+@dataclass(frozen=True)
+class PublishedStanding:
+    """What the season's published snapshot pays a supplier: the snapshot, their payout
+    (None: it pays them nothing), and for a device asked, its rows there while it was
+    theirs (SNAPSHOT_ROWS), with each reward in tokens (`reward_decimal`)."""
+
+    snapshot: SnapshotRecord
+    payout: dict[str, Any] | None
+    device_rows: pl.DataFrame
+
+
+def published_standing(
+    engine: Engine, season: str, owner_id: str, device_id: str | None = None
+) -> PublishedStanding | None:
+    """The published snapshot's word on `owner_id` (and one of their devices), or None
+    while nothing is published: what they are paid, as opposed to the season-so-far view."""
+    with unit_of_work(engine) as session:
+        found = store.published(session, season)
+        if found is None:
+            return None
+        snapshot = record(found)
+        connection = session.connection()
+        payout = store.payout_of(connection, snapshot.id, owner_id)
+        rows = pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+        if device_id is not None:
+            rows = store.device_rows(connection, snapshot.id, device_id)
+    decimals = token_decimals(snapshot)
+    if payout is not None:
+        amount = pl.DataFrame({"a": [payout["reward"]]}, schema={"a": pl.Int64})
+        payout["reward_decimal"] = amount.select(reward_decimal("a", decimals)).item()
+    mine = rows.filter(pl.col("owner_id") == owner_id)
+    return PublishedStanding(
+        snapshot,
+        payout,
+        mine.with_columns(reward_decimal("reward", decimals).alias("reward_decimal")),
+    )

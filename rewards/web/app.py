@@ -61,7 +61,7 @@ def create_site(engine: Engine, settings: Settings, verifier: TokenVerifier | No
 
 def install_web(app: FastAPI, settings: Settings) -> None:
     """Add the pages to `app` (call before the app starts)."""
-    app.state.oidc = oidc_client(settings)
+    app.state.oidc = oidc_client(settings, app)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),

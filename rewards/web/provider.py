@@ -27,8 +27,7 @@ from rewards.api.deps import settings_of
 from rewards.api.dev_issuer import DEV_ISSUER, CodeRefused
 from rewards.api.verifier import dev_issuer
 from rewards.core import IDENTIFIER_PATTERN
-from rewards.settings import Settings
-from rewards.web.templates import render
+from rewards.web.templates import render, site_origin
 
 log = logging.getLogger("rewards.web")
 
@@ -41,17 +40,20 @@ FormText = Annotated[str, Form(max_length=2048)]
 SUBJECT_HTML_PATTERN = IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$").replace("-]", r"\-]")
 
 
-def _check_client(settings: Settings, client_id: str, redirect_uri: str) -> None:
-    """Only this engine's own pages are a client here: no open redirect to anywhere else."""
-    if client_id != settings.oidc_client_id:
+def _check_client(request: Request, client_id: str, redirect_uri: str) -> None:
+    """Only this engine's own pages, on the address this browser uses (or public_url), are
+    a client here: no open redirect to anywhere else."""
+    if client_id != settings_of(request).oidc_client_id:
         raise HTTPException(400, "unknown client_id")
-    if not redirect_uri.startswith(settings.public_url.rstrip("/") + "/app/"):
+    if not redirect_uri.startswith(site_origin(request) + "/app/"):
         raise HTTPException(400, "redirect_uri is not one of this engine's pages")
 
 
 @provider.get("/.well-known/openid-configuration")
 def discovery(request: Request) -> dict[str, Any]:
-    base = settings_of(request).public_url.rstrip("/")
+    """The provider's metadata; its endpoints on the address asked (the pages' server asks
+    in-process) or public_url."""
+    base = site_origin(request)
     return {
         "issuer": DEV_ISSUER,
         "authorization_endpoint": f"{base}/dev-issuer/authorize",
@@ -79,8 +81,7 @@ def authorize_form(
     nonce: Text = "",
     scope: Text = "openid",
 ) -> HTMLResponse:
-    settings = settings_of(request)
-    _check_client(settings, client_id, redirect_uri)
+    _check_client(request, client_id, redirect_uri)
     if response_type != "code" or code_challenge_method != "S256":
         raise HTTPException(400, "only response_type=code with code_challenge_method=S256")
     return render(
@@ -113,7 +114,7 @@ def authorize(
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> RedirectResponse:
     settings = settings_of(request)
-    _check_client(settings, client_id, redirect_uri)
+    _check_client(request, client_id, redirect_uri)
     chosen = [r for r in roles or [] if r in ROLES]
     code = dev_issuer(settings).authorization_code(
         subject=subject,

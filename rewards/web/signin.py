@@ -18,6 +18,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import authlib.deprecate  # noqa: F401 (sets its warning filter first, so ours below wins)
+import httpx
 
 with warnings.catch_warnings():
     # Authlib 1.9 announces a move of its httpx integration; the API used here stays
@@ -31,11 +32,17 @@ from rewards.api.auth import AuthError, KeysUnavailable, TokenVerifier
 from rewards.services.sessions import end_session, open_session
 from rewards.settings import Settings
 from rewards.web.session import local_path
-from rewards.web.templates import check_csrf, render
+from rewards.web.templates import check_csrf, origin, render, site_origin
 
 log = logging.getLogger("rewards.web")
 
 signin = APIRouter(prefix="/app", include_in_schema=False)
+
+
+# Where the pages' server reaches the development provider: inside its own process (an
+# ASGI transport), never over the network, so it works on whatever address the pages are
+# served and cannot be sent elsewhere by a forged Host header.
+IN_PROCESS = "http://rewards.internal"
 
 
 def discovery_url(settings: Settings) -> str | None:
@@ -43,33 +50,38 @@ def discovery_url(settings: Settings) -> str | None:
     if settings.oidc_discovery_url:
         return settings.oidc_discovery_url
     if settings.dev_issuer_enabled:
-        return settings.public_url.rstrip("/") + "/dev-issuer/.well-known/openid-configuration"
+        return IN_PROCESS + "/dev-issuer/.well-known/openid-configuration"
     return None
 
 
-def oidc_client(settings: Settings) -> Any | None:
-    """The OIDC client of the pages, or None when no provider is configured."""
+def oidc_client(settings: Settings, app: Any) -> Any | None:
+    """The OIDC client of the pages, or None when no provider is configured. The
+    development provider is called in-process, and browsers go to its authorize page on
+    the address they are using (a relative URL)."""
     url = discovery_url(settings)
     if url is None:
         return None
     oauth = OAuth()
     secret = settings.oidc_client_secret or None
+    own = not settings.oidc_discovery_url
     oauth.register(
         name="provider",
         client_id=settings.oidc_client_id,
         client_secret=secret,
         server_metadata_url=url,
+        authorize_url="/dev-issuer/authorize" if own else None,
         client_kwargs={
             "scope": settings.oidc_scope,
             "code_challenge_method": "S256",
             "token_endpoint_auth_method": "client_secret_basic" if secret else "none",
+            **({"transport": httpx.ASGITransport(app=app)} if own else {}),
         },
     )
     return oauth.create_client("provider")
 
 
-def _callback(settings: Settings) -> str:
-    return settings.public_url.rstrip("/") + "/app/auth/callback"
+def _callback(request: Request) -> str:
+    return site_origin(request) + "/app/auth/callback"
 
 
 @signin.get("/sign-in", response_model=None)
@@ -90,7 +102,7 @@ async def sign_in(
     request.session["next"] = local_path(next)
     try:
         redirect: Response = await client.authorize_redirect(
-            request, _callback(settings), audience=settings.auth_audience
+            request, _callback(request), audience=settings.auth_audience
         )
     except Exception as exc:  # the provider's discovery document could not be read
         log.warning("sign-in: provider unavailable: %s", type(exc).__name__)
@@ -121,13 +133,19 @@ async def callback(request: Request) -> Response:
         who = await run_in_threadpool(verifier.verify, access)
     except (OAuthError, AuthError) as exc:
         log.info("sign-in refused: %s", exc)
+        message = "The sign-in could not be completed. Start again from the sign-in page."
+        configured = request.app.state.settings.public_url
+        if configured:  # the usual cause: signing in began at another address
+            message += (
+                f" Sign-in ends at this site's address, {origin(configured)} (its public_url "
+                "setting): if you opened the pages at another address, open them there."
+            )
         return render(
             request,
             "message.html",
-            {"title": "Sign-in failed", "message": "The sign-in could not be completed. "
-             "Start again from the sign-in page.", "retry": True},
+            {"title": "Sign-in failed", "message": message, "retry": True},
             status_code=400,
-        )  # fmt: skip
+        )
     except KeysUnavailable:
         return render(
             request,

@@ -26,7 +26,13 @@ from rewards.services.archive import open_archive
 from rewards.services.devices import owned_devices, owner_now
 from rewards.services.eligibility_view import supplier_standing
 from rewards.services.pages import device_timeline
-from rewards.services.snapshots import SnapshotError, label, list_snapshots, proof
+from rewards.services.snapshots import (
+    SnapshotError,
+    label,
+    list_snapshots,
+    proof,
+    published_standing,
+)
 from rewards.web.session import SupplierPage
 from rewards.web.templates import render
 
@@ -37,22 +43,50 @@ DeviceId = Annotated[str, PathParam(pattern=IDENTIFIER_PATTERN)]
 
 def _view_rows(
     request: Request, policy: SeasonPolicy, owner: str, device_id: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The supplier's rows of the eligibility view, and as of when (None: not built yet)."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The supplier's rows of the eligibility view (provisional: the season so far), and
+    what the pages say about it: as of when (None: not built yet), from which inputs, and
+    who builds it."""
+    settings = request.app.state.settings
     standing = supplier_standing(
         request.app.state.engine, policy.season_id, owner, limit=10**9, device_id=device_id
     )
+    about: dict[str, Any] = {
+        "as_of": None,
+        "every_min": max(1, settings.eligibility_view_every_s // 60),
+    }
     if standing is None:
-        return [], None
+        return [], about
     rows: list[dict[str, Any]] = orjson.loads(standing.document)
-    return rows, standing.view.as_of.strftime("%Y-%m-%d %H:%M UTC")
+    about["as_of"] = standing.view.as_of.strftime("%Y-%m-%d %H:%M UTC")
+    about["inputs"] = standing.view.input_fingerprint[:12]
+    return rows, about
+
+
+def _published(
+    request: Request, policy: SeasonPolicy, owner: str, device_id: str | None = None
+) -> dict[str, Any] | None:
+    """The published snapshot's word on this supplier (and device), for the pages."""
+    found = published_standing(request.app.state.engine, policy.season_id, owner, device_id)
+    if found is None:
+        return None
+    snap = found.snapshot
+    return {
+        "label": label(snap),
+        "published_at": snap.published_at.strftime("%Y-%m-%d %H:%M UTC")
+        if snap.published_at
+        else "",
+        "payout": found.payout,
+        "epochs": {row["epoch"]: row for row in found.device_rows.iter_rows(named=True)},
+        "covers": range(snap.epoch_first, snap.epoch_last + 1),
+    }
 
 
 @supplier_pages.get("", response_class=HTMLResponse)
 def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
     """My devices now, and the season's device x epoch grid."""
     owned = owned_devices(request.app.state.engine, who.subject, limit=500, after=None)
-    rows, as_of = _view_rows(request, policy, who.subject)
+    rows, about = _view_rows(request, policy, who.subject)
     cells: dict[str, dict[int, str]] = defaultdict(dict)
     for row in rows:
         cells[row["device_id"]][row["epoch"]] = grid_state(row, policy)
@@ -71,7 +105,9 @@ def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLRespo
             "epochs": epochs,
             "cells": cells,
             "counts": counts,
-            "as_of": as_of,
+            "as_of": about["as_of"],
+            "view": about,
+            "published": _published(request, policy, who.subject),
             "days": {
                 e: datetime.fromtimestamp(epoch_bounds(policy, e)[0] / 1e6, UTC).strftime(
                     "%Y-%m-%d"
@@ -88,7 +124,7 @@ def device(
 ) -> HTMLResponse:
     """One of my devices: a timeline per epoch and each epoch and gap in words."""
     engine = request.app.state.engine
-    rows, as_of = _view_rows(request, policy, who.subject, device_id)
+    rows, about = _view_rows(request, policy, who.subject, device_id)
     if not rows and owner_now(engine, device_id) != who.subject:
         raise HTTPException(404, "no such device among yours")
     archive = open_archive(request.app.state.settings.archive_url)
@@ -118,7 +154,8 @@ def device(
         request,
         "device.html",
         {"title": f"Device {device_id}", "device_id": device_id, "epochs": epochs,
-         "as_of": as_of, "kinds": KINDS},
+         "as_of": about["as_of"], "view": about, "kinds": KINDS,
+         "published": _published(request, policy, who.subject, device_id)},
     )  # fmt: skip
 
 

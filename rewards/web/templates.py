@@ -39,8 +39,15 @@ def csrf_token(request: Request) -> str:
 async def check_csrf(request: Request) -> None:
     """Refuse a form POST without this session's token or from another origin (403)."""
     sender = request.headers.get("origin")
-    settings = request.app.state.settings
-    if sender and sender != "null" and sender.rstrip("/") != origin(settings.public_url):
+    if sender and sender != "null" and sender.rstrip("/") != site_origin(request):
+        configured = request.app.state.settings.public_url
+        if configured and sender.rstrip("/") == request_origin(request):
+            raise HTTPException(
+                403,
+                f"this site's address is {origin(configured)} (the public_url setting), but "
+                f"this page was opened at {sender}: open the pages at {origin(configured)}, "
+                "or change public_url",
+            )
         raise HTTPException(403, "this form was sent from another site")
     form = await request.form()
     sent = form.get("csrf")
@@ -55,6 +62,18 @@ def origin(url: str) -> str:
     """scheme://host[:port] of `url`."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def request_origin(request: Request) -> str:
+    """The origin the browser used for this request (its scheme and Host header)."""
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def site_origin(request: Request) -> str:
+    """The pages' origin: the configured public_url's, else the one this request came to
+    (unset, the pages work on whatever address a browser uses)."""
+    configured: str = request.app.state.settings.public_url
+    return origin(configured) if configured else request_origin(request)
 
 
 def render(

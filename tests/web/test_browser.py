@@ -9,6 +9,7 @@ Without Chromium these tests are skipped with a message, except in CI (CI=true),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -206,4 +207,28 @@ def test_finance_sees_published_totals_and_downloads_the_export(
     shot(page, "signed-out")
     page.goto("/app/finance")  # the session is gone: back to the provider's form
     expect(page.locator("h1")).to_have_text("Development sign-in")
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def open_site(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+    """The pages with public_url unset, on a random port, as `rewards api` serves them."""
+    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
+    proposed = prepared(engine)
+    yield from serve_site(engine, tmp_path_factory.mktemp("open"), proposed, public_url="")
+    engine.dispose()
+
+
+def test_without_public_url_the_pages_work_at_localhost_on_any_port(
+    browser: Browser, open_site: Site
+) -> None:
+    """Issue 17: on another port every form failed and `localhost` could not sign in."""
+    site = dataclasses.replace(open_site, url=open_site.url.replace("127.0.0.1", "localhost"))
+    page = signed_in(browser, site, site.owners[0], "supplier")
+    assert page.url.startswith(site.url)  # sign-in came back to the address it began at
+    page.goto("/app/supplier/rewards")
+    expect(page.locator("h1")).to_be_visible()
+    shot(page, "localhost-supplier-rewards")
+    page.click("button:text-is('Sign out')")  # a form: its origin is this address
+    expect(page.locator("h1")).to_have_text("Signed out")
     page.close()
