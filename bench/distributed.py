@@ -89,6 +89,7 @@ class Counted:
         self.inner = inner
         self.tasks_at_once = inner.tasks_at_once
         self.sent = self.received = 0
+        self.by_task: dict[str, int] = {}  # bytes of results, by task function
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -96,7 +97,9 @@ class Counted:
     def map(self, fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
         self.sent += sum(len(pickle.dumps(task, protocol=5)) for task in tasks)
         results = self.inner.map(fn, tasks)
-        self.received += sum(len(pickle.dumps(r, protocol=5)) for r in results)
+        size = sum(len(pickle.dumps(r, protocol=5)) for r in results)
+        self.received += size
+        self.by_task[fn.__name__] = self.by_task.get(fn.__name__, 0) + size
         return results
 
 
@@ -171,6 +174,7 @@ def fleet_scale(args: argparse.Namespace, client: Client, cluster: LocalCluster)
         "driver_peak_rss_mib": peak_rss_mib(),
         "bytes_to_workers": counted.sent,
         "bytes_from_workers": counted.received,
+        "bytes_from_workers_by_task": counted.by_task,
         "epochs_paid_in_full": paid.height,
     }
 
