@@ -30,7 +30,13 @@ def incidents_declare(
     start: Annotated[str, typer.Option(help="RFC 3339 start, e.g. 2024-04-25T08:05:00Z.")],
     end: Annotated[str, typer.Option(help="RFC 3339 end.")],
     by: Actor,
-    deadline: Annotated[str, typer.Option(help="Recovery deadline, e.g. 48h.")] = "0s",
+    deadline: Annotated[
+        str,
+        typer.Option(
+            help="Recovery deadline after the end, e.g. 48h (required: 0s gives no recovery "
+            "credit at all)."
+        ),
+    ],
     scope: Annotated[
         str,
         typer.Option(
@@ -81,9 +87,21 @@ def incidents_detect() -> None:
         )
 
 
+STATUSES = ("proposed", "confirmed", "dismissed")
+
+
+def _status(value: str | None) -> str | None:
+    if value is not None and value not in STATUSES:
+        raise typer.BadParameter(f"{value!r}: expected one of {', '.join(STATUSES)}")
+    return value
+
+
 @incidents_app.command("list")
 def incidents_list(
-    status: Annotated[str | None, typer.Option(help="proposed, confirmed or dismissed.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="proposed, confirmed or dismissed.", callback=_status),
+    ] = None,
 ) -> None:
     """Incidents, oldest first."""
     from rewards.services.incidents import list_incidents

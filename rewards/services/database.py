@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from pathlib import Path
+
+from sqlalchemy import Engine, make_url
 
 from rewards.db import migrate
 from rewards.db.engine import make_engine
@@ -13,7 +15,14 @@ class DatabaseNotReady(RuntimeError):
 
 
 def open_database(url: str, *, serving: bool = False) -> Engine:
-    """An engine for `url`, checked to be reachable and at the latest migration."""
+    """An engine for `url`, checked to be reachable and at the latest migration. A SQLite
+    file that does not exist is refused, not made empty by connecting to it."""
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        raise DatabaseNotReady(
+            f"there is no database at {missing}: make it with `rewards db upgrade` (or "
+            "`rewards demo` for a demo), or point REWARDS_DATABASE_URL at yours"
+        )
     engine = make_engine(url, serving=serving)
     try:
         current = migrate.current_revision(engine)
@@ -29,6 +38,17 @@ def open_database(url: str, *, serving: bool = False) -> Engine:
             "run `rewards db upgrade` first"
         )
     return engine
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file `url` names that does not exist, else None."""
+    parsed = make_url(url)
+    path = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not path or path == ":memory:":
+        return None
+    if path.startswith("file:") or Path(path).exists():
+        return None
+    return path
 
 
 def readiness(engine: Engine) -> tuple[str, str]:

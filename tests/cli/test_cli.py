@@ -93,6 +93,8 @@ def test_incident_commands_declare_list_and_refuse_bad_input(
         "2024-04-25T09:05:00Z",
         "--by",
         "admin",
+        "--deadline",
+        "48h",
         "--scope",
         '{"agent_version_below": "one"}',
         env=env,
@@ -108,9 +110,18 @@ def test_incident_commands_declare_list_and_refuse_bad_input(
         "2024-04-25T09:05:00Z",
         "--by",
         "admin",
+        "--deadline",
+        "48h",
         env=env,
     )
     assert naive.returncode == 2 and "no UTC offset" in naive.stderr
+    # a recovery deadline is said, never 0 s by default (issue 17): no incident without it
+    silent = rewards(
+        "incidents", "declare", "x", "--start", "2024-04-25T08:05:00Z",
+        "--end", "2024-04-25T09:05:00Z", "--by", "admin", env=env,
+    )  # fmt: skip
+    assert silent.returncode == 2 and "--deadline" in silent.stderr
+    assert rewards("incidents", "list", env=env).stdout == ""
     done = rewards(
         "incidents",
         "declare",
@@ -128,6 +139,9 @@ def test_incident_commands_declare_list_and_refuse_bad_input(
     assert done.returncode == 0, done.stderr
     listed = rewards("incidents", "list", "--status", "confirmed", env=env)
     assert listed.stdout.startswith("apr-25\tconfirmed\t2024-04-25T08:05:00Z")
+    unknown = rewards("incidents", "list", "--status", "foo", env=env)
+    words = " ".join(unknown.stderr.replace("│", " ").split())  # typer boxes its messages
+    assert unknown.returncode == 2 and "'foo': expected one of proposed, confirmed" in words
     edited = rewards("incidents", "edit", "apr-25", "--deadline", "12h", "--by", "bob", env=env)
     assert edited.returncode == 0, edited.stderr
     listed = rewards("incidents", "list", env=env)
@@ -148,10 +162,13 @@ def test_incidents_declare_and_edit_keep_windows_inside_the_configured_year_wind
     )
     assert rewards("db", "upgrade", env=env).returncode == 0
     window = ["--start", "2024-04-25T08:05:00Z", "--end", "2024-04-25T09:05:00Z"]
-    done = rewards("incidents", "declare", "apr-25", *window, "--by", "admin", env=env)
+    done = rewards(
+        "incidents", "declare", "apr-25", *window, "--by", "admin", "--deadline", "1h", env=env
+    )
     assert done.returncode == 0, done.stderr
     late = rewards("incidents", "declare", "late", "--start", "2024-04-25T08:05:00Z",
-                   "--end", "2031-06-01T00:00:00Z", "--by", "admin", env=env)  # fmt: skip
+                   "--end", "2031-06-01T00:00:00Z", "--by", "admin", "--deadline", "1h",
+                   env=env)  # fmt: skip
     assert late.returncode == 2 and "2020 to 2030" in late.stderr
     for option, value in (("--end", "2031-06-01T00:00:00Z"), ("--start", "2019-12-31T23:00:00Z")):
         edited = rewards("incidents", "edit", "apr-25", option, value, "--by", "bob", env=env)
@@ -159,3 +176,18 @@ def test_incidents_declare_and_edit_keep_windows_inside_the_configured_year_wind
         assert "2020 to 2030" in edited.stderr and "Traceback" not in edited.stderr
     listed = rewards("incidents", "list", env=env)
     assert "\t2024-04-25T08:05:00Z\t2024-04-25T09:05:00Z\t" in listed.stdout  # unchanged
+
+
+def test_a_command_on_a_database_that_is_not_there_says_so_and_makes_none(
+    tmp_path: Path, season_dir: Path
+) -> None:
+    """Issue 17: reading the default database used to leave an empty var/rewards.db."""
+    env = env_for(tmp_path, season_dir)
+    for command in (("runs",), ("incidents", "list"), ("snapshot", "list")):
+        done = rewards(*command, env=env)
+        assert done.returncode == 2, command
+        assert f"there is no database at {tmp_path / 'cli.db'}" in done.stderr
+        assert "rewards db upgrade" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "cli.db").exists(), command
+    assert rewards("db", "upgrade", env=env).returncode == 0  # what the message says to do
+    assert rewards("runs", env=env).returncode == 0
