@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from rewards.core import TIME, from_us
@@ -272,19 +272,40 @@ def writes_per_second(
     return dict(counts)
 
 
+def _owned(owner_id: str, containing: str | None) -> list[Any]:
+    """Conditions: in force, owned by `owner_id`, the id containing `containing` (an
+    identifier's characters only, so nothing in it is a LIKE wildcard)."""
+    where = [col(DeviceMetadata.owner_id) == owner_id, col(DeviceMetadata.valid_to).is_(None)]
+    if containing:
+        where.append(col(DeviceMetadata.device_id).contains(containing, autoescape=True))
+    return where
+
+
 def owned_now(
-    session: Session, owner_id: str, *, limit: int, after: str | None
+    session: Session,
+    owner_id: str,
+    *,
+    limit: int,
+    after: str | None,
+    containing: str | None = None,
 ) -> list[DeviceMetadata]:
-    """The versions in force of the devices `owner_id` owns, by device_id after `after`."""
+    """The versions in force of the devices `owner_id` owns, by device_id after `after`
+    (those whose id contains `containing`, when given)."""
     query = (
         select(DeviceMetadata)
-        .where(col(DeviceMetadata.owner_id) == owner_id, col(DeviceMetadata.valid_to).is_(None))
+        .where(*_owned(owner_id, containing))
         .order_by(col(DeviceMetadata.device_id))
         .limit(limit)
     )
     if after:
         query = query.where(col(DeviceMetadata.device_id) > after)
     return list(session.scalars(query))
+
+
+def count_owned(session: Session, owner_id: str, containing: str | None = None) -> int:
+    """How many devices `owner_id` owns now (whose id contains `containing`)."""
+    query = select(func.count()).select_from(DeviceMetadata).where(*_owned(owner_id, containing))
+    return int(session.execute(query).scalar_one())
 
 
 def current_version(session: Session, device_id: str) -> DeviceMetadata | None:

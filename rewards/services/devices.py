@@ -9,8 +9,17 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from rewards.db.devices import changes_by, current_version, last_seen, owned_now, revert
+from rewards.core import from_us
+from rewards.db.devices import (
+    changes_by,
+    count_owned,
+    current_version,
+    last_seen,
+    owned_now,
+    revert,
+)
 from rewards.db.engine import unit_of_work
+from rewards.db.heartbeats import last_interval_end
 from rewards.db.tables import DeviceMetadata
 from rewards.services.errors import ServiceError
 
@@ -26,11 +35,17 @@ class DeviceView:
 
 
 def owned_devices(
-    engine: Engine, owner_id: str, *, limit: int, after: str | None
+    engine: Engine,
+    owner_id: str,
+    *,
+    limit: int,
+    after: str | None,
+    containing: str | None = None,
 ) -> list[DeviceView]:
-    """The devices `owner_id` owns now, by device_id, `limit` at a time after `after`."""
+    """The devices `owner_id` owns now, by device_id, `limit` at a time after `after`
+    (only those whose id contains `containing`, when given)."""
     with unit_of_work(engine) as session:
-        rows = owned_now(session, owner_id, limit=limit, after=after)
+        rows = owned_now(session, owner_id, limit=limit, after=after, containing=containing)
         seen = last_seen(session, [r.device_id for r in rows])
     return [
         DeviceView(
@@ -38,6 +53,20 @@ def owned_devices(
         )
         for r in rows
     ]
+
+
+def owned_count(engine: Engine, owner_id: str, containing: str | None = None) -> int:
+    """How many devices `owner_id` owns now (whose id contains `containing`)."""
+    with unit_of_work(engine) as session:
+        return count_owned(session, owner_id, containing)
+
+
+def newest_heartbeat(engine: Engine) -> datetime | None:
+    """When the newest heartbeat stored anywhere in the fleet was seen (the end of the
+    latest open interval): what "online now" is measured against, whatever the clock."""
+    with unit_of_work(engine) as session:
+        found = last_interval_end(session.connection())
+    return None if found is None else from_us(found)
 
 
 def owner_now(engine: Engine, device_id: str) -> str | None:

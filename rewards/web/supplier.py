@@ -4,12 +4,13 @@ own: another supplier's device is the same 404 as one that does not exist."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
@@ -23,7 +24,7 @@ from rewards.core import (
     grid_state,
 )
 from rewards.services.archive import open_archive
-from rewards.services.devices import owned_devices, owner_now
+from rewards.services.devices import newest_heartbeat, owned_count, owned_devices, owner_now
 from rewards.services.eligibility_view import supplier_standing
 from rewards.services.pages import device_timeline
 from rewards.services.snapshots import (
@@ -82,10 +83,47 @@ def _published(
     }
 
 
+OWNED_A_PAGE = 100
+Search = Annotated[str | None, Query(max_length=128)]
+SEARCHABLE = re.compile(r"[A-Za-z0-9._:-]+")  # an identifier's characters: nothing else matches
+After = Annotated[str | None, Query(max_length=128, pattern=IDENTIFIER_PATTERN)]
+
+
+def _owned(
+    request: Request, owner: str, policy: SeasonPolicy, q: str | None, after: str | None
+) -> dict[str, Any]:
+    """One page of the devices `owner` owns now (their ids containing `q`), with the
+    count, where the next page starts, and whether each device is online: seen within a
+    liveness timeout of the newest heartbeat in the fleet (not of the clock, so a feed
+    that stopped does not make every device look offline)."""
+    engine = request.app.state.engine
+    if q and not SEARCHABLE.fullmatch(q):  # said on the page, not a bare 422
+        return {"devices": [], "total": 0, "q": q, "after": None, "next": None, "bad_q": True}
+    rows = owned_devices(engine, owner, limit=OWNED_A_PAGE + 1, after=after, containing=q)
+    page, more = rows[:OWNED_A_PAGE], len(rows) > OWNED_A_PAGE
+    newest = newest_heartbeat(engine)
+    timeout = timedelta(microseconds=policy.liveness_timeout_us)
+    return {
+        "devices": page,
+        "online": {
+            d.device_id: bool(newest and d.last_seen and d.last_seen >= newest - timeout)
+            for d in page
+        },
+        "total": owned_count(engine, owner, q),
+        "q": q or "",
+        "after": after,
+        "next": page[-1].device_id if more and page else None,
+        "page_size": OWNED_A_PAGE,
+    }
+
+
 @supplier_pages.get("", response_class=HTMLResponse)
-def devices(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
-    """My devices now, and the season's device x epoch grid."""
-    owned = owned_devices(request.app.state.engine, who.subject, limit=500, after=None)
+def devices(
+    request: Request, who: SupplierPage, policy: PolicyDep, q: Search = None, after: After = None
+) -> HTMLResponse:
+    """My devices now (a page at a time, searchable by id), and the season's device x
+    epoch grid."""
+    owned = _owned(request, who.subject, policy, q or None, after)
     rows, about = _view_rows(request, policy, who.subject)
     cells: dict[str, dict[int, str]] = defaultdict(dict)
     for row in rows:
