@@ -88,3 +88,35 @@ def test_each_device_is_online_or_offline_by_when_it_was_last_seen(site: Site) -
     owner = next(o for o in site.owners if {state(d) for d in site.devices_of(o)} == {"yes", "no"})
     html = sign_in(site, owner, "supplier").get("/app/supplier").text
     assert dict(ROW.findall(html)) == {d: state(d) for d in site.devices_of(owner)}
+
+
+GRID_ROW = re.compile(r'<tr><th scope="row"><a href="/app/supplier/devices/([^"]+)">')
+GRID_NEXT = re.compile(r'<a rel="next" data-grid="(\d+)"')
+
+
+def test_the_grid_pages_too_and_its_columns_are_days(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rewards.web.supplier.GRID_A_PAGE", 2)
+    owner = _busiest(site)
+    client = sign_in(site, owner, "supplier")
+    html = client.get("/app/supplier").text
+    total = int(re.search(r'data-grid-total="(\d+)"', html).group(1))  # type: ignore[union-attr]
+    seen, page = [], 0
+    while True:
+        html = client.get("/app/supplier", params={"grid": page}).text
+        rows = GRID_ROW.findall(html)
+        assert 1 <= len(rows) <= 2
+        seen += rows
+        found = GRID_NEXT.search(html)
+        if found is None:
+            break
+        page = int(found.group(1))
+    assert len(seen) == len(set(seen)) == total >= 3
+    assert seen == sorted(seen)
+    heads = re.findall(
+        r'<th scope="col" data-epoch="(\d+)" title="epoch \d+: ([0-9-]+) \(UTC\)">([^<]*)</th>',
+        html,
+    )
+    assert heads and all(label == day[5:] for _, day, label in heads)  # 04-20, not 0
+    assert client.get("/app/supplier", params={"grid": -1}).status_code == 422
