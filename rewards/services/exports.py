@@ -291,10 +291,18 @@ def write_diff(result: Diff, out: Path) -> None:
         write_tables(result.suppliers, partial, "suppliers", decimals, DELTAS)
 
 
+ADJUSTED = ["paid", "due", "adjustment"]
+
+
 def write_adjustments(table: pl.DataFrame, decimals: int, out: Path) -> None:
     """Finance's adjustments table as adjustments.csv and .parquet into new `out`."""
     with fresh_directory(out) as partial:
-        write_tables(table, partial, "adjustments", decimals, ["paid", "due", "adjustment"])
+        write_tables(table, partial, "adjustments", decimals, ADJUSTED)
+
+
+def adjustments_csv(table: pl.DataFrame, decimals: int) -> bytes:
+    """The adjustments.csv `write_adjustments` writes (amounts also in tokens), as bytes."""
+    return csv_bytes(_with_decimals(table, decimals, ADJUSTED))
 
 
 def verify_export(directory: Path) -> list[str]:

@@ -175,6 +175,8 @@ def settle(engine: Engine, paid: SnapshotRecord, due: SnapshotRecord) -> pl.Data
             )
     if paid.season != due.season:
         raise SnapshotConflict(f"{label(paid)} and {label(due)} are of different seasons")
+    if paid.id == due.id:
+        raise SnapshotError(f"{label(paid)} against itself: nothing to settle; give two versions")
     return adjustments(stored_suppliers(engine, paid), stored_suppliers(engine, due))
 
 

@@ -10,9 +10,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from rewards.api.deps import REF_PATTERN, EngineDep, PolicyDep, SettingsDep, SnapshotRef
 from rewards.api.routes.finance import ExportFile, finance_export
-from rewards.core import csv_bytes
-from rewards.services.exports import EXPORT_FILES
-from rewards.services.snapshots import label, list_snapshots, settlement
+from rewards.services import exports
+from rewards.services.snapshots import label, list_snapshots, resolve, settlement, token_decimals
 from rewards.web.session import FinancePage
 from rewards.web.templates import render
 
@@ -32,7 +31,7 @@ def snapshots(request: Request, who: FinancePage, policy: PolicyDep) -> HTMLResp
     return render(
         request,
         "finance.html",
-        {"title": "Published snapshots", "snapshots": found, "files": list(EXPORT_FILES)},
+        {"title": "Published snapshots", "snapshots": found, "files": list(exports.EXPORT_FILES)},
     )
 
 
@@ -49,8 +48,9 @@ def adjustments_csv(
 ) -> Response:
     """Per supplier, what is owed (positive) or was overpaid when `due` replaces `paid`."""
     table = settlement(engine, paid, due, settings.season)
+    decimals = token_decimals(resolve(engine, due, settings.season))
     return Response(
-        csv_bytes(table),
+        exports.adjustments_csv(table, decimals),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="adjustments-{paid}-{due}.csv"'},
     )

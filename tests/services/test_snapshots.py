@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +23,13 @@ from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.snapshots import discard
 from rewards.db.tables import Snapshot
 from rewards.services.computing import ComputePlan
-from rewards.services.exports import EXPORT_FILES, export, export_file, verify_export
+from rewards.services.exports import (
+    EXPORT_FILES,
+    adjustments_csv,
+    export,
+    export_file,
+    verify_export,
+)
 from rewards.services.publication import RollbackRefused, publish
 from rewards.services.runs import JobBusy, recent_runs
 from rewards.services.snapshot_runs import RunOutcome, Stages, freeze_inputs, run_snapshot
@@ -234,6 +241,18 @@ def test_a_rerun_after_confirming_the_incident_changes_exactly_what_the_rules_sa
     assert int(adjustments.get_column("adjustment").sum()) == v2.total_paid - v1.total_paid - (
         v2.total_unassigned - v1.total_unassigned
     )
+    with pytest.raises(SnapshotError, match="nothing to settle"):  # a version against itself
+        settle(ingested, v2, v2)
+    # the CSV the pages hand finance carries every amount in tokens too (issue 17)
+    table = pl.read_csv(adjustments_csv(adjustments, POLICY.token_decimals), infer_schema=False)
+    assert table.columns == [
+        "owner_id", "paid", "due", "adjustment", "direction",
+        "paid_decimal", "due_decimal", "adjustment_decimal",
+    ]  # fmt: skip
+    scale = 10**POLICY.token_decimals
+    for row in table.iter_rows(named=True):
+        for amount in ("paid", "due", "adjustment"):
+            assert Decimal(row[f"{amount}_decimal"]) * scale == int(row[amount])
 
 
 def _refused(engine: Engine, statement: str, sid: int | None = None) -> None:
