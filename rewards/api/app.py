@@ -16,13 +16,14 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
 
-from rewards.api import problems
+from rewards.api import openapi, problems
 from rewards.api.auth import TokenVerifier
 from rewards.api.edge import MAX_BODY_BYTES, Gate, Guard, bearer_gate, networks
 from rewards.api.routes import ROUTERS
@@ -81,7 +82,8 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from assets served here: no CDN, works offline
+        static_url="/docs-assets",
         lifespan=lifespan,
         title="Ignition rewards engine",
         version="1",
@@ -100,6 +102,7 @@ def create_app(engine: Engine, settings: Settings, verifier: TokenVerifier | Non
     app.state.gates = gates
     app.add_middleware(Guard, state=app.state)
     problems.install(app)
+    openapi.install(app)
 
     for router in ROUTERS:
         app.include_router(router)
