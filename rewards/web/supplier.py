@@ -209,7 +209,7 @@ def device(
 def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
     """My payout in each published snapshot, with its Merkle proof to verify in the page."""
     engine = request.app.state.engine
-    payouts = []
+    payouts: list[dict[str, Any]] = []
     for snap in list_snapshots(engine, policy.season_id):
         if snap.status == "draft":
             continue
@@ -218,4 +218,9 @@ def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLRespo
         except SnapshotError:
             document = None
         payouts.append({"snapshot": snap, "label": label(snap), "proof": document})
+    by_id = {p["snapshot"].id: p for p in payouts}
+    for payout in payouts:  # a superseded version says which replaced it, and what changed
+        older = by_id.get(payout["snapshot"].supersedes_id)
+        if older is not None:
+            older["replaced_by"] = payout
     return render(request, "rewards.html", {"title": "My rewards", "payouts": payouts})

@@ -23,6 +23,19 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["svg"] = svg
 templates.env.filters["thousands"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+
+
+def tokens(amount: str) -> str:
+    """An exact decimal token amount with thousands separators: '-1234567.5' becomes
+    '-1,234,567.5' (the digits untouched: never through a float)."""
+    sign, digits = ("-", amount[1:]) if amount.startswith("-") else ("", amount)
+    whole, dot, fraction = digits.partition(".")
+    if not whole.isdigit():
+        return amount
+    return f"{sign}{int(whole):,}{dot}{fraction}"
+
+
+templates.env.filters["tokens"] = tokens
 # an incident's stored scope (JSON) in words: "every device", "2 devices: gpu-1, gpu-2"
 templates.env.filters["scope_words"] = lambda stored: IncidentScope.from_json(stored).describe()
 

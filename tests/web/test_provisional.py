@@ -9,18 +9,22 @@ import re
 from collections.abc import Iterator
 
 import orjson
+import polars as pl
 import pytest
 from sqlalchemy import Engine
 
 from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view, supplier_standing
 from rewards.services.incidents import decide
+from rewards.services.publication import publish
+from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import (
     list_snapshots,
     published_standing,
     stored_rows,
     stored_suppliers,
 )
+from rewards.web.templates import tokens
 from tests.seeded import LOCK, NOW, POLICY, ingested_copy
 from tests.web.conftest import Site, prepared, serve_site, sign_in
 
@@ -115,3 +119,65 @@ def test_the_published_standing_is_the_stored_rows_of_that_device_and_owner(
     assert checked >= 5
     nobody = published_standing(ingested, POLICY.season_id, "not-an-owner", "gpu-nope")
     assert nobody is not None and nobody.payout is None and nobody.device_rows.is_empty()
+
+
+@pytest.fixture(scope="module")
+def replaced(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+    """v1 published, then the incident confirmed and v2 run and published over it."""
+    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
+    proposed = prepared(engine)
+    decide(engine, proposed, status="confirmed", by="admin.example.org", now=NOW)
+    v2 = run_snapshot(
+        engine, POLICY, epochs=range(POLICY.epoch_count), trigger="manual", triggered_by="t",
+        reason="incident confirmed", clock=lambda: NOW, lock_ttl=LOCK,
+    ).snapshot  # fmt: skip
+    publish(engine, v2, by="t", clock=lambda: NOW, lock_ttl=LOCK)
+    yield from serve_site(engine, tmp_path_factory.mktemp("replaced"), proposed)
+    engine.dispose()
+
+
+def test_a_replaced_version_says_which_replaced_it_and_what_changed_for_me(
+    replaced: Site,
+) -> None:
+    snaps = {s.version: s for s in list_snapshots(replaced.engine, POLICY.season_id)}
+    before = stored_suppliers(replaced.engine, snaps[1])
+    after = stored_suppliers(replaced.engine, snaps[2])
+    changed = before.join(after, on="owner_id", suffix="_v2").filter(
+        pl.col("reward") != pl.col("reward_v2")
+    )
+    first = changed.row(0, named=True)
+    owner, old, new = first["owner_id"], first["reward"], first["reward_v2"]
+    html = sign_in(replaced, owner, "supplier").get("/app/supplier/rewards").text
+
+    def section(version: int) -> str:
+        found = re.search(
+            rf'<section class="payout" data-snapshot="ignition-s2-v{version}".*?</section>',
+            html,
+            re.S,
+        )
+        assert found is not None
+        return found.group(0)
+
+    assert 'data-replaced-by="ignition-s2-v2"' in section(1)
+    words = re.sub(r"<[^>]+>", "", section(1))
+    decimals = POLICY.token_decimals
+    for amount in (old, new):
+        text = tokens(f"{amount // 10**decimals}.{amount % 10**decimals:0{decimals}d}")
+        assert f"{text} tokens" in words
+    assert "data-replaced-by" not in section(2)
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        ("0.5", "0.5"),
+        ("1234567.000001", "1,234,567.000001"),
+        ("-1000", "-1,000"),
+        ("999", "999"),
+        ("-0.25", "-0.25"),
+        ("12345678901234567890.1", "12,345,678,901,234,567,890.1"),
+    ],
+)
+def test_token_amounts_get_separators_and_keep_every_digit(amount: str, shown: str) -> None:
+    assert tokens(amount) == shown
+    assert tokens(amount).replace(",", "") == amount
