@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import polars as pl
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, collate, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
@@ -123,13 +123,13 @@ def device_rows(connection: Connection, snapshot_id: int, device_id: str) -> pl.
     """One device's rows of a snapshot (SNAPSHOT_ROWS, by epoch): only the parts whose
     device range holds it are read (one or two of a season's), each checked against its
     hash (CorruptSnapshot when it no longer matches)."""
+    first, last = col(SnapshotPart.first_device_id), col(SnapshotPart.last_device_id)
+    holds = [first <= device_id, last >= device_id]
+    if connection.dialect.name == "postgresql":  # byte order, as the parts are cut (SQLite's is)
+        holds = [collate(first, "C") <= device_id, collate(last, "C") >= device_id]
     found = connection.execute(
         select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
-        .where(
-            col(SnapshotPart.snapshot_id) == snapshot_id,
-            col(SnapshotPart.first_device_id) <= device_id,
-            col(SnapshotPart.last_device_id) >= device_id,
-        )
+        .where(col(SnapshotPart.snapshot_id) == snapshot_id, *holds)
         .order_by(col(SnapshotPart.part))
     )
     frames = []
