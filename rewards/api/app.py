@@ -20,7 +20,7 @@ from fastapi_offline import FastAPIOffline
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 
 from rewards.api import openapi, problems
@@ -47,6 +47,11 @@ class Metrics:
         )
         self.refused = Counter(
             "rewards_api_refused", "Requests refused by authentication", ["why"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "rewards_api_request_seconds", "Time to answer a request, by route", ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=self.registry,
         )  # fmt: skip
 

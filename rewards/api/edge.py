@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -163,6 +164,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope["rewards.started"] = time.perf_counter()
         try:
             refusal = await self._refusal(scope)
         except Exception as exc:  # a check that needed the database or the provider's keys
@@ -223,6 +225,8 @@ class Guard:
     def _count(self, scope: Scope, status: int) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")
         self.state.metrics.requests.labels(route, str(status)).inc()
+        took = time.perf_counter() - scope["rewards.started"]
+        self.state.metrics.latency.labels(route).observe(took)
 
 
 async def _answer(scope: Scope, exc: Exception, *, pages: bool = True) -> Response:

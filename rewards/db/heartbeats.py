@@ -393,3 +393,11 @@ def heartbeats_between(
         _HEARTBEAT_INTS,
     )
     return frame.with_columns(pl.col("observed_at").cast(TIME))
+
+
+def devices_seen_since(connection: Connection, since_us: int) -> int:
+    """How many devices were seen at or after `since_us` (their open interval ends then)."""
+    found = connection.execute(
+        text('SELECT count(*) FROM open_intervals WHERE "end" >= :since'), {"since": since_us}
+    )
+    return int(found.scalar_one())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlmodel import Session, col
 
 from rewards.db.bulk import insert_missing
@@ -206,3 +206,23 @@ def job_runs(
     if before_id is not None:
         query = query.where(col(JobRun.id) < before_id)
     return list(session.scalars(query))
+
+
+def job_run_totals(session: Session) -> list[tuple[str, str, int]]:
+    """(job_id, status, runs) over every recorded run."""
+    found = session.execute(
+        select(col(JobRun.job_id), col(JobRun.status), func.count()).group_by(
+            col(JobRun.job_id), col(JobRun.status)
+        )
+    ).all()
+    return [(str(j), str(s), int(n)) for j, s, n in found]
+
+
+def last_finished_runs(session: Session) -> list[JobRun]:
+    """Each job's latest finished run."""
+    latest = (
+        select(func.max(JobRun.id))
+        .where(col(JobRun.finished_at).is_not(None))
+        .group_by(col(JobRun.job_id))
+    )
+    return list(session.scalars(select(JobRun).where(col(JobRun.id).in_(latest))))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from rewards.api.deps import (
     Anyone,
     DeviceId,
     EngineDep,
+    PolicyDep,
 )
 from rewards.api.schemas import (
     Health,
@@ -20,6 +23,7 @@ from rewards.api.schemas import (
 from rewards.services.database import readiness
 from rewards.services.devices import public_device
 from rewards.services.ingest_metrics import INGEST_METRICS
+from rewards.services.observability import FleetStatus, fleet_status
 
 operations = APIRouter(tags=["operations"])
 public = APIRouter(prefix="/v1/explorer", tags=["public"])
@@ -56,11 +60,53 @@ def readyz(request: Request, engine: EngineDep) -> JSONResponse:
 
 
 @operations.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus metrics: the API's, and ingestion's when this process pulls (serve)."""
+def metrics(request: Request, engine: EngineDep, policy: PolicyDep) -> Response:
+    """Prometheus metrics: the API's, ingestion's when this process pulls (serve), and the
+    fleet's and the jobs' as the database has them (rewards/services/observability.py)."""
     body = generate_latest(request.app.state.metrics.registry)
     body += generate_latest(INGEST_METRICS.registry)
+    body += generate_latest(_fleet_registry(fleet_status(engine, policy, now=datetime.now(UTC))))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _fleet_registry(status: FleetStatus) -> CollectorRegistry:
+    """The fleet's and the jobs' numbers as gauges, in a registry made for this scrape."""
+    registry = CollectorRegistry()
+    Gauge(
+        "rewards_fleet_online_devices",
+        "Devices seen within a liveness timeout of the newest heartbeat",
+        registry=registry,
+    ).set(status.online_devices)
+    age = Gauge(
+        "rewards_fleet_newest_heartbeat_age_seconds",
+        "Seconds since the newest heartbeat stored (ingest lag, whoever pulls)",
+        registry=registry,
+    )
+    age.set(status.newest_heartbeat_age_s if status.newest_heartbeat_age_s is not None else -1)
+    published = Gauge(
+        "rewards_snapshot_published_age_seconds",
+        "Seconds since the season's published snapshot was published (-1: none)",
+        registry=registry,
+    )
+    published.set(status.published_age_s if status.published_age_s is not None else -1)
+    runs = Gauge(
+        "rewards_job_runs", "Job runs recorded, by job and status", ["job", "status"],
+        registry=registry,
+    )  # fmt: skip
+    for job, state, count in status.runs:
+        runs.labels(job, state).set(count)
+    took = Gauge(
+        "rewards_job_last_duration_seconds", "The latest finished run's duration", ["job"],
+        registry=registry,
+    )  # fmt: skip
+    failed = Gauge(
+        "rewards_job_last_failed", "1 when the job's latest finished run failed", ["job"],
+        registry=registry,
+    )  # fmt: skip
+    for outcome in status.latest:
+        took.labels(outcome.job_id).set(outcome.seconds)
+        failed.labels(outcome.job_id).set(int(outcome.status != "succeeded"))
+    return registry
 
 
 @public.get("/devices/{device_id}", response_model=PublicDeviceOut)
