@@ -6,6 +6,7 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, collate, delete, func, select, update
@@ -107,15 +108,7 @@ def read_rows(connection: Connection, snapshot_id: int) -> pl.DataFrame:
 def row_parts(connection: Connection, snapshot_id: int) -> Iterator[pl.DataFrame]:
     """A snapshot's rows (SNAPSHOT_ROWS) in canonical order, a stored part at a time, each
     checked against its hash (CorruptSnapshot when it no longer matches)."""
-    found = connection.execute(
-        select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
-        .where(col(SnapshotPart.snapshot_id) == snapshot_id)
-        .order_by(col(SnapshotPart.part))
-        .execution_options(yield_per=1)
-    )
-    for part, digest, data in found:
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise CorruptSnapshot(f"snapshot {snapshot_id} part {part}: SHA-256 mismatch")
+    for data in _checked_parts(connection, snapshot_id):
         yield pl.read_parquet(io.BytesIO(data)).select(list(SNAPSHOT_ROWS))
 
 
@@ -127,20 +120,29 @@ def device_rows(connection: Connection, snapshot_id: int, device_id: str) -> pl.
     holds = [first <= device_id, last >= device_id]
     if connection.dialect.name == "postgresql":  # byte order, as the parts are cut (SQLite's is)
         holds = [collate(first, "C") <= device_id, collate(last, "C") >= device_id]
+    frames = [
+        pl.scan_parquet(io.BytesIO(data))
+        .filter(pl.col("device_id") == device_id)
+        .select(list(SNAPSHOT_ROWS))
+        .collect()
+        for data in _checked_parts(connection, snapshot_id, *holds)
+    ]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+
+
+def _checked_parts(connection: Connection, snapshot_id: int, *where: Any) -> Iterator[bytes]:
+    """The Parquet bytes of a snapshot's parts (those matching `where`), in order, one at
+    a time, each checked against its SHA-256 (CorruptSnapshot when it no longer matches)."""
     found = connection.execute(
         select(col(SnapshotPart.part), col(SnapshotPart.sha256), col(SnapshotPart.data))
-        .where(col(SnapshotPart.snapshot_id) == snapshot_id, *holds)
+        .where(col(SnapshotPart.snapshot_id) == snapshot_id, *where)
         .order_by(col(SnapshotPart.part))
+        .execution_options(yield_per=1)
     )
-    frames = []
     for part, digest, data in found:
         if hashlib.sha256(data).hexdigest() != digest:
             raise CorruptSnapshot(f"snapshot {snapshot_id} part {part}: SHA-256 mismatch")
-        rows = pl.scan_parquet(io.BytesIO(data)).filter(pl.col("device_id") == device_id)
-        frames.append(rows.select(list(SNAPSHOT_ROWS)).collect())
-    if not frames:
-        return pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
-    return pl.concat(frames)
+        yield data
 
 
 def payout_of(connection: Connection, snapshot_id: int, owner_id: str) -> dict[str, int] | None:

@@ -149,18 +149,24 @@ def _write(frame: pl.DataFrame, folder: Path) -> Path:
     return path
 
 
+def interval_inputs(truth: pl.DataFrame, folder: Path) -> tuple[str, ...]:
+    """The options of a computation from intervals with a version-scoped incident: its
+    files (intervals, incident versions, incidents) written into `folder` from `truth`."""
+    (folder / "inc.json").write_text(json.dumps([APRIL]))
+    online_intervals(truth, POLICY).write_parquet(folder / "iv.parquet")
+    versions = incident_versions(truth, read_incidents(folder / "inc.json"))
+    versions.write_csv(folder / "versions.csv")
+    return (
+        "--intervals", str(folder / "iv.parquet"),
+        "--incident-versions", str(folder / "versions.csv"),
+        "--incidents", str(folder / "inc.json"),
+    )  # fmt: skip
+
+
 def test_by_shard_the_results_file_is_the_same_bytes(truth: pl.DataFrame, tmp_path: Path) -> None:
     """`--shards` (and `--workers`) write the file an epoch at a time, from the shards'
     results: the same bytes as the whole computation, CSV and Parquet alike."""
-    (tmp_path / "inc.json").write_text(json.dumps([APRIL]))
-    online_intervals(truth, POLICY).write_parquet(tmp_path / "iv.parquet")
-    versions = incident_versions(truth, read_incidents(tmp_path / "inc.json"))
-    versions.write_csv(tmp_path / "versions.csv")
-    inputs = (
-        "--intervals", str(tmp_path / "iv.parquet"),
-        "--incident-versions", str(tmp_path / "versions.csv"),
-        "--incidents", str(tmp_path / "inc.json"),
-    )  # fmt: skip
+    inputs = interval_inputs(truth, tmp_path)
     code, err, whole = compute(tmp_path, *inputs)
     assert code == 0, err
     for extra in (("--shards", "1"), ("--shards", "3"), ("--shards", "2", "--workers", "2")):

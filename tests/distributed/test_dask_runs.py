@@ -17,47 +17,33 @@ from distributed import Client, LocalCluster
 from hypothesis import given, settings
 from sqlalchemy import Engine, text
 
-from rewards.compute import compute, split_inputs
-from rewards.core import incident_versions, online_intervals
 from rewards.core.merkle import merkle_root, payout_leaves
 from rewards.executors import DaskCluster
-from rewards.inputs import read_incidents
 from rewards.services.computing import ComputePlan
 from rewards.services.errors import ComputeUnavailable
 from rewards.services.exports import ROW_FILES, export
 from rewards.services.runs import recent_runs
-from rewards.services.snapshot_runs import RunOutcome, Stages, run_snapshot
+from rewards.services.snapshot_runs import RunOutcome, Stages
 from rewards.services.snapshots import stored_rows, stored_suppliers
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
-from tests.cli.test_eligibility_files import APRIL
-from tests.cli.test_eligibility_intervals import POLICY as FILES_POLICY
 from tests.cli.test_eligibility_intervals import compute as compute_file
-from tests.compute.test_compute import P, whole
+from tests.cli.test_eligibility_intervals import interval_inputs
+from tests.compute.test_compute import gathered, sharded, whole
 from tests.core.test_eligibility_properties import incident, meta, run
 from tests.core.test_sharded import frames
 from tests.distributed.conftest import dask_processes
 from tests.distributed.plugins import KillOnce
 from tests.processes import free_port
-from tests.seeded import LOCK, NOW, POLICY, WEEK, declare_forced_upgrade
+from tests.seeded import declare_forced_upgrade
+from tests.services.test_snapshots import run as run_week
 
 pytestmark = pytest.mark.xdist_group("dask")
 DEVICES = 80  # the seeded fleet's
 
 
 def snapshot(engine: Engine, plan: ComputePlan, **kw: object) -> RunOutcome:
-    return run_snapshot(
-        engine,
-        POLICY,
-        epochs=WEEK,
-        trigger="manual",
-        triggered_by="admin@test",
-        reason="test",
-        clock=lambda: NOW,
-        lock_ttl=LOCK,
-        force=True,
-        plan=plan,
-        **kw,  # type: ignore[arg-type]
-    )
+    """A new version over the week, computed as `plan` says (test_snapshots' run)."""
+    return run_week(engine, force=True, plan=plan, **kw)
 
 
 def computed_on(engine: Engine, run_id: int) -> tuple[str, str | None, str | None]:
@@ -123,16 +109,7 @@ def test_fleets_computed_on_dask_are_the_whole_fleets_results(  # type: ignore[n
 ) -> None:
     inputs = frames(runs, raw_incidents, meta)
     with tempfile.TemporaryDirectory() as tmp, DaskCluster(cluster) as on_dask:
-        season = split_inputs(
-            Path(tmp) / "season",
-            shards,
-            inputs["intervals"].lazy(),
-            devices=inputs["devices"].lazy(),
-            incident_versions=inputs["incident_versions"].lazy(),
-            rows_per_part=7,
-        )
-        compute(season, P, incidents=inputs["incidents"], executor=on_dask)
-        result = pl.concat(list(season.epochs(range(P.epoch_count))))
+        result = gathered(sharded(inputs, Path(tmp) / "season", shards, executor=on_dask))
     assert result.equals(whole(inputs))
 
 
@@ -206,16 +183,7 @@ def test_the_cli_computes_files_on_a_scheduler_process_the_same(tmp_path: Path) 
     scheduler` and `dask worker` processes writes the same bytes as in its own process,
     and shows the shards' progress."""
     truth = delivered_heartbeats(delivery_log(FleetSpec(seed=4, devices=12, days=7)))
-    (tmp_path / "inc.json").write_text(json.dumps([APRIL]))
-    online_intervals(truth, FILES_POLICY).write_parquet(tmp_path / "iv.parquet")
-    versions = incident_versions(truth, read_incidents(tmp_path / "inc.json"))
-    versions.write_csv(tmp_path / "versions.csv")
-    inputs = (
-        "--intervals", str(tmp_path / "iv.parquet"),
-        "--incident-versions", str(tmp_path / "versions.csv"),
-        "--incidents", str(tmp_path / "inc.json"),
-        "--shards", "3",
-    )  # fmt: skip
+    inputs = (*interval_inputs(truth, tmp_path), "--shards", "3")
     code, err, here = compute_file(tmp_path, *inputs)
     assert code == 0, err
     (tmp_path / "logs").mkdir()
