@@ -13,7 +13,15 @@ from rewards.core.canonical_export import (
     reward_decimal,
 )
 from rewards.core.csv_cells import CSV_INJECTION, csv_bytes
-from rewards.core.diffs import DiffSummary, adjustments, diff_rows, diff_suppliers, summarize
+from rewards.core.diffs import (
+    EPOCH_CHANGES,
+    DiffSummary,
+    adjustments,
+    diff_rows,
+    diff_suppliers,
+    epoch_changes,
+    summarize,
+)
 from rewards.core.durations import format_duration_us, parse_duration_us
 from rewards.core.eligibility_view import (
     PACKED_DOCUMENTS,
@@ -93,6 +101,7 @@ from rewards.core.snapshot_rows import (
     OWNERS,
     SNAPSHOT_ROWS,
     SUPPLIERS,
+    epoch_sums,
     epoch_totals,
     snapshot_rows,
     supplier_totals,
@@ -120,6 +129,7 @@ __all__ = [
     "CSV_INJECTION",
     "DEFAULT_YEARS",
     "DEVICES",
+    "EPOCH_CHANGES",
     "EPOCH_TOTALS",
     "FINE_BUCKETS",
     "FINGERPRINT_PARTS",
@@ -180,7 +190,9 @@ __all__ = [
     "diff_suppliers",
     "empty",
     "epoch_bounds",
+    "epoch_changes",
     "epoch_payouts",
+    "epoch_sums",
     "epoch_totals",
     "export_rows",
     "fingerprint",

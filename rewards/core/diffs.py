@@ -97,6 +97,44 @@ class DiffSummary:
     largest: list[tuple[str, int, int, int]]  # (owner_id, before, after, delta)
 
 
+EPOCH_CHANGES: dict[str, pl.DataType] = {
+    "epoch": pl.Int64(),
+    "eligible_before": pl.Int64(),
+    "eligible_after": pl.Int64(),
+    "regained": pl.Int64(),
+    "lost": pl.Int64(),
+    "moved": pl.Int64(),
+}
+
+
+def epoch_changes(rows: pl.DataFrame, before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
+    """Per epoch of `before` or `after` (EPOCH_TOTALS, or any frame with epoch and
+    eligible_devices): eligible devices before and after, device-epochs regained and lost
+    and base units moved (the sum of the positive device-epoch deltas) in `rows`
+    (`diff_rows` output); sorted by epoch."""
+    counts = (
+        before.select("epoch", pl.col("eligible_devices").alias("eligible_before"))
+        .join(
+            after.select("epoch", pl.col("eligible_devices").alias("eligible_after")),
+            on="epoch",
+            how="full",
+            coalesce=True,
+        )
+        .with_columns(pl.col("eligible_before", "eligible_after").fill_null(0))
+    )
+    moves = rows.group_by("epoch").agg(
+        (~pl.col("eligible_before") & pl.col("eligible_after")).sum().alias("regained"),
+        (pl.col("eligible_before") & ~pl.col("eligible_after")).sum().alias("lost"),
+        pl.col("delta").clip(lower_bound=0).sum().alias("moved"),
+    )
+    return (
+        counts.join(moves, on="epoch", how="left")
+        .with_columns(pl.col("regained", "lost", "moved").fill_null(0))
+        .select(pl.col(name).cast(kind) for name, kind in EPOCH_CHANGES.items())
+        .sort("epoch")
+    )
+
+
 def summarize(rows: pl.DataFrame, suppliers: pl.DataFrame, largest: int = 5) -> DiffSummary:
     """The summary of `diff_rows` and `diff_suppliers` output."""
     regained = rows.filter(~pl.col("eligible_before") & pl.col("eligible_after"))

@@ -296,6 +296,18 @@ def load_intervals(connection: Connection) -> pl.DataFrame:
     return pl.concat(frames, rechunk=False).sort("device_id", "start")
 
 
+def intervals_overlapping(connection: Connection, *, lo_us: int, hi_us: int) -> pl.DataFrame:
+    """The stored intervals overlapping [lo_us, hi_us) as an INTERVALS frame, sorted by
+    device_id, start (bytewise): what a few epochs' eligibility needs, not the season's."""
+    found = read_frame(
+        connection,
+        f'SELECT * FROM {_every_interval()} WHERE start < :hi AND "end" > :lo',  # noqa: S608
+        {"lo": lo_us, "hi": hi_us},
+        _INTERVAL_INTS,
+    )
+    return _as_time(found.sort("device_id", "start"))
+
+
 def interval_batches(connection: Connection) -> Iterator[pl.DataFrame]:
     """Every stored online interval as INTERVALS frames, a batch at a time, in no
     particular order: a season's worth is never held whole here."""

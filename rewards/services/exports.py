@@ -305,6 +305,12 @@ def adjustments_csv(table: pl.DataFrame, decimals: int) -> bytes:
     return csv_bytes(_with_decimals(table, decimals, ADJUSTED))
 
 
+def changes_csv(rows: pl.DataFrame, decimals: int) -> bytes:
+    """Changed device-epochs (`diff_rows` output) as CSV, amounts also in tokens: the
+    download of a diff's or an impact preview's changes."""
+    return csv_bytes(_with_decimals(rows, decimals, DELTAS))
+
+
 def verify_export(directory: Path) -> list[str]:
     """Problems found checking an export against its manifest (none: it verifies).
 

@@ -66,7 +66,7 @@ class UnknownDevices(IncidentError):
         return {"unknown_device_ids": self.device_ids}
 
 
-def _check_window(start: datetime, end: datetime, years: YearWindow) -> None:
+def check_window(start: datetime, end: datetime, years: YearWindow) -> None:
     """An incident's window: end after start, both within `years` (inclusive)."""
     if end <= start:
         raise IncidentError("end must be after start")
@@ -79,7 +79,7 @@ def _check_window(start: datetime, end: datetime, years: YearWindow) -> None:
         raise IncidentError(f"the window must lie within the years {first} to {last} (UTC)")
 
 
-def _check_devices(session: Session, scope: IncidentScope) -> None:
+def check_devices(session: Session, scope: IncidentScope) -> None:
     """A device_ids scope names only devices the registry knows (UnknownDevices)."""
     if scope.device_ids is not None:
         unknown = unknown_devices(session, list(scope.device_ids))
@@ -117,7 +117,7 @@ def declare(
             f"incident id {incident_id!r}: use 1-80 letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"
         )
-    _check_window(start, end, years)
+    check_window(start, end, years)
     if recovery_deadline < timedelta(0):
         raise IncidentError("recovery_deadline must not be negative")
     scope = _scope(scope)
@@ -137,7 +137,7 @@ def declare(
     with unit_of_work(engine) as session:
         if session.get(Incident, incident_id) is not None:
             raise IncidentExists(f"incident {incident_id!r} already exists")
-        _check_devices(session, scope)
+        check_devices(session, scope)
         session.add(incident)
         audit.append(
             session,
@@ -179,22 +179,26 @@ def decide(
         if changes and scope is not None:
             changes = {**changes, "scope": scope.as_dict()}  # the audit log stores JSON
         for key, value in (changes or {}).items():
-            setattr(incident, *_stored(key, value))
+            setattr(incident, *stored_value(key, value))
         if incident.end <= incident.start:
             raise IncidentError("end must be after start")
         if changes and ("start" in changes or "end" in changes):
-            _check_window(incident.start, incident.end, years)
+            check_window(incident.start, incident.end, years)
         if scope is not None:
-            _check_devices(session, scope)
+            check_devices(session, scope)
         status = status or incident.status
         incident.status, incident.decided_by, incident.updated_at = status, by, now
         session.add(incident)
         action = (
             "incident.edit"
             if before["status"] == status
-            else {"confirmed": "incident.confirm", "dismissed": "incident.dismiss"}.get(
-                status, "incident.edit"
-            )
+            else {
+                "confirmed": "incident.confirm",
+                "dismissed": "incident.dismiss",
+                "proposed": "incident.unconfirm"
+                if before["status"] == "confirmed"
+                else "incident.reopen",
+            }[status]
         )
         audit.append(
             session,
@@ -207,7 +211,7 @@ def decide(
     return IncidentRecord.of(incident)
 
 
-def _stored(key: str, value: Any) -> tuple[str, Any]:
+def stored_value(key: str, value: Any) -> tuple[str, Any]:
     """The column and stored value of an edit request's field."""
     if key == "scope":
         return key, _scope(value).to_json()

@@ -166,6 +166,12 @@ def compare(engine: Engine, before: str, after: str, season: str) -> Diff:
     return diff(engine, resolve(engine, before, season), resolve(engine, after, season))
 
 
+def since_previous(engine: Engine, snapshot: SnapshotRecord) -> Diff | None:
+    """What changed from the version made before `snapshot` (None for the first)."""
+    earlier = [s for s in list_snapshots(engine, snapshot.season) if s.version < snapshot.version]
+    return diff(engine, earlier[0], snapshot) if earlier else None
+
+
 def settle(engine: Engine, paid: SnapshotRecord, due: SnapshotRecord) -> pl.DataFrame:
     """Finance's adjustments when published `due` replaces published `paid`."""
     for snapshot in (paid, due):

@@ -5,18 +5,16 @@ detector and audit log as the API's."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine
 
-from rewards.api.auth import Principal
 from rewards.api.deps import (
     REF_PATTERN,
     EngineDep,
-    IncidentId,
     PolicyDep,
     SettingsDep,
     SnapshotRef,
@@ -26,14 +24,15 @@ from rewards.core import to_us
 from rewards.services.alerts import clear, list_alerts
 from rewards.services.archive import open_archive
 from rewards.services.computing import plan_of
-from rewards.services.incidents import decide, find_incident, list_incidents
+from rewards.services.incidents import list_incidents
 from rewards.services.pages import fleet_series
 from rewards.services.publication import preview, publish_ref
+from rewards.services.records import SnapshotRecord
 from rewards.services.runs import recent_runs
 from rewards.services.snapshot_runs import run_now
-from rewards.services.snapshots import compare, label, list_snapshots, resolve
+from rewards.services.snapshots import compare, label, list_snapshots, resolve, since_previous
 from rewards.web.session import AdminPage
-from rewards.web.templates import check_csrf, render
+from rewards.web.templates import check_csrf, render, say
 
 admin_pages = APIRouter(prefix="/app/admin", include_in_schema=False)
 
@@ -60,72 +59,6 @@ def fleet(request: Request, who: AdminPage, engine: EngineDep, policy: PolicyDep
          "proposed": [i for i in found if i.status == "proposed"],
          "confirmed": [i for i in found if i.status == "confirmed"]},
     )  # fmt: skip
-
-
-def _decide(
-    request: Request, engine: Engine, incident_id: str, who: Principal, decision: str
-) -> RedirectResponse:
-    """Confirm or dismiss an incident (audited), as the API does."""
-    watch_write(request, who, f"admin.incidents.{decision}")
-    status = "confirmed" if decision == "confirm" else "dismissed"
-    decide(engine, incident_id, status=status, by=who.subject, now=datetime.now(UTC))
-    return RedirectResponse(f"/app/admin?done={status}:{incident_id}", status_code=303)
-
-
-@admin_pages.post("/incidents/{incident_id}/confirm", dependencies=[Depends(check_csrf)])
-def confirm_incident(
-    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
-) -> RedirectResponse:
-    return _decide(request, engine, incident_id, who, "confirm")
-
-
-@admin_pages.post("/incidents/{incident_id}/dismiss", dependencies=[Depends(check_csrf)])
-def dismiss_incident(
-    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
-) -> RedirectResponse:
-    return _decide(request, engine, incident_id, who, "dismiss")
-
-
-@admin_pages.get("/incidents/{incident_id}/edit", response_class=HTMLResponse)
-def edit_form(
-    request: Request, incident_id: IncidentId, who: AdminPage, engine: EngineDep
-) -> HTMLResponse:
-    found = find_incident(engine, incident_id)
-    if found is None:
-        raise HTTPException(404, "no such incident")
-    return render(request, "incident_edit.html", {"title": "Edit incident", "i": found})
-
-
-@admin_pages.post("/incidents/{incident_id}/edit", dependencies=[Depends(check_csrf)])
-def edit(
-    request: Request,
-    incident_id: IncidentId,
-    who: AdminPage,
-    engine: EngineDep,
-    settings: SettingsDep,
-    start: Annotated[datetime, Form()],
-    end: Annotated[datetime, Form()],
-    recovery_deadline_h: Annotated[float, Form(gt=0, le=24 * 30)],
-    reason: Reason,
-) -> RedirectResponse:
-    """Change an incident's window, deadline or reason (times in UTC; audited)."""
-    watch_write(request, who, "admin.incidents.edit")
-    changes = {
-        "start": start.replace(tzinfo=UTC) if start.tzinfo is None else start,
-        "end": end.replace(tzinfo=UTC) if end.tzinfo is None else end,
-        "recovery_deadline": timedelta(hours=recovery_deadline_h),
-        "reason": reason,
-    }
-    decide(
-        engine,
-        incident_id,
-        status=None,
-        by=who.subject,
-        now=datetime.now(UTC),
-        changes=changes,
-        years=settings.timestamp_years,
-    )
-    return RedirectResponse(f"/app/admin?done=edited:{incident_id}", status_code=303)
 
 
 @admin_pages.get("/snapshots", response_class=HTMLResponse)
@@ -164,8 +97,23 @@ def run(
         plan=plan_of(settings),
     )
     made = label(outcome.snapshot)
-    state = "ran" if outcome.created else "unchanged"
-    return RedirectResponse(f"/app/admin/snapshots?done={state}:{made}", status_code=303)
+    if outcome.created:
+        words = run_words(engine, outcome.snapshot)
+        say(request, f"Snapshot {made} created: {words}.", f"ran:{made}")
+    else:
+        say(request, f"Nothing changed since {made}: no new version.", f"unchanged:{made}")
+    return RedirectResponse("/app/admin/snapshots", status_code=303)
+
+
+def run_words(engine: Engine, made: SnapshotRecord) -> str:
+    """What a new version changed, in words: "412 device-epochs differ from v2"."""
+    found = since_previous(engine, made)
+    if found is None:
+        return "the season's first version"
+    changed = found.summary.device_epochs_changed
+    return (
+        f"{changed:,} device-epoch{'' if changed == 1 else 's'} differ from {label(found.before)}"
+    )
 
 
 @admin_pages.get("/snapshots/diff", response_class=HTMLResponse)
@@ -228,7 +176,8 @@ def publish(
         lock_ttl=settings.job_lock,
         rollback_reason=reason if override_rollback else None,
     )
-    return RedirectResponse(f"/app/admin/snapshots?done=published:{named}", status_code=303)
+    say(request, f"Snapshot {named} published: suppliers are paid from it.", f"published:{named}")
+    return RedirectResponse("/app/admin/snapshots", status_code=303)
 
 
 @admin_pages.get("/alerts", response_class=HTMLResponse)

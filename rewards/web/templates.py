@@ -11,6 +11,7 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -36,6 +37,26 @@ def tokens(amount: str) -> str:
 
 
 templates.env.filters["tokens"] = tokens
+
+
+def as_tokens(units: int, decimals: int) -> str:
+    """Base units as an exact token amount with separators (as `reward_decimal` writes
+    it, then `tokens`): 1234567890 with 6 decimals is '1,234.567890'."""
+    sign, magnitude = ("-" if units < 0 else ""), abs(int(units))
+    if decimals == 0:
+        return tokens(f"{sign}{magnitude}")
+    whole, fraction = divmod(magnitude, 10**decimals)
+    return tokens(f"{sign}{whole}.{fraction:0{decimals}d}")
+
+
+def replace_param(query: str, name: str, value: object) -> str:
+    """`query` (a query string) with `name` set to `value` (for pagers)."""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
+    return urlencode([*pairs, (name, str(value))])
+
+
+templates.env.filters["as_tokens"] = as_tokens
+templates.env.filters["replace_param"] = replace_param
 # an incident's stored scope (JSON) in words: "every device", "2 devices: gpu-1, gpu-2"
 templates.env.filters["scope_words"] = lambda stored: IncidentScope.from_json(stored).describe()
 
@@ -89,15 +110,24 @@ def site_origin(request: Request) -> str:
     return origin(configured) if configured else request_origin(request)
 
 
+def say(request: Request, message: str, tag: str = "") -> None:
+    """A message in words for the next page this session sees ("Incident x confirmed");
+    `tag` is for tests and scripts (data-said="ran:v3")."""
+    request.session["said"] = [message[:500], tag[:100]]
+
+
 def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
-    """`name` rendered with `context`, the signed-in user and the CSRF token."""
+    """`name` rendered with `context`, the signed-in user, the CSRF token and what was
+    said (`say`) since the last page."""
+    said = request.session.pop("said", None)
     response = templates.TemplateResponse(
         request,
         name,
-        {"who": getattr(request.state, "who", None), "csrf": csrf_token(request), **context},
+        {"who": getattr(request.state, "who", None), "csrf": csrf_token(request),
+         "said": said if isinstance(said, list) and len(said) == 2 else None, **context},
         status_code=status_code,
-    )
+    )  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
     return response

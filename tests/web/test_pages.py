@@ -29,7 +29,10 @@ PAGES = [
     ("/app/supplier/devices/{device}", "supplier"),
     ("/app/supplier/rewards", "supplier"),
     ("/app/admin", "admin"),
+    ("/app/admin/incidents/new", "admin"),
     ("/app/admin/incidents/{incident}/edit", "admin"),
+    ("/app/admin/incidents/{incident}/impact?change=confirm", "admin"),
+    ("/app/admin/incidents/{incident}/impact.csv?change=confirm", "admin"),
     ("/app/admin/snapshots", "admin"),
     ("/app/admin/snapshots/diff?before=v1&after=v1", "admin"),
     ("/app/admin/snapshots/v1/publish", "admin"),
@@ -39,7 +42,9 @@ PAGES = [
     ("/app/finance/adjustments.csv?paid=v1&due=v1", "finance"),
 ]
 FORMS = [
+    ("/app/admin/incidents", "admin"),
     ("/app/admin/incidents/{incident}/confirm", "admin"),
+    ("/app/admin/incidents/{incident}/unconfirm", "admin"),
     ("/app/admin/incidents/{incident}/dismiss", "admin"),
     ("/app/admin/incidents/{incident}/edit", "admin"),
     ("/app/admin/snapshots/run", "admin"),
@@ -263,8 +268,14 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     assert confirmed.status_code == 303
     assert site.proposed in admin.get("/app/admin").text.split("Confirmed incidents")[1]
     ran = admin.post("/app/admin/snapshots/run", data={"csrf": token, "reason": "confirmed"})
-    assert ran.status_code == 303 and "ran:" in ran.headers["location"]
-    made = ran.headers["location"].rsplit(":", 1)[1]
+    assert ran.status_code == 303
+    said = re.search(r'data-said="ran:([^"]+)">([^<]+)<', admin.get(ran.headers["location"]).text)
+    assert said is not None, "the next page says what the run made"
+    made = said.group(1)
+    assert re.fullmatch(
+        rf"Snapshot {made} created: [\d,]+ device-epochs differ from \S+-v1\.", said.group(2)
+    )
+    assert "data-said" not in admin.get("/app/admin/snapshots").text  # said once
     diff = admin.get(f"/app/admin/snapshots/diff?before=v1&after={made}").text
     changed = re.search(r'data-fact="devices_changed">([\d,]+)<', diff)
     assert changed is not None and int(changed.group(1).replace(",", "")) > 0
@@ -293,6 +304,7 @@ def test_the_incident_form_says_which_devices_the_incident_covers(
 ) -> None:
     form = clients["admin"].get(f"/app/admin/incidents/{site.proposed}/edit").text
     assert "covering every device" in form  # a detector's proposal covers the whole fleet
+    assert re.search(r'name="scope_kind" value="all" checked', form)
 
 
 def test_an_admin_edits_an_incident_through_its_form(
@@ -311,9 +323,11 @@ def test_an_admin_edits_an_incident_through_its_form(
         "reason": '<script>alert("x")</script> checked by hand',
     }
     assert admin.post(f"/app/admin/incidents/{site.proposed}/edit", data=edited).status_code == 303
-    backwards = {**edited, "start": end.group(1), "end": start.group(1)}
+    backwards = {**edited, "start": end.group(1), "end": start.group(1), "reason": "typed"}
     answer = admin.post(f"/app/admin/incidents/{site.proposed}/edit", data=backwards)
     assert answer.status_code == 422  # said in the page, nothing stored
+    assert "Not saved: end must be after start" in answer.text
+    assert 'value="typed"' in answer.text and f'value="{end.group(1)}"' in answer.text
     with site.engine.connect() as connection:
         deadline, reason = connection.execute(
             text("SELECT recovery_deadline_us, reason FROM incidents WHERE id = :i"),
