@@ -1,23 +1,27 @@
 """What every command shares: the two consoles, `fail`, the `Shell` of settings and season
-policy, the clock, and the `--by` actor option.
+policy, the clock, the `--by` actor option, and how `--json` writes records.
 
 The database and season services are imported inside the helpers that use them, so that
 `rewards --help` starts without loading them."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import polars as pl
 import typer
 from rich.console import Console
 
-from rewards.core import PolicyError, SeasonPolicy
+from rewards.core import PolicyError, SeasonPolicy, reward_decimal
 from rewards.settings import SCHEDULER, Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
     from sqlalchemy import Engine
 
     from rewards.services.computing import ComputePlan
@@ -113,3 +117,53 @@ Actor = Annotated[
     str,
     typer.Option("--by", callback=_actor, help="Who is deciding (recorded in the audit log)."),
 ]
+
+
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout instead: snake_case keys, times in UTC "
+        "ending in Z, amounts in base units as strings with NAME_decimal in tokens.",
+    ),
+]
+
+
+def utc_text(moment: datetime) -> str:
+    """A time as `--json` writes it: ISO 8601 in UTC, ending in Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def plain(record: DataclassInstance, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A service record as a JSON object: its field names, times as `utc_text`."""
+    return {
+        key: utc_text(value) if isinstance(value, datetime) else value
+        for key, value in asdict(record).items()
+        if key not in leave_out
+    }
+
+
+def with_amounts(
+    frame: pl.DataFrame, decimals: int, amounts: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The rows of `frame` as JSON objects, each of its `amounts` columns in base units as a
+    string (a JSON number loses digits beyond 2^53 in most readers) and, beside it as
+    NAME_decimal, in tokens (`reward_decimal`, as the exports write them)."""
+    return (
+        frame.with_columns(
+            reward_decimal(name, decimals).alias(f"{name}_decimal") for name in amounts
+        )
+        .with_columns(pl.col(amounts).cast(pl.String))
+        .to_dicts()
+    )
+
+
+def amounts(decimals: int, **units: int) -> dict[str, Any]:
+    """Named amounts in base units as one JSON object, each as `with_amounts` writes it."""
+    frame = pl.DataFrame({name: [value] for name, value in units.items()})
+    return with_amounts(frame.cast(pl.Int64), decimals, list(units))[0]
+
+
+def print_json(document: object) -> None:
+    """`document` as the one thing on stdout."""
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))

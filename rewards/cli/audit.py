@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import typer
 
-from rewards.cli._shell import err, out, shell
+from rewards.cli._shell import AsJson, err, out, plain, print_json, shell
 
 audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit log's hash chain; exit 1 naming the first entries that break it."""
+def audit_verify(as_json: AsJson = False) -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first entries that break it.
+    --json prints the report (intact, entries, problems), broken or not."""
     from rewards.services.audit_log import verify_audit_log
 
     report = verify_audit_log(shell().engine())
     for problem in report.problems:
         err.print(f"[bold red]broken:[/] {problem}", highlight=False)
+    if as_json:
+        print_json({"intact": report.intact, **plain(report)})
+    elif report.intact:
+        out.print(f"audit log intact: {report.entries:,} entries, chain and head agree")
     if not report.intact:
         raise typer.Exit(1)
-    out.print(f"audit log intact: {report.entries:,} entries, chain and head agree")

@@ -12,6 +12,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from rewards.cli._progress import StageProgress
 from rewards.cli._shell import SchedulerOption, _season_shell, err, fail, out, utc_now
 from rewards.core import PolicyError
 from rewards.settings import SettingsError, get_settings
@@ -160,10 +161,8 @@ def eligibility_refresh(
     from rewards.services.snapshot_runs import Stages
 
     sh = _season_shell(season)
-    stages = Stages(
-        on_stage=lambda name: err.print(f"eligibility view: {name} ...", highlight=False),
-        on_progress=lambda done: err.print(f"  {done}", highlight=False),
-    )
+    shown = StageProgress("eligibility view")
+    stages = Stages(on_stage=shown.on_stage, on_progress=shown.on_progress)
     try:
         outcome = refresh_view(
             sh.engine(),

@@ -1,16 +1,34 @@
-"""`rewards incidents`: declare, detect, list, edit, confirm and dismiss incidents.
+"""`rewards incidents`: declare, detect, list, show, edit, confirm, un-confirm and dismiss
+incidents, and preview what a decision would change.
 
 The incidents service is imported inside each command, so that `rewards --help` starts
 fast."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import polars as pl
 import typer
+from rich.table import Table
 
-from rewards.cli._shell import Actor, fail, out, shell, utc_now
+from rewards.cli._shell import (
+    Actor,
+    AsJson,
+    amounts,
+    fail,
+    out,
+    plain,
+    print_json,
+    shell,
+    utc_now,
+    with_amounts,
+)
+
+if TYPE_CHECKING:
+    from rewards.services.records import IncidentRecord
 
 incidents_app = typer.Typer(no_args_is_help=True, help="Incidents: declare, detect, decide.")
 
@@ -102,11 +120,16 @@ def incidents_list(
         str | None,
         typer.Option(help="proposed, confirmed or dismissed.", callback=_status),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Incidents, oldest first."""
     from rewards.services.incidents import list_incidents
 
-    for i in list_incidents(shell().engine(), status):
+    found = list_incidents(shell().engine(), status)
+    if as_json:
+        print_json([_incident_json(i) for i in found])
+        return
+    for i in found:
         fields = (
             i.id,
             i.status,
@@ -118,6 +141,39 @@ def incidents_list(
             i.reason,
         )
         typer.echo("\t".join(fields))
+
+
+def _incident_json(incident: IncidentRecord) -> dict[str, Any]:
+    """An incident as `--json` shows it: what it records, its scope as a JSON object."""
+    return {**plain(incident), "scope": json.loads(incident.scope)}
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: str, as_json: AsJson = False) -> None:
+    """Everything an incident records."""
+    from rewards.services.incidents import list_incidents
+
+    found = {i.id: i for i in list_incidents(shell().engine())}
+    if incident_id not in found:
+        fail(f"no incident {incident_id!r}")
+    i = found[incident_id]
+    if as_json:
+        print_json(_incident_json(i))
+        return
+    fields = {
+        "incident": i.id,
+        "status": i.status,
+        "window": f"{i.start:%Y-%m-%dT%H:%M:%SZ} to {i.end:%Y-%m-%dT%H:%M:%SZ}",
+        "recovery deadline": f"{i.recovery_deadline_us // 1_000_000}s after the end",
+        "scope": i.scope,
+        "source": i.source,
+        "reason": i.reason,
+        "created": f"{i.created_at:%Y-%m-%dT%H:%M:%SZ}",
+        "updated": f"{i.updated_at:%Y-%m-%dT%H:%M:%SZ}",
+        "decided by": i.decided_by or "",
+    }
+    for key, value in fields.items():
+        out.print(f"{key + ':':19}{value}", highlight=False)
 
 
 def _decide(incident_id: str, status: str, by: str) -> None:
@@ -187,3 +243,62 @@ def incidents_confirm(incident_id: str, by: Actor) -> None:
 def incidents_dismiss(incident_id: str, by: Actor) -> None:
     """Dismiss an incident: it never counts."""
     _decide(incident_id, "dismissed", by)
+
+
+@incidents_app.command("unconfirm")
+def incidents_unconfirm(incident_id: str, by: Actor) -> None:
+    """Take a confirmed incident back to proposed: from the next run it no longer counts."""
+    _decide(incident_id, "proposed", by)
+
+
+@incidents_app.command("impact")
+def incidents_impact(
+    incident_id: str,
+    change: Annotated[str, typer.Option(help="confirm, unconfirm or edit.")] = "confirm",
+    deadline: Annotated[str | None, typer.Option(help="For edit: the new deadline.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """What confirming, un-confirming or editing (the deadline) an incident would change,
+    per day, before doing it: nothing is written."""
+    from rewards.core import parse_duration_us
+    from rewards.services.archive import open_archive
+    from rewards.services.impact import impact
+    from rewards.services.incidents import IncidentError
+
+    sh = shell()
+    edits = None
+    if deadline:
+        try:
+            edits = {"recovery_deadline": timedelta(microseconds=parse_duration_us(deadline))}
+        except ValueError as exc:
+            fail(f"--deadline: {exc}")
+    try:
+        seen = impact(
+            sh.engine(), sh.policy, incident_id, change, edits=edits,
+            archive=open_archive(sh.settings.archive_url), years=sh.settings.timestamp_years,
+        )  # fmt: skip
+    except IncidentError as exc:
+        fail(str(exc))
+    decimals, s = sh.policy.token_decimals, seen.summary
+    days = seen.per_day.with_columns(pl.col("day").cast(pl.String))
+    if as_json:
+        print_json(
+            {"incident_id": incident_id, "change": change,
+             "device_epochs_regained": s.device_epochs_regained,
+             "device_epochs_lost": s.device_epochs_lost, "devices_changed": s.devices_changed,
+             "suppliers_changed": s.suppliers_changed, **amounts(decimals, moved=s.moved),
+             "per_day": with_amounts(days, decimals, ["moved"])}
+        )  # fmt: skip
+        return
+    table = Table("day (UTC)", "eligible now", "eligible after", "regained", "lost", "moved")
+    for d in with_amounts(days, decimals, ["moved"]):
+        table.add_row(
+            d["day"], f"{d['eligible_before']:,}", f"{d['eligible_after']:,}",
+            f"{d['regained']:,}", f"{d['lost']:,}", d["moved_decimal"],
+        )  # fmt: skip
+    out.print(table)
+    out.print(
+        f"{change} {incident_id}: {s.device_epochs_regained:,} device-epochs regained, "
+        f"{s.device_epochs_lost:,} lost, {s.devices_changed:,} devices and "
+        f"{s.suppliers_changed:,} suppliers changed; nothing has been written"
+    )

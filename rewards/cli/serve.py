@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from rewards.cli._shell import Shell, err, fail, out, shell, utc_now
+from rewards.cli._shell import AsJson, Shell, err, fail, out, plain, print_json, shell, utc_now
 
 
 def dev_token(
@@ -144,12 +144,18 @@ def scheduler() -> None:
     run_scheduler(sh.engine(), sh.settings, sh.policy, stop=stop)
 
 
-def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+def runs(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20, as_json: AsJson = False
+) -> None:
     """The latest job runs, newest first."""
     from rich.table import Table
 
     from rewards.services.runs import recent_runs
 
+    found = recent_runs(shell().engine(), limit)
+    if as_json:
+        print_json([plain(run) for run in found])
+        return
     headers = (
         "id",
         "job",
@@ -175,7 +181,7 @@ def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
             run.computed_on or "",
             run.error or "",
         )
-        for run in recent_runs(shell().engine(), limit)
+        for run in found
     ]
     if not out.is_terminal:  # scripts and logs get one tab-separated line per run
         for row in (headers, *rows):

@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
 
+from rewards.cli._progress import StageProgress
 from rewards.cli._shell import (
+    AsJson,
     SchedulerOption,
     _actor,
     _season_shell,
+    amounts,
     err,
     fail,
     out,
+    plain,
+    print_json,
     shell,
     utc_now,
+    with_amounts,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from rewards.services.records import SnapshotRecord
+    from rewards.services.snapshots import Diff
 
 snapshot_app = typer.Typer(
     no_args_is_help=True, help="Reward snapshots: run, publish, diff, export, prove."
@@ -43,6 +50,39 @@ def _snapshot(engine: Engine, ref: str, season: str) -> SnapshotRecord:
     from rewards.services.snapshots import resolve
 
     return resolve(engine, ref, season)
+
+
+def _snapshot_json(snap: SnapshotRecord) -> dict[str, Any]:
+    """A snapshot as `--json` shows it: its label, then what it records (the policy by its
+    hash only), its totals as amounts."""
+    from rewards.services.snapshots import label, token_decimals
+
+    totals = amounts(
+        token_decimals(snap),
+        total_pool=snap.total_pool,
+        total_paid=snap.total_paid,
+        total_unassigned=snap.total_unassigned,
+    )
+    return {"snapshot": label(snap), **plain(snap, leave_out=("policy",)), **totals}
+
+
+def _diff_json(d: Diff) -> dict[str, Any]:
+    """A diff's summary as `--json` shows it, amounts in the tokens of `after`."""
+    from rewards.services.snapshots import label, token_decimals
+
+    decimals = token_decimals(d.after)
+    largest = pl.DataFrame(
+        d.summary.largest,
+        schema={"owner_id": pl.String, "before": pl.Int64, "after": pl.Int64, "delta": pl.Int64},
+        orient="row",
+    )
+    return {
+        "before": label(d.before),
+        "after": label(d.after),
+        **plain(d.summary, leave_out=("largest",)),
+        **amounts(decimals, moved=d.summary.moved),
+        "largest": with_amounts(largest, decimals, ["before", "after", "delta"]),
+    }
 
 
 @snapshot_app.command("run")
@@ -76,10 +116,8 @@ def snapshot_run(
     if workers is not None and scheduler is not None:
         fail("--workers and --scheduler: give one (local processes, or a Dask cluster)")
     sh = _season_shell(season)
-    stages = Stages(
-        on_stage=lambda name: err.print(f"snapshot: {name} ...", highlight=False),
-        on_progress=lambda done: err.print(f"  {done}", highlight=False),
-    )
+    shown = StageProgress("snapshot")
+    stages = Stages(on_stage=shown.on_stage, on_progress=shown.on_progress)
     try:
         outcome = run_now(
             sh.engine(),
@@ -113,13 +151,18 @@ def snapshot_run(
 @snapshot_app.command("list")
 def snapshot_list(
     season: Annotated[str | None, typer.Option(help="Only this season.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Snapshots, newest first: version, status, epochs, totals, root."""
     from rewards.services.snapshots import label, list_snapshots
 
+    found = list_snapshots(shell().engine(), season)
+    if as_json:
+        print_json([_snapshot_json(snap) for snap in found])
+        return
     headers = ("snapshot", "status", "epochs", "created", "paid", "suppliers", "merkle_root")
     typer.echo("\t".join(headers))
-    for snap in list_snapshots(shell().engine(), season):
+    for snap in found:
         row = (
             label(snap),
             snap.status,
@@ -133,12 +176,16 @@ def snapshot_list(
 
 
 @snapshot_app.command("show")
-def snapshot_show(ref: SnapshotRef) -> None:
+def snapshot_show(ref: SnapshotRef, as_json: AsJson = False) -> None:
     """Everything a snapshot records."""
     from rewards.console import print_snapshot
 
     sh = shell()
-    print_snapshot(_snapshot(sh.engine(), ref, sh.policy.season_id), out)
+    snap = _snapshot(sh.engine(), ref, sh.policy.season_id)
+    if as_json:
+        print_json(_snapshot_json(snap))
+    else:
+        print_snapshot(snap, out)
 
 
 @snapshot_app.command("publish")
@@ -208,6 +255,7 @@ def snapshot_diff(
         Path | None,
         typer.Option("--out", help="Also write the full tables (CSV and Parquet) here."),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """What changed between two snapshots: device-epochs and suppliers, base units moved."""
     from rewards.console import print_diff
@@ -216,10 +264,13 @@ def snapshot_diff(
 
     sh = shell()
     result = compare(sh.engine(), before, after, sh.policy.season_id)
-    print_diff(result, out)
+    if as_json:
+        print_json(_diff_json(result))
+    else:
+        print_diff(result, out)
     if out_dir:
         write_diff(result, out_dir)
-        out.print(f"wrote the full diff to {out_dir}", highlight=False)
+        (err if as_json else out).print(f"wrote the full diff to {out_dir}", highlight=False)
 
 
 @snapshot_app.command("adjustments")
@@ -227,19 +278,23 @@ def snapshot_adjustments(
     paid: Annotated[str, typer.Argument(help="The published snapshot that was paid.")],
     due: Annotated[str, typer.Argument(help="The published snapshot that replaces it.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for CSV and Parquet.")],
+    as_json: AsJson = False,
 ) -> None:
     """Per supplier, what is owed (positive) or was overpaid (negative) when DUE replaces PAID."""
-    from rewards.services.exports import write_adjustments
+    from rewards.services.exports import ADJUSTED, write_adjustments
     from rewards.services.snapshots import resolve, settlement, token_decimals
 
     sh = shell()
     engine = sh.engine()
     season = sh.policy.season_id
     table = settlement(engine, paid, due, season)
-    write_adjustments(table, token_decimals(resolve(engine, due, season)), out_dir)
+    decimals = token_decimals(resolve(engine, due, season))
+    write_adjustments(table, decimals, out_dir)
+    if as_json:
+        print_json(with_amounts(table, decimals, ADJUSTED))
     owed = table.filter(pl.col("adjustment") > 0)
     overpaid = table.filter(pl.col("adjustment") < 0)
-    out.print(
+    (err if as_json else out).print(
         f"{owed.height:,} suppliers are owed {int(owed['adjustment'].sum()):,} base units, "
         f"{overpaid.height:,} were overpaid {-int(overpaid['adjustment'].sum()):,}; "
         f"wrote {out_dir}/adjustments.csv and .parquet",

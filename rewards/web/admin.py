@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import polars as pl
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
 from rewards.api.deps import (
@@ -20,7 +21,8 @@ from rewards.api.deps import (
     SnapshotRef,
     watch_write,
 )
-from rewards.core import to_us
+from rewards.core import SeasonPolicy, epoch_changes, summarize, to_us
+from rewards.services import exports
 from rewards.services.alerts import clear, list_alerts
 from rewards.services.archive import open_archive
 from rewards.services.computing import plan_of
@@ -30,11 +32,21 @@ from rewards.services.publication import preview, publish_ref
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import recent_runs
 from rewards.services.snapshot_runs import run_now
-from rewards.services.snapshots import compare, label, list_snapshots, resolve, since_previous
+from rewards.services.snapshots import (
+    compare,
+    label,
+    list_snapshots,
+    resolve,
+    since_previous,
+    stored_epochs,
+    token_decimals,
+)
 from rewards.web.session import AdminPage
 from rewards.web.templates import check_csrf, render, say
 
 admin_pages = APIRouter(prefix="/app/admin", include_in_schema=False)
+
+A_PAGE = 100
 
 Ref = Annotated[str, Query(pattern=REF_PATTERN)]
 Reason = Annotated[str, Form(min_length=1, max_length=500)]
@@ -122,13 +134,49 @@ def diff_page(
     who: AdminPage,
     engine: EngineDep,
     settings: SettingsDep,
+    policy: PolicyDep,
     before: Ref,
     after: Ref,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
+    """What changed between two versions: per day, per device (paged, downloadable) and
+    the suppliers with the largest changes."""
     found = compare(engine, before, after, settings.season)
     a, b = label(found.before), label(found.after)
+    per_day = epoch_changes(
+        found.rows, stored_epochs(engine, found.before), stored_epochs(engine, found.after)
+    ).with_columns(day=_days(policy))
+    rows = found.rows.slice(page * A_PAGE, A_PAGE).with_columns(day=_days(policy))
     return render(
-        request, "diff.html", {"title": f"{a} to {b}", "a": a, "b": b, "s": found.summary}
+        request,
+        "diff.html",
+        {"title": f"{a} to {b}", "a": a, "b": b, "s": found.summary, "per_day": per_day,
+         "rows": rows.to_dicts(), "total": found.rows.height, "page": page,
+         "pages": -(-found.rows.height // A_PAGE), "query": request.url.query,
+         "decimals": token_decimals(found.after), "suppliers": found.suppliers.height,
+         "largest": summarize(found.rows, found.suppliers, largest=A_PAGE).largest},
+    )  # fmt: skip
+
+
+def _days(policy: SeasonPolicy) -> pl.Expr:
+    """The UTC day (YYYY-MM-DD) of each row's epoch."""
+    start = pl.lit(policy.start) + pl.duration(
+        microseconds=pl.col("epoch") * policy.epoch_length_us
+    )
+    return start.dt.strftime("%Y-%m-%d")
+
+
+@admin_pages.get("/snapshots/diff.csv")
+def diff_csv(
+    who: AdminPage, engine: EngineDep, settings: SettingsDep, before: Ref, after: Ref
+) -> Response:
+    """Every changed device-epoch between two versions, as CSV (amounts also in tokens)."""
+    found = compare(engine, before, after, settings.season)
+    name = f"changes-{label(found.before)}-{label(found.after)}.csv"
+    return Response(
+        exports.changes_csv(found.rows, token_decimals(found.after)),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

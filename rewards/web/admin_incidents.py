@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rewards.api.auth import Principal
 from rewards.api.deps import EngineDep, IncidentId, PolicyDep, SettingsDep, watch_write
+from rewards.core import summarize
 from rewards.services import exports
 from rewards.services.archive import open_archive
 from rewards.services.impact import CHANGES, Impact, impact
@@ -199,17 +200,11 @@ def impact_page(
         {"title": f"{VERB[change]} incident {incident_id}: what it would change",
          "i": found, "change": change, "form": form, "seen": seen, "rows": rows.to_dicts(),
          "page": page, "pages": -(-seen.rows.height // A_PAGE),
-         "suppliers": _suppliers(seen), "decimals": policy.token_decimals,
+         "suppliers": seen.suppliers.height,
+         "largest": summarize(seen.rows, seen.suppliers, largest=A_PAGE).largest,
+         "decimals": policy.token_decimals,
          "query": request.url.query},
     )  # fmt: skip
-
-
-def _suppliers(seen: Impact) -> tuple[int, list[dict[str, object]]]:
-    """How many suppliers' rewards would change, and the largest changes first."""
-    ranked = seen.suppliers.sort(
-        [pl.col("delta").abs(), pl.col("owner_id")], descending=[True, False]
-    )
-    return seen.suppliers.height, ranked.head(A_PAGE).to_dicts()
 
 
 @incident_pages.get("/{incident_id}/impact.csv")

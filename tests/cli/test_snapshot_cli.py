@@ -4,7 +4,6 @@ the whole flow, bad references, and a run killed in the middle of its write."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,22 +14,7 @@ from sqlalchemy import text
 
 from rewards.core.merkle import Payout, leaf_hash
 from rewards.db.engine import make_engine
-from rewards.settings import REPO_ROOT
 from tests.processes import REWARDS, rewards
-from tests.seeded import ingested_copy
-
-
-@pytest.fixture
-def env(databases, seeded, dialect, small_fleet) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
-    variables.update(
-        {
-            "REWARDS_DATABASE_URL": ingested_copy(databases, seeded, dialect, small_fleet),
-            "REWARDS_SEASONS_DIR": str(REPO_ROOT / "config" / "seasons"),
-            "REWARDS_SEASON": "ignition-s2",
-        }
-    )
-    return variables
 
 
 def ok(*args: str, env: dict[str, str]) -> str:

@@ -35,6 +35,7 @@ PAGES = [
     ("/app/admin/incidents/{incident}/impact.csv?change=confirm", "admin"),
     ("/app/admin/snapshots", "admin"),
     ("/app/admin/snapshots/diff?before=v1&after=v1", "admin"),
+    ("/app/admin/snapshots/diff.csv?before=v1&after=v1", "admin"),
     ("/app/admin/snapshots/v1/publish", "admin"),
     ("/app/admin/alerts", "admin"),
     ("/app/finance", "finance"),
@@ -279,6 +280,14 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     diff = admin.get(f"/app/admin/snapshots/diff?before=v1&after={made}").text
     changed = re.search(r'data-fact="devices_changed">([\d,]+)<', diff)
     assert changed is not None and int(changed.group(1).replace(",", "")) > 0
+    epochs = re.search(r'data-fact="device_epochs_changed">([\d,]+)<', diff)
+    assert epochs is not None
+    table = admin.get(f"/app/admin/snapshots/diff.csv?before=v1&after={made}").text
+    assert len(table.splitlines()) - 1 == int(epochs.group(1).replace(",", ""))
+    assert f'data-total="{epochs.group(1).replace(",", "")}"' in diff
+    days = re.findall(r'<tr data-epoch="\d+"><th scope="row">(\d{4}-\d\d-\d\d)</th>', diff)
+    assert len(days) == len(made_epochs(site, "v1") | made_epochs(site, made))
+    assert days == sorted(days)
     confirm_page = admin.get(f"/app/admin/snapshots/{made}/publish")
     assert confirm_page.status_code == 200 and "cannot be undone" in confirm_page.text
     wrong = admin.post(
@@ -297,6 +306,15 @@ def test_an_admin_decides_reruns_and_publishes_through_the_forms(
     assert statuses[1] == "superseded"
     assert statuses[int(made.rsplit("v", 1)[1])] == "published"
     assert audit >= 3  # the decision, the run and the publication, each audited
+
+
+def made_epochs(site: Site, made: str) -> set[int]:
+    with site.engine.connect() as connection:
+        first, last = connection.execute(
+            text("SELECT epoch_first, epoch_last FROM snapshots WHERE version = :v"),
+            {"v": int(made.rsplit("v", 1)[1])},
+        ).one()
+    return set(range(first, last + 1))
 
 
 def test_the_incident_form_says_which_devices_the_incident_covers(
