@@ -120,6 +120,44 @@ def entries(session: Session, *, subject: str | None = None) -> list[AuditEntry]
     return list(session.scalars(query))
 
 
+def filtered(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    subject: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Audit entries, newest first: by who (`actor`), what (`action`, or its prefix when
+    it ends with '.': 'incident.'), about what (`subject`), when ([since, until)), a page
+    at a time (keyset: ids below `before_id`)."""
+    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
+    if actor:
+        query = query.where(col(AuditEntry.actor) == actor)
+    if action and action.endswith("."):
+        query = query.where(col(AuditEntry.action).startswith(action, autoescape=True))
+    elif action:
+        query = query.where(col(AuditEntry.action) == action)
+    if subject:
+        query = query.where(col(AuditEntry.subject) == subject)
+    if since is not None:
+        query = query.where(col(AuditEntry.at) >= since)
+    if until is not None:
+        query = query.where(col(AuditEntry.at) < until)
+    if before_id is not None:
+        query = query.where(col(AuditEntry.id) < before_id)
+    return list(session.scalars(query))
+
+
+def actions(session: Session) -> list[str]:
+    """Every action the log holds, sorted (for the page's filter)."""
+    query = select(col(AuditEntry.action)).distinct().order_by(col(AuditEntry.action))
+    return [str(a) for a in session.scalars(query)]
+
+
 @dataclass(frozen=True)
 class ChainReport:
     entries: int

@@ -243,6 +243,21 @@ class PublishedStanding:
     device_rows: pl.DataFrame
 
 
+def published_device(
+    engine: Engine, season: str, device_id: str
+) -> tuple[SnapshotRecord, pl.DataFrame] | None:
+    """The season's published snapshot and `device_id`'s rows in it (SNAPSHOT_ROWS, with
+    `reward_decimal`), whoever owned it; None while nothing is published."""
+    with unit_of_work(engine) as session:
+        found = store.published(session, season)
+        if found is None:
+            return None
+        snapshot = record(found)
+        rows = store.device_rows(session.connection(), snapshot.id, device_id)
+    decimals = token_decimals(snapshot)
+    return snapshot, rows.with_columns(reward_decimal("reward", decimals).alias("reward_decimal"))
+
+
 def published_standing(
     engine: Engine, season: str, owner_id: str, device_id: str | None = None
 ) -> PublishedStanding | None:

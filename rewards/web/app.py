@@ -22,6 +22,7 @@ from rewards.services.sessions import session_is_active
 from rewards.settings import Settings
 from rewards.web.admin import admin_pages
 from rewards.web.admin_incidents import incident_pages
+from rewards.web.admin_records import record_pages
 from rewards.web.finance import finance_pages
 from rewards.web.provider import provider
 from rewards.web.session import SignInRequired, Viewer, session_secret
@@ -49,7 +50,15 @@ def start(request: Request, who: Viewer) -> HTMLResponse:
     return render(request, "home.html", {"title": "Ignition rewards"})
 
 
-PAGE_ROUTERS = (signin, home, supplier_pages, admin_pages, incident_pages, finance_pages)
+PAGE_ROUTERS = (
+    signin,
+    home,
+    supplier_pages,
+    admin_pages,
+    incident_pages,
+    record_pages,
+    finance_pages,
+)
 
 
 def create_site(engine: Engine, settings: Settings, verifier: TokenVerifier | None) -> FastAPI:

@@ -38,6 +38,10 @@ PAGES = [
     ("/app/admin/snapshots/diff.csv?before=v1&after=v1", "admin"),
     ("/app/admin/snapshots/v1/publish", "admin"),
     ("/app/admin/alerts", "admin"),
+    ("/app/admin/devices", "admin"),
+    ("/app/admin/devices/{device}", "admin"),
+    ("/app/admin/metadata", "admin"),
+    ("/app/admin/audit", "admin"),
     ("/app/finance", "finance"),
     ("/app/finance/snapshots/v1/export/manifest.json", "finance"),
     ("/app/finance/adjustments.csv?paid=v1&due=v1", "finance"),
@@ -51,6 +55,7 @@ FORMS = [
     ("/app/admin/snapshots/run", "admin"),
     ("/app/admin/snapshots/v1/publish", "admin"),
     ("/app/admin/alerts/1/clear", "admin"),
+    ("/app/admin/metadata/revert", "admin"),
     ("/app/sign-out", "any"),
 ]
 # sign-in itself, and the development provider's own endpoints
