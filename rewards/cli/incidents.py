@@ -10,7 +10,6 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.table import Table
 
@@ -280,7 +279,7 @@ def incidents_impact(
     except IncidentError as exc:
         fail(str(exc))
     decimals, s = sh.policy.token_decimals, seen.summary
-    days = seen.per_day.with_columns(pl.col("day").cast(pl.String))
+    days = seen.per_day
     if as_json:
         print_json(
             {"incident_id": incident_id, "change": change,

@@ -30,7 +30,7 @@ from rewards.core.eligibility_view import (
     started_epochs,
     view_rows,
 )
-from rewards.core.epochs import closed_epochs, parse_epoch_range
+from rewards.core.epochs import closed_epochs, epoch_days, parse_epoch_range
 from rewards.core.fingerprint import (
     FINGERPRINT_PARTS,
     combine_fingerprint,
@@ -191,6 +191,7 @@ __all__ = [
     "empty",
     "epoch_bounds",
     "epoch_changes",
+    "epoch_days",
     "epoch_payouts",
     "epoch_sums",
     "epoch_totals",

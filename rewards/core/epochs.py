@@ -78,3 +78,10 @@ def parse_epoch_range(text: str, epoch_count: int) -> range:
             f"{text!r}: the season has epochs 0 to {epoch_count - 1}, and A must not exceed B"
         )
     return range(a, b + 1)
+
+
+def epoch_days(start: datetime, epoch_length_us: int, column: str = "epoch") -> pl.Expr:
+    """The UTC day (YYYY-MM-DD) on which each `column` epoch of a season starting at
+    `start` begins: what the pages show instead of epoch numbers."""
+    begins = pl.lit(start) + pl.duration(microseconds=pl.col(column) * epoch_length_us)
+    return begins.dt.strftime("%Y-%m-%d")

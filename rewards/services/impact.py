@@ -26,6 +26,7 @@ from rewards.core import (
     diff_rows,
     diff_suppliers,
     epoch_changes,
+    epoch_days,
     epoch_sums,
     summarize,
     to_us,
@@ -135,9 +136,9 @@ def _compared(
 ) -> Impact:
     rows = diff_rows(before, after)
     suppliers = diff_suppliers(*(_owner_sums(r) for r in (before, after)))
-    day = pl.lit(policy.start) + pl.duration(microseconds=pl.col("epoch") * policy.epoch_length_us)
-    per_day = epoch_changes(rows, epoch_sums(before), epoch_sums(after))
-    per_day = per_day.with_columns(day=day.dt.date())
+    per_day = epoch_changes(rows, epoch_sums(before), epoch_sums(after)).with_columns(
+        day=epoch_days(policy.start, policy.epoch_length_us)
+    )
     return Impact(incident_id, change, epochs, per_day, rows, suppliers, summarize(rows, suppliers))
 
 

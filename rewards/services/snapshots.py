@@ -22,6 +22,8 @@ from rewards.core import (
     adjustments,
     diff_rows,
     diff_suppliers,
+    epoch_days,
+    parse_policy,
     payout_leaves,
     proof_document,
     reward_decimal,
@@ -109,6 +111,12 @@ def policy_of(snapshot: SnapshotRecord) -> dict[str, Any]:
 
 def token_decimals(snapshot: SnapshotRecord) -> int:
     return int(policy_of(snapshot)["token_decimals"])
+
+
+def epoch_days_of(snapshot: SnapshotRecord) -> pl.Expr:
+    """The UTC day of each row's epoch under the snapshot's own policy."""
+    policy = parse_policy(policy_of(snapshot))
+    return epoch_days(policy.start, policy.epoch_length_us)
 
 
 def stored_rows(engine: Engine, snapshot: SnapshotRecord) -> pl.DataFrame:

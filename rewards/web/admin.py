@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-import polars as pl
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
@@ -21,7 +20,7 @@ from rewards.api.deps import (
     SnapshotRef,
     watch_write,
 )
-from rewards.core import SeasonPolicy, epoch_changes, summarize, to_us
+from rewards.core import epoch_changes, summarize, to_us
 from rewards.services import exports
 from rewards.services.alerts import clear, list_alerts
 from rewards.services.archive import open_archive
@@ -34,6 +33,7 @@ from rewards.services.runs import recent_runs
 from rewards.services.snapshot_runs import run_now
 from rewards.services.snapshots import (
     compare,
+    epoch_days_of,
     label,
     list_snapshots,
     resolve,
@@ -134,7 +134,6 @@ def diff_page(
     who: AdminPage,
     engine: EngineDep,
     settings: SettingsDep,
-    policy: PolicyDep,
     before: Ref,
     after: Ref,
     page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -145,8 +144,8 @@ def diff_page(
     a, b = label(found.before), label(found.after)
     per_day = epoch_changes(
         found.rows, stored_epochs(engine, found.before), stored_epochs(engine, found.after)
-    ).with_columns(day=_days(policy))
-    rows = found.rows.slice(page * A_PAGE, A_PAGE).with_columns(day=_days(policy))
+    ).with_columns(day=epoch_days_of(found.after))
+    rows = found.rows.slice(page * A_PAGE, A_PAGE).with_columns(day=epoch_days_of(found.after))
     return render(
         request,
         "diff.html",
@@ -156,14 +155,6 @@ def diff_page(
          "decimals": token_decimals(found.after), "suppliers": found.suppliers.height,
          "largest": summarize(found.rows, found.suppliers, largest=A_PAGE).largest},
     )  # fmt: skip
-
-
-def _days(policy: SeasonPolicy) -> pl.Expr:
-    """The UTC day (YYYY-MM-DD) of each row's epoch."""
-    start = pl.lit(policy.start) + pl.duration(
-        microseconds=pl.col("epoch") * policy.epoch_length_us
-    )
-    return start.dt.strftime("%Y-%m-%d")
 
 
 @admin_pages.get("/snapshots/diff.csv")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
@@ -192,7 +191,7 @@ def impact_page(
         if change != "edit":
             raise
         return _form_page(request, IncidentForm.read(request.query_params), i=found, error=str(exc))
-    days = seen.per_day.select("epoch", pl.col("day").cast(pl.String))
+    days = seen.per_day.select("epoch", "day")
     rows = seen.rows.slice(page * A_PAGE, A_PAGE).join(days, on="epoch", how="left")
     return render(
         request,

@@ -43,6 +43,8 @@ PAGES = [
     ("/app/admin/metadata", "admin"),
     ("/app/admin/audit", "admin"),
     ("/app/finance", "finance"),
+    ("/app/finance/snapshots/v1", "finance"),
+    ("/app/finance/adjustments?paid=v1&due=v1", "finance"),
     ("/app/finance/snapshots/v1/export/manifest.json", "finance"),
     ("/app/finance/adjustments.csv?paid=v1&due=v1", "finance"),
 ]
