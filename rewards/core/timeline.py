@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from rewards.core.eligibility_view import duration_words
 from rewards.core.epochs import clip_to_epochs
+from rewards.core.explanations import duration_words
 from rewards.core.frames import INCIDENTS, empty, to_us
 from rewards.core.gaps import bridge_gaps, gaps
 from rewards.core.incidents import credited_windows

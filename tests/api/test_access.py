@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from rewards.api.app import create_app
 from rewards.api.schemas import DeviceEpochOut, EligibilityPage
 from rewards.api.verifier import dev_issuer, make_verifier
-from rewards.core.eligibility_view import explain
+from rewards.core.explanations import explain
 from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import declare

@@ -12,14 +12,18 @@ from hypothesis import strategies as st
 from rewards.core import device_epochs, online_intervals
 from rewards.core.eligibility_view import (
     VIEW_ROWS,
-    explain,
-    explanation_expr,
     owner_documents,
-    percent_words,
-    percent_words_expr,
     started_epochs,
     stored_rows,
     view_rows,
+)
+from rewards.core.explanations import (
+    explain,
+    explanation_expr,
+    minutes_words,
+    percent_words,
+    percent_words_expr,
+    shown_parts,
 )
 from rewards.core.frames import to_us
 from rewards.core.snapshot_rows import OWNERS, snapshot_rows
@@ -131,7 +135,7 @@ def test_explanations_say_what_counted_and_why_in_words() -> None:
         longest_uncounted_gap_s=3 * 3600 + 12 * 60 + 59,
     )
     assert explain(below, SEASON) == (
-        "Not eligible: 20 h 10 min counted of 24 h (84%; 90% needed): online 20 h, "
+        "Not eligible: 20 h 10 min counted of 24 h (84%; 90%, 21 h 36 min, needed): online 20 h, "
         "10 min of short gaps bridged (2 gaps); 1 h 26 min short. "
         "Longest uncounted gap: 3 h 12 min. "
         "1 short gap was not bridged: at most 3 per epoch."
@@ -146,7 +150,8 @@ def test_explanations_say_what_counted_and_why_in_words() -> None:
         crediting_incidents="apr-25;z-1",
     )
     assert explain(credited, SEASON) == (
-        "Eligible: 23 h 20 min counted of 24 h (97.2%; 90% needed): online 16 h 40 min, "
+        "Eligible: 23 h 20 min counted of 24 h (97.2%; 90%, 21 h 36 min, needed): "
+        "online 16 h 40 min, "
         "6 h 40 min credited by incident apr-25, z-1."
     )
     assert explain(_row(in_progress=True), SEASON) == (
@@ -171,6 +176,42 @@ rows = st.fixed_dictionaries(
         "in_progress": st.booleans(),
     }
 )
+
+
+def test_the_numbers_in_words_add_up() -> None:
+    """21 h 31 min 10 s counted of the 21 h 36 min needed is 5 min short (4 min 50 s,
+    which rounded down said 4), and its parts of 20 h 10 min 40 s and 1 h 20 min 30 s show
+    as 20 h 11 min and 1 h 20 min (rounded down both, they said 21 h 30 min)."""
+    row = _row(
+        online_s=72_640.0,
+        bridged_s=4_830.0,
+        uptime_ratio=77_470 / DAY,
+        reason="BELOW_MIN_UPTIME",
+        shortfall_s=0.9 * DAY - 77_470,
+        bridges_used=2,
+    )
+    assert explain(row, SEASON) == (
+        "Not eligible: 21 h 31 min counted of 24 h (89.7%; 90%, 21 h 36 min, needed): "
+        "online 20 h 11 min, 1 h 20 min of short gaps bridged (2 gaps); 5 min short."
+    )
+
+
+def _minutes(words: str) -> int:
+    hours = int(words.split(" h", maxsplit=1)[0]) if " h" in words else 0
+    minutes = 0
+    if " min" in words:
+        minutes = int(words.split(" min", maxsplit=1)[0].rsplit(maxsplit=1)[-1])
+    return 0 if words == "under a minute" else hours * 60 + minutes
+
+
+@given(*(st.floats(0, 86_400, allow_nan=False) for _ in range(3)))
+def test_the_parts_shown_sum_to_the_counted_time_shown(a: float, b: float, c: float) -> None:
+    counted, parts, unit = shown_parts(a, b, c)
+    assert sum(parts) == counted == int((a + b + c) // unit)
+    assert all(p >= int(s // unit) for p, s in zip(parts, (a, b, c), strict=True))
+    assert all(p <= int(s // unit) + 1 for p, s in zip(parts, (a, b, c), strict=True))
+    if unit == 60:
+        assert _minutes(minutes_words(counted)) == counted
 
 
 @settings(deadline=None)  # polars work; a busy machine is no failure
