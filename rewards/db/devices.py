@@ -272,12 +272,19 @@ def writes_per_second(
     return dict(counts)
 
 
-def _owned(owner_id: str, containing: str | None) -> list[Any]:
+def _owned(
+    owner_id: str, containing: str | None, seen_since_us: int | None = None, seen: bool = True
+) -> list[Any]:
     """Conditions: in force, owned by `owner_id`, the id containing `containing` (an
-    identifier's characters only, so nothing in it is a LIKE wildcard)."""
+    identifier's characters only, so nothing in it is a LIKE wildcard); with
+    `seen_since_us`, only devices seen since then (`seen`) or not (not `seen`)."""
     where = [col(DeviceMetadata.owner_id) == owner_id, col(DeviceMetadata.valid_to).is_(None)]
     if containing:
         where.append(col(DeviceMetadata.device_id).contains(containing, autoescape=True))
+    if seen_since_us is not None:
+        recent = select(col(OpenInterval.device_id)).where(col(OpenInterval.end) >= seen_since_us)
+        inside = col(DeviceMetadata.device_id).in_(recent)
+        where.append(inside if seen else ~inside)
     return where
 
 
@@ -288,12 +295,15 @@ def owned_now(
     limit: int,
     after: str | None,
     containing: str | None = None,
+    seen_since_us: int | None = None,
+    seen: bool = True,
 ) -> list[DeviceMetadata]:
     """The versions in force of the devices `owner_id` owns, by device_id after `after`
-    (those whose id contains `containing`, when given)."""
+    (those whose id contains `containing`, and seen since `seen_since_us` or not, when
+    given)."""
     query = (
         select(DeviceMetadata)
-        .where(*_owned(owner_id, containing))
+        .where(*_owned(owner_id, containing, seen_since_us, seen))
         .order_by(col(DeviceMetadata.device_id))
         .limit(limit)
     )
@@ -302,9 +312,16 @@ def owned_now(
     return list(session.scalars(query))
 
 
-def count_owned(session: Session, owner_id: str, containing: str | None = None) -> int:
-    """How many devices `owner_id` owns now (whose id contains `containing`)."""
-    query = select(func.count()).select_from(DeviceMetadata).where(*_owned(owner_id, containing))
+def count_owned(
+    session: Session,
+    owner_id: str,
+    containing: str | None = None,
+    seen_since_us: int | None = None,
+    seen: bool = True,
+) -> int:
+    """How many devices `owner_id` owns now (filtered as `owned_now`)."""
+    where = _owned(owner_id, containing, seen_since_us, seen)
+    query = select(func.count()).select_from(DeviceMetadata).where(*where)
     return int(session.execute(query).scalar_one())
 
 

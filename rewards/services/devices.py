@@ -34,6 +34,16 @@ class DeviceView:
     last_seen: datetime | None
 
 
+@dataclass(frozen=True)
+class OwnedPage:
+    """A page of a supplier's devices: the devices, how many match in all, and the newest
+    heartbeat in the fleet (what online is measured against)."""
+
+    devices: list[DeviceView]
+    total: int
+    newest: datetime | None
+
+
 def owned_devices(
     engine: Engine,
     owner_id: str,
@@ -41,24 +51,32 @@ def owned_devices(
     limit: int,
     after: str | None,
     containing: str | None = None,
-) -> list[DeviceView]:
-    """The devices `owner_id` owns now, by device_id, `limit` at a time after `after`
-    (only those whose id contains `containing`, when given)."""
+    state: str | None = None,
+    timeout_us: int = 0,
+) -> OwnedPage:
+    """The devices `owner_id` owns now, by device_id, `limit` at a time after `after`:
+    only those whose id contains `containing`, and with `state` only those 'online' (seen
+    within `timeout_us` of the newest heartbeat in the fleet: not of the clock, so a feed
+    that stopped does not make every device look offline) or 'offline'."""
     with unit_of_work(engine) as session:
-        rows = owned_now(session, owner_id, limit=limit, after=after, containing=containing)
-        seen = last_seen(session, [r.device_id for r in rows])
-    return [
+        newest = last_interval_end(session.connection())
+        since = None
+        if state in ("online", "offline"):
+            since = (newest if newest is not None else 2**62) - timeout_us
+        seen = state != "offline"
+        rows = owned_now(
+            session, owner_id, limit=limit, after=after, containing=containing,
+            seen_since_us=since, seen=seen,
+        )  # fmt: skip
+        last = last_seen(session, [r.device_id for r in rows])
+        total = count_owned(session, owner_id, containing, since, seen)
+    devices = [
         DeviceView(
-            r.device_id, r.gpu_model, r.gpu_count, r.status, r.owner_id, seen.get(r.device_id)
+            r.device_id, r.gpu_model, r.gpu_count, r.status, r.owner_id, last.get(r.device_id)
         )
         for r in rows
     ]
-
-
-def owned_count(engine: Engine, owner_id: str, containing: str | None = None) -> int:
-    """How many devices `owner_id` owns now (whose id contains `containing`)."""
-    with unit_of_work(engine) as session:
-        return count_owned(session, owner_id, containing)
+    return OwnedPage(devices, total, from_us(newest) if newest is not None else None)
 
 
 def newest_heartbeat(engine: Engine) -> datetime | None:

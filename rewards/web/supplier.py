@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -24,7 +24,7 @@ from rewards.core import (
     grid_state,
 )
 from rewards.services.archive import open_archive
-from rewards.services.devices import newest_heartbeat, owned_count, owned_devices, owner_now
+from rewards.services.devices import owned_devices, owner_now
 from rewards.services.eligibility_view import supplier_standing
 from rewards.services.pages import device_timeline
 from rewards.services.snapshots import (
@@ -89,30 +89,42 @@ GridPage = Annotated[int, Query(ge=0, le=100_000)]
 Search = Annotated[str | None, Query(max_length=128)]
 SEARCHABLE = re.compile(r"[A-Za-z0-9._:-]+")  # an identifier's characters: nothing else matches
 After = Annotated[str | None, Query(max_length=128, pattern=IDENTIFIER_PATTERN)]
+State = Annotated[Literal["online", "offline", ""] | None, Query()]  # "": either
+Show = Annotated[Literal["missed", ""] | None, Query()]  # the grid: devices that missed an epoch
 
 
 def _owned(
-    request: Request, owner: str, policy: SeasonPolicy, q: str | None, after: str | None
+    request: Request,
+    owner: str,
+    policy: SeasonPolicy,
+    q: str | None,
+    after: str | None,
+    state: str | None,
 ) -> dict[str, Any]:
-    """One page of the devices `owner` owns now (their ids containing `q`), with the
-    count, where the next page starts, and whether each device is online: seen within a
-    liveness timeout of the newest heartbeat in the fleet (not of the clock, so a feed
-    that stopped does not make every device look offline)."""
+    """One page of the devices `owner` owns now (their ids containing `q`; only those
+    online or offline with `state`), with the count, where the next page starts, and
+    whether each device is online: seen within a liveness timeout of the newest
+    heartbeat in the fleet."""
     engine = request.app.state.engine
     if q and not SEARCHABLE.fullmatch(q):  # said on the page, not a bare 422
-        return {"devices": [], "total": 0, "q": q, "after": None, "next": None, "bad_q": True}
-    rows = owned_devices(engine, owner, limit=OWNED_A_PAGE + 1, after=after, containing=q)
-    page, more = rows[:OWNED_A_PAGE], len(rows) > OWNED_A_PAGE
-    newest = newest_heartbeat(engine)
+        return {"devices": [], "total": 0, "q": q, "after": None, "next": None, "bad_q": True,
+                "state": state or ""}  # fmt: skip
+    found = owned_devices(
+        engine, owner, limit=OWNED_A_PAGE + 1, after=after, containing=q, state=state,
+        timeout_us=policy.liveness_timeout_us,
+    )  # fmt: skip
+    page, more = found.devices[:OWNED_A_PAGE], len(found.devices) > OWNED_A_PAGE
     timeout = timedelta(microseconds=policy.liveness_timeout_us)
+    newest = found.newest
     return {
         "devices": page,
         "online": {
             d.device_id: bool(newest and d.last_seen and d.last_seen >= newest - timeout)
             for d in page
         },
-        "total": owned_count(engine, owner, q),
+        "total": found.total,
         "q": q or "",
+        "state": state or "",
         "after": after,
         "next": page[-1].device_id if more and page else None,
         "page_size": OWNED_A_PAGE,
@@ -127,27 +139,39 @@ def devices(
     q: Search = None,
     after: After = None,
     grid: GridPage = 0,
+    state: State = None,
+    show: Show = None,
 ) -> HTMLResponse:
-    """My devices now (a page at a time, searchable by id), and the season's device x
-    epoch grid (GRID_A_PAGE devices a page; the counts over all of them)."""
-    owned = _owned(request, who.subject, policy, q or None, after)
+    """My devices now (a page at a time, searchable by id, online or offline), and the
+    season's device x epoch grid (GRID_A_PAGE devices a page, all of them or those not
+    eligible in some epoch; the counts over all of them)."""
+    owned = _owned(request, who.subject, policy, q or None, after, state or None)
     rows, about = _view_rows(request, policy, who.subject)
     cells: dict[str, dict[int, str]] = defaultdict(dict)
     for row in rows:
         cells[row["device_id"]][row["epoch"]] = grid_state(row, policy)
     epochs = sorted({row["epoch"] for row in rows})
-    counts = {state: 0 for state in ("eligible", "helped", "ineligible", "silent")}
+    counts = {kind: 0 for kind in ("eligible", "helped", "ineligible", "silent")}
     for by_epoch in cells.values():
-        for state in by_epoch.values():
-            counts[state] += 1
+        for kind in by_epoch.values():
+            counts[kind] += 1
+    shown = sorted(cells)
+    if show == "missed":
+        shown = [d for d in shown if {"ineligible", "silent"} & set(cells[d].values())]
     return render(
         request,
         "supplier.html",
         {
             "title": "My devices",
             "owned": owned,
-            "grid_devices": sorted(cells)[grid * GRID_A_PAGE : (grid + 1) * GRID_A_PAGE],
-            "grid": {"page": grid, "size": GRID_A_PAGE, "devices": len(cells)},
+            "grid_devices": shown[grid * GRID_A_PAGE : (grid + 1) * GRID_A_PAGE],
+            "grid": {
+                "page": grid,
+                "size": GRID_A_PAGE,
+                "devices": len(shown),
+                "all": len(cells),
+                "show": show or "",
+            },
             "epochs": epochs,
             "cells": cells,
             "counts": counts,

@@ -50,9 +50,10 @@ def as_tokens(units: int, decimals: int) -> str:
 
 
 def replace_param(query: str, name: str, value: object) -> str:
-    """`query` (a query string) with `name` set to `value` (for pagers)."""
+    """`query` (a query string) with `name` set to `value` (for pagers); without it when
+    `value` is empty."""
     pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
-    return urlencode([*pairs, (name, str(value))])
+    return urlencode([*pairs, (name, str(value))] if value not in ("", None) else pairs)
 
 
 templates.env.filters["as_tokens"] = as_tokens

@@ -4,7 +4,7 @@ does not exist."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
@@ -36,11 +36,18 @@ supplier = APIRouter(prefix="/v1/supplier", tags=["supplier"])
 def supplier_devices(
     who: Supplier,
     engine: EngineDep,
+    policy: PolicyDep,
     limit: Limit = 100,
     after: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+    state: Annotated[Literal["online", "offline"] | None, Query()] = None,
 ) -> DevicePage:
-    """Your devices now, by device_id; pass `next_after` as `after` for the next page."""
-    rows = owned_devices(engine, who.subject, limit=limit, after=after)
+    """Your devices now, by device_id (only those online or offline, with `state`: seen
+    within a liveness timeout of the fleet's newest heartbeat, or not); pass `next_after`
+    as `after` for the next page."""
+    rows = owned_devices(
+        engine, who.subject, limit=limit, after=after, state=state,
+        timeout_us=policy.liveness_timeout_us,
+    ).devices  # fmt: skip
     return DevicePage(
         devices=[
             DeviceOut(
