@@ -65,8 +65,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
-def signed_in(browser: Browser, site: Site, subject: str, role: str) -> Page:
-    page = browser.new_page(base_url=site.url)
+PHONE = {"width": 390, "height": 844}
+
+
+def signed_in(
+    browser: Browser, site: Site, subject: str, role: str, viewport: dict[str, int] | None = None
+) -> Page:
+    page = browser.new_page(base_url=site.url, viewport=viewport or {"width": 1280, "height": 800})
     page.goto("/app")
     expect(page.locator("h1")).to_have_text("Development sign-in")
     page.fill("#subject", subject)
@@ -137,13 +142,19 @@ def test_an_admin_sees_the_drop_under_the_incident_then_confirms_reruns_and_publ
     shot(page, "admin-fleet-proposed")
 
     page.goto(f"/app/admin/incidents/{site.proposed}/edit")
-    expect(page.locator("#deadline")).to_have_value("48.0")
+    expect(page.locator("#deadline")).to_have_value("48")
     shot(page, "admin-incident-edit")
 
     page.goto("/app/admin")
-    confirm = page.locator(f"tr[data-incident='{site.proposed}'] button:text-is('Confirm')")
+    page.click(f"tr[data-incident='{site.proposed}'] a[data-action=preview-confirm]")
+    regained = page.locator("[data-fact=regained]").inner_text()
+    assert int(regained.replace(",", "")) > 0  # the preview, before anything changes
+    expect(page.locator("table[data-table=per-day] tbody tr").first).to_be_visible()
+    shot(page, "admin-incident-impact")
+    confirm = page.locator(f"button:text-is('Confirm {site.proposed}')")
     confirm.focus()
     page.keyboard.press("Enter")  # forms work from the keyboard
+    expect(page.locator("[data-said]")).to_contain_text(f"Incident {site.proposed} confirmed")
     expect(
         page.locator(f"ul[data-list=confirmed] li[data-incident='{site.proposed}']")
     ).to_be_visible()
@@ -232,3 +243,74 @@ def test_without_public_url_the_pages_work_at_localhost_on_any_port(
     page.click("button:text-is('Sign out')")  # a form: its origin is this address
     expect(page.locator("h1")).to_have_text("Signed out")
     page.close()
+
+
+PHONE_PAGES = {
+    "admin": [
+        "/app/admin",
+        "/app/admin/snapshots",
+        "/app/admin/devices/{device}",
+        "/app/admin/audit",
+        "/app/admin/metadata",
+        "/app/admin/incidents/new",
+        "/app/admin/alerts",
+    ],
+    "supplier": ["/app/supplier", "/app/supplier/devices/{device}", "/app/supplier/rewards"],
+    "finance": ["/app/finance", "/app/finance/snapshots/v1"],
+}
+
+
+def _phone_problems(page: Page) -> list[str]:
+    """What a phone would hide: the page wider than the screen, a table's first (key)
+    column out of view once the table is scrolled to its far end, a chart label under
+    9 px, a button off the screen."""
+    return list(
+        page.evaluate("""() => {
+      const width = window.innerWidth, found = [];
+      if (document.documentElement.scrollWidth > width + 1) found.push("page wider than screen");
+      for (const region of document.querySelectorAll(".scroll")) {
+        region.scrollLeft = region.scrollWidth;
+        for (const cell of region.querySelectorAll("tr > :first-child")) {
+          const box = cell.getBoundingClientRect();
+          if (box.width && (box.left < -1 || box.right > width + 1))
+            found.push("key column hidden: " + cell.textContent.trim().slice(0, 30));
+        }
+        region.scrollLeft = 0;
+      }
+      for (const label of document.querySelectorAll("svg text")) {
+        const box = label.getBoundingClientRect();
+        if (box.height && box.height < 9) found.push("label " + box.height.toFixed(1) + " px");
+      }
+      for (const button of document.querySelectorAll("main button")) {
+        const box = button.getBoundingClientRect();
+        if (box.width && (box.left < 0 || box.right > width + 1) && !button.closest(".scroll"))
+          found.push("button off screen: " + button.textContent.trim());
+      }
+      return [...new Set(found)];
+    }""")
+    )
+
+
+def test_on_a_phone_no_key_column_button_or_label_is_out_of_reach(
+    browser: Browser, site: Site
+) -> None:
+    """Issue 17, item 8: at 390 px the key columns stay in view while tables scroll (and
+    say they scroll), buttons fit, and chart labels stay readable."""
+    owner = max(site.owners, key=lambda o: len(site.devices_of(o)))
+    who = {"admin": "admin.example.org", "supplier": owner, "finance": "finance.example.org"}
+    for role, paths in PHONE_PAGES.items():
+        page = signed_in(browser, site, who[role], role, viewport=PHONE)
+        for path in paths:
+            page.goto(path.format(device=site.devices_of(owner)[0]))
+            expect(page.locator("h1")).to_be_visible()
+            assert _phone_problems(page) == [], path
+            name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
+            shot(page, f"phone-{name}")
+        if role == "supplier":
+            page.goto("/app/supplier")
+            hint = page.locator("div.scroll.overflowing").first
+            expect(hint).to_be_visible()  # the grid is wider than a phone, and says so
+            assert "Scroll sideways" in page.evaluate(
+                "e => getComputedStyle(e, '::before').content", hint.element_handle()
+            )
+        page.close()
