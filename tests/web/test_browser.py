@@ -354,7 +354,8 @@ def _axe_violations(page: Page) -> list[str]:
 def test_axe_finds_no_serious_accessibility_violation_on_any_page(
     browser: Browser, site: Site
 ) -> None:
-    """Issue 17: contrast and the rest of WCAG 2 AA, by axe-core, desktop and phone."""
+    """Issue 17: contrast and the rest of WCAG 2 AA, by axe-core, desktop and phone; a
+    screenshot of every page in both (test-artifacts/screenshots/)."""
     if not AXE.exists():
         if os.environ.get("CI") == "true":
             raise RuntimeError("axe-core is missing in CI: .ci/setup installs it from npm")
@@ -369,4 +370,6 @@ def test_axe_finds_no_serious_accessibility_violation_on_any_page(
                 answer = page.goto(address)
                 assert answer is not None and answer.status < 500, address
                 assert _axe_violations(page) == [], (address, viewport)
+                name = re.sub(r"[^a-z0-9]+", "-", address.lower()).strip("-")
+                shot(page, f"{'phone' if viewport else 'desktop'}-{role}-{name}")
             page.close()
