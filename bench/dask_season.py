@@ -14,7 +14,7 @@
    the same shards in this process, over a local process pool and on the cluster, each
    checked to give the same results, epoch by epoch, as a ratio to the in-process run.
 
-    .venv/bin/python bench/distributed.py [--devices 6000000] [--compare-devices 600000]
+    .venv/bin/python bench/dask_season.py [--devices 6000000] [--compare-devices 600000]
 
 Results: bench/out/distributed.json. Work files go to --work (default bench/out/dist:
 about 1.5 GB per million devices) and are removed at the end unless --keep.
