@@ -103,15 +103,17 @@ def _copy_chunks(
     """The text of a `COPY ... TO STDOUT` in chunks of about `read_bytes`, each ending at
     a row's end. psycopg hands the text over a row at a time (a season's intervals are
     44M blocks): each is copied into one buffer at once and let go, as holding them (a
-    list of blocks joined later) made reading 2.7x slower."""
-    buffer = bytearray(read_bytes + (1 << 20))
+    list of blocks joined later) made reading 2.7x slower. The buffer starts small and
+    doubles as rows arrive, so a query of 30 rows does not pay for zeroing 65 MiB (31 ms a
+    query when it was made whole up front)."""
+    buffer = bytearray(min(read_bytes, 64 << 10) + (1 << 10))
     view, used = memoryview(buffer), 0
     with raw.cursor() as cursor, cursor.copy(copy, params) as rows:
         for block in rows:
             size = len(block)
-            if used + size > len(buffer):  # a row longer than the room left
+            if used + size > len(buffer):  # no room left: at least double
                 view.release()
-                buffer.extend(bytes(used + size - len(buffer)))
+                buffer.extend(bytes(max(len(buffer), used + size - len(buffer))))
                 view = memoryview(buffer)
             view[used : used + size] = block
             used += size
