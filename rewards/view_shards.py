@@ -21,10 +21,13 @@ from rewards.compute import SPILL, ShardedSeason
 from rewards.core import (
     PACKED_DOCUMENTS,
     SeasonPolicy,
+    device_documents,
     device_shards,
     empty,
     owner_documents,
+    pack_device_documents,
     pack_documents,
+    started_epochs,
     view_rows,
 )
 from rewards.executors import Executor, InProcess, in_groups
@@ -49,8 +52,15 @@ class Documents:
 
     def packed(self) -> Iterator[pl.DataFrame]:
         """PACKED_DOCUMENTS, an owner bucket at a time."""
+        return self._read("documents")
+
+    def packed_devices(self) -> Iterator[pl.DataFrame]:
+        """PACKED_DEVICE_DOCUMENTS, an owner bucket at a time."""
+        return self._read("device-documents")
+
+    def _read(self, kind: str) -> Iterator[pl.DataFrame]:
         for bucket in range(self.season.shards):
-            path = _documents(self.season, bucket)
+            path = _documents(self.season, bucket, kind)
             if path.exists():
                 yield pl.read_parquet(path)
 
@@ -100,11 +110,14 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
     packed = [pack_documents(d) for d in owner_documents(rows, job.policy)]
     documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
-    path = _documents(season, bucket)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    documents.write_parquet(path, compression="uncompressed")  # already compressed
+    epochs = len(started_epochs(job.policy, job.as_of_us))
+    devices = pack_device_documents(device_documents(rows, job.policy, epochs))
+    for kind, frame in (("documents", documents), ("device-documents", devices)):
+        path = _documents(season, bucket, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path, compression="uncompressed")  # already compressed
     return rows.height, documents.height
 
 
-def _documents(season: ShardedSeason, bucket: int) -> Path:
-    return season.root / "documents" / f"owner={bucket}.parquet"
+def _documents(season: ShardedSeason, bucket: int, kind: str) -> Path:
+    return season.root / kind / f"owner={bucket}.parquet"

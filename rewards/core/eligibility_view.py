@@ -134,3 +134,85 @@ def pack_documents(documents: pl.DataFrame) -> pl.DataFrame:
         },
         schema=PACKED_DOCUMENTS,
     )
+
+
+# A device-epoch's letter on the grid (core.timeline.grid_state's four states): a supplier's
+# page reads a device's letters, one per begun epoch ("-" while the device was not theirs).
+GRID_LETTERS = {"eligible": "E", "helped": "H", "ineligible": "I", "silent": "S"}
+NOT_OWNED = "-"
+
+
+def grid_letter_expr(policy: SeasonPolicy) -> pl.Expr:
+    """`core.timeline.grid_state` as a column of GRID_LETTERS over VIEW_ROWS."""
+    online_us = (pl.col("online_s") * 1_000_000).round().cast(pl.Int64)
+    return (
+        pl.when(pl.col("eligible"))
+        .then(
+            pl.when(online_us < policy.min_counted_us)
+            .then(pl.lit(GRID_LETTERS["helped"]))
+            .otherwise(pl.lit(GRID_LETTERS["eligible"]))
+        )
+        .when(pl.col("reason") == "NO_HEARTBEATS")
+        .then(pl.lit(GRID_LETTERS["silent"]))
+        .otherwise(pl.lit(GRID_LETTERS["ineligible"]))
+    )
+
+
+def device_documents(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> pl.DataFrame:
+    """Per (owner_id, device_id) of VIEW_ROWS `rows`, in their order: `states` (a
+    GRID_LETTERS letter per epoch 0..epochs-1, NOT_OWNED where the device was not the
+    owner's) and `document` (the JSON array of its STORED_ROWS without owner_id)."""
+    keys = ["owner_id", "device_id"]
+    if rows.is_empty():
+        return pl.DataFrame(schema={"owner_id": pl.String, "device_id": pl.String,
+                                    "states": pl.String, "document": pl.String})  # fmt: skip
+    letters = (
+        rows.select(*keys, "epoch", grid_letter_expr(policy).alias("letter"))
+        .pivot(on="epoch", index=keys, values="letter", sort_columns=True)
+        .rename(lambda name: name if name in keys else f"e{name}")
+    )
+    states = letters.select(
+        *keys,
+        pl.concat_str(
+            [
+                pl.col(f"e{e}").fill_null(NOT_OWNED)
+                if f"e{e}" in letters.columns
+                else pl.lit(NOT_OWNED)
+                for e in range(epochs)
+            ]
+        ).alias("states"),
+    )
+    documents = (
+        stored_rows(rows, policy)
+        .select(*keys, pl.struct(pl.all().exclude("owner_id")).struct.json_encode().alias("j"))
+        .group_by(keys, maintain_order=True)
+        .agg(("[" + pl.col("j").str.join(",") + "]").alias("document"))
+    )
+    return documents.join(states, on=keys, how="left", maintain_order="left").select(
+        *keys, "states", "document"
+    )
+
+
+PACKED_DEVICE_DOCUMENTS: dict[str, pl.DataType] = {
+    "owner_id": pl.String(),
+    "device_id": pl.String(),
+    "states": pl.String(),
+    "sha256": pl.String(),
+    "document": pl.Binary(),
+}
+
+
+def pack_device_documents(documents: pl.DataFrame) -> pl.DataFrame:
+    """PACKED_DEVICE_DOCUMENTS of `device_documents`: each document compressed as
+    `pack_documents` does."""
+    packed = [zlib.compress(text.encode(), 1) for text in documents.get_column("document")]
+    return pl.DataFrame(
+        {
+            "owner_id": documents.get_column("owner_id"),
+            "device_id": documents.get_column("device_id"),
+            "states": documents.get_column("states"),
+            "sha256": [hashlib.sha256(data).hexdigest() for data in packed],
+            "document": packed,
+        },
+        schema=PACKED_DEVICE_DOCUMENTS,
+    )

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
-from rewards.db.tables import EligibilityDocument, EligibilityView
+from rewards.db.tables import EligibilityDeviceDocument, EligibilityDocument, EligibilityView
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,20 @@ class CorruptView(RuntimeError):
 
 
 def insert(
-    session: Session, header: EligibilityView, documents: Iterable[pl.DataFrame]
+    session: Session,
+    header: EligibilityView,
+    documents: Iterable[pl.DataFrame],
+    devices: Iterable[pl.DataFrame] = (),
 ) -> EligibilityView:
-    """Store a view and its documents (PACKED_DOCUMENTS frames, inserted as they come) in
-    the caller's transaction."""
+    """Store a view, its documents (PACKED_DOCUMENTS frames) and its device documents
+    (PACKED_DEVICE_DOCUMENTS frames), inserted as they come, in the caller's transaction."""
     session.add(header)
     session.flush()
-    for frame in documents:
-        for chunk in frame.iter_slices(2_000):
-            rows = chunk.with_columns(view_id=pl.lit(header.id)).to_dicts()
-            session.connection().execute(sql_insert(EligibilityDocument), rows)
+    for table, frames in ((EligibilityDocument, documents), (EligibilityDeviceDocument, devices)):
+        for frame in frames:
+            for chunk in frame.iter_slices(2_000):
+                rows = chunk.with_columns(view_id=pl.lit(header.id)).to_dicts()
+                session.connection().execute(sql_insert(table), rows)
     return header
 
 
@@ -82,6 +86,38 @@ def read_document(connection: Connection, view_id: int, owner_id: str) -> tuple[
     return int(rows), zlib.decompress(data)
 
 
+def device_states(connection: Connection, view_id: int, owner_id: str) -> list[tuple[str, str]]:
+    """(device_id, states) of each device `owner_id` had in the view, by device_id."""
+    table = EligibilityDeviceDocument
+    found = connection.execute(
+        select(col(table.device_id), col(table.states))
+        .where(col(table.view_id) == view_id, col(table.owner_id) == owner_id)
+        .order_by(col(table.device_id))
+    )
+    return [(str(d), str(s)) for d, s in found]
+
+
+def read_device_document(
+    connection: Connection, view_id: int, owner_id: str, device_id: str
+) -> bytes | None:
+    """The JSON array of `device_id`'s rows while `owner_id` had it; None when they never
+    did. Raises CorruptView."""
+    table = EligibilityDeviceDocument
+    found = connection.execute(
+        select(col(table.sha256), col(table.document)).where(
+            col(table.view_id) == view_id,
+            col(table.owner_id) == owner_id,
+            col(table.device_id) == device_id,
+        )
+    ).first()
+    if found is None:
+        return None
+    digest, data = found
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CorruptView(f"eligibility view {view_id}: a device document's SHA-256 does not match")
+    return zlib.decompress(data)
+
+
 def prune(session: Session, season: str, keep: int) -> int:
     """Delete all but the season's `keep` newest views; returns how many were deleted."""
     ids = list(
@@ -93,8 +129,7 @@ def prune(session: Session, season: str, keep: int) -> int:
         )
     )
     if ids:
-        session.execute(
-            delete(EligibilityDocument).where(col(EligibilityDocument.view_id).in_(ids))
-        )
+        for table in (EligibilityDocument, EligibilityDeviceDocument):
+            session.execute(delete(table).where(col(table.view_id).in_(ids)))
         session.execute(delete(EligibilityView).where(col(EligibilityView.id).in_(ids)))
     return len(ids)

@@ -386,6 +386,26 @@ class EligibilityDocument(SQLModel, table=True):
     document: bytes = Field(sa_type=LargeBinary)
 
 
+class EligibilityDeviceDocument(SQLModel, table=True):
+    """One device's rows in a view while a supplier owned it, for the pages: `states` has
+    a letter per begun epoch (E eligible, H eligible thanks to bridges or credit, I not
+    eligible, S no heartbeats, - not theirs then) for the grid, and `document` the JSON
+    rows with their explanations (zlib-compressed; SHA-256 checked on read), so a page
+    reads one device or a supplier's letters, never the supplier's whole document."""
+
+    __tablename__ = "eligibility_device_documents"
+    view_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("eligibility_views.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    owner_id: str = Field(primary_key=True, max_length=ID)
+    device_id: str = Field(primary_key=True, max_length=ID)
+    states: str = Field(sa_type=Text)
+    sha256: str = Field(max_length=64)
+    document: bytes = Field(sa_type=LargeBinary)
+
+
 class WebSession(SQLModel, table=True):
     """A signed-in browser's session (issue 12): the cookie holds a random id whose SHA-256
     is kept here with the SHA-256 of the access token it carries. Signing out sets

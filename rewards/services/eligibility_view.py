@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -113,7 +114,7 @@ def refresh_view(
                 job_run_id=context.run_id,
                 computed_at=clock(),
             )
-            store.insert(session, header, documents.packed())
+            store.insert(session, header, documents.packed(), documents.packed_devices())
             store.prune(session, season, KEEP_VIEWS)
             context.stored = documents.rows
             made = ViewHeader(**header.model_dump())
@@ -181,6 +182,37 @@ def supplier_standing(
     page = rows[:limit]
     last = (page[-1]["device_id"], page[-1]["epoch"]) if len(rows) > limit else None
     return Standing(view, orjson.dumps(page), len(page), last)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A supplier's devices in a view with a letter per begun epoch (GRID_LETTERS, or
+    NOT_OWNED), by device_id: what their grid draws and counts."""
+
+    view: ViewHeader
+    devices: list[tuple[str, str]]
+
+
+def supplier_grid(engine: Engine, season: str, owner_id: str) -> Grid | None:
+    """`owner_id`'s grid in the season's newest view (None: no view built yet)."""
+    with engine.connect() as connection:
+        view = _latest(engine, connection, season)
+        if view is None:
+            return None
+        return Grid(view, store.device_states(connection, view.id, owner_id))
+
+
+def device_standing(
+    engine: Engine, season: str, owner_id: str, device_id: str
+) -> tuple[ViewHeader, list[dict[str, Any]]] | None:
+    """The view and `device_id`'s rows in it while `owner_id` had it (no rows: never
+    theirs); None while no view is built."""
+    with engine.connect() as connection:
+        view = _latest(engine, connection, season)
+        if view is None:
+            return None
+        found = store.read_device_document(connection, view.id, owner_id, device_id)
+    return view, orjson.loads(found) if found is not None else []
 
 
 def page_json(standing: Standing) -> bytes:

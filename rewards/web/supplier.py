@@ -9,15 +9,16 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from rewards.api.deps import PolicyDep
 from rewards.core import (
+    GRID_LETTERS,
     IDENTIFIER_PATTERN,
     KINDS,
+    NOT_OWNED,
     SeasonPolicy,
     epoch_bounds,
     gap_words,
@@ -25,7 +26,7 @@ from rewards.core import (
 )
 from rewards.services.archive import open_archive
 from rewards.services.devices import owned_devices, owner_now
-from rewards.services.eligibility_view import supplier_standing
+from rewards.services.eligibility_view import ViewHeader, device_standing, supplier_grid
 from rewards.services.pages import device_timeline
 from rewards.services.snapshots import (
     SnapshotError,
@@ -40,28 +41,30 @@ from rewards.web.templates import render
 supplier_pages = APIRouter(prefix="/app/supplier", include_in_schema=False)
 
 DeviceId = Annotated[str, PathParam(pattern=IDENTIFIER_PATTERN)]
+STATES = {letter: kind for kind, letter in GRID_LETTERS.items()}  # E -> "eligible"
 
 
-def _view_rows(
-    request: Request, policy: SeasonPolicy, owner: str, device_id: str | None = None
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The supplier's rows of the eligibility view (provisional: the season so far), and
-    what the pages say about it: as of when (None: not built yet), from which inputs, and
-    who builds it."""
-    settings = request.app.state.settings
-    standing = supplier_standing(
-        request.app.state.engine, policy.season_id, owner, limit=10**9, device_id=device_id
-    )
+def _about(request: Request, view: ViewHeader | None) -> dict[str, Any]:
+    """What the pages say about the eligibility view (provisional: the season so far): as
+    of when (None: not built yet), from which inputs, and who builds it."""
     about: dict[str, Any] = {
         "as_of": None,
-        "every_min": max(1, settings.eligibility_view_every_s // 60),
+        "every_min": max(1, request.app.state.settings.eligibility_view_every_s // 60),
     }
-    if standing is None:
-        return [], about
-    rows: list[dict[str, Any]] = orjson.loads(standing.document)
-    about["as_of"] = standing.view.as_of.strftime("%Y-%m-%d %H:%M UTC")
-    about["inputs"] = standing.view.input_fingerprint[:12]
-    return rows, about
+    if view is not None:
+        about["as_of"] = view.as_of.strftime("%Y-%m-%d %H:%M UTC")
+        about["inputs"] = view.input_fingerprint[:12]
+    return about
+
+
+def _device_rows(
+    request: Request, policy: SeasonPolicy, owner: str, device_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One device's rows of the view while `owner` had it, and what the page says of it."""
+    found = device_standing(request.app.state.engine, policy.season_id, owner, device_id)
+    if found is None:
+        return [], _about(request, None)
+    return found[1], _about(request, found[0])
 
 
 def _published(
@@ -146,30 +149,30 @@ def devices(
     season's device x epoch grid (GRID_A_PAGE devices a page, all of them or those not
     eligible in some epoch; the counts over all of them)."""
     owned = _owned(request, who.subject, policy, q or None, after, state or None)
-    rows, about = _view_rows(request, policy, who.subject)
-    cells: dict[str, dict[int, str]] = defaultdict(dict)
-    for row in rows:
-        cells[row["device_id"]][row["epoch"]] = grid_state(row, policy)
-    epochs = sorted({row["epoch"] for row in rows})
-    counts = {kind: 0 for kind in ("eligible", "helped", "ineligible", "silent")}
-    for by_epoch in cells.values():
-        for kind in by_epoch.values():
-            counts[kind] += 1
-    shown = sorted(cells)
+    grid_of = supplier_grid(request.app.state.engine, policy.season_id, who.subject)
+    about = _about(request, grid_of.view if grid_of else None)
+    letters = dict(grid_of.devices) if grid_of else {}
+    epochs = list(range(grid_of.view.epochs)) if grid_of else []
+    counts = {kind: sum(s.count(letter) for s in letters.values())
+              for kind, letter in GRID_LETTERS.items()}  # fmt: skip
+    shown = sorted(d for d, s in letters.items() if s.strip(NOT_OWNED))
     if show == "missed":
-        shown = [d for d in shown if {"ineligible", "silent"} & set(cells[d].values())]
+        missed = (GRID_LETTERS["ineligible"], GRID_LETTERS["silent"])
+        shown = [d for d in shown if any(m in letters[d] for m in missed)]
+    page = shown[grid * GRID_A_PAGE : (grid + 1) * GRID_A_PAGE]
+    cells = {d: {e: STATES[c] for e, c in enumerate(letters[d]) if c in STATES} for d in page}
     return render(
         request,
         "supplier.html",
         {
             "title": "My devices",
             "owned": owned,
-            "grid_devices": shown[grid * GRID_A_PAGE : (grid + 1) * GRID_A_PAGE],
+            "grid_devices": page,
             "grid": {
                 "page": grid,
                 "size": GRID_A_PAGE,
                 "devices": len(shown),
-                "all": len(cells),
+                "all": len(letters),
                 "show": show or "",
             },
             "epochs": epochs,
@@ -194,7 +197,7 @@ def device(
 ) -> HTMLResponse:
     """One of my devices: a timeline per epoch and each epoch and gap in words."""
     engine = request.app.state.engine
-    rows, about = _view_rows(request, policy, who.subject, device_id)
+    rows, about = _device_rows(request, policy, who.subject, device_id)
     if not rows and owner_now(engine, device_id) != who.subject:
         raise HTTPException(404, "no such device among yours")
     archive = open_archive(request.app.state.settings.archive_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from decimal import ROUND_HALF_UP, Decimal
 
 import polars as pl
@@ -11,8 +12,13 @@ from hypothesis import strategies as st
 
 from rewards.core import device_epochs, online_intervals
 from rewards.core.eligibility_view import (
+    GRID_LETTERS,
+    NOT_OWNED,
     VIEW_ROWS,
+    device_documents,
+    grid_letter_expr,
     owner_documents,
+    pack_device_documents,
     started_epochs,
     stored_rows,
     view_rows,
@@ -27,6 +33,7 @@ from rewards.core.explanations import (
 )
 from rewards.core.frames import to_us
 from rewards.core.snapshot_rows import OWNERS, snapshot_rows
+from rewards.core.timeline import grid_state
 from tests.builders import at, concat, heartbeats, policy
 
 SEASON = policy()  # seven one-day epochs from 2024-04-20
@@ -274,3 +281,49 @@ def test_a_percentage_reads_the_same_for_a_number_and_for_a_column(batch: list[f
     column = pl.DataFrame({"r": batch}, schema={"r": pl.Float64})
     words = column.select(percent_words_expr(pl.col("r"))).to_series().to_list()
     assert words == [percent_words(r) for r in batch]
+
+
+def test_device_documents_split_each_owners_document_and_letter_its_epochs() -> None:
+    """The pages read a device's document and letters instead of the owner's whole
+    document: together they hold exactly the owner's rows, and each letter is the grid
+    state of that epoch's row (NOT_OWNED where the device was not the owner's)."""
+    rows = _rows("2024-04-22T06:00Z")
+    epochs = len(started_epochs(SEASON, to_us(at("2024-04-22T06:00Z"))))
+    devices = device_documents(rows, SEASON, epochs)
+    assert devices.select("owner_id", "device_id").rows() == [
+        ("alice", "gpu-a"),
+        ("alice", "gpu-b"),
+        ("bob", "gpu-b"),
+    ]
+    owners = {
+        o: json.loads(t) for o, _, t in pl.concat(list(owner_documents(rows, SEASON))).iter_rows()
+    }
+    for owner, document in owners.items():
+        mine = devices.filter(owner_id=owner)
+        assert [r for t in mine["document"] for r in json.loads(t)] == document
+    for owner, device, states, _ in devices.iter_rows():
+        by_epoch = {r["epoch"]: r for r in rows.filter(owner_id=owner, device_id=device).to_dicts()}
+        assert len(states) == epochs
+        assert states == "".join(
+            GRID_LETTERS[grid_state(by_epoch[e], SEASON)] if e in by_epoch else NOT_OWNED
+            for e in range(epochs)
+        )
+    assert devices.filter(owner_id="bob")["states"].item() == "I" + NOT_OWNED * 2  # 10 h, sold
+    packed = pack_device_documents(devices)
+    assert [zlib.decompress(d).decode() for d in packed["document"]] == devices[
+        "document"
+    ].to_list()
+    assert device_documents(rows.clear(), SEASON, epochs).is_empty()
+
+
+@settings(deadline=None)
+@given(st.lists(rows, min_size=1, max_size=40), st.floats(0, 86_400).map(lambda s: round(s, 6)))
+def test_a_letter_is_the_grid_state_of_its_row(
+    batch: list[dict[str, object]], online: float
+) -> None:
+    frame = pl.DataFrame(
+        [{**r, "online_s": online, "eligible": r["reason"] == "ELIGIBLE"} for r in batch],
+        schema={**{k: VIEW_ROWS[k] for k in batch[0]}, "eligible": pl.Boolean()},
+    )
+    letters = frame.select(grid_letter_expr(SEASON)).to_series().to_list()
+    assert letters == [GRID_LETTERS[grid_state(r, SEASON)] for r in frame.to_dicts()]
