@@ -39,7 +39,11 @@ def incidents_frame(rows: list[Incident]) -> pl.DataFrame:
 
 def devices_frame(session: Session) -> pl.DataFrame:
     """The metadata history as a DEVICES frame (suspended: status 'suspended')."""
-    history = metadata_history(session)
+    return devices_of(metadata_history(session))
+
+
+def devices_of(history: pl.DataFrame) -> pl.DataFrame:
+    """A DEVICES frame of a `metadata_history` frame."""
     return history.select(
         "device_id",
         "gpu_model",
@@ -51,7 +55,12 @@ def devices_frame(session: Session) -> pl.DataFrame:
 
 def owners_frame(session: Session) -> pl.DataFrame:
     """The ownership history as an OWNERS frame."""
-    return metadata_history(session).select(list(OWNERS))
+    return owners_of(metadata_history(session))
+
+
+def owners_of(history: pl.DataFrame) -> pl.DataFrame:
+    """An OWNERS frame of a `metadata_history` frame."""
+    return history.select(list(OWNERS))
 
 
 def job_runs_frame(session: Session, job_id: str, since: datetime) -> pl.DataFrame:

@@ -11,11 +11,13 @@ seen whole. A test checks the preview against the diff of real snapshot reruns.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from rewards.archive import HeartbeatArchive
 from rewards.core import (
@@ -31,9 +33,12 @@ from rewards.core import (
     summarize,
     to_us,
 )
+from rewards.db.audit import current_head
+from rewards.db.devices import metadata_history
 from rewards.db.engine import consistent_read
 from rewards.db.heartbeats import intervals_overlapping
-from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
+from rewards.db.incidents import devices_of, incidents, incidents_frame, owners_of
+from rewards.db.state import committed_pages, job_runs
 from rewards.db.tables import Incident
 from rewards.services.incidents import (
     IncidentError,
@@ -106,6 +111,11 @@ def impact(
             raise UnknownIncident(f"no incident {incident_id!r}")
         then = _hypothetical(found, change, edits)
         check_window(then.start, then.end, years)
+        asked = repr(sorted((edits or {}).items()))
+        key = (id(engine), policy.policy_hash, incident_id, change, asked, _inputs_mark(session))
+        with _kept_lock:
+            if key in _kept:
+                return _kept[key]
         epochs = _touched(policy, found, then)
         margin = policy.epoch_length_us
         intervals = intervals_overlapping(
@@ -118,12 +128,36 @@ def impact(
             confirmed = incidents_frame([i for i in rows if i.status == "confirmed"])
             versions = incident_versions_of(connection, confirmed, intervals, policy, archive)
             sides.append((confirmed, versions))
-        devices, owners = devices_frame(session), owners_frame(session)
+        history = metadata_history(session)
+    devices, owners = devices_of(history), owners_of(history)
     before, after = (
         Inputs(intervals, confirmed, versions, devices, owners).rows(policy, epochs)
         for confirmed, versions in sides
     )
-    return _compared(incident_id, change, epochs, policy, before, after)
+    made = _compared(incident_id, change, epochs, policy, before, after)
+    with _kept_lock:
+        _kept[key] = made
+        while len(_kept) > KEPT:
+            _kept.pop(next(iter(_kept)))
+    return made
+
+
+KEPT = 4  # previews per process: a preview's pages and CSV reuse it
+_kept: dict[tuple[object, ...], Impact] = {}
+_kept_lock = threading.Lock()
+
+
+def _inputs_mark(session: Session) -> tuple[object, ...]:
+    """What changes whenever an input of the preview may have: the audit log's head (every
+    incident decision, metadata revert or publication), the pages ingested per stream, and
+    the newest job run (a rebuild of intervals, a refresh)."""
+    runs = job_runs(session, limit=1)
+    return (
+        current_head(session).hash,
+        committed_pages(session, "devices"),
+        committed_pages(session, "heartbeats"),
+        runs[0].id if runs else None,
+    )
 
 
 def _compared(

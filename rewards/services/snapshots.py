@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -157,15 +159,36 @@ class Diff:
     summary: DiffSummary
 
 
+DIFFS_KEPT = 4  # per process: a diff's pages, its CSV and the publish preview reuse it
+_diffs: OrderedDict[tuple[int, str, str, int, str, str], Diff] = OrderedDict()
+_diffs_lock = threading.Lock()
+
+
 def diff(engine: Engine, before: SnapshotRecord, after: SnapshotRecord) -> Diff:
-    """What changed from `before` to `after` (two snapshots of one season)."""
+    """What changed from `before` to `after` (two snapshots of one season). A snapshot's
+    content never changes, so the last few diffs are kept, keyed by each snapshot's id,
+    content hash and Merkle root (a discarded draft's id, reused, has other content)."""
     if before.season != after.season:
         raise SnapshotConflict(
             f"{label(before)} and {label(after)} are of different seasons: nothing to compare"
         )
+    key = (
+        before.id, before.content_hash, before.merkle_root,
+        after.id, after.content_hash, after.merkle_root,
+    )  # fmt: skip
+    with _diffs_lock:
+        found = _diffs.get(key)
+        if found is not None:
+            _diffs.move_to_end(key)
+            return replace(found, before=before, after=after)
     rows = diff_rows(stored_rows(engine, before), stored_rows(engine, after))
     suppliers = diff_suppliers(stored_suppliers(engine, before), stored_suppliers(engine, after))
-    return Diff(before, after, rows, suppliers, summarize(rows, suppliers))
+    made = Diff(before, after, rows, suppliers, summarize(rows, suppliers))
+    with _diffs_lock:
+        _diffs[key] = made
+        while len(_diffs) > DIFFS_KEPT:
+            _diffs.popitem(last=False)
+    return made
 
 
 def compare(engine: Engine, before: str, after: str, season: str) -> Diff:

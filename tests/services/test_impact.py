@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
 from rewards.core import DetectorSettings
+from rewards.services import impact as impact_module
 from rewards.services.impact import impact
 from rewards.services.incidents import IncidentError, UnknownIncident, decide, detect
 from rewards.services.snapshots import diff, stored_epochs
@@ -106,3 +107,24 @@ def test_a_decision_that_changes_nothing_previews_nothing(ingested: Engine) -> N
     assert seen.rows.is_empty() and seen.suppliers.is_empty()
     assert seen.summary.moved == 0
     assert seen.per_day.filter(pl.col("eligible_before") != pl.col("eligible_after")).is_empty()
+
+
+def test_a_preview_is_reused_until_an_input_may_have_changed(
+    ingested: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its pages and CSV reuse a preview; any decision (the audit log moves), ingested page
+    or job run makes it be computed again."""
+    drop = _proposed_drop(ingested)
+    reads: list[int] = []
+    real = impact_module.intervals_overlapping
+    monkeypatch.setattr(
+        impact_module, "intervals_overlapping", lambda c, **kw: reads.append(1) or real(c, **kw)
+    )
+    first = impact(ingested, POLICY, drop, "confirm")
+    assert impact(ingested, POLICY, drop, "confirm") is first and len(reads) == 1
+    other = impact(ingested, POLICY, drop, "edit", edits={"reason": "words"})
+    assert other is not first and len(reads) == 2
+    decide(ingested, drop, status=None, by="admin@test", now=NOW, changes={"reason": "new words"})
+    again = impact(ingested, POLICY, drop, "confirm")
+    assert again is not first and len(reads) == 3
+    assert_frame_equal(again.rows, first.rows)  # the words changed nothing else
