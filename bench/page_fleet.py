@@ -32,9 +32,11 @@ from rewards.db.heartbeats import settle_open_intervals
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import decide, declare, detect
 from rewards.services.publication import publish
+from rewards.services.publication_key import publication_key
 from rewards.services.records import SnapshotRecord
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import label
+from rewards.settings import get_settings
 
 BIG = "owner-big"  # the large supplier's id (and the subject it signs in as)
 
@@ -111,6 +113,8 @@ def tell_story(url: str) -> dict[str, object]:
     draft) and build the eligibility view; returns the refs, the incident and each step's
     seconds."""
     engine = make_engine(url)
+    # the key `rewards api` reads with the same settings: the pages' proofs need it
+    key = publication_key(get_settings().publication_key_path)
     seconds: dict[str, float] = {}
     began = time.perf_counter()
 
@@ -132,6 +136,7 @@ def tell_story(url: str) -> dict[str, object]:
         return run_snapshot(
             engine, POLICY, epochs=range(POLICY.epoch_count), trigger="manual",
             triggered_by=BY, reason=reason, clock=lambda: datetime.now(UTC), lock_ttl=LOCK,
+            key=key,
         ).snapshot  # fmt: skip
 
     def published(reason: str) -> SnapshotRecord:

@@ -21,6 +21,7 @@ from rewards.services.archive import open_archive
 from rewards.services.computing import plan_of
 from rewards.services.eligibility_view import ViewError, ViewHeader, refresh_view
 from rewards.services.errors import ComputeUnavailable
+from rewards.services.publication_key import KeyProblem, publication_key
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import JobBusy
 from rewards.services.snapshot_runs import run_due
@@ -46,12 +47,13 @@ def snapshot_job(
                 lock_ttl=settings.job_lock,
                 archive=open_archive(settings.archive_url),
                 clock=clock,
+                key=publication_key(settings.publication_key_path),
                 plan=plan_of(settings),
             )
         except JobBusy as busy:
             log.warning("%s", busy)
             return None
-        except (SnapshotError, ComputeUnavailable) as exc:
+        except (SnapshotError, ComputeUnavailable, KeyProblem) as exc:
             log.error("scheduled snapshot failed: %s", exc)
             return None
         if outcome is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,12 +34,14 @@ from rewards.services.exports import export, verify_export
 from rewards.services.incidents import decide, detect
 from rewards.services.ingest import IngestReport
 from rewards.services.intervals import stored_intervals
+from rewards.services.public_bundle import CLAIMS, write_public_files
 from rewards.services.publication import publish
+from rewards.services.publication_key import publication_key
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.snapshot_runs import Stages, run_snapshot
 from rewards.services.snapshots import Diff, diff, label, proof, stored_rows, stored_suppliers
-from rewards.settings import Settings, get_settings
+from rewards.settings import REPO_ROOT, Settings, get_settings
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec
 from rewards.sim.server import BackgroundServer, Faults, UptimeSimulator, create_sim_app
 
@@ -204,7 +208,7 @@ def pages_hint(database: Path, policy: SeasonPolicy, *, owner: str) -> str:
         "REWARDS_DEV_ISSUER_ENABLED=true"
     )
     return (
-        "[bold]11.[/] the web pages: serve them on this database with\n"
+        "[bold]12.[/] the web pages: serve them on this database with\n"
         f"   {settings} .venv/bin/rewards api --port {PAGES_PORT}\n"
         f"   (or run [bold]rewards demo --serve[/]), then open "
         f"http://127.0.0.1:{PAGES_PORT}/app\n"
@@ -242,6 +246,7 @@ def _snapshot_story(
                 reason=reason,
                 clock=clock,
                 lock_ttl=lock,
+                key=publication_key(get_settings().publication_key_path),
                 stages=stages,
                 archive=open_archive(str(workdir / "archive")),
             ).snapshot
@@ -297,6 +302,40 @@ def _eligibility_table(
     console.print(table)
 
 
+VERIFIER = REPO_ROOT / "tools" / "verify_payout.py"
+
+
+def _standalone(*args: object) -> str:
+    """What tools/verify_payout.py (standard library only, no engine) says of `args`."""
+    done = subprocess.run(  # noqa: S603 - our own script, our own file names
+        [sys.executable, "-I", str(VERIFIER), *map(str, args)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = (done.stdout or done.stderr).strip().splitlines()
+    return ("" if done.returncode == 0 else "[red]") + (
+        said[0] if said else f"exit {done.returncode}"
+    )
+
+
+def _public_bundle(
+    engine: Engine, v2: SnapshotRecord, proof_file: Path, workdir: Path, console: Console
+) -> None:
+    """The supplier checks their proof with the standalone verifier; the public bundle."""
+    console.print(
+        "    the supplier checks it without the engine: python3 tools/verify_payout.py proof "
+        f"... --root ...: {_standalone('proof', proof_file, '--root', v2.merkle_root)}",
+        highlight=False,
+    )
+    public = workdir / f"public-{label(v2)}"
+    manifest = write_public_files(engine, v2, public)
+    console.print(
+        f"[bold]11.[/] the public bundle in {public} (claims file with every leaf and its "
+        f"proof, pseudonymous; totals; policy; manifest; {manifest['files'][CLAIMS]['bytes']:,} "
+        f"bytes of claims): {_standalone('bundle', public)}",
+        highlight=False,
+    )
+
+
 def _publish_export_prove(
     engine: Engine,
     v2: SnapshotRecord,
@@ -320,7 +359,7 @@ def _publish_export_prove(
     )
     owner = changes.summary.largest[0][0] if changes.summary.largest else None
     owner = owner or stored_suppliers(engine, v2).get_column("owner_id")[0]
-    document = proof(engine, v2, owner)
+    document = proof(engine, v2, owner, publication_key(get_settings().publication_key_path))
     proof_file = workdir / f"proof-{owner}.json"
     proof_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     console.print(
@@ -330,6 +369,7 @@ def _publish_export_prove(
         + f" against the published root {v2.merkle_root}",
         highlight=False,
     )
+    _public_bundle(engine, v2, proof_file, workdir, console)
     console.print(
         f"database: {workdir / 'rewards.db'} (try: REWARDS_DATABASE_URL=sqlite:///"
         f"{workdir / 'rewards.db'} rewards snapshot list)",

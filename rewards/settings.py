@@ -145,7 +145,16 @@ class Settings(BaseSettings):
     oidc_client_secret: str = ""
     oidc_scope: str = "openid"
     session_secret_file: Path = Path("var/session-secret")
+    # the key each owner's commitment salt is derived from (DESIGN 9): made on first use,
+    # mode 0600; losing it means owners can no longer be given their salts
+    publication_key_file: Path = Path("var/publication-key")
     session_max_age_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
+
+    @property
+    def publication_key_path(self) -> Path:
+        """`publication_key_file`, relative paths taken from the repository's root."""
+        path = self.publication_key_file
+        return path if path.is_absolute() else REPO_ROOT / path
 
     @field_validator("database_url")
     @classmethod

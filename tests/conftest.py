@@ -154,3 +154,15 @@ def _own_archive(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     """Each test archives heartbeats into a folder of its own, never the checkout's var/
     (two workers sharing one Delta table would number their pages over each other)."""
     monkeypatch.setenv("REWARDS_ARCHIVE_URL", str(tmp_path_factory.mktemp("archive")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every engine the tests start, in any fixture's scope, uses the tests' publication
+    key (tests.seeded.KEY, in a file of mode 0600), never the checkout's."""
+    path = tmp_path_factory.mktemp("key") / "publication-key"
+    path.write_text(bytes(range(32)).hex() + "\n")
+    path.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REWARDS_PUBLICATION_KEY_FILE", str(path))
+        yield

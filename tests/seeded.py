@@ -22,6 +22,7 @@ POLICY = load_policy(REPO_ROOT / "config" / "seasons" / "ignition-s2.toml")
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 WEEK = range(7)
 LOCK = timedelta(minutes=5)
+KEY = bytes(range(32))  # the tests' publication key (DESIGN 9); a site's key file holds it
 
 
 @pytest.fixture(scope="session")

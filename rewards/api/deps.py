@@ -26,6 +26,7 @@ from rewards.api.schemas import INCIDENT_ID_PATTERN
 from rewards.core import IDENTIFIER_PATTERN, SeasonPolicy
 from rewards.seasons import load_policy
 from rewards.services.alerts import blocked_actors, raise_alert
+from rewards.services.publication_key import publication_key
 from rewards.services.sessions import token_revoked
 from rewards.settings import Settings
 
@@ -107,8 +108,18 @@ def role(name: str) -> Callable[..., Principal]:
     return check
 
 
+def publication_key_of(request: Request) -> bytes:
+    """The publication key (DESIGN 9), read once per process (made on first use)."""
+    key: bytes | None = getattr(request.app.state, "publication_key", None)
+    if key is None:
+        key = publication_key(settings_of(request).publication_key_path)
+        request.app.state.publication_key = key
+    return key
+
+
 EngineDep = Annotated[Engine, Depends(engine_of)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
+KeyDep = Annotated[bytes, Depends(publication_key_of)]
 Anyone = Annotated[Principal, Depends(principal)]
 Supplier = Annotated[Principal, Depends(role("supplier"))]
 Finance = Annotated[Principal, Depends(role("finance"))]

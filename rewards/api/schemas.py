@@ -80,8 +80,15 @@ class ProofStepOut(BaseModel):
 
 
 class RewardOut(BaseModel):
+    """A payout with its proof. In proof format 2 (`format`), `leaf[0]` is the commitment
+    SHA-256(salt || owner_id) and `salt` (hex) is this owner's secret for the season: keep
+    it private, it is what shows the public leaf is yours. Without `format`: format 1, the
+    leaf names the owner_id."""
+
+    format: str | None = None
     snapshot: str
     owner_id: str
+    salt: str | None = None
     amount: int
     amount_decimal: str
     leaf: list[Any]

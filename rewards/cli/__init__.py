@@ -15,6 +15,7 @@ import typer
 
 from rewards.cli import (
     audit,
+    bundles,  # noqa: F401 - adds `snapshot publish-files`
     database,
     demo,
     eligibility,

@@ -49,6 +49,15 @@ class Shell:
         except DatabaseNotReady as exc:
             fail(str(exc))
 
+    def key(self) -> bytes:
+        """The publication key (made on first use), or a message and exit."""
+        from rewards.services.publication_key import KeyProblem, publication_key
+
+        try:
+            return publication_key(self.settings.publication_key_path)
+        except KeyProblem as exc:
+            fail(str(exc))
+
     def plan(self, *, workers: int | None = None, scheduler: str | None = None) -> ComputePlan:
         """How a run computes its shards: `--scheduler`, else `--workers` local processes,
         else the settings (compute_scheduler, then compute_workers)."""

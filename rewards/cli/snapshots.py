@@ -129,6 +129,7 @@ def snapshot_run(
             lock_ttl=sh.settings.job_lock,
             archive=open_archive(sh.settings.archive_url),
             clock=utc_now,
+            key=sh.key(),
             force=force,
             stages=stages,
             plan=sh.plan(workers=workers, scheduler=scheduler),
@@ -349,7 +350,7 @@ def snapshot_proof(
 
     sh = shell()
     engine = sh.engine()
-    document = proof(engine, _snapshot(engine, ref, sh.policy.season_id), supplier)
+    document = proof(engine, _snapshot(engine, ref, sh.policy.season_id), supplier, sh.key())
     body = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out_file:
         write_atomically(out_file, lambda p: _write_text(p, body))
@@ -399,9 +400,14 @@ def snapshot_verify_proof(
         root = snap.merkle_root
         source = f"of {label(snap)} ({snap.status}) from the engine's database"
     checked = f"checked against root {root} {source}"
+    pseudonymous = "format" in document
     if not check_proof_document(document, root):
-        err.print(f"[bold red]invalid:[/] {proof_file} does not lead to the root", highlight=False)
+        why = "does not lead to the root"
+        if pseudonymous:
+            why += ", or its leaf is not the commitment of its owner_id and salt"
+        err.print(f"[bold red]invalid:[/] {proof_file} {why}", highlight=False)
         err.print(checked, highlight=False)
         raise typer.Exit(1)
-    out.print(f"valid: {document['leaf']} is in the tree with root {root}", highlight=False)
+    whose = f" ({document['owner_id']}'s commitment)" if pseudonymous else ""
+    out.print(f"valid: {document['leaf']}{whose} is in the tree with root {root}", highlight=False)
     out.print(checked, highlight=False)

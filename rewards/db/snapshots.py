@@ -79,7 +79,8 @@ def insert(
     key = pl.lit(header.id, dtype=pl.Int64).alias("snapshot_id")
     connection = session.connection()
     load_frame(connection, "snapshot_epochs", epochs.select(key, *EPOCH_TOTALS))
-    load_frame(connection, "snapshot_payouts", suppliers.select(key, *SUPPLIERS))
+    leaves = ["commitment"] if "commitment" in suppliers.columns else []
+    load_frame(connection, "snapshot_payouts", suppliers.select(key, *SUPPLIERS, *leaves))
     for number, chunk in enumerate(slices(rows, PART_ROWS)):
         buffer = io.BytesIO()
         chunk.select(list(SNAPSHOT_ROWS)).write_parquet(buffer, compression="zstd", statistics=True)
@@ -164,12 +165,14 @@ def payout_of(connection: Connection, snapshot_id: int, owner_id: str) -> dict[s
 
 
 def read_suppliers(connection: Connection, snapshot_id: int) -> pl.DataFrame:
-    columns = ", ".join(f'"{c}"' for c in SUPPLIERS)
+    """SUPPLIERS of a snapshot with each leaf's `commitment` (null before leaf format 2)."""
+    schema = {**SUPPLIERS, "commitment": pl.String()}
+    columns = ", ".join(f'"{c}"' for c in schema)
     return read_frame(
         connection,
         f"SELECT {columns} FROM snapshot_payouts WHERE snapshot_id = :id",  # noqa: S608
         {"id": snapshot_id},
-        dict(SUPPLIERS),
+        schema,
     ).sort("owner_id")
 
 

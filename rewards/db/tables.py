@@ -294,6 +294,8 @@ class Snapshot(SQLModel, table=True):
     total_unassigned: int = Field(sa_type=BigInteger)
     content_hash: str = Field(max_length=64)
     merkle_root: str = Field(max_length=64)
+    # what a Merkle leaf names: 2, the owner's commitment (DESIGN 9); 1, the owner_id
+    leaf_format: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     job_run_id: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(sa_column=_time())
     published_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
@@ -338,6 +340,8 @@ class SnapshotPayout(SQLModel, table=True):
     reward: int = Field(sa_type=BigInteger)
     devices: int = Field(sa_type=BigInteger)
     eligible_device_epochs: int = Field(sa_type=BigInteger)
+    # hex SHA-256(salt || owner_id): what the leaf names (leaf format 2); NULL before it
+    commitment: str | None = Field(default=None, max_length=64)
 
 
 class SnapshotEpoch(SQLModel, table=True):
@@ -387,11 +391,9 @@ class EligibilityDocument(SQLModel, table=True):
 
 
 class EligibilityDeviceDocument(SQLModel, table=True):
-    """One device's rows in a view while a supplier owned it, for the pages: `states` has
-    a letter per begun epoch (E eligible, H eligible thanks to bridges or credit, I not
-    eligible, S no heartbeats, - not theirs then) for the grid, and `document` the JSON
-    rows with their explanations (zlib-compressed; SHA-256 checked on read), so a page
-    reads one device or a supplier's letters, never the supplier's whole document."""
+    """A device's rows in a view while a supplier owned it, for the pages: `states`, a
+    letter per begun epoch for the grid (core.GRID_LETTERS), and `document`, its JSON rows
+    (zlib; SHA-256 checked on read): a page never parses the supplier's whole document."""
 
     __tablename__ = "eligibility_device_documents"
     view_id: int = Field(

@@ -49,6 +49,7 @@ class SnapshotRecord(Record):
     total_unassigned: int
     content_hash: str
     merkle_root: str
+    leaf_format: int  # 2: leaves name commitments (DESIGN 9); 1: owner ids
     job_run_id: int | None
     created_at: datetime
     published_at: datetime | None

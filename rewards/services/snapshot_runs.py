@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 import rewards.core
 from rewards.archive import HeartbeatArchive
 from rewards.core import (
+    LEAF_FORMAT,
     RowsSummary,
     SeasonPolicy,
     device_epochs,
@@ -34,6 +35,7 @@ from rewards.core import (
     payout_leaves,
     snapshot_rows,
     summarize_rows,
+    with_commitments,
 )
 from rewards.db import audit
 from rewards.db import snapshots as store
@@ -179,6 +181,7 @@ def run_now(
     settlement: timedelta,
     lock_ttl: timedelta,
     clock: Callable[[], datetime],
+    key: bytes,
     force: bool = False,
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
@@ -202,6 +205,7 @@ def run_now(
         reason=reason,
         clock=clock,
         lock_ttl=lock_ttl,
+        key=key,
         force=force,
         stages=stages,
         archive=archive,
@@ -228,6 +232,7 @@ def run_due(
     settlement: timedelta,
     lock_ttl: timedelta,
     clock: Callable[[], datetime],
+    key: bytes,
     archive: HeartbeatArchive | None = None,
     plan: ComputePlan | None = None,
 ) -> RunOutcome | None:
@@ -245,6 +250,7 @@ def run_due(
         reason=f"epoch {epochs.stop - 1} closed and settled",
         clock=clock,
         lock_ttl=lock_ttl,
+        key=key,
         archive=archive,
         plan=plan,
     )
@@ -260,12 +266,14 @@ def run_snapshot(
     reason: str,
     clock: Callable[[], datetime],
     lock_ttl: timedelta,
+    key: bytes,
     force: bool = False,
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
     plan: ComputePlan | None = None,
 ) -> RunOutcome:
-    """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError).
+    """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError);
+    `key` is the publication key the owners' commitments are made with (DESIGN 9).
 
     When the season's newest snapshot has the same inputs, policy, code and epochs, no new
     version is made unless `force`: the answer would be the same bytes.
@@ -310,6 +318,7 @@ def run_snapshot(
                 policy,
                 epochs,
                 Computed(season.rows_in_order, summary),
+                key=key,
                 prints=prints,
                 code=identity[2],
                 trigger=trigger,
@@ -346,6 +355,7 @@ def _store(
     epochs: range,
     computed: Computed,
     *,
+    key: bytes,
     prints: str,
     code: str,
     trigger: str,
@@ -357,6 +367,7 @@ def _store(
     """Write the draft header, its rows, payouts and totals and the audit entry, in one
     transaction; the next version number is taken inside it."""
     season, summary = policy.season_id, computed.summary
+    payouts = with_commitments(summary.suppliers, key, season)
     with unit_of_work(engine) as session:
         number = store.next_version(session, season)
         previous = store.published(session, season)
@@ -382,7 +393,8 @@ def _store(
             total_paid=int(summary.totals.get_column("paid").sum()),
             total_unassigned=int(summary.totals.get_column("unassigned").sum()),
             content_hash=summary.digest,
-            merkle_root=merkle_root(payout_leaves(summary.suppliers, season, number)),
+            merkle_root=merkle_root(payout_leaves(payouts, season, number)),
+            leaf_format=LEAF_FORMAT,
             job_run_id=context.run_id,
             created_at=now,
         )
@@ -392,7 +404,7 @@ def _store(
         # insert of a fleet's device-epochs.
         head = audit.current_head(session)
         header.audit_entries, header.audit_hash = head.entries, head.hash
-        store.insert(session, header, computed.rows(), summary.suppliers, summary.totals)
+        store.insert(session, header, computed.rows(), payouts, summary.totals)
         audit.append(
             session,
             now=now,

@@ -19,12 +19,15 @@ import polars as pl
 from sqlalchemy import Engine
 
 from rewards.core import (
+    LEAF_FORMAT,
     SNAPSHOT_ROWS,
     DiffSummary,
     adjustments,
+    commitment,
     diff_rows,
     diff_suppliers,
     epoch_days,
+    owner_salt,
     parse_policy,
     payout_leaves,
     proof_document,
@@ -141,8 +144,11 @@ def stored_row_parts(engine: Engine, snapshot: SnapshotRecord) -> Iterator[pl.Da
 
 
 def stored_suppliers(engine: Engine, snapshot: SnapshotRecord) -> pl.DataFrame:
+    """SUPPLIERS of the snapshot, with each leaf's `commitment` when its leaves name them
+    (format 2; `payout_leaves` then uses it)."""
     with engine.connect() as connection:
-        return store.read_suppliers(connection, snapshot.id)
+        found = store.read_suppliers(connection, snapshot.id)
+    return found if snapshot.leaf_format >= LEAF_FORMAT else found.drop("commitment")
 
 
 def stored_epochs(engine: Engine, snapshot: SnapshotRecord) -> pl.DataFrame:
@@ -222,13 +228,32 @@ def settlement(engine: Engine, paid: str, due: str, season: str) -> pl.DataFrame
     return settle(engine, resolve(engine, paid, season), resolve(engine, due, season))
 
 
-def proof(engine: Engine, snapshot: SnapshotRecord, owner_id: str) -> dict[str, Any]:
-    """The Merkle proof of `owner_id`'s payout in `snapshot` (SnapshotNotFound if none)."""
+class WrongKey(SnapshotError):
+    """The publication key is not the one a snapshot's commitments were made with."""
+
+    kind = "unavailable"
+
+
+def proof(engine: Engine, snapshot: SnapshotRecord, owner_id: str, key: bytes) -> dict[str, Any]:
+    """The Merkle proof of `owner_id`'s payout in `snapshot` (SnapshotNotFound if none):
+    in leaf format 2 with their owner_id and secret salt (derived from the publication
+    `key`), so that they, and only they, can show the leaf is theirs."""
     snapshot = current(engine, snapshot)
     suppliers = stored_suppliers(engine, snapshot)
     leaves = payout_leaves(suppliers, snapshot.season, snapshot.version)
+    salt = owner_salt(key, snapshot.season, owner_id)
     try:
-        document = proof_document(leaves, owner_id)
+        if "commitment" in suppliers.columns:
+            holder = commitment(salt, owner_id)
+            stored = suppliers.filter(pl.col("owner_id") == owner_id).get_column("commitment")
+            if stored.len() and stored.item() != holder:
+                raise WrongKey(
+                    f"{label(snapshot)} was made with another publication key than this "
+                    "engine's: its owners' salts cannot be given out"
+                )
+            document = proof_document(leaves, holder, owner_id=owner_id, salt=salt)
+        else:  # leaf format 1: the leaf names the owner
+            document = proof_document(leaves, owner_id)
     except KeyError:
         raise SnapshotNotFound(
             f"{label(snapshot)} has no payout for supplier {owner_id!r}"

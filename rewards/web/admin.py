@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from rewards.api.deps import (
     REF_PATTERN,
     EngineDep,
+    KeyDep,
     PolicyDep,
     SettingsDep,
     SnapshotRef,
@@ -92,6 +93,7 @@ def run(
     engine: EngineDep,
     settings: SettingsDep,
     policy: PolicyDep,
+    key: KeyDep,
     reason: Reason,
 ) -> RedirectResponse:
     """Rerun a draft snapshot of every settled epoch of the season (audited)."""
@@ -106,6 +108,7 @@ def run(
         lock_ttl=settings.job_lock,
         archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
+        key=key,
         plan=plan_of(settings),
     )
     made = label(outcome.snapshot)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
-from rewards.api.deps import PolicyDep
+from rewards.api.deps import KeyDep, PolicyDep
 from rewards.core import (
     GRID_LETTERS,
     IDENTIFIER_PATTERN,
@@ -233,7 +233,7 @@ def device(
 
 
 @supplier_pages.get("/rewards", response_class=HTMLResponse)
-def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLResponse:
+def rewards(request: Request, who: SupplierPage, policy: PolicyDep, key: KeyDep) -> HTMLResponse:
     """My payout in each published snapshot, with its Merkle proof to verify in the page."""
     engine = request.app.state.engine
     payouts: list[dict[str, Any]] = []
@@ -241,7 +241,7 @@ def rewards(request: Request, who: SupplierPage, policy: PolicyDep) -> HTMLRespo
         if snap.status == "draft":
             continue
         try:
-            document = proof(engine, snap, who.subject)
+            document = proof(engine, snap, who.subject, key)
         except SnapshotError:
             document = None
         payouts.append({"snapshot": snap, "label": label(snap), "proof": document})

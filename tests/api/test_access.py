@@ -3,6 +3,7 @@ a supplier never sees another supplier's devices or payout (issue 5)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
-from tests.seeded import NOW, POLICY, ingested_copy
+from tests.seeded import KEY, NOW, POLICY, ingested_copy
 
 ROLES = ("supplier", "finance", "admin")
 
@@ -71,6 +72,7 @@ def api(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[A
         triggered_by="t",
         reason="t",
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=timedelta(minutes=5),
     ).snapshot
     publish(ingested, snap, by="t", clock=lambda: NOW, lock_ttl=timedelta(minutes=5))
@@ -122,6 +124,7 @@ ENDPOINTS = [
     ("GET", "/readyz", "public"),
     ("GET", "/metrics", "public"),
     ("GET", "/v1/explorer/devices/{device}", "public"),
+    ("GET", "/v1/explorer/snapshots/v1/public/claims.ndjson", "public"),
     ("GET", "/v1/me", "any"),
     ("GET", "/v1/supplier/devices", "supplier"),
     ("GET", "/v1/supplier/rewards/v1", "supplier"),
@@ -201,6 +204,9 @@ def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
             "/snapshots/v1/export/manifest.json", "/snapshots/{ref}/export/{name}"
         )
         template = template.replace("/snapshots/v1/publish", "/snapshots/{ref}/publish")
+        template = template.replace(
+            "/snapshots/v1/public/claims.ndjson", "/snapshots/{ref}/public/{name}"
+        )
         assert (method, template) in documented, template
         listed.add((method, template))
     assert documented - listed == set(), "add these routes to ENDPOINTS"
@@ -220,7 +226,10 @@ def test_a_supplier_sees_only_its_own_devices_and_payout(api: Api) -> None:
     reward = api.call("GET", "/v1/supplier/rewards/v1", "supplier").json()
     other = api.call("GET", "/v1/supplier/rewards/v1", "other-supplier").json()
     assert reward["owner_id"] == api.owner and other["owner_id"] == api.other
-    assert reward["leaf"][0] == api.owner
+    assert reward["leaf"][0] != api.owner  # the leaf names the owner's commitment
+    salt = bytes.fromhex(reward["salt"])
+    assert reward["leaf"][0] == hashlib.sha256(salt + api.owner.encode()).hexdigest()
+    assert reward["salt"] != other["salt"]  # each owner's own secret
     # there is no parameter to ask for someone else's: query strings are ignored
     sneaky = api.call("GET", f"/v1/supplier/rewards/v1?owner_id={api.other}", "supplier")
     assert sneaky.json()["owner_id"] == api.owner
@@ -478,3 +487,21 @@ def test_every_list_pages_by_cursor_without_gaps_or_repeats(
         query = f"limit=2&{cursor}={quote(str(page[-1][key]))}"
     assert [i[key] for i in seen] == [i[key] for i in everything]
     assert api.call("GET", f"{path}?limit=501", who).status_code == 422
+
+
+def test_the_public_bundle_needs_no_sign_in_is_cacheable_and_names_nobody(api: Api) -> None:
+    base = "/v1/explorer/snapshots/v1/public/"
+    manifest = api.call("GET", base + "manifest.json", None)
+    assert manifest.status_code == 200
+    assert manifest.headers["cache-control"].startswith("public")
+    files = manifest.json()["files"]
+    for name, expected in files.items():
+        answer = api.call("GET", base + name, None)
+        assert answer.status_code == 200, name
+        assert hashlib.sha256(answer.content).hexdigest() == expected["sha256"], name
+        assert api.owner not in answer.text and api.other not in answer.text, name
+        assert api.device not in answer.text, name
+    assert api.call("GET", base + "owners.csv", None).status_code == 422
+    assert (
+        api.call("GET", "/v1/explorer/snapshots/v9/public/claims.ndjson", None).status_code == 404
+    )

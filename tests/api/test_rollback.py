@@ -20,7 +20,7 @@ from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import resolve
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
-from tests.seeded import NOW, POLICY, ingested_copy
+from tests.seeded import KEY, NOW, POLICY, ingested_copy
 
 LOCK = timedelta(minutes=5)
 
@@ -33,7 +33,7 @@ def test_publishing_an_older_version_over_the_api_needs_override_and_reason(
     for force in (False, True):
         run_snapshot(
             engine, POLICY, epochs=range(7), trigger="manual", triggered_by="t", reason="t",
-            clock=lambda: NOW, lock_ttl=LOCK, force=force,
+            clock=lambda: NOW, key=KEY, lock_ttl=LOCK, force=force,
         )  # fmt: skip
     publish(engine, resolve(engine, "v2", "ignition-s2"), by="t", clock=lambda: NOW, lock_ttl=LOCK)
     settings: Settings = get_settings(

@@ -19,9 +19,15 @@ from rewards.services.incidents import (
 )
 from rewards.services.intervals import BadDays
 from rewards.services.publication import RollbackRefused
+from rewards.services.publication_key import KeyProblem
 from rewards.services.runs import JobBusy
 from rewards.services.snapshot_runs import BadEpochs
-from rewards.services.snapshots import SnapshotConflict, SnapshotError, SnapshotNotFound
+from rewards.services.snapshots import (
+    SnapshotConflict,
+    SnapshotError,
+    SnapshotNotFound,
+    WrongKey,
+)
 
 EXPECTED: list[tuple[ServiceError, int, str]] = [
     (SnapshotError("no epoch to snapshot yet"), 422, "invalid-request"),
@@ -38,6 +44,8 @@ EXPECTED: list[tuple[ServiceError, int, str]] = [
     (ViewError("no view yet"), 422, "invalid-request"),
     (BadDays("the range ends (2024-04-20) before it starts (2024-04-21)"), 422, "invalid-request"),
     (ComputeUnavailable("cannot reach the Dask scheduler at tcp://h:1"), 503, "unavailable"),
+    (KeyProblem("var/publication-key: others may read the publication key"), 503, "unavailable"),
+    (WrongKey("s-v1 was made with another publication key"), 503, "unavailable"),
 ]
 
 

@@ -142,12 +142,12 @@ def test_every_supplier_proof_verifies_and_a_tampered_one_does_not() -> None:
     leaves = payout_leaves(supplier_totals(rows), "test", 2)
     root = merkle_root(leaves)
     for leaf in leaves:
-        assert verify_proof(leaf, merkle_proof(leaves, leaf.owner_id), root)
+        assert verify_proof(leaf, merkle_proof(leaves, leaf.holder), root)
     alice = leaves[0]
-    proof = merkle_proof(leaves, alice.owner_id)
-    more = type(alice)(alice.owner_id, alice.season, alice.version, alice.amount + 1)
+    proof = merkle_proof(leaves, alice.holder)
+    more = type(alice)(alice.holder, alice.season, alice.version, alice.amount + 1)
     assert not verify_proof(more, proof, root)
-    older = type(alice)(alice.owner_id, alice.season, 1, alice.amount)
+    older = type(alice)(alice.holder, alice.season, 1, alice.amount)
     assert not verify_proof(older, proof, root)
 
 

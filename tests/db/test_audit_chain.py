@@ -22,7 +22,7 @@ from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import resolve
 from tests.processes import rewards
-from tests.seeded import LOCK, POLICY
+from tests.seeded import KEY, LOCK, POLICY
 from tests.seeded import NOW as LATER
 
 NOW = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
@@ -183,7 +183,7 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
     record(ingested, 2)
     run_snapshot(
         ingested, POLICY, epochs=range(7), trigger="manual", triggered_by="admin@test",
-        reason="t", clock=lambda: LATER, lock_ttl=LOCK,
+        reason="t", clock=lambda: LATER, key=KEY, lock_ttl=LOCK,
     )  # fmt: skip
     publish(
         ingested, resolve(ingested, "v1", "ignition-s2"), by="admin@test",
@@ -254,7 +254,7 @@ def test_a_snapshot_run_holds_the_appenders_lock_only_for_its_own_entry(
         args=(ingested, POLICY),
         kwargs={
             "epochs": range(7), "trigger": "manual", "triggered_by": "admin.test",
-            "reason": "t", "clock": lambda: LATER, "lock_ttl": LOCK,
+            "reason": "t", "clock": lambda: LATER, "lock_ttl": LOCK, "key": KEY,
         },
     )  # fmt: skip
     run.start()

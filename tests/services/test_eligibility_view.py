@@ -23,7 +23,7 @@ from rewards.services.eligibility_view import (
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import stored_rows
 from rewards.settings import get_settings
-from tests.seeded import NOW, POLICY, declare_forced_upgrade
+from tests.seeded import KEY, NOW, POLICY, declare_forced_upgrade
 
 LOCK = timedelta(minutes=5)
 SCHEMA = {"crediting_incidents": pl.List(pl.String()), "epoch_start": pl.String()}
@@ -68,6 +68,7 @@ def test_each_supplier_reads_what_a_snapshot_of_the_same_inputs_says(ingested: E
         triggered_by="t",
         reason="t",
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=LOCK,
     ).snapshot
     expected = stored_rows(ingested, snap).filter(pl.col("owner_id").is_not_null())

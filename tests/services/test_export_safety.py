@@ -13,11 +13,12 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, text
 
+from rewards.core import check_proof_document
 from rewards.db.engine import unit_of_work
 from rewards.services.exports import export, verify_export, write_tables
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import proof
-from tests.seeded import LOCK, NOW, POLICY, WEEK
+from tests.seeded import KEY, LOCK, NOW, POLICY, WEEK
 
 # Owner IDs a hostile registry could have delivered before identifiers were checked at
 # ingest (or an old row): exports must be safe regardless.
@@ -57,6 +58,7 @@ def snapshot(engine: Engine):  # type: ignore[no-untyped-def]
         triggered_by="admin",
         reason="test",
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=LOCK,
         force=True,
     ).snapshot
@@ -85,7 +87,8 @@ def test_csv_cells_that_start_a_formula_are_neutralised_and_parquet_keeps_raw_va
         "neutralised (OWASP)"
     )
     assert verify_export(folder) == []
-    assert proof(ingested, snap, "@SUM(1+1)")["leaf"][0] == "@SUM(1+1)"  # raw in the leaves
+    hostile = proof(ingested, snap, "@SUM(1+1)", KEY)  # raw in the proof, hashed in the leaf
+    assert hostile["owner_id"] == "@SUM(1+1)" and check_proof_document(hostile)
 
 
 def test_adjustments_and_diff_tables_neutralise_formula_cells_too(tmp_path: Path) -> None:

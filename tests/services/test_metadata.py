@@ -21,7 +21,7 @@ from rewards.services.snapshots import stored_suppliers
 from rewards.sim.fleet import METADATA_SURGE, SURGE_ACTOR, FleetSpec, device_feed
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app
 from rewards.uptime.client import RetryPolicy, UptimeClient
-from tests.seeded import NOW, POLICY
+from tests.seeded import KEY, NOW, POLICY
 
 WATCH = SurgePolicy(baseline_minutes=60, factor=5.0, min_writes=8)
 ATTACKER = "worker-api:svc-7"
@@ -134,6 +134,7 @@ def snapshot(engine: Engine, reason: str):  # type: ignore[no-untyped-def]
         triggered_by="t",
         reason=reason,
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=timedelta(minutes=5),
     )
 

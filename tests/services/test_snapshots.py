@@ -47,7 +47,7 @@ from rewards.services.snapshots import (
 from rewards.settings import get_settings
 from rewards.sim.server import UptimeSimulator
 from tests.core.test_merkle import readme_verifier
-from tests.seeded import NOW, POLICY, declare_forced_upgrade, ingested_copy
+from tests.seeded import KEY, NOW, POLICY, declare_forced_upgrade, ingested_copy
 
 WEEK = range(7)
 LOCK = timedelta(minutes=5)
@@ -62,6 +62,7 @@ def run(engine: Engine, *, force: bool = False, reason: str = "test", **kw: obje
         triggered_by="admin@test",
         reason=reason,
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=LOCK,
         force=force,
         **kw,  # type: ignore[arg-type]
@@ -446,13 +447,13 @@ def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engi
     verify = readme_verifier()
     suppliers = stored_suppliers(ingested, snap)
     assert suppliers.height > 5
-    for owner, amount in suppliers.select("owner_id", "reward").iter_rows():
-        document = proof(ingested, snap, owner)
-        assert document["leaf"] == [owner, "ignition-s2", 1, amount]
-        assert document["root"] == snap.merkle_root
+    for owner, amount, held in suppliers.select("owner_id", "reward", "commitment").iter_rows():
+        document = proof(ingested, snap, owner, KEY)
+        assert document["leaf"] == [held, "ignition-s2", 1, amount] and held != owner
+        assert document["owner_id"] == owner and document["root"] == snap.merkle_root
         assert check_proof_document(document)
         assert verify(document["leaf"], document["proof"], snap.merkle_root)
-        richer = {**document, "leaf": [owner, "ignition-s2", 1, amount + 1]}
+        richer = {**document, "leaf": [held, "ignition-s2", 1, amount + 1]}
         assert not check_proof_document(richer)
         assert not verify(richer["leaf"], document["proof"], snap.merkle_root)
         if document["proof"]:
@@ -460,7 +461,7 @@ def test_every_supplier_proof_verifies_against_the_published_root(ingested: Engi
             bent[0]["sibling"] = "00" * 32
             assert not check_proof_document({**document, "proof": bent})
     with pytest.raises(SnapshotError, match="no payout for supplier"):
-        proof(ingested, snap, "nobody")
+        proof(ingested, snap, "nobody", KEY)
 
 
 def test_the_scheduled_job_snapshots_each_epoch_once_it_has_settled(ingested: Engine) -> None:

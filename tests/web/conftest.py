@@ -24,7 +24,7 @@ from rewards.services.snapshot_runs import run_snapshot
 from rewards.settings import Settings, get_settings
 from rewards.sim.server import BackgroundServer
 from rewards.web.app import create_site
-from tests.seeded import LOCK, NOW, POLICY, ingested_copy
+from tests.seeded import KEY, LOCK, NOW, POLICY, ingested_copy
 
 EVERY_EPOCH = range(POLICY.epoch_count)
 
@@ -82,6 +82,7 @@ def prepared(engine: Engine) -> str:
         triggered_by="t",
         reason="before the incident is decided",
         clock=lambda: NOW,
+        key=KEY,
         lock_ttl=LOCK,
     ).snapshot
     publish(engine, snap, by="t", clock=lambda: NOW, lock_ttl=LOCK)

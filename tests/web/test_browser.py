@@ -125,6 +125,14 @@ def test_a_supplier_sees_grid_timeline_and_checks_their_proof(browser: Browser, 
     expect(page.locator("output.verdict")).to_have_attribute("data-verified", "yes")
     expect(page.locator("output.verdict")).to_contain_text("Verified")
     shot(page, "supplier-rewards")
+    page.evaluate("""() => {  // someone else's id with this leaf: the commitment fails
+      const source = document.querySelector("script.proof-data");
+      const data = JSON.parse(source.textContent);
+      data.owner_id = data.owner_id + "-not-me";
+      source.textContent = JSON.stringify(data);
+    }""")
+    page.click("button.verify")
+    expect(page.locator("output.verdict")).to_have_attribute("data-verified", "no")
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto("/app/supplier")

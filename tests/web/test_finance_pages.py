@@ -19,7 +19,7 @@ from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import list_snapshots, settlement, stored_epochs
 from rewards.web.templates import as_tokens
-from tests.seeded import LOCK, NOW, POLICY
+from tests.seeded import KEY, LOCK, NOW, POLICY
 from tests.web.conftest import EVERY_EPOCH, Site, sign_in
 
 UNITS = re.compile(r'data-fact="([a-z]+)" data-units="(-?\d+)"')
@@ -31,7 +31,7 @@ def finance(site: Site) -> Iterator[httpx.Client]:
     decide(site.engine, site.proposed, status="confirmed", by="admin.test", now=NOW)
     made = run_snapshot(
         site.engine, POLICY, epochs=EVERY_EPOCH, trigger="manual", triggered_by="admin.test",
-        reason="incident confirmed", clock=lambda: NOW, lock_ttl=LOCK,
+        reason="incident confirmed", clock=lambda: NOW, key=KEY, lock_ttl=LOCK,
     ).snapshot  # fmt: skip
     publish(site.engine, made, by="cfo.example.org", clock=lambda: NOW, lock_ttl=LOCK)
     client = sign_in(site, "finance.example.org", "finance")

@@ -4,6 +4,7 @@ API's and the view's (issue 6)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -235,7 +236,9 @@ def test_my_rewards_page_carries_my_proof_and_nobody_elses(
     data = re.search(r'<script type="application/json" class="proof-data">(.*?)</script>', page)
     assert data is not None
     proof = orjson.loads(data.group(1))
-    assert proof["leaf"][0] == site.owners[0] and proof["amount_text"] == str(proof["leaf"][3])
+    assert proof["owner_id"] == site.owners[0] and proof["amount_text"] == str(proof["leaf"][3])
+    salt = bytes.fromhex(proof["salt"])  # the leaf names my commitment, not my id
+    assert proof["leaf"][0] == hashlib.sha256(salt + site.owners[0].encode()).hexdigest()
     with site.engine.connect() as connection:
         root = connection.execute(
             text("SELECT merkle_root FROM snapshots WHERE status = 'published'")

@@ -25,7 +25,7 @@ from rewards.services.snapshots import (
     stored_suppliers,
 )
 from rewards.web.templates import tokens
-from tests.seeded import LOCK, NOW, POLICY, ingested_copy
+from tests.seeded import KEY, LOCK, NOW, POLICY, ingested_copy
 from tests.web.conftest import Site, prepared, serve_site, sign_in
 
 
@@ -129,7 +129,7 @@ def replaced(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]
     decide(engine, proposed, status="confirmed", by="admin.example.org", now=NOW)
     v2 = run_snapshot(
         engine, POLICY, epochs=range(POLICY.epoch_count), trigger="manual", triggered_by="t",
-        reason="incident confirmed", clock=lambda: NOW, lock_ttl=LOCK,
+        reason="incident confirmed", clock=lambda: NOW, key=KEY, lock_ttl=LOCK,
     ).snapshot  # fmt: skip
     publish(engine, v2, by="t", clock=lambda: NOW, lock_ttl=LOCK)
     yield from serve_site(engine, tmp_path_factory.mktemp("replaced"), proposed)

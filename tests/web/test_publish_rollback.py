@@ -15,7 +15,7 @@ from rewards.db.engine import make_engine
 from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import resolve
-from tests.seeded import LOCK, NOW, POLICY, ingested_copy
+from tests.seeded import KEY, LOCK, NOW, POLICY, ingested_copy
 from tests.web.conftest import csrf_of, serve_site, sign_in
 
 
@@ -27,7 +27,7 @@ def test_the_publish_page_refuses_a_rollback_without_override_and_reason(
     for force in (False, True):
         run_snapshot(
             engine, POLICY, epochs=range(7), trigger="manual", triggered_by="t", reason="t",
-            clock=lambda: NOW, lock_ttl=LOCK, force=force,
+            clock=lambda: NOW, key=KEY, lock_ttl=LOCK, force=force,
         )  # fmt: skip
     publish(engine, resolve(engine, "v2", "ignition-s2"), by="t", clock=lambda: NOW, lock_ttl=LOCK)
     for site in serve_site(engine, tmp_path, proposed="none"):

@@ -17,6 +17,7 @@ from rewards.api.deps import (
     DeviceId,
     EngineDep,
     IncidentId,
+    KeyDep,
     Limit,
     PolicyDep,
     SettingsDep,
@@ -198,6 +199,7 @@ def admin_snapshot_run(
     settings: SettingsDep,
     _: Annotated[Principal, Depends(writer("admin.snapshots.run"))],
     policy: PolicyDep,
+    key: KeyDep,
 ) -> SnapshotRunOut:
     """Run a draft snapshot of the configured season (all settled epochs by default): 409
     while another run holds the season, 422 for anything the run refuses."""
@@ -212,6 +214,7 @@ def admin_snapshot_run(
         lock_ttl=settings.job_lock,
         archive=open_archive(settings.archive_url),
         clock=lambda: datetime.now(UTC),
+        key=key,
         plan=plan_of(settings),
     )
     return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)

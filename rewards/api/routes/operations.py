@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
@@ -13,6 +16,8 @@ from rewards.api.deps import (
     DeviceId,
     EngineDep,
     PolicyDep,
+    SettingsDep,
+    SnapshotRef,
 )
 from rewards.api.schemas import (
     Health,
@@ -24,6 +29,8 @@ from rewards.services.database import readiness
 from rewards.services.devices import public_device
 from rewards.services.ingest_metrics import INGEST_METRICS
 from rewards.services.observability import FleetStatus, fleet_status
+from rewards.services.public_bundle import PUBLIC_FILES, public_files
+from rewards.services.snapshots import resolve
 
 operations = APIRouter(tags=["operations"])
 public = APIRouter(prefix="/v1/explorer", tags=["public"])
@@ -121,6 +128,32 @@ def explorer_device(device_id: DeviceId, engine: EngineDep) -> PublicDeviceOut:
         status=found.status,
         last_seen=found.last_seen,
     )
+
+
+PublicFile = Annotated[
+    str, FastPath(pattern="^(" + "|".join(PUBLIC_FILES).replace(".", r"\.") + ")$")
+]
+
+
+@public.get(
+    "/snapshots/{ref}/public/{name}",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in set(PUBLIC_FILES.values())}}},
+)
+def explorer_public_file(
+    ref: SnapshotRef, name: PublicFile, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    """One file of a published snapshot's public bundle (manifest.json, claims.ndjson,
+    epochs.json, policy.json): no sign-in, cacheable, and nothing in it names an owner or
+    links a device to one. 409 for a draft or a snapshot made before pseudonymous
+    leaves. Check a bundle with tools/verify_payout.py."""
+    found = public_files(engine, resolve(engine, ref, settings.season))
+    return Response(
+        found[name],
+        media_type=PUBLIC_FILES[name],
+        headers={"Cache-Control": "public, max-age=3600, immutable",
+                 "ETag": '"' + hashlib.sha256(found[name]).hexdigest() + '"'},
+    )  # fmt: skip
 
 
 @anyone.get("/me", response_model=MeOut)

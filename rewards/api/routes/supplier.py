@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from rewards.api.deps import (
     EPOCH_KEY_PATTERN,
     EngineDep,
+    KeyDep,
     Limit,
     PolicyDep,
     SettingsDep,
@@ -104,19 +105,21 @@ def supplier_eligibility(
 
 @supplier.get("/rewards/{ref}", response_model=RewardOut)
 def supplier_reward(
-    ref: SnapshotRef, who: Supplier, engine: EngineDep, settings: SettingsDep
+    ref: SnapshotRef, who: Supplier, engine: EngineDep, settings: SettingsDep, key: KeyDep
 ) -> RewardOut:
     """Your payout in a published (or superseded) snapshot, with its Merkle proof."""
     try:
         snap = resolve(engine, ref, settings.season)
         if snap.status == "draft":
             raise SnapshotError("drafts are not shown to suppliers")
-        document: dict[str, Any] = proof(engine, snap, who.subject)
+        document: dict[str, Any] = proof(engine, snap, who.subject, key)
     except SnapshotError:
         raise HTTPException(404, "no such published snapshot or payout") from None
     return RewardOut(
+        format=document.get("format"),
         snapshot=document["snapshot"],
         owner_id=who.subject,
+        salt=document.get("salt"),
         amount=document["leaf"][3],
         amount_decimal=document["amount_decimal"],
         leaf=document["leaf"],

@@ -1,6 +1,8 @@
 // Verifies a payout's Merkle proof in the browser, by the README's rules: a leaf hashes as
-// SHA-256(0x00 || JSON [owner_id, season, version, amount]) with no spaces, an inner node as
-// SHA-256(0x01 || left || right). The amount is used as its exact decimal text (it can be
+// SHA-256(0x00 || JSON [holder, season, version, amount]) with no spaces, an inner node as
+// SHA-256(0x01 || left || right). In proof format 2 the holder is the commitment
+// SHA-256(salt || owner_id), checked here from the owner_id and salt the proof carries; in
+// format 1 it is the owner_id. The amount is used as its exact decimal text (it can be
 // larger than a JavaScript number holds).
 "use strict";
 
@@ -21,9 +23,18 @@ function fromHex(text) {
   return new Uint8Array(text.match(/../g).map((h) => parseInt(h, 16)));
 }
 
+async function commitmentMatches(data) {
+  if (!data.format) return true; // format 1: the leaf names the owner itself
+  if (data.format !== "ignition-rewards-proof/2") return false;
+  const salt = fromHex(data.salt);
+  const made = await sha256([salt, new TextEncoder().encode(data.owner_id)]);
+  return hex(made) === data.leaf[0];
+}
+
 async function verifyProof(data) {
   const [owner, season, version] = data.leaf;
   if (!/^\d+$/.test(data.amount_text)) return false;
+  if (!(await commitmentMatches(data))) return false;
   const leaf = "[" + JSON.stringify(owner) + "," + JSON.stringify(season) + "," +
     String(version) + "," + data.amount_text + "]";
   let current = await sha256([new Uint8Array([0]), new TextEncoder().encode(leaf)]);
