@@ -46,7 +46,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: xdist may interleave this module with others
 def big(databases, tmp_path_factory) -> Iterator[tuple[Site, dict[str, object]]]:  # type: ignore[no-untyped-def]
     url = databases.fresh("postgresql")
     page_fleet.load_page_fleet(url, DEVICES, OWNED)
