@@ -72,7 +72,7 @@ async def declare_incident(
     """Declare a confirmed incident (audited); a refused form comes back as typed."""
     sent = await request.form()
     form, incident_id = IncidentForm.read(sent), str(sent.get("incident_id") or "").strip()[:80]
-    watch_write(request, who, "admin.incidents.declare")
+    await run_in_threadpool(watch_write, request, who, "admin.incidents.declare")
     try:
         edits = form.edits()
         await run_in_threadpool(
@@ -105,7 +105,7 @@ async def edit(
 ) -> Response:
     """Change an incident's window, deadline, scope or reason (times in UTC; audited)."""
     form = IncidentForm.read(await request.form())
-    watch_write(request, who, "admin.incidents.edit")
+    await run_in_threadpool(watch_write, request, who, "admin.incidents.edit")
     found = await run_in_threadpool(_incident, engine, incident_id)
     try:
         await run_in_threadpool(
