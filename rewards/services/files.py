@@ -36,6 +36,21 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
 
 
+def secret_file(path: Path, make: Callable[[], str]) -> str:
+    """The text of `path`, first written with `make()` when missing: created exclusively
+    with mode 0600 (when two processes race, the first one's stays), its folder made."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(make() + "\n")
+    return path.read_text().strip()
+
+
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write `frame` to Parquet at `path`, atomically."""
     write_atomically(path, frame.write_parquet)

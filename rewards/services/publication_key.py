@@ -5,12 +5,12 @@ it can no longer hand owners their salts, so it is backed up like a signing key.
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 from pathlib import Path
 
 from rewards.services.errors import ServiceError
+from rewards.services.files import secret_file
 
 
 class KeyProblem(ServiceError, ValueError):
@@ -22,20 +22,12 @@ class KeyProblem(ServiceError, ValueError):
 def publication_key(path: Path) -> bytes:
     """The key in `path`, made there first (0600) when missing; refused when others may
     read the file or it does not hold 32 bytes of hex."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
+    text = secret_file(path, lambda: secrets.token_hex(32))
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise KeyProblem(f"{path}: others may read the publication key (mode {mode:o}; use 0600)")
     try:
-        key = bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) != 32:

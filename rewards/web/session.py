@@ -12,11 +12,9 @@ use, mode 0600) so that every worker process reads the same sessions.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -24,6 +22,7 @@ from fastapi import Depends, HTTPException, Request
 
 from rewards.api.auth import AuthError, KeysUnavailable, Principal, TokenVerifier
 from rewards.api.problems import keys_unavailable
+from rewards.services.files import secret_file
 from rewards.services.sessions import session_is_active
 from rewards.settings import REPO_ROOT, Settings
 
@@ -42,16 +41,7 @@ def session_secret(settings: Settings) -> str:
     """The cookie-signing secret, created on first use (0600), shared by all workers."""
     path = settings.session_secret_file
     path = path if path.is_absolute() else REPO_ROOT / path
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another worker made it first
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-    secret = Path(path).read_text().strip()
+    secret = secret_file(path, lambda: secrets.token_urlsafe(48))
     if len(secret) < 32:
         raise ValueError(f"{path}: the session secret is too short (32 characters at least)")
     return secret

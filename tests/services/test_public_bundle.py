@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from rewards.db.engine import make_engine
 from rewards.services.public_bundle import CLAIMS, PUBLIC_FILES, write_public_files
 from rewards.services.publication import publish
+from rewards.services.publication_key import KeyProblem, publication_key
 from rewards.services.snapshots import SnapshotConflict, proof
 from rewards.settings import REPO_ROOT
 from tests.seeded import KEY, LOCK, NOW, ingested_copy
@@ -118,3 +119,19 @@ def test_sqlite_and_postgresql_give_the_same_public_bundle(  # type: ignore[no-u
             engine.dispose()
         made[dialect] = {p.name: p.read_bytes() for p in (tmp_path / dialect).iterdir()}
     assert made["sqlite"] == made["postgresql"]
+
+
+def test_the_publication_key_is_made_once_private_and_refused_when_others_may_read_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "var" / "publication-key"
+    key = publication_key(path)
+    assert len(key) == 32 and publication_key(path) == key  # made once, then read
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+    path.chmod(0o644)
+    with pytest.raises(KeyProblem, match="others may read"):
+        publication_key(path)
+    path.chmod(0o600)
+    path.write_text("not hex\n")
+    with pytest.raises(KeyProblem, match="64 hex digits"):
+        publication_key(path)
