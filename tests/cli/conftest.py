@@ -11,16 +11,21 @@ from rewards.settings import REPO_ROOT
 from tests.seeded import ingested_copy
 
 
-@pytest.fixture
-def env(databases, seeded, dialect, small_fleet) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """REWARDS_* for a process on a copy of the ingested fleet (each dialect), season
-    ignition-s2 from config/seasons; nothing of this process's own REWARDS_* settings."""
+def cli_env(url: str) -> dict[str, str]:
+    """REWARDS_* for a process on the database at `url`, season ignition-s2 from
+    config/seasons; nothing of this process's own REWARDS_* settings."""
     variables = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
     variables.update(
         {
-            "REWARDS_DATABASE_URL": ingested_copy(databases, seeded, dialect, small_fleet),
+            "REWARDS_DATABASE_URL": url,
             "REWARDS_SEASONS_DIR": str(REPO_ROOT / "config" / "seasons"),
             "REWARDS_SEASON": "ignition-s2",
         }
     )
     return variables
+
+
+@pytest.fixture
+def env(databases, seeded, dialect, small_fleet) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """`cli_env` on a copy of the ingested fleet (each dialect)."""
+    return cli_env(ingested_copy(databases, seeded, dialect, small_fleet))

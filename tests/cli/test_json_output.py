@@ -21,8 +21,10 @@ from rewards.services.incidents import list_incidents
 from rewards.services.runs import recent_runs
 from rewards.services.snapshots import compare, list_snapshots, settlement
 from rewards.settings import REPO_ROOT
+from tests.cli.conftest import cli_env
 from tests.cli.test_snapshot_cli import ok
 from tests.processes import rewards
+from tests.seeded import ingested_copy
 
 # Beyond 2^53 per epoch: a JSON number read as a double would lose the last digits.
 POOL = 123_456_789_012_345_678
@@ -57,12 +59,13 @@ def tokens(units: int) -> str:
     return f"{Decimal(units).scaleb(-6):f}"
 
 
-@pytest.fixture
-def big_pool(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """`env` with the production season's pool raised beyond 2^53 base units an epoch, and
-    two published snapshots: v1 without the forced-upgrade incident, v2 with it."""
-    seasons = tmp_path / "seasons"
-    seasons.mkdir()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def built(request, databases, seeded, small_fleet, tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The ingested fleet with the production season's pool raised beyond 2^53 base units
+    an epoch, and two published snapshots: v1 without the forced-upgrade incident, v2 with
+    it; made once a module per dialect (each test gets a copy: `big_pool`)."""
+    env = cli_env(ingested_copy(databases, seeded, request.param, small_fleet))
+    seasons = tmp_path_factory.mktemp("seasons")
     production = (REPO_ROOT / "config" / "seasons" / f"{SEASON}.toml").read_text()
     big = re.sub(r"(?m)^pool_per_epoch = .*$", f"pool_per_epoch = {POOL}", production)
     (seasons / f"{SEASON}.toml").write_text(big)
@@ -79,6 +82,12 @@ def big_pool(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     ok("snapshot", "publish", "v1", *BY, env=env)
     ok("snapshot", "publish", "v2", *BY, env=env)
     return env
+
+
+@pytest.fixture
+def big_pool(built: dict[str, str], databases) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """`built` on a database of this test's own (a test may decide an incident)."""
+    return {**built, "REWARDS_DATABASE_URL": databases.copy(built["REWARDS_DATABASE_URL"])}
 
 
 @pytest.fixture
@@ -175,7 +184,7 @@ def test_runs_incidents_and_the_audit_log_print_the_stored_records(
     assert report.entries > 0
 
 
-@pytest.mark.parametrize("dialect", ["sqlite"])  # the human output beside it: one is enough
+@pytest.mark.parametrize("built", ["sqlite"], indirect=True)  # the human output: one is enough
 def test_incidents_show_prints_one_incident_field_by_field(big_pool: dict[str, str]) -> None:
     shown = ok("incidents", "show", "apr-25", env=big_pool).splitlines()
     assert shown[0].split() == ["incident:", "apr-25"]
