@@ -5,7 +5,7 @@ and the revert of one actor's changes over a time range."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -32,6 +32,14 @@ class DeviceView:
     status: str
     owner_id: str
     last_seen: datetime | None
+
+
+def online(last_seen: datetime | None, newest: datetime | None, timeout_us: int) -> bool:
+    """Seen within a liveness timeout of the newest heartbeat in the fleet (not of the
+    clock, so a feed that stopped does not make every device look offline)."""
+    if last_seen is None or newest is None:
+        return False
+    return last_seen >= newest - timedelta(microseconds=timeout_us)
 
 
 @dataclass(frozen=True)

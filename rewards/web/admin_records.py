@@ -6,7 +6,7 @@ page costs the same at 600,000 devices as at 80."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -21,6 +21,7 @@ from rewards.services.devices import (
     RevertError,
     metadata_changes,
     newest_heartbeat,
+    online,
     public_device,
     revert_changes,
 )
@@ -79,9 +80,7 @@ def device(
         segments[epoch].append((kind, s, e))
     published = published_device(engine, policy.season_id, device_id)
     paid = {} if published is None else {r["epoch"]: r for r in published[1].iter_rows(named=True)}
-    newest = newest_heartbeat(engine)
-    timeout = timedelta(microseconds=policy.liveness_timeout_us)
-    online = bool(now.last_seen and newest and newest - now.last_seen <= timeout)
+    seen = online(now.last_seen, newest_heartbeat(engine), policy.liveness_timeout_us)
     epochs = [
         {"epoch": e, "bounds": epoch_bounds(policy, e), "segments": segments.get(e, []),
          "paid": paid.get(e)}
@@ -90,7 +89,7 @@ def device(
     return render(
         request,
         "admin_device.html",
-        {"title": f"Device {device_id}", "d": now, "online": online, "history": history,
+        {"title": f"Device {device_id}", "d": now, "online": seen, "history": history,
          "more_history": len(history) == A_PAGE, "epochs": epochs, "kinds": KINDS,
          "published": label(published[0]) if published else None},
     )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -25,7 +25,7 @@ from rewards.core import (
     grid_state,
 )
 from rewards.services.archive import open_archive
-from rewards.services.devices import owned_devices, owner_now
+from rewards.services.devices import online, owned_devices, owner_now
 from rewards.services.eligibility_view import ViewHeader, device_standing, supplier_grid
 from rewards.services.pages import device_timeline
 from rewards.services.snapshots import (
@@ -117,14 +117,10 @@ def _owned(
         timeout_us=policy.liveness_timeout_us,
     )  # fmt: skip
     page, more = found.devices[:OWNED_A_PAGE], len(found.devices) > OWNED_A_PAGE
-    timeout = timedelta(microseconds=policy.liveness_timeout_us)
-    newest = found.newest
+    timeout_us = policy.liveness_timeout_us
     return {
         "devices": page,
-        "online": {
-            d.device_id: bool(newest and d.last_seen and d.last_seen >= newest - timeout)
-            for d in page
-        },
+        "online": {d.device_id: online(d.last_seen, found.newest, timeout_us) for d in page},
         "total": found.total,
         "q": q or "",
         "state": state or "",
