@@ -49,6 +49,7 @@ def snapshot_job(
                 clock=clock,
                 key=publication_key(settings.publication_key_path),
                 plan=plan_of(settings),
+                keep=settings.snapshot_inputs_path,
             )
         except JobBusy as busy:
             log.warning("%s", busy)

@@ -28,6 +28,7 @@ from jobs.ingest import JOB_IDS, pull_job
 from rewards.console import print_diff
 from rewards.core import DetectorSettings, SeasonPolicy, check_proof_document
 from rewards.services.archive import archived_heartbeats, open_archive
+from rewards.services.audit_bundle import write_audit_bundle
 from rewards.services.database import open_database, upgrade
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.exports import export, verify_export
@@ -38,6 +39,7 @@ from rewards.services.public_bundle import CLAIMS, write_public_files
 from rewards.services.publication import publish
 from rewards.services.publication_key import publication_key
 from rewards.services.records import SnapshotRecord
+from rewards.services.reproduce import reproduce
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.snapshot_runs import Stages, run_snapshot
 from rewards.services.snapshots import Diff, diff, label, proof, stored_rows, stored_suppliers
@@ -61,7 +63,7 @@ def _show_progress(status: Status, stream: str) -> Callable[[IngestReport], None
 def run_demo(
     policy: SeasonPolicy, *, devices: int, days: int, workdir: Path, console: Console
 ) -> None:
-    """The story's eleven steps on a fresh database in `workdir`, told on `console`."""
+    """The story's thirteen steps on a fresh database in `workdir`, told on `console`."""
     started = time.monotonic()
     url, engine = _fresh_database(workdir)
     spec = FleetSpec(
@@ -208,7 +210,7 @@ def pages_hint(database: Path, policy: SeasonPolicy, *, owner: str) -> str:
         "REWARDS_DEV_ISSUER_ENABLED=true"
     )
     return (
-        "[bold]12.[/] the web pages: serve them on this database with\n"
+        "[bold]13.[/] the web pages: serve them on this database with\n"
         f"   {settings} .venv/bin/rewards api --port {PAGES_PORT}\n"
         f"   (or run [bold]rewards demo --serve[/]), then open "
         f"http://127.0.0.1:{PAGES_PORT}/app\n"
@@ -249,6 +251,7 @@ def _snapshot_story(
                 key=publication_key(get_settings().publication_key_path),
                 stages=stages,
                 archive=open_archive(str(workdir / "archive")),
+                keep=workdir / "snapshot-inputs",
             ).snapshot
         took = sum(stages.seconds.values())
         console.print(
@@ -320,7 +323,8 @@ def _standalone(*args: object) -> str:
 def _public_bundle(
     engine: Engine, v2: SnapshotRecord, proof_file: Path, workdir: Path, console: Console
 ) -> None:
-    """The supplier checks their proof with the standalone verifier; the public bundle."""
+    """The supplier checks their proof with the standalone verifier; the public bundle;
+    the audit bundle, reproduced."""
     console.print(
         "    the supplier checks it without the engine: python3 tools/verify_payout.py proof "
         f"... --root ...: {_standalone('proof', proof_file, '--root', v2.merkle_root)}",
@@ -332,6 +336,22 @@ def _public_bundle(
         f"[bold]11.[/] the public bundle in {public} (claims file with every leaf and its "
         f"proof, pseudonymous; totals; policy; manifest; {manifest['files'][CLAIMS]['bytes']:,} "
         f"bytes of claims): {_standalone('bundle', public)}",
+        highlight=False,
+    )
+    audit = workdir / f"audit-{label(v2)}"
+    key = publication_key(get_settings().publication_key_path)
+    write_audit_bundle(engine, v2, key=key, kept=workdir / "snapshot-inputs", out=audit)
+    checks = reproduce(audit)  # from the files alone: no database, no settings
+    failed = [c.name for c in checks if c.ok is False]
+    console.print(
+        f"[bold]12.[/] the audit bundle in {audit} (inputs exactly as fingerprinted, policy, "
+        f"salts, export; finance only): rewards snapshot reproduce {audit} recomputes "
+        + (
+            f"{label(v2)}'s fingerprint, content hash, root and export files: all "
+            f"{sum(c.ok is True for c in checks)} checks match"
+            if not failed
+            else f"[red]{len(failed)} mismatches: {', '.join(failed)}[/]"
+        ),
         highlight=False,
     )
 

@@ -98,6 +98,18 @@ def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return fingerprint_parts(intervals), fingerprint_parts(versions)
 
 
+def frozen_files(season: ShardedSeason) -> dict[str, list[Path]]:
+    """After `freeze`: the files of the fingerprinted intervals (a shard's each, sorted by
+    device and start) and incident versions, by frame name, in shard order."""
+    found: dict[str, list[Path]] = {"intervals": [], "incident_versions": []}
+    for shard in range(season.shards):
+        intervals = season.shard_dir("intervals", shard) / _SORTED
+        versions = season.shard_dir("versions", shard) / "part-00000.parquet"
+        found["intervals"] += [intervals] if intervals.exists() else []
+        found["incident_versions"] += [versions] if versions.exists() else []
+    return found
+
+
 def _write(frame: pl.DataFrame, path: Path) -> None:
     """`frame` to `path` whole or not at all (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -148,12 +148,21 @@ class Settings(BaseSettings):
     # the key each owner's commitment salt is derived from (DESIGN 9): made on first use,
     # mode 0600; losing it means owners can no longer be given their salts
     publication_key_file: Path = Path("var/publication-key")
+    # each snapshot's inputs exactly as fingerprinted, for its audit bundle (DESIGN 9): a
+    # folder per distinct fingerprint (about 10 B per interval in zstd Parquet)
+    snapshot_inputs_dir: Path = Path("var/snapshot-inputs")
     session_max_age_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
 
     @property
     def publication_key_path(self) -> Path:
         """`publication_key_file`, relative paths taken from the repository's root."""
         path = self.publication_key_file
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def snapshot_inputs_path(self) -> Path:
+        """`snapshot_inputs_dir`, relative paths taken from the repository's root."""
+        path = self.snapshot_inputs_dir
         return path if path.is_absolute() else REPO_ROOT / path
 
     @field_validator("database_url")

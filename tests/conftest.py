@@ -159,10 +159,12 @@ def _own_archive(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture(scope="session", autouse=True)
 def _own_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every engine the tests start, in any fixture's scope, uses the tests' publication
-    key (tests.seeded.KEY, in a file of mode 0600), never the checkout's."""
+    key (tests.seeded.KEY, in a file of mode 0600) and keeps snapshot inputs in a folder
+    of the tests', never the checkout's."""
     path = tmp_path_factory.mktemp("key") / "publication-key"
     path.write_text(bytes(range(32)).hex() + "\n")
     path.chmod(0o600)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REWARDS_PUBLICATION_KEY_FILE", str(path))
+        patch.setenv("REWARDS_SNAPSHOT_INPUTS_DIR", str(tmp_path_factory.mktemp("inputs")))
         yield

@@ -133,6 +133,7 @@ def snapshot_run(
             force=force,
             stages=stages,
             plan=sh.plan(workers=workers, scheduler=scheduler),
+            keep=sh.settings.snapshot_inputs_path,
         )
     except BadEpochs as exc:  # the one refusal that names the option it came from
         fail(f"--epochs {exc}")

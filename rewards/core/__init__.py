@@ -42,6 +42,12 @@ from rewards.core.fingerprint import (
     fingerprint,
     fingerprint_parts,
 )
+from rewards.core.first_difference import (
+    changed_parts,
+    first_line_difference,
+    first_row_difference,
+    rows_in_bucket,
+)
 from rewards.core.frames import (
     DEVICES,
     HEARTBEATS,
@@ -190,6 +196,7 @@ __all__ = [
     "boundary_rows",
     "canonical_csv",
     "canonical_csv_parts",
+    "changed_parts",
     "check_frame",
     "check_policy",
     "check_proof_document",
@@ -217,6 +224,8 @@ __all__ = [
     "export_rows",
     "fingerprint",
     "fingerprint_parts",
+    "first_line_difference",
+    "first_row_difference",
     "fleet_drops",
     "format_duration_us",
     "from_us",
@@ -245,6 +254,7 @@ __all__ = [
     "remainder_histogram",
     "reward_decimal",
     "rfc3339_problem",
+    "rows_in_bucket",
     "shard_rewards",
     "shard_totals",
     "shares",

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from rewards.core import (
     CSV_INJECTION,
     SNAPSHOT_ROWS,
+    Payout,
     canonical_csv_parts,
     csv_bytes,
     empty,
@@ -128,10 +129,25 @@ def _verified(engine: Engine, snapshot: SnapshotRecord) -> _Verified:
         raise SnapshotConflict(
             f"{label(snapshot)}: the stored payouts do not match the Merkle root"
         )
-    with_leaves = suppliers.with_columns(
-        leaf_hash=pl.Series([leaf_hash(leaf).hex() for leaf in leaves], dtype=pl.String)
-    )
-    return _Verified(snapshot, token_decimals(snapshot), with_leaves)
+    return _Verified(snapshot, token_decimals(snapshot), with_leaf_hashes(suppliers, leaves))
+
+
+def with_leaf_hashes(suppliers: pl.DataFrame, leaves: list[Payout]) -> pl.DataFrame:
+    """`suppliers` (in `payout_leaves` order) with each payout's leaf hash, as the
+    suppliers files show them."""
+    hashes = [leaf_hash(leaf).hex() for leaf in leaves]
+    return suppliers.with_columns(leaf_hash=pl.Series(hashes, dtype=pl.String))
+
+
+def suppliers_file(suppliers: pl.DataFrame, decimals: int, name: str) -> bytes | pl.DataFrame:
+    """What the suppliers file `name` of an export holds, from `with_leaf_hashes`: the CSV's
+    bytes, or the Parquet file's frame."""
+    table = _with_decimals(suppliers, decimals, ["reward"])
+    if name == "suppliers.csv":
+        return csv_bytes(table)
+    if name == "suppliers.parquet":
+        return table
+    raise SnapshotError(f"no export file {name!r}")
 
 
 def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[str]) -> int:
@@ -200,13 +216,11 @@ def _csv_and_frames(
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:
     """One suppliers file of the export into `directory`."""
-    table = _with_decimals(content.suppliers, content.decimals, ["reward"])
-    if name == "suppliers.csv":
-        (directory / name).write_bytes(csv_bytes(table))
-    elif name == "suppliers.parquet":
-        table.write_parquet(directory / name)
+    made = suppliers_file(content.suppliers, content.decimals, name)
+    if isinstance(made, bytes):
+        (directory / name).write_bytes(made)
     else:
-        raise SnapshotError(f"no export file {name!r}")
+        made.write_parquet(directory / name)
 
 
 def export(engine: Engine, snapshot: SnapshotRecord, out: Path) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from rewards.services.computing import (
     read_by_shard,
     rows_by_shard,
 )
+from rewards.services.kept_inputs import keep_inputs
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.settlement import settled_epochs
@@ -186,6 +187,7 @@ def run_now(
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
     plan: ComputePlan | None = None,
+    keep: Path | None = None,
 ) -> RunOutcome:
     """The use case "run a draft now" (an admin, from any door): `epochs` as "a-b" or
     "a:b", both included, or every epoch that has closed and settled when None."""
@@ -210,6 +212,7 @@ def run_now(
         stages=stages,
         archive=archive,
         plan=plan,
+        keep=keep,
     )
 
 
@@ -235,6 +238,7 @@ def run_due(
     key: bytes,
     archive: HeartbeatArchive | None = None,
     plan: ComputePlan | None = None,
+    keep: Path | None = None,
 ) -> RunOutcome | None:
     """The use case "run what is due" (the scheduler): a draft once a new epoch has closed
     and settled; None when nothing is due."""
@@ -253,6 +257,7 @@ def run_due(
         key=key,
         archive=archive,
         plan=plan,
+        keep=keep,
     )
 
 
@@ -271,9 +276,12 @@ def run_snapshot(
     stages: Stages | None = None,
     archive: HeartbeatArchive | None = None,
     plan: ComputePlan | None = None,
+    keep: Path | None = None,
 ) -> RunOutcome:
     """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError);
-    `key` is the publication key the owners' commitments are made with (DESIGN 9).
+    `key` is the publication key the owners' commitments are made with (DESIGN 9), and
+    `keep` where its inputs are kept as fingerprinted, for its audit bundle (not kept when
+    None).
 
     When the season's newest snapshot has the same inputs, policy, code and epochs, no new
     version is made unless `force`: the answer would be the same bytes.
@@ -301,6 +309,9 @@ def run_snapshot(
         unchanged = _unchanged(engine, policy.season_id, identity)
         if unchanged is not None and not force:
             return RunOutcome(unchanged, created=False)
+        if keep is not None:
+            with stages.stage("keep inputs"):
+                keep_inputs(keep, prints, inputs, policy.season_id)
         context.renew()
         with stages.stage("compute"):
             season = rows_by_shard(inputs, policy, epochs, executor, stages.tell)

@@ -110,6 +110,7 @@ def run(
         clock=lambda: datetime.now(UTC),
         key=key,
         plan=plan_of(settings),
+        keep=settings.snapshot_inputs_path,
     )
     made = label(outcome.snapshot)
     if outcome.created:

@@ -10,11 +10,14 @@ import pytest
 from rewards.settings import REPO_ROOT
 from tests.seeded import ingested_copy
 
+# the tests' publication key and kept snapshot inputs (tests/conftest.py), not the checkout's
+KEPT = ("REWARDS_PUBLICATION_KEY_FILE", "REWARDS_SNAPSHOT_INPUTS_DIR")
+
 
 def cli_env(url: str) -> dict[str, str]:
     """REWARDS_* for a process on the database at `url`, season ignition-s2 from
-    config/seasons; nothing of this process's own REWARDS_* settings."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
+    config/seasons; of this process's own REWARDS_* settings only the `KEPT` ones."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_") or k in KEPT}
     variables.update(
         {
             "REWARDS_DATABASE_URL": url,

@@ -30,6 +30,7 @@ def test_the_demo_tells_the_story_and_leaves_its_files(tmp_path: Path) -> None:
         "demo-finance publishes april-2024-demo-v2",
         "manifest verifies",
         "verifies against the published root",
+        "recomputes april-2024-demo-v2's fingerprint, content hash, root and export files: all",
     ):
         assert step in story, step
     v1, v2 = (

@@ -144,6 +144,35 @@ def test_publishing_twice_or_exporting_over_files_is_refused(
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"])  # the CLI's wiring; services test both databases
+def test_an_audit_bundle_is_reproduced_without_the_database_and_an_edit_fails_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
+    bundle = tmp_path / "audit"
+    made = ok("snapshot", "audit-bundle", "v1", "--out", str(bundle), env=env)
+    assert "ignition-s2-v1's audit bundle" in made and (bundle / "salts.csv").is_file()
+    nowhere = {**env, "REWARDS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    shown = ok("snapshot", "reproduce", str(bundle), env=nowhere)
+    assert "reproduced: every check matches" in shown and "MISMATCH" not in shown
+    document = json.loads(ok("snapshot", "reproduce", str(bundle), "--json", env=nowhere))
+    assert document["reproduced"] is True
+    assert {c["name"] for c in document["checks"]} >= {
+        "input fingerprint",
+        "content hash",
+        "Merkle root",
+        "policy hash",
+    }
+    policy = json.loads((bundle / "policy.json").read_text())
+    (bundle / "policy.json").write_text(json.dumps({**policy, "min_uptime_ratio": "1/2"}))
+    failed = rewards("snapshot", "reproduce", str(bundle), env=nowhere)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "policy hash" in failed.stdout and "MISMATCH" in failed.stdout
+    assert "min_uptime_ratio: '1/2'" in failed.stdout
+    not_one = rewards("snapshot", "reproduce", str(tmp_path), env=nowhere)
+    assert not_one.returncode == 2 and "not an audit bundle" in not_one.stderr.replace("\n", " ")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the CLI's wiring; services test both databases
 def test_publishing_an_older_version_is_refused_without_override_and_reason_and_shows_the_diff(
     env: dict[str, str],
 ) -> None:
@@ -167,9 +196,15 @@ def test_publishing_an_older_version_is_refused_without_override_and_reason_and_
     ]
 
     done = ok(
-        "snapshot", "publish", "v1", "--override-rollback", "--reason", "v2 was wrong", *by,
+        "snapshot",
+        "publish",
+        "v1",
+        "--override-rollback",
+        "--reason",
+        "v2 was wrong",
+        *by,
         env=env,
-    )  # fmt: skip
+    )
     assert "ignition-s2-v2 -> ignition-s2-v1" in done
     assert "ignition-s2-v2 is now superseded" in done
     engine = make_engine(env["REWARDS_DATABASE_URL"])

@@ -216,6 +216,7 @@ def admin_snapshot_run(
         clock=lambda: datetime.now(UTC),
         key=key,
         plan=plan_of(settings),
+        keep=settings.snapshot_inputs_path,
     )
     return SnapshotRunOut(snapshot=snapshot_out(outcome.snapshot), created=outcome.created)
 
