@@ -11,11 +11,13 @@ distinct fingerprint (a rerun on the same inputs writes nothing), in zstd Parque
 
 The folder is written aside and renamed into place when whole, so it is complete or
 absent. Reading it back (`kept_inputs`) gives the frames the fingerprint was made of.
+After each run the season keeps only what its snapshots may still need (`still_needed`).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +28,7 @@ from rewards.frozen import frozen_files
 from rewards.services.computing import ShardedInputs
 from rewards.services.exports import fresh_directory
 from rewards.services.files import fsync_path
+from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import SnapshotError
 
 # the frames a fingerprint covers, and the files that hold them (a folder: its parts)
@@ -97,3 +100,26 @@ def copy_kept(folder: Path, into: Path) -> list[Path]:
         (into / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / relative, into / relative)
     return copied
+
+
+def still_needed(snapshots: Iterable[SnapshotRecord]) -> set[str]:
+    """The fingerprints whose inputs a season keeps: those of every snapshot that was
+    published (paid, or paid and superseded) and of every draft newer than the newest
+    published one (it may yet be). A draft older than that can only be published by an
+    explicit rollback, and its audit bundle then needs a rerun of it."""
+    snapshots = list(snapshots)
+    published = [s.version for s in snapshots if s.status == "published"]
+    newest = max(published, default=-1)
+    return {s.input_fingerprint for s in snapshots if s.status != "draft" or s.version > newest}
+
+
+def prune_kept(root: Path, season: str, needed: set[str]) -> list[str]:
+    """Remove the season's kept inputs that are not `needed` (and what a crashed run left
+    half-written); returns the fingerprints removed. Call it holding the season's lock."""
+    folder = root / season
+    removed = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.is_dir() and path.name not in needed:
+            shutil.rmtree(path)
+            removed.append(path.name)
+    return removed

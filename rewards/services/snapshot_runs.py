@@ -54,11 +54,16 @@ from rewards.services.computing import (
     read_by_shard,
     rows_by_shard,
 )
-from rewards.services.kept_inputs import keep_inputs
+from rewards.services.kept_inputs import keep_inputs, prune_kept, still_needed
 from rewards.services.records import SnapshotRecord
 from rewards.services.runs import RunContext, exclusive_run
 from rewards.services.settlement import settled_epochs
-from rewards.services.snapshots import SnapshotError, covering_snapshot, record
+from rewards.services.snapshots import (
+    SnapshotError,
+    covering_snapshot,
+    list_snapshots,
+    record,
+)
 from rewards.services.versions import incident_versions_of
 
 
@@ -337,6 +342,10 @@ def run_snapshot(
                 reason=reason,
                 context=context,
                 now=clock(),
+            )
+        if keep is not None:  # under the season's lock: no other run keeps inputs now
+            prune_kept(
+                keep, policy.season_id, still_needed(list_snapshots(engine, policy.season_id))
             )
     return RunOutcome(header, created=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 
 from rewards.db.engine import make_engine
 from rewards.services.audit_bundle import InputsNotKept, write_audit_bundle
+from rewards.services.incidents import declare
 from rewards.services.publication import publish
 from rewards.services.records import SnapshotRecord
 from rewards.services.reproduce import Check, NotABundle, reproduce
@@ -214,6 +216,7 @@ def test_sqlite_and_postgresql_give_the_same_audit_bundle(  # type: ignore[no-un
     assert _failed(reproduce(bundle)) == {}
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"])  # rules of files: one database is enough
 def test_a_bundle_needs_the_kept_inputs_unchanged_and_the_right_key(
     ingested: Engine, tmp_path: Path
 ) -> None:
@@ -232,3 +235,27 @@ def test_a_bundle_needs_the_kept_inputs_unchanged_and_the_right_key(
     assert not any((tmp_path / n).exists() for n in "abc")
     with pytest.raises(NotABundle):
         reproduce(tmp_path)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # rules of files: one database is enough
+def test_a_season_keeps_only_the_inputs_its_snapshots_may_still_need(
+    ingested: Engine, tmp_path: Path
+) -> None:
+    kept = tmp_path / "kept"
+    v1 = run(ingested, keep=kept).snapshot
+    declare_forced_upgrade(ingested)
+    v2 = run(ingested, keep=kept).snapshot
+    (kept / v2.season / "left-by-a-crashed-run").mkdir()
+    folders = lambda: {p.name for p in (kept / v2.season).iterdir()}  # noqa: E731
+    assert {v1.input_fingerprint, v2.input_fingerprint} <= folders()
+    publish(ingested, v2, by="finance@test", clock=lambda: NOW, lock_ttl=LOCK)
+    start = NOW - timedelta(days=8)
+    declare(ingested, incident_id="later", start=start, end=start + timedelta(minutes=30),
+            recovery_deadline=timedelta(hours=1), scope={"all": True}, reason="a short one",
+            by="admin@test", now=NOW)  # fmt: skip
+    v3 = run(ingested, keep=kept).snapshot
+    # v1 is a draft older than the published v2: only a rollback could publish it
+    assert folders() == {v2.input_fingerprint, v3.input_fingerprint}
+    write_audit_bundle(ingested, v2, key=KEY, kept=kept, out=tmp_path / "v2")
+    with pytest.raises(InputsNotKept):
+        write_audit_bundle(ingested, v1, key=KEY, kept=kept, out=tmp_path / "v1")
