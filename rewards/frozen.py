@@ -38,10 +38,11 @@ _SORTED = "sorted.parquet"
 
 @dataclass(frozen=True)
 class FreezeJob:
-    """What every freeze task needs besides its shard number (small)."""
+    """What every freeze task needs besides its shard number (small); without a policy
+    the incident versions are the ones split with the inputs, not derived."""
 
     season: ShardedSeason
-    policy: SeasonPolicy
+    policy: SeasonPolicy | None
     incidents: pl.DataFrame
 
 
@@ -58,15 +59,8 @@ def freeze(
     """Sort each shard's intervals, write its incident versions (the `near` heartbeats
     split with the inputs), and return the fingerprint of the inputs: the intervals and
     incident versions by shard, `incidents` (confirmed), `devices` and `owners` whole."""
-    job = FreezeJob(season, policy, incidents)
-    tasks = [(job, shard) for shard in range(season.shards)]
-    intervals: list[pl.DataFrame] = []
-    versions: list[pl.DataFrame] = []
-    tell = progress or (lambda _stage: None)
-    for done in in_groups(executor or InProcess(), _freeze, tasks, tell, "fingerprint"):
-        for shard_intervals, shard_versions in done:
-            intervals.append(shard_intervals)
-            versions.append(shard_versions)
+    intervals, versions = freeze_parts(season, policy, incidents=incidents,
+                                       executor=executor, progress=progress)  # fmt: skip
     return combine_fingerprint(
         {
             "intervals": (INTERVALS, intervals),
@@ -76,6 +70,30 @@ def freeze(
             "owners": (owners.schema, [fingerprint_parts(owners)]),
         }
     )
+
+
+def freeze_parts(
+    season: ShardedSeason,
+    policy: SeasonPolicy | None,
+    *,
+    incidents: pl.DataFrame,
+    executor: Executor | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Sort each shard's intervals and, given a `policy`, derive its incident versions;
+    returns the fingerprint parts of the intervals and of the incident versions, a shard
+    at a time. Without a policy the versions split with the inputs are taken as they are
+    (an audit bundle's)."""
+    job = FreezeJob(season, policy, incidents)
+    tasks = [(job, shard) for shard in range(season.shards)]
+    intervals: list[pl.DataFrame] = []
+    versions: list[pl.DataFrame] = []
+    tell = progress or (lambda _stage: None)
+    for done in in_groups(executor or InProcess(), _freeze, tasks, tell, "fingerprint"):
+        for shard_intervals, shard_versions in done:
+            intervals.append(shard_intervals)
+            versions.append(shard_versions)
+    return intervals, versions
 
 
 def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -91,6 +109,10 @@ def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
             _write(intervals, folder / _SORTED)
     for part in folder.glob("part-*.parquet"):
         part.unlink()
+    if job.policy is None:
+        return fingerprint_parts(intervals), fingerprint_parts(
+            season.read("versions", shard, dict(INCIDENT_VERSIONS))
+        )
     near = season.read("near", shard, dict(HEARTBEATS))
     versions = incident_versions_near(job.incidents, intervals, near, job.policy)
     if versions.height:

@@ -66,14 +66,24 @@ def snapshot_audit_bundle(
 
 
 @snapshot_app.command("reproduce")
-def snapshot_reproduce(directory: Path, as_json: AsJson = False) -> None:
+def snapshot_reproduce(
+    directory: Path,
+    as_json: AsJson = False,
+    shard_devices: Annotated[
+        int, typer.Option(min=1, help="Devices a shard: memory is about a shard's.")
+    ] = 50_000,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Local processes for the shards (0: this one).")
+    ] = 0,
+) -> None:
     """Recompute a snapshot from its audit bundle alone (no database, no settings): the
     input fingerprint, policy hash, content hash, Merkle root and every export file, each
     with match or mismatch and the first thing that differs. Exit 1 on any mismatch."""
+    from rewards.services.computing import ComputePlan
     from rewards.services.reproduce import NotABundle, reproduce
 
     try:
-        checks = reproduce(directory)
+        checks = reproduce(directory, ComputePlan(shard_devices, workers))
     except NotABundle as exc:
         fail(str(exc))
     failed = [c for c in checks if c.ok is False]

@@ -46,6 +46,7 @@ from rewards.core.first_difference import (
     changed_parts,
     first_line_difference,
     first_row_difference,
+    lines_of,
     rows_in_bucket,
 )
 from rewards.core.frames import (
@@ -235,6 +236,7 @@ __all__ = [
     "incident_versions",
     "incident_versions_near",
     "leaf_hash",
+    "lines_of",
     "merge_intervals",
     "merkle_proof",
     "merkle_root",

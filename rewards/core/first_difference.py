@@ -6,7 +6,8 @@ on, or None when there is no difference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import zip_longest
 
 import polars as pl
 
@@ -19,19 +20,26 @@ def _quoted(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def first_line_difference(found: bytes, recorded: bytes) -> str | None:
-    """The first line (1-based) where `found` and `recorded` differ, both quoted."""
-    if found == recorded:
-        return None
-    ours, theirs = found.split(b"\n"), recorded.split(b"\n")
-    for number, (a, b) in enumerate(zip(ours, theirs, strict=False), start=1):
+def first_line_difference(found: Iterable[bytes], recorded: Iterable[bytes]) -> str | None:
+    """The first line (1-based) where two files, given line by line without their line
+    ends, differ, both quoted; read as far as that line only."""
+    for number, (a, b) in enumerate(zip_longest(found, recorded), start=1):
+        if a is None or b is None:
+            shorter = "recomputed" if a is None else "recorded"
+            return f"line {number}: the {shorter} file ends before it"
         if a != b:
             return (
                 f"line {number}: recomputed {_quoted(a.decode(errors='replace'))}, "
                 f"recorded {_quoted(b.decode(errors='replace'))}"
             )
-    shorter = "recomputed" if len(ours) < len(theirs) else "recorded"
-    return f"line {min(len(ours), len(theirs)) + 1}: the {shorter} file ends before it"
+    return None
+
+
+def lines_of(data: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of text given in parts (each part whole lines, e.g. `canonical_csv_parts`),
+    without their line ends."""
+    for part in data:
+        yield from part.splitlines()
 
 
 def first_row_difference(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from rewards.core import (
 )
 from rewards.services.exports import export, fresh_directory
 from rewards.services.files import fsync_path
-from rewards.services.kept_inputs import copy_kept, kept_folder, kept_inputs
+from rewards.services.kept_inputs import SPLIT, WHOLE, copy_kept, kept_folder
 from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import (
     SnapshotConflict,
@@ -67,25 +68,36 @@ class InputsNotKept(SnapshotConflict):
     """The snapshot's inputs were not kept, or no longer give its fingerprint."""
 
 
-def input_parts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """The fingerprint parts of each input frame (FINGERPRINT_PARTS and the frame's
-    name), by frame then bucket."""
+Pieces = dict[str, tuple[Mapping[str, pl.DataType], list[pl.DataFrame]]]
+
+
+def kept_fingerprint(folder: Path) -> tuple[str, pl.DataFrame]:
+    """The fingerprint of the inputs kept in `folder` (or an audit bundle's inputs) and
+    its parts (`parts_table`), read a file at a time: a part file holds whole shards, so
+    no bucket spans two."""
+    pieces: Pieces = {}
+    for name, schema in SPLIT.items():
+        files = sorted((folder / name).glob("part-*.parquet"))
+        pieces[name] = (schema, [fingerprint_parts(pl.read_parquet(f)) for f in files])
+    for name in WHOLE:
+        frame = pl.read_parquet(folder / f"{name}.parquet")
+        pieces[name] = (frame.schema, [fingerprint_parts(frame)])
+    return combine_fingerprint(pieces), parts_table(pieces)
+
+
+def parts_table(pieces: Pieces) -> pl.DataFrame:
+    """Every frame's fingerprint parts in one table: frame, then FINGERPRINT_PARTS, by
+    frame and bucket."""
     return pl.concat(
         [
-            fingerprint_parts(frame).select(pl.lit(name).alias("frame"), *FINGERPRINT_PARTS)
-            for name, frame in sorted(frames.items())
+            pl.DataFrame(schema={"frame": pl.String(), **FINGERPRINT_PARTS}),
+            *(
+                part.select(pl.lit(name).alias("frame"), *FINGERPRINT_PARTS)
+                for name, (_schema, found) in pieces.items()
+                for part in found
+            ),
         ]
-    )
-
-
-def fingerprint_of(frames: dict[str, pl.DataFrame], parts: pl.DataFrame) -> str:
-    """The input fingerprint of `frames` from their `input_parts`."""
-    return combine_fingerprint(
-        {
-            name: (frame.schema, [parts.filter(pl.col("frame") == name).drop("frame")])
-            for name, frame in frames.items()
-        }
-    )
+    ).sort("frame", "bucket")
 
 
 def json_bytes(value: Any) -> bytes:
@@ -114,9 +126,8 @@ def write_audit_bundle(
             f"{label(snapshot)}: its inputs were not kept (it was made before inputs were "
             f"kept, or elsewhere than {kept}); a rerun of the same epochs keeps them"
         )
-    frames = kept_inputs(folder)
-    parts = input_parts(frames)
-    if fingerprint_of(frames, parts) != snapshot.input_fingerprint:
+    found, parts = kept_fingerprint(folder)
+    if found != snapshot.input_fingerprint:
         raise InputsNotKept(
             f"{label(snapshot)}: the inputs kept in {folder} no longer give its fingerprint: "
             "they were changed after the run"

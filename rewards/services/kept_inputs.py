@@ -10,7 +10,7 @@ distinct fingerprint (a rerun on the same inputs writes nothing), in zstd Parque
     incidents.parquet devices.parquet owners.parquet   whole, in a canonical row order
 
 The folder is written aside and renamed into place when whole, so it is complete or
-absent. Reading it back (`kept_inputs`) gives the frames the fingerprint was made of.
+absent. Read back, it gives the frames the fingerprint was made of.
 After each run the season keeps only what its snapshots may still need (`still_needed`).
 """
 
@@ -23,7 +23,7 @@ from typing import Final
 
 import polars as pl
 
-from rewards.core import INCIDENT_VERSIONS, INTERVALS, empty
+from rewards.core import INCIDENT_VERSIONS, INTERVALS
 from rewards.frozen import frozen_files
 from rewards.services.computing import ShardedInputs
 from rewards.services.exports import fresh_directory
@@ -75,17 +75,6 @@ def _write_kept(folder: Path, inputs: ShardedInputs) -> None:
             canonical_order(frame).write_parquet(partial / f"{name}.parquet", compression=KEPT)
         for written in partial.rglob("*"):  # the folder only syncs its own entries
             fsync_path(written)
-
-
-def kept_inputs(folder: Path) -> dict[str, pl.DataFrame]:
-    """The frames kept in `folder` (or an audit bundle's inputs), by name, whole."""
-    frames = {}
-    for name, schema in SPLIT.items():
-        parts = sorted((folder / name).glob("part-*.parquet"))
-        frames[name] = pl.concat([pl.read_parquet(p) for p in parts]) if parts else empty(schema)
-    for name in WHOLE:
-        frames[name] = pl.read_parquet(folder / f"{name}.parquet")
-    return frames
 
 
 def kept_files(folder: Path) -> list[Path]:

@@ -21,29 +21,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from rewards.compute import ShardedSeason, compute, snapshot_rows_by_shard, split_inputs
 from rewards.core import (
     FINGERPRINT_PARTS,
+    INCIDENT_VERSIONS,
+    INTERVALS,
     LEAF_FORMAT,
+    FrameSchemaError,
     PolicyError,
+    RowsSummary,
     SeasonPolicy,
-    canonical_csv,
+    canonical_csv_parts,
     changed_parts,
+    combine_fingerprint,
     commitment,
+    empty,
     export_rows,
+    fingerprint_parts,
     first_line_difference,
     first_row_difference,
+    lines_of,
     merkle_root,
     parse_policy,
     payout_leaves,
     rows_in_bucket,
     summarize_rows,
 )
+from rewards.executors import Executor
+from rewards.frozen import freeze_parts
 from rewards.services.audit_bundle import (
     AUDIT_FORMAT,
     EXPORT,
@@ -52,13 +65,14 @@ from rewards.services.audit_bundle import (
     PARTS,
     POLICY,
     SALTS,
-    fingerprint_of,
-    input_parts,
+    Pieces,
+    parts_table,
     sha256_file,
 )
+from rewards.services.computing import ComputePlan
 from rewards.services.exports import suppliers_file, with_leaf_hashes
-from rewards.services.kept_inputs import kept_inputs
-from rewards.services.snapshot_runs import Inputs, code_version
+from rewards.services.kept_inputs import SPLIT, WHOLE
+from rewards.services.snapshot_runs import code_version
 
 
 class NotABundle(ValueError):
@@ -88,40 +102,75 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def reproduce(directory: Path) -> list[Check]:
+def reproduce(directory: Path, plan: ComputePlan | None = None) -> list[Check]:
     """Every check of the bundle in `directory`, in the order above (NotABundle when it
-    is not one). The snapshot reproduces when every judged check is ok."""
+    is not one). The snapshot reproduces when every judged check is ok. It is recomputed
+    by device shard under `plan` (default: 50,000 devices a shard, in this process), in
+    a work folder removed afterwards: memory is a shard's, not the season's."""
     manifest = read_manifest(directory)
     recorded = manifest["recorded"]
     checks = _file_checks(directory, manifest)
     checks.append(Check("code version", None, code_version(), recorded["code_version"]))
     policy, said = _policy(directory, manifest)
     checks.append(said)
-    try:
-        frames = kept_inputs(directory / INPUTS)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        checks.append(
-            Check(
-                "input fingerprint",
-                False,
-                "-",
-                recorded["input_fingerprint"],
-                f"the inputs cannot be read: {exc}",
-            )
-        )
-        return checks
-    checks.append(_fingerprint(directory, frames, recorded["input_fingerprint"]))
-    if policy is None:
-        return checks
-    first, last = manifest["epochs"]
-    rows = Inputs(
-        intervals=frames["intervals"],
-        incidents=frames["incidents"],
-        versions=frames["incident_versions"],
-        devices=frames["devices"],
-        owners=frames["owners"],
-    ).rows(policy, range(first, last + 1))
-    return [*checks, *_outputs(directory, manifest, policy, rows)]
+    plan = plan or ComputePlan()
+    with plan.work("rewards-reproduce-") as work, plan.executor() as executor:
+        try:
+            small = {
+                name: pl.read_parquet(directory / INPUTS / f"{name}.parquet") for name in WHOLE
+            }
+            season = _split(directory / INPUTS, small, work, plan)
+            found, parts = _fingerprint(season, small, executor)
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            checks.append(Check("input fingerprint", False, "-", recorded["input_fingerprint"],
+                                f"the inputs cannot be read: {exc}"))  # fmt: skip
+            return checks
+        checks.append(_fingerprint_check(directory, small, found, parts, recorded))
+        if policy is None:
+            return checks
+        first, last = manifest["epochs"]
+        try:
+            compute(season, policy, incidents=small["incidents"], executor=executor)
+            snapshot_rows_by_shard(season, policy, range(first, last + 1), executor=executor)
+        except (FrameSchemaError, ValueError, pl.exceptions.PolarsError) as exc:
+            checks.append(Check("content hash", False, "-", recorded["content_hash"],
+                                f"the inputs cannot be computed: {exc}"))  # fmt: skip
+            return checks
+        return [*checks, *_outputs(directory, manifest, policy, season)]
+
+
+def _split(
+    inputs: Path, small: dict[str, pl.DataFrame], work: Path, plan: ComputePlan
+) -> ShardedSeason:
+    """The bundle's inputs split by device shard under `work`, read a batch at a time."""
+    scans = {}
+    for name, schema in SPLIT.items():
+        parts = sorted((inputs / name).glob("part-*.parquet"))
+        scans[name] = pl.scan_parquet(parts) if parts else empty(schema).lazy()
+    devices = scans["intervals"].select(pl.col("device_id").n_unique()).collect().item()
+    shards = plan.shards(max(devices, small["devices"].get_column("device_id").n_unique()))
+    return split_inputs(
+        work / "season",
+        shards,
+        scans["intervals"],
+        devices=small["devices"].lazy(),
+        incident_versions=scans["incident_versions"],
+        owners=small["owners"].lazy(),
+    )
+
+
+def _fingerprint(
+    season: ShardedSeason, small: dict[str, pl.DataFrame], executor: Executor
+) -> tuple[str, pl.DataFrame]:
+    """The inputs' fingerprint, and its parts by frame and bucket."""
+    intervals, versions = freeze_parts(season, None, incidents=small["incidents"],
+                                       executor=executor)  # fmt: skip
+    pieces: Pieces = {
+        "intervals": (INTERVALS, intervals),
+        "incident_versions": (INCIDENT_VERSIONS, versions),
+        **{name: (frame.schema, [fingerprint_parts(frame)]) for name, frame in small.items()},
+    }
+    return combine_fingerprint(pieces), parts_table(pieces)
 
 
 def _file_checks(directory: Path, manifest: dict[str, Any]) -> list[Check]:
@@ -166,94 +215,97 @@ def _policy(directory: Path, manifest: dict[str, Any]) -> tuple[SeasonPolicy | N
     )
 
 
-def _fingerprint(directory: Path, frames: dict[str, pl.DataFrame], recorded: str) -> Check:
-    parts = input_parts(frames)
-    found = fingerprint_of(frames, parts)
-    if found == recorded:
-        return Check("input fingerprint", True, found, recorded)
+def _fingerprint_check(
+    directory: Path,
+    small: dict[str, pl.DataFrame],
+    found: str,
+    parts: pl.DataFrame,
+    recorded: dict[str, Any],
+) -> Check:
+    """The fingerprint against the recorded one; a mismatch names the first changed
+    part's devices (from the bundle's record of the parts it was made of)."""
+    expected = recorded["input_fingerprint"]
+    if found == expected:
+        return Check("input fingerprint", True, found, expected)
     try:
         then = pl.read_parquet(directory / PARTS)
     except (OSError, pl.exceptions.PolarsError):
         then = pl.DataFrame(schema={"frame": pl.String(), **FINGERPRINT_PARTS})
     changed = changed_parts(parts, then)
     if changed.is_empty():
-        return Check("input fingerprint", False, found, recorded, "a frame's columns or types")
+        return Check("input fingerprint", False, found, expected, "a frame's columns or types")
     frame, bucket, now_rows, then_rows = changed.row(0)
-    rows = rows_in_bucket(frames[frame], bucket)
+    if frame in small:
+        rows = rows_in_bucket(small[frame], bucket)
+    else:  # a part file at a time
+        files = sorted((directory / INPUTS / frame).glob("part-*.parquet"))
+        rows = pl.concat([rows_in_bucket(pl.read_parquet(f), bucket) for f in files])
     devices = sorted(set(rows.get_column("device_id").to_list())) if "device_id" in rows else []
     whose = f"the rows of device {', '.join(devices[:5])}" if devices else "its rows"
-    return Check(
-        "input fingerprint",
-        False,
-        found,
-        recorded,
-        f"{frame}: {whose} differ from those fingerprinted (bucket {bucket}: "
-        f"{now_rows or 0} rows now, {then_rows or 0} then)",
-    )
+    return Check("input fingerprint", False, found, expected,
+                 f"{frame}: {whose} differ from those fingerprinted (bucket {bucket}: "
+                 f"{now_rows or 0} rows now, {then_rows or 0} then)")  # fmt: skip
 
 
 def _outputs(
-    directory: Path, manifest: dict[str, Any], policy: SeasonPolicy, rows: pl.DataFrame
+    directory: Path, manifest: dict[str, Any], policy: SeasonPolicy, season: ShardedSeason
 ) -> list[Check]:
+    """The recomputed rows (read a device range at a time) against what was recorded."""
     recorded, decimals = manifest["recorded"], policy.token_decimals
     first, last = manifest["epochs"]
-    summary = summarize_rows(
-        [rows],
-        epochs=range(first, last + 1),
-        pool_per_epoch=policy.pool_per_epoch,
-        decimals=decimals,
-    )
+    summary = summarize_rows(season.rows_in_order(), epochs=range(first, last + 1),
+                             pool_per_epoch=policy.pool_per_epoch, decimals=decimals)  # fmt: skip
     export = directory / EXPORT
-    csv = canonical_csv(rows, decimals)
+    csv = export / "device_epochs.csv"
+    written = sha256_file(csv) if csv.is_file() else "missing"
+
+    def csv_difference() -> str:
+        with csv.open("rb") if csv.is_file() else _nothing() as handle:
+            made = lines_of(canonical_csv_parts(season.rows_in_order(), decimals))
+            said = first_line_difference(made, (line.rstrip(b"\n") for line in handle))
+        return f"{csv.name} {said}"
+
     checks = [
-        _bytes_check(
-            "content hash",
-            csv,
-            export / "device_epochs.csv",
-            summary.digest,
-            recorded["content_hash"],
-        ),
-    ]
+        Check("content hash", summary.digest == recorded["content_hash"], summary.digest,
+              recorded["content_hash"],
+              None if summary.digest == recorded["content_hash"] else csv_difference()),
+        *_payout_checks(directory, manifest, summary, decimals),
+        Check("export device_epochs.csv", summary.digest == written, summary.digest, written,
+              None if summary.digest == written else csv_difference()),
+        _rows_check(season, decimals, export / "device_epochs.parquet"),
+    ]  # fmt: skip
+    return checks
+
+
+def _payout_checks(
+    directory: Path, manifest: dict[str, Any], summary: RowsSummary, decimals: int
+) -> list[Check]:
+    """The Merkle root and the suppliers files (one row per owner: small)."""
+    recorded, export = manifest["recorded"], directory / EXPORT
     suppliers = summary.suppliers
     if recorded["leaf_format"] >= LEAF_FORMAT:
         suppliers = _committed(directory, suppliers)
     leaves = payout_leaves(suppliers, manifest["season"], manifest["version"])
     table = with_leaf_hashes(suppliers, leaves)
     root = merkle_root(leaves)
-    checks.append(
-        Check(
-            "Merkle root",
-            root == recorded["merkle_root"],
-            root,
-            recorded["merkle_root"],
-            None
-            if root == recorded["merkle_root"]
-            else _row_difference(
-                table.select("owner_id", "reward", "leaf_hash"),
-                export / "suppliers.parquet",
-                ["owner_id"],
-            ),
-        )
-    )
-    checks.append(_bytes_check("export device_epochs.csv", csv, export / "device_epochs.csv"))
-    checks.append(
-        _rows_check(
-            "export device_epochs.parquet",
-            export_rows(rows, decimals),
-            export / "device_epochs.parquet",
-            ["device_id", "epoch"],
-        )
-    )
     made = suppliers_file(table, decimals, "suppliers.csv")
-    assert isinstance(made, bytes)
-    checks.append(_bytes_check("export suppliers.csv", made, export / "suppliers.csv"))
     frame = suppliers_file(table, decimals, "suppliers.parquet")
-    assert isinstance(frame, pl.DataFrame)
-    checks.append(
-        _rows_check("export suppliers.parquet", frame, export / "suppliers.parquet", ["owner_id"])
-    )
-    checks.append(_export_manifest(export, summary, root))
-    return checks
+    assert isinstance(made, bytes) and isinstance(frame, pl.DataFrame)
+    on_disk = export / "suppliers.csv"
+    written = on_disk.read_bytes() if on_disk.is_file() else b""
+    same_root = root == recorded["merkle_root"]
+    by_owner = _row_difference(table.select("owner_id", "reward", "leaf_hash"),
+                               export / "suppliers.parquet", ["owner_id"])  # fmt: skip
+    return [
+        Check("Merkle root", same_root, root, recorded["merkle_root"],
+              None if same_root else by_owner),
+        Check("export suppliers.csv", made == written, _sha256(made), _sha256(written),
+              None if made == written else
+              f"suppliers.csv {first_line_difference(lines_of([made]), lines_of([written]))}"),
+        Check("export suppliers.parquet", (d := _row_difference(frame, export / "suppliers.parquet",
+              ["owner_id"])) is None, f"{frame.height} rows", "the file's rows", d),
+        _export_manifest(export, summary, root),
+    ]  # fmt: skip
 
 
 def _committed(directory: Path, suppliers: pl.DataFrame) -> pl.DataFrame:
@@ -273,24 +325,36 @@ def _committed(directory: Path, suppliers: pl.DataFrame) -> pl.DataFrame:
     return suppliers.with_columns(commitment=pl.Series(made, dtype=pl.String))
 
 
-def _bytes_check(
-    name: str, made: bytes, path: Path, found: str | None = None, recorded: str | None = None
-) -> Check:
-    """`made` against the file at `path`; by default the check compares the two files'
-    hashes, else `found` with `recorded` (the difference is named from the files)."""
-    on_disk = path.read_bytes() if path.is_file() else b""
-    ok = made == on_disk if found is None else found == recorded
-    shown = (
-        found or _sha256(made),
-        recorded or (_sha256(on_disk) if path.is_file() else "missing"),
-    )
-    where = None if ok else f"{path.name} {first_line_difference(made, on_disk)}"
-    return Check(name, ok, *shown, where)
+def _rows_check(season: ShardedSeason, decimals: int, path: Path) -> Check:
+    """The export's Parquet rows against the recomputed ones, a device range at a time."""
+    name = f"export {path.name}"
+    try:
+        scan = pl.scan_parquet(path)
+        height = scan.select(pl.len()).collect().item()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        return Check(name, False, "-", "-", f"{path.name}: cannot be read ({exc})")
+    offset = 0
+    for frame in season.rows_in_order():
+        made = export_rows(frame, decimals)
+        on_disk = scan.slice(offset, made.height).collect()
+        found = first_row_difference(
+            made,
+            on_disk.select(made.columns) if set(made.columns) <= set(on_disk.columns) else on_disk,
+            ["device_id", "epoch"],
+        )
+        if found is not None:
+            return Check(name, False, f"{offset + made.height} rows", f"{height} rows",
+                         f"{path.name} {found}")  # fmt: skip
+        offset += made.height
+    if offset != height:
+        return Check(name, False, f"{offset} rows", f"{height} rows",
+                     f"{path.name} has {height - offset:+} rows more than recomputed")  # fmt: skip
+    return Check(name, True, f"{offset} rows", f"{height} rows")
 
 
-def _rows_check(name: str, made: pl.DataFrame, path: Path, key: list[str]) -> Check:
-    difference = _row_difference(made, path, key)
-    return Check(name, difference is None, f"{made.height} rows", "the file's rows", difference)
+@contextmanager
+def _nothing() -> Iterator[Iterator[bytes]]:
+    yield iter(())
 
 
 def _row_difference(made: pl.DataFrame, path: Path, key: list[str]) -> str | None:

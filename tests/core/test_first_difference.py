@@ -3,6 +3,8 @@ parts, each on one side only or changed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import polars as pl
 
 from rewards.core import (
@@ -10,17 +12,20 @@ from rewards.core import (
     fingerprint_parts,
     first_line_difference,
     first_row_difference,
+    lines_of,
     rows_in_bucket,
 )
 
 
 def test_the_first_differing_line_is_named_with_both_sides() -> None:
-    assert first_line_difference(b"a\nb\nc\n", b"a\nb\nc\n") is None
-    said = first_line_difference(b"a\nB\nc\n", b"a\nb\nX\n")
+    def lines(*parts: bytes) -> Iterator[bytes]:
+        return lines_of(parts)
+
+    assert first_line_difference(lines(b"a\nb\n", b"c\n"), lines(b"a\nb\nc\n")) is None
+    said = first_line_difference(lines(b"a\nB\n", b"c\n"), lines(b"a\nb\nX\n"))
     assert said == "line 2: recomputed 'B', recorded 'b'"
-    assert (
-        first_line_difference(b"a\nb", b"a\nb\nc") == "line 3: the recomputed file ends before it"
-    )
+    ended = first_line_difference(lines(b"a\nb\n"), lines(b"a\n", b"b\nc\n"))
+    assert ended == "line 3: the recomputed file ends before it"
 
 
 def test_the_first_differing_row_is_named_by_its_key() -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from rewards.db.engine import make_engine
 from rewards.services.audit_bundle import InputsNotKept, write_audit_bundle
+from rewards.services.computing import ComputePlan
 from rewards.services.incidents import declare
 from rewards.services.publication import publish
 from rewards.services.records import SnapshotRecord
@@ -60,6 +61,9 @@ def test_a_bundle_reproduces_its_snapshot_from_the_files_alone(
         "manifest.json",
     ):
         assert checks[f"export {name}"].ok is True
+    # by shards of 7 devices, in two worker processes: the same answers
+    sharded = reproduce(bundle, ComputePlan(shard_devices=7, workers=2))
+    assert [(c.name, c.found) for c in sharded] == [(n, c.found) for n, c in checks.items()]
     inputs = {p.relative_to(bundle).as_posix() for p in (bundle / "inputs").rglob("*.parquet")}
     assert {"inputs/incidents.parquet", "inputs/devices.parquet", "inputs/owners.parquet"} <= inputs
     versions = pl.concat(pl.read_parquet(p) for p in (bundle / "inputs").glob("incident_*/*"))
