@@ -284,10 +284,8 @@ def run_snapshot(
     keep: Path | None = None,
 ) -> RunOutcome:
     """Compute and store a draft snapshot of `epochs` (raises JobBusy, SnapshotError);
-    `key` is the publication key the owners' commitments are made with (DESIGN 9), and
-    `keep` where its inputs are kept as fingerprinted, for its audit bundle (not kept when
-    None).
-
+    `key` is the publication key the owners' commitments are made with (DESIGN 9), `keep`
+    where its inputs are kept as fingerprinted, for its audit bundle (None: not kept).
     When the season's newest snapshot has the same inputs, policy, code and epochs, no new
     version is made unless `force`: the answer would be the same bytes.
     """
@@ -344,9 +342,8 @@ def run_snapshot(
                 now=clock(),
             )
         if keep is not None:  # under the season's lock: no other run keeps inputs now
-            prune_kept(
-                keep, policy.season_id, still_needed(list_snapshots(engine, policy.season_id))
-            )
+            name = policy.season_id
+            prune_kept(keep, name, still_needed(list_snapshots(engine, name)))
     return RunOutcome(header, created=True)
 
 
