@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,9 +46,11 @@ from rewards.db.engine import make_engine  # noqa: E402
 from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
+from rewards.services.audit_bundle import write_audit_bundle  # noqa: E402
 from rewards.services.computing import ComputePlan  # noqa: E402
 from rewards.services.eligibility_view import refresh_view  # noqa: E402
 from rewards.services.exports import export  # noqa: E402
+from rewards.services.records import SnapshotRecord  # noqa: E402
 from rewards.services.snapshot_runs import Stages, run_snapshot  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -160,6 +163,46 @@ def set_up(args: argparse.Namespace) -> tuple[str, dict[str, int]]:
     return url, sizes
 
 
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def audit_bundle(engine: Engine, snap: SnapshotRecord, kept: Path) -> dict[str, object]:
+    """What keeping the inputs cost, then the audit bundle written and reproduced by the
+    CLI in its own process (its time and peak memory)."""
+    intervals = sum(
+        pl.scan_parquet(p).select(pl.len()).collect().item()
+        for p in kept.rglob("intervals/part-*.parquet")
+    )
+    out = OUT / "audit-bundle"
+    shutil.rmtree(out, ignore_errors=True)
+    began = time.perf_counter()
+    write_audit_bundle(engine, snap, key=bytes(32), kept=kept, out=out)
+    written = time.perf_counter() - began
+    print("  reproduce (its own process) ...", flush=True)
+    with ChildPeaks() as child:
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "rewards", "snapshot", "reproduce", str(out), "--json"],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        reproduced = time.perf_counter() - began
+    checks = json.loads(done.stdout)["checks"] if done.stdout else []
+    report = {
+        "kept_inputs_bytes": _bytes(kept),
+        "kept_intervals": intervals,
+        "kept_bytes_per_interval": round(_bytes(kept) / max(intervals, 1), 2),
+        "audit_bundle_s": round(written, 1),
+        "audit_bundle_bytes": _bytes(out),
+        "reproduce_s": round(reproduced, 1),
+        "reproduce_peak_rss_mib": child.peak,
+        "reproduced": done.returncode == 0,
+        "reproduce_failed": [c["name"] for c in checks if c["ok"] is False] or done.stderr[-500:],
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
@@ -173,6 +216,11 @@ def main() -> None:
         help="worker processes for the shards (their memory is not in the reported peak)",
     )
     parser.add_argument("--no-view", action="store_true", help="skip the eligibility view")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="also write the audit bundle and reproduce it (`rewards snapshot reproduce`)",
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="the database a --keep run left (no set-up)"
     )
@@ -189,6 +237,8 @@ def main() -> None:
         print(f"  {name} ... (peak so far {peaks[name]:,.0f} MiB)", flush=True)
 
     stages = Stages(on_stage=begin)
+    kept = OUT / "snapshot-inputs"
+    shutil.rmtree(kept, ignore_errors=True)
     peak_reset = reset_peak()  # from here on, the run's own peak
     with ChildPeaks() as workers:
         began = time.perf_counter()
@@ -205,6 +255,7 @@ def main() -> None:
             stages=stages,
             plan=ComputePlan(args.shard_devices, args.workers),
             force=True,  # a rerun: a new version even when a kept database has one already
+            keep=kept,  # as a site does: its inputs kept for the audit bundle
         )
         destination = OUT / "snapshot-export"
         shutil.rmtree(destination, ignore_errors=True)
@@ -212,6 +263,7 @@ def main() -> None:
             export(engine, outcome.snapshot, destination)
         total = time.perf_counter() - began
     run_peak = peak_rss_mib()
+    audit = audit_bundle(engine, outcome.snapshot, kept) if args.audit else {}
     # the eligibility view of the whole season, from the same database (DESIGN 6)
     reset_peak()
     if args.no_view:
@@ -223,10 +275,15 @@ def main() -> None:
                     "peak_rss_mib": run_peak,
                     "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
                     "peaks": peaks,
+                    **audit,
                 },
                 indent=2,
             )
         )
+        if not args.keep:  # nothing left behind without --keep, view or no view
+            drop_database(args.url, NAME)
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.rmtree(kept, ignore_errors=True)
         return
     view_stages = Stages(on_stage=lambda name: print(f"  view: {name} ...", flush=True))
     with ChildPeaks() as view_workers:
@@ -264,12 +321,14 @@ def main() -> None:
         "view_peak_rss_mib": peak_rss_mib() if peak_reset else None,
         "view_worker_peak_rss_mib": view_workers.peak,
         "view_target_s": 60,
+        **audit,
     }
     (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     if not args.keep:
         drop_database(args.url, NAME)
         shutil.rmtree(destination, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 if __name__ == "__main__":
