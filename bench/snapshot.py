@@ -203,7 +203,7 @@ def audit_bundle(engine: Engine, snap: SnapshotRecord, kept: Path) -> dict[str, 
     return report
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=600_000)
     parser.add_argument("--url", default=ADMIN, help="PostgreSQL admin URL (database test)")
@@ -224,7 +224,11 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="the database a --keep run left (no set-up)"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     OUT.mkdir(parents=True, exist_ok=True)
 
     url, sizes = set_up(args)
