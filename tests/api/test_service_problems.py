@@ -8,6 +8,7 @@ import pytest
 
 from rewards.api.problems import BASE, Problem, problem_of
 from rewards.services.alerts import AlertError
+from rewards.services.audit_bundle import InputsNotKept
 from rewards.services.devices import RevertError
 from rewards.services.eligibility_view import ViewError
 from rewards.services.errors import ComputeUnavailable, ServiceError
@@ -46,6 +47,7 @@ EXPECTED: list[tuple[ServiceError, int, str]] = [
     (ComputeUnavailable("cannot reach the Dask scheduler at tcp://h:1"), 503, "unavailable"),
     (KeyProblem("var/publication-key: others may read the publication key"), 503, "unavailable"),
     (WrongKey("s-v1 was made with another publication key"), 503, "unavailable"),
+    (InputsNotKept("s-v1: its inputs were not kept"), 409, "conflict"),
 ]
 
 
