@@ -23,8 +23,6 @@ written when they still give the snapshot's fingerprint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from rewards.core import (
     owner_salt,
 )
 from rewards.services.exports import export, fresh_directory
-from rewards.services.files import fsync_path
+from rewards.services.files import fsync_path, json_bytes, sha256_file
 from rewards.services.kept_inputs import SPLIT, WHOLE, copy_kept, kept_folder
 from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import (
@@ -100,18 +98,6 @@ def parts_table(pieces: Pieces) -> pl.DataFrame:
     ).sort("frame", "bucket")
 
 
-def json_bytes(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_audit_bundle(
     engine: Engine, snapshot: SnapshotRecord, *, key: bytes, kept: Path, out: Path
 ) -> dict[str, Any]:
@@ -123,8 +109,9 @@ def write_audit_bundle(
     folder = kept_folder(kept, snapshot.season, snapshot.input_fingerprint)
     if not folder.is_dir():
         raise InputsNotKept(
-            f"{label(snapshot)}: its inputs were not kept (it was made before inputs were "
-            f"kept, or elsewhere than {kept}); a rerun of the same epochs keeps them"
+            f"{label(snapshot)}: its inputs were not kept in {kept} (it was made before runs "
+            "kept them, kept elsewhere, or is a draft older than the published version): it "
+            "has no audit bundle; a new run keeps its own inputs"
         )
     found, parts = kept_fingerprint(folder)
     if found != snapshot.input_fingerprint:

@@ -36,7 +36,7 @@ from rewards.core import (
     payout_leaves,
     reward_decimal,
 )
-from rewards.services.files import fsync_path
+from rewards.services.files import fsync_path, sha256_file
 from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import (
     Diff,
@@ -101,14 +101,6 @@ def fresh_directory(out: Path) -> Iterator[Path]:
         fsync_path(out.parent)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -238,7 +230,7 @@ def export(engine: Engine, snapshot: SnapshotRecord, out: Path) -> dict[str, Any
         files = {}
         for path in sorted(directory.iterdir()):
             fsync_path(path)  # the data is on disk before a manifest can vouch for it
-            files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
         manifest = _manifest(engine, content, rows, files)
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last
     return manifest
@@ -341,7 +333,7 @@ def verify_export(directory: Path) -> list[str]:
         path = directory / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif _sha256(path) != expected["sha256"] or path.stat().st_size != expected["bytes"]:
+        elif sha256_file(path) != expected["sha256"] or path.stat().st_size != expected["bytes"]:
             problems.append(f"{name}: SHA-256 or size differs from the manifest")
     if problems:
         return problems

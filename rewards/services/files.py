@@ -3,6 +3,8 @@ place (a rename without fsync can survive a power loss while the data does not).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +56,17 @@ def secret_file(path: Path, make: Callable[[], str]) -> str:
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write `frame` to Parquet at `path`, atomically."""
     write_atomically(path, frame.write_parquet)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of the file at `path`, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_bytes(value: object) -> bytes:
+    """`value` as the JSON files the engine hands out: indented, keys sorted, UTF-8."""
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

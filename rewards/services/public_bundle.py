@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from rewards.core import LEAF_FORMAT, all_proofs, merkle_root, payout_leaves
 from rewards.services.exports import fresh_directory
+from rewards.services.files import json_bytes
 from rewards.services.records import SnapshotRecord
 from rewards.services.snapshots import (
     SnapshotConflict,
@@ -49,10 +50,6 @@ PUBLIC_FILES = {
 KEPT = 2  # bundles per process: a bundle's files are asked for one after another
 _kept: OrderedDict[tuple[int, str], dict[str, bytes]] = OrderedDict()
 _lock = threading.Lock()
-
-
-def _json(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def public_files(engine: Engine, snapshot: SnapshotRecord) -> dict[str, bytes]:
@@ -94,8 +91,8 @@ def _made(engine: Engine, snapshot: SnapshotRecord) -> dict[str, bytes]:
     )  # fmt: skip
     files = {
         CLAIMS: claims,
-        "epochs.json": _json(stored_epochs(engine, snapshot).to_dicts()),
-        "policy.json": _json(policy_of(snapshot)),
+        "epochs.json": json_bytes(stored_epochs(engine, snapshot).to_dicts()),
+        "policy.json": json_bytes(policy_of(snapshot)),
     }
     manifest = {
         "format": BUNDLE_FORMAT,
@@ -118,7 +115,7 @@ def _made(engine: Engine, snapshot: SnapshotRecord) -> dict[str, bytes]:
             for name, data in sorted(files.items())
         },
     }
-    return {**files, MANIFEST: _json(manifest)}
+    return {**files, MANIFEST: json_bytes(manifest)}
 
 
 def write_public_files(engine: Engine, snapshot: SnapshotRecord, out: Path) -> dict[str, Any]:

@@ -67,10 +67,10 @@ from rewards.services.audit_bundle import (
     SALTS,
     Pieces,
     parts_table,
-    sha256_file,
 )
 from rewards.services.computing import ComputePlan
 from rewards.services.exports import suppliers_file, with_leaf_hashes
+from rewards.services.files import sha256_file
 from rewards.services.kept_inputs import SPLIT, WHOLE
 from rewards.services.snapshot_runs import code_version
 

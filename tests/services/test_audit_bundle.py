@@ -98,43 +98,28 @@ def _edit_incident(bundle: Path) -> str:
     return "incidents: its rows differ"
 
 
+def _set_for_first_device(path: Path, column: str, value: object) -> str:
+    """`column` set to `value` in the rows of the file's first device; returns the device."""
+    device = pl.read_parquet(path).get_column("device_id")[0]
+    _rewrite(path, lambda f: f.with_columns(
+        pl.when(pl.col("device_id") == device).then(pl.lit(value)).otherwise(column).alias(column)
+    ))  # fmt: skip
+    return str(device)
+
+
 def _edit_version(bundle: Path) -> str:
     path = sorted((bundle / "inputs" / "incident_versions").glob("*.parquet"))[0]
-    device = pl.read_parquet(path).get_column("device_id")[0]
-    _rewrite(
-        path,
-        lambda f: f.with_columns(
-            agent_version=pl.when(pl.col("device_id") == device)
-            .then(pl.lit("9.9.9"))
-            .otherwise("agent_version")
-        ),
-    )
+    device = _set_for_first_device(path, "agent_version", "9.9.9")
     return f"incident_versions: the rows of device {device}"
 
 
 def _edit_metadata(bundle: Path) -> str:
-    path = bundle / "inputs" / "devices.parquet"
-    device = pl.read_parquet(path).get_column("device_id")[0]
-    _rewrite(
-        path,
-        lambda f: f.with_columns(
-            suspended=pl.when(pl.col("device_id") == device).then(True).otherwise("suspended")
-        ),
-    )
+    device = _set_for_first_device(bundle / "inputs" / "devices.parquet", "suspended", True)
     return f"devices: the rows of device {device} differ"
 
 
 def _edit_owner(bundle: Path) -> str:
-    path = bundle / "inputs" / "owners.parquet"
-    device = pl.read_parquet(path).get_column("device_id")[0]
-    _rewrite(
-        path,
-        lambda f: f.with_columns(
-            owner_id=pl.when(pl.col("device_id") == device)
-            .then(pl.lit("thief"))
-            .otherwise("owner_id")
-        ),
-    )
+    device = _set_for_first_device(bundle / "inputs" / "owners.parquet", "owner_id", "thief")
     return f"owners: the rows of device {device} differ"
 
 
