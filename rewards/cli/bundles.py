@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rewards.cli._shell import AsJson, err, fail, out, print_json, shell
-from rewards.cli.snapshots import SnapshotRef, _snapshot, snapshot_app
+from rewards.cli._shell import AsJson, err, fail, out, print_json
+from rewards.cli.snapshots import SnapshotRef, _write_out, snapshot_app
 
 if TYPE_CHECKING:
     from rewards.services.reproduce import Check
@@ -27,11 +27,10 @@ def snapshot_publish_files(
     proof, pseudonymous), per-epoch totals and policy; nothing names an owner."""
     from rewards.services.public_bundle import write_public_files
 
-    sh = shell()
-    engine = sh.engine()
-    snap = _snapshot(engine, ref, sh.policy.season_id)
-    err.print(f"writing the public bundle of {ref} to {out_dir} ...", highlight=False)
-    manifest = write_public_files(engine, snap, out_dir)
+    _, manifest = _write_out(
+        ref, out_dir, "writing the public bundle of",
+        lambda _sh, engine, snap: write_public_files(engine, snap, out_dir),
+    )  # fmt: skip
     out.print(
         f"wrote {manifest['snapshot']}'s public bundle to {out_dir}: root "
         f"{manifest['merkle_root']}, {len(manifest['files']) + 1} files; check it with "
@@ -50,13 +49,12 @@ def snapshot_audit_bundle(
     salts and its export, so that `rewards snapshot reproduce DIR` recomputes it."""
     from rewards.services.audit_bundle import write_audit_bundle
 
-    sh = shell()
-    engine = sh.engine()
-    snap = _snapshot(engine, ref, sh.policy.season_id)
-    err.print(f"writing the audit bundle of {ref} to {out_dir} ...", highlight=False)
-    manifest = write_audit_bundle(
-        engine, snap, key=sh.key(), kept=sh.settings.snapshot_inputs_path, out=out_dir
-    )
+    _, manifest = _write_out(
+        ref, out_dir, "writing the audit bundle of",
+        lambda sh, engine, snap: write_audit_bundle(
+            engine, snap, key=sh.key(), kept=sh.settings.snapshot_inputs_path, out=out_dir
+        ),
+    )  # fmt: skip
     out.print(
         f"wrote {manifest['snapshot']}'s audit bundle to {out_dir}: "
         f"{len(manifest['files']) + 1} files; reproduce it with "

@@ -7,6 +7,7 @@ fast."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,6 +34,7 @@ from rewards.cli._shell import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from rewards.cli._shell import Shell
     from rewards.services.records import SnapshotRecord
     from rewards.services.snapshots import Diff
 
@@ -50,6 +52,21 @@ def _snapshot(engine: Engine, ref: str, season: str) -> SnapshotRecord:
     from rewards.services.snapshots import resolve
 
     return resolve(engine, ref, season)
+
+
+def _write_out(
+    ref: str,
+    out_dir: Path,
+    doing: str,
+    write: Callable[[Shell, Engine, SnapshotRecord], dict[str, Any]],
+) -> tuple[SnapshotRecord, dict[str, Any]]:
+    """The snapshot `ref` of the configured season and the manifest `write` returns after
+    writing it to `out_dir`, saying first what it is `doing` ("exporting", ...)."""
+    sh = shell()
+    engine = sh.engine()
+    snap = _snapshot(engine, ref, sh.policy.season_id)
+    err.print(f"{doing} {ref} to {out_dir} ...", highlight=False)
+    return snap, write(sh, engine, snap)
 
 
 def _snapshot_json(snap: SnapshotRecord) -> dict[str, Any]:
@@ -313,11 +330,9 @@ def snapshot_export(
     from rewards.services.exports import export
     from rewards.services.snapshots import label
 
-    sh = shell()
-    engine = sh.engine()
-    snap = _snapshot(engine, ref, sh.policy.season_id)
-    err.print(f"exporting {ref} to {out_dir} ...", highlight=False)
-    manifest = export(engine, snap, out_dir)
+    snap, manifest = _write_out(
+        ref, out_dir, "exporting", lambda _sh, engine, snap: export(engine, snap, out_dir)
+    )
     out.print(
         f"exported {label(snap)} ({snap.status}) to {out_dir}: "
         f"{manifest['rows']['device_epochs']:,} device-epochs, "

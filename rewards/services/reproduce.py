@@ -19,11 +19,10 @@ still match, and says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from rewards.core import (
     changed_parts,
     combine_fingerprint,
     commitment,
+    content_hash,
     empty,
     export_rows,
     fingerprint_parts,
@@ -259,22 +259,21 @@ def _outputs(
     csv = export / "device_epochs.csv"
     written = sha256_file(csv) if csv.is_file() else "missing"
 
-    def csv_difference() -> str:
-        with csv.open("rb") if csv.is_file() else _nothing() as handle:
-            made = lines_of(canonical_csv_parts(season.rows_in_order(), decimals))
-            said = first_line_difference(made, (line.rstrip(b"\n") for line in handle))
-        return f"{csv.name} {said}"
+    @cache
+    def csv_difference() -> str:  # one more pass over the rows, only on a mismatch
+        made = lines_of(canonical_csv_parts(season.rows_in_order(), decimals))
+        return f"{csv.name} {first_line_difference(made, _lines(csv))}"
 
-    checks = [
-        Check("content hash", summary.digest == recorded["content_hash"], summary.digest,
-              recorded["content_hash"],
-              None if summary.digest == recorded["content_hash"] else csv_difference()),
+    def csv_check(name: str, recorded: str) -> Check:
+        same = summary.digest == recorded
+        return Check(name, same, summary.digest, recorded, None if same else csv_difference())
+
+    return [
+        csv_check("content hash", recorded["content_hash"]),
         *_payout_checks(directory, manifest, summary, decimals),
-        Check("export device_epochs.csv", summary.digest == written, summary.digest, written,
-              None if summary.digest == written else csv_difference()),
+        csv_check("export device_epochs.csv", written),
         _rows_check(season, decimals, export / "device_epochs.parquet"),
-    ]  # fmt: skip
-    return checks
+    ]
 
 
 def _payout_checks(
@@ -288,24 +287,38 @@ def _payout_checks(
     leaves = payout_leaves(suppliers, manifest["season"], manifest["version"])
     table = with_leaf_hashes(suppliers, leaves)
     root = merkle_root(leaves)
+    parquet = export / "suppliers.parquet"
+    by_owner = None
+    if root != recorded["merkle_root"]:
+        by_owner = _row_difference(table.select("owner_id", "reward", "leaf_hash"), parquet,
+                                   ["owner_id"])  # fmt: skip
     made = suppliers_file(table, decimals, "suppliers.csv")
     frame = suppliers_file(table, decimals, "suppliers.parquet")
     assert isinstance(made, bytes) and isinstance(frame, pl.DataFrame)
     on_disk = export / "suppliers.csv"
     written = on_disk.read_bytes() if on_disk.is_file() else b""
-    same_root = root == recorded["merkle_root"]
-    by_owner = _row_difference(table.select("owner_id", "reward", "leaf_hash"),
-                               export / "suppliers.parquet", ["owner_id"])  # fmt: skip
+    csv_difference = None
+    if made != written:
+        said = first_line_difference(lines_of([made]), lines_of([written]))
+        csv_difference = f"suppliers.csv {said}"
+    rows_difference = _row_difference(frame, parquet, ["owner_id"])
     return [
-        Check("Merkle root", same_root, root, recorded["merkle_root"],
-              None if same_root else by_owner),
-        Check("export suppliers.csv", made == written, _sha256(made), _sha256(written),
-              None if made == written else
-              f"suppliers.csv {first_line_difference(lines_of([made]), lines_of([written]))}"),
-        Check("export suppliers.parquet", (d := _row_difference(frame, export / "suppliers.parquet",
-              ["owner_id"])) is None, f"{frame.height} rows", "the file's rows", d),
+        Check("Merkle root", by_owner is None and root == recorded["merkle_root"], root,
+              recorded["merkle_root"], by_owner),
+        Check("export suppliers.csv", csv_difference is None, content_hash(made),
+              content_hash(written), csv_difference),
+        Check("export suppliers.parquet", rows_difference is None, f"{frame.height} rows",
+              "the file's rows", rows_difference),
         _export_manifest(export, summary, root),
     ]  # fmt: skip
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """The lines of the file at `path` without their ends (none when it is missing)."""
+    if path.is_file():
+        with path.open("rb") as handle:
+            for line in handle:
+                yield line.rstrip(b"\n")
 
 
 def _committed(directory: Path, suppliers: pl.DataFrame) -> pl.DataFrame:
@@ -352,11 +365,6 @@ def _rows_check(season: ShardedSeason, decimals: int, path: Path) -> Check:
     return Check(name, True, f"{offset} rows", f"{height} rows")
 
 
-@contextmanager
-def _nothing() -> Iterator[Iterator[bytes]]:
-    yield iter(())
-
-
 def _row_difference(made: pl.DataFrame, path: Path, key: list[str]) -> str | None:
     try:
         on_disk = pl.read_parquet(path).select(made.columns)
@@ -386,7 +394,3 @@ def _export_manifest(export: Path, summary: Any, root: str) -> Check:
         "the file's",
         f"{', '.join(changed)} differ" if changed else None,
     )
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
