@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from rewards.db.engine import make_engine
 from rewards.services.audit_bundle import InputsNotKept, write_audit_bundle
 from rewards.services.computing import ComputePlan
+from rewards.services.exports import EXPORT_FILES
 from rewards.services.incidents import declare
 from rewards.services.publication import publish
 from rewards.services.records import SnapshotRecord
@@ -53,13 +54,7 @@ def test_a_bundle_reproduces_its_snapshot_from_the_files_alone(
     assert checks["content hash"].found == snap.content_hash
     assert checks["Merkle root"].found == snap.merkle_root
     assert checks["policy hash"].found == snap.policy_hash
-    for name in (
-        "device_epochs.csv",
-        "device_epochs.parquet",
-        "suppliers.csv",
-        "suppliers.parquet",
-        "manifest.json",
-    ):
+    for name in EXPORT_FILES:  # every file of the export
         assert checks[f"export {name}"].ok is True
     # by shards of 7 devices, in two worker processes: the same answers
     sharded = reproduce(bundle, ComputePlan(shard_devices=7, workers=2))
