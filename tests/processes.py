@@ -1,19 +1,25 @@
-"""Processes for end-to-end tests: the simulator and the CLI run as real subprocesses."""
+"""Processes for end-to-end tests: the simulator and the CLI run as real subprocesses
+(`rewards`), and the CLI in this process as a process would run it (`cli`)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
+
+from rewards.cli import main
 
 TOKEN = "e2e-service-token"
 REWARDS = [sys.executable, "-m", "rewards"]
@@ -139,3 +145,35 @@ def rewards(
     return subprocess.run(
         [*REWARDS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`rewards ARGS` run as `rewards(...)` runs it, but in this process: the same `main`,
+    with exactly `env` as its environment, stdout and stderr captured apart, and the same
+    exit code. An exception that escapes `main` is written to stderr as a traceback, as a
+    real process would, so `"Traceback" not in stderr` still catches it. A process costs
+    about a second of start-up (imports) that the command-line wiring tests need not pay;
+    the tests about processes (signals, kills, servers) start real ones."""
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    with CliRunner().isolation(env=overrides) as (stdout, stderr, _):
+        code = _exit_code(list(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    gc.collect()  # close the command's database connections now, as its exit would
+    return subprocess.CompletedProcess(["rewards", *args], code, out, err)
+
+
+def _exit_code(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0

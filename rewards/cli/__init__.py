@@ -52,9 +52,10 @@ app.add_typer(snapshots.snapshot_app, name="snapshot")
 app.add_typer(audit.audit_app, name="audit")
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The `rewards` command on `args` (default: the process's own); always exits."""
     try:
-        app()
+        app(args=args, prog_name="rewards")
     except ServiceError as exc:  # a use case's refusal, answered the same way by every command
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit({"busy": 3, "unavailable": 1}.get(exc.kind, 2))

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.api.loopback import inside_one_rate_window
-from tests.processes import REWARDS, free_port, rewards
+from tests.processes import REWARDS, cli, free_port
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -38,7 +38,7 @@ def test_the_served_api_accepts_a_dev_token_and_refuses_none(
         REWARDS_DEV_ISSUER_KEY_FILE=str(tmp_path / "dev.pem"),
         REWARDS_UPTIME_API_URL="http://127.0.0.1:9",
     )
-    refused = rewards(
+    refused = cli(
         "dev-token",
         "--sub",
         "a",
@@ -47,9 +47,9 @@ def test_the_served_api_accepts_a_dev_token_and_refuses_none(
         env={**env, "REWARDS_DEV_ISSUER_ENABLED": "false"},
     )
     assert refused.returncode == 2 and "development issuer is off" in refused.stderr
-    bad_role = rewards("dev-token", "--sub", "a", "--role", "root", env=env)
+    bad_role = cli("dev-token", "--sub", "a", "--role", "root", env=env)
     assert bad_role.returncode == 2 and "unknown role" in bad_role.stderr
-    token = rewards("dev-token", "--sub", "owner-1", "--role", "supplier", env=env).stdout.strip()
+    token = cli("dev-token", "--sub", "owner-1", "--role", "supplier", env=env).stdout.strip()
 
     port = free_port()
     process = subprocess.Popen(

@@ -13,7 +13,7 @@ from rewards.core.times import YearWindow
 from rewards.inputs import InputError, read_devices, read_heartbeats, read_incidents
 from rewards.settings import REPO_ROOT
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
-from tests.processes import cli_env, rewards
+from tests.processes import cli, cli_env
 
 SEASON = REPO_ROOT / "config" / "seasons" / "ignition-s2.toml"
 APRIL = {
@@ -46,7 +46,7 @@ def test_parquet_csv_and_ndjson_heartbeats_give_identical_results(
     for source in write_all_formats(truth, tmp_path):
         assert read_heartbeats(source).equals(truth.select(list(truth.columns)))
         out = tmp_path / f"{source.suffix[1:]}-out.parquet"
-        done = rewards(
+        done = cli(
             "eligibility",
             "compute",
             "--season",
@@ -165,7 +165,7 @@ def test_devices_file_with_and_without_validity(tmp_path: Path) -> None:
 def test_nothing_is_written_when_an_input_is_bad(truth: pl.DataFrame, tmp_path: Path) -> None:
     (tmp_path / "inc.json").write_text("[{]")
     out = tmp_path / "out.csv"
-    done = rewards(
+    done = cli(
         "eligibility",
         "compute",
         "--season",
@@ -300,7 +300,7 @@ def test_eligibility_compute_reads_every_file_within_the_configured_year_window(
     )
     out = tmp_path / "out.csv"
     first, last = window
-    done = rewards(
+    done = cli(
         "eligibility",
         "compute",
         "--season",
@@ -332,7 +332,7 @@ def test_eligibility_compute_accepts_files_inside_a_configured_wider_window(
     old = {**APRIL, "start": "1995-04-25T08:05:00Z", "end": "1995-04-25T09:05:00Z"}
     (tmp_path / "inc.json").write_text(json.dumps([old]))
     out = tmp_path / "out.csv"
-    done = rewards(
+    done = cli(
         "eligibility",
         "compute",
         "--season",

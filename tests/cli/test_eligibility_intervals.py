@@ -16,7 +16,7 @@ from rewards.seasons import load_policy
 from rewards.services.eligibility import compute_from_files
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats, delivery_log
 from tests.cli.test_eligibility_files import APRIL, SEASON
-from tests.processes import cli_env, rewards
+from tests.processes import cli, cli_env
 
 POLICY = load_policy(SEASON)
 
@@ -28,7 +28,7 @@ def truth() -> pl.DataFrame:
 
 def compute(tmp_path: Path, *args: str) -> tuple[int, str, bytes | None]:
     out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.csv"
-    done = rewards(
+    done = cli(
         "eligibility", "compute", "--season", str(SEASON), "--out", str(out), *args,
         env=cli_env("sqlite:///unused", "http://127.0.0.1:9", tmp_path),
     )  # fmt: skip
@@ -179,7 +179,7 @@ def test_by_shard_the_results_file_is_the_same_bytes(truth: pl.DataFrame, tmp_pa
     files = {}
     for name, extra in (("whole", ()), ("sharded", ("--shards", "4"))):
         files[name] = tmp_path / f"{name}.parquet"
-        done = rewards(
+        done = cli(
             "eligibility", "compute", "--season", str(SEASON), "--out", str(files[name]),
             *inputs, *extra, env=env,
         )  # fmt: skip

@@ -23,13 +23,14 @@ from rewards.services.snapshots import compare, list_snapshots, settlement
 from rewards.settings import REPO_ROOT
 from tests.cli.conftest import cli_env
 from tests.cli.test_snapshot_cli import ok
-from tests.processes import rewards
+from tests.processes import cli
 from tests.seeded import ingested_copy
 
 # Beyond 2^53 per epoch: a JSON number read as a double would lose the last digits.
 POOL = 123_456_789_012_345_678
 SEASON = "ignition-s2"
 BY = ("--by", "admin.example.org")
+pytestmark = pytest.mark.xdist_group("cli-json")  # `built` once per dialect, not per worker
 PROGRESS_LINE = re.compile(r"\w+: \d+ of \d+ [\w ]+, \d+ s elapsed, about \d+ s left")
 
 
@@ -71,7 +72,7 @@ def built(request, databases, seeded, small_fleet, tmp_path_factory) -> dict[str
     (seasons / f"{SEASON}.toml").write_text(big)
     env = {**env, "REWARDS_SEASONS_DIR": str(seasons)}
     run = ("snapshot", "run", "--epochs", "0:6", *BY)
-    first = rewards(*run, "--reason", "first look", env=env)
+    first = cli(*run, "--reason", "first look", env=env)
     assert first.returncode == 0, first.stderr
     assert PROGRESS_LINE.search(first.stderr), first.stderr  # progress with time and ETA
     window = ("--start", "2024-04-25T08:05:00Z", "--end", "2024-04-25T09:05:00Z")
@@ -119,7 +120,7 @@ def test_snapshot_list_and_show_print_the_stored_snapshots_with_exact_amounts(
 def test_snapshot_diff_and_adjustments_print_what_the_services_compute(
     big_pool: dict[str, str], stored: Engine, tmp_path: Path
 ) -> None:
-    diff = rewards("snapshot", "diff", "v1", "v2", "--json", "--out", str(tmp_path / "d"),
+    diff = cli("snapshot", "diff", "v1", "v2", "--json", "--out", str(tmp_path / "d"),
                    env=big_pool)  # fmt: skip
     assert diff.returncode == 0, diff.stderr
     assert "wrote the full diff" in diff.stderr  # notes go to stderr, stdout is the document
@@ -136,7 +137,7 @@ def test_snapshot_diff_and_adjustments_print_what_the_services_compute(
     ]
     assert document["largest"][0]["delta_decimal"] == tokens(summary.largest[0][3])
 
-    adjusted = rewards("snapshot", "adjustments", "v1", "v2", "--json", "--out",
+    adjusted = cli("snapshot", "adjustments", "v1", "v2", "--json", "--out",
                        str(tmp_path / "a"), env=big_pool)  # fmt: skip
     assert adjusted.returncode == 0, adjusted.stderr
     assert "are owed" in adjusted.stderr
@@ -171,7 +172,7 @@ def test_runs_incidents_and_the_audit_log_print_the_stored_records(
     assert incidents[0]["scope"] == {"agent_version_below": "0.10"}
     assert json_of("incidents", "show", "apr-25", env=big_pool) == incidents[0]
     assert json_of("incidents", "list", "--status", "dismissed", env=big_pool) == []
-    missing = rewards("incidents", "show", "nope", "--json", env=big_pool)
+    missing = cli("incidents", "show", "nope", "--json", env=big_pool)
     assert missing.returncode == 2 and "no incident 'nope'" in missing.stderr
     assert missing.stdout == ""
 
@@ -208,5 +209,5 @@ def test_incidents_impact_previews_what_unconfirm_would_change_then_unconfirm_do
     assert json_of("incidents", "show", "apr-25", env=big_pool)["status"] == "confirmed"
     ok("incidents", "unconfirm", "apr-25", *BY, env=big_pool)
     assert json_of("incidents", "show", "apr-25", env=big_pool)["status"] == "proposed"
-    refused = rewards("incidents", "impact", "nope", env=big_pool)
+    refused = cli("incidents", "impact", "nope", env=big_pool)
     assert refused.returncode != 0 and "no incident 'nope'" in refused.stderr

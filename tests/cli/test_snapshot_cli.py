@@ -14,11 +14,11 @@ from sqlalchemy import text
 
 from rewards.core.merkle import Payout, leaf_hash
 from rewards.db.engine import make_engine
-from tests.processes import REWARDS, rewards
+from tests.processes import REWARDS, cli
 
 
 def ok(*args: str, env: dict[str, str]) -> str:
-    done = rewards(*args, env=env)
+    done = cli(*args, env=env)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return done.stdout
@@ -88,7 +88,7 @@ def test_run_publish_diff_adjust_export_and_prove(env: dict[str, str], tmp_path:
     )
     document["leaf"][3] += 1
     proof_file.write_text(json.dumps(document))
-    forged = rewards("snapshot", "verify-proof", str(proof_file), env=env)
+    forged = cli("snapshot", "verify-proof", str(proof_file), env=env)
     assert forged.returncode == 1 and "invalid" in forged.stderr
 
 
@@ -123,7 +123,7 @@ DAYS = ("--from", "2024-04-23", "--to", "2024-04-24")
 def test_bad_requests_are_messages(
     env: dict[str, str], args: tuple[str, ...], message: str
 ) -> None:
-    done = rewards(*args, env=env)
+    done = cli(*args, env=env)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
 
@@ -134,11 +134,11 @@ def test_publishing_twice_or_exporting_over_files_is_refused(
 ) -> None:
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
     ok("snapshot", "publish", "v1", "--by", "a", env=env)
-    again = rewards("snapshot", "publish", "v1", "--by", "a", env=env)
+    again = cli("snapshot", "publish", "v1", "--by", "a", env=env)
     assert again.returncode == 2 and "only a draft can be published" in again.stderr
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
-    over = rewards("snapshot", "export", "v1", "--out", str(tmp_path / "taken"), env=env)
+    over = cli("snapshot", "export", "v1", "--out", str(tmp_path / "taken"), env=env)
     assert over.returncode == 2 and "not empty" in over.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
@@ -164,11 +164,11 @@ def test_an_audit_bundle_is_reproduced_without_the_database_and_an_edit_fails_it
     }
     policy = json.loads((bundle / "policy.json").read_text())
     (bundle / "policy.json").write_text(json.dumps({**policy, "min_uptime_ratio": "1/2"}))
-    failed = rewards("snapshot", "reproduce", str(bundle), env=nowhere)
+    failed = cli("snapshot", "reproduce", str(bundle), env=nowhere)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "policy hash" in failed.stdout and "MISMATCH" in failed.stdout
     assert "min_uptime_ratio: '1/2'" in failed.stdout
-    not_one = rewards("snapshot", "reproduce", str(tmp_path), env=nowhere)
+    not_one = cli("snapshot", "reproduce", str(tmp_path), env=nowhere)
     assert not_one.returncode == 2 and "not an audit bundle" in not_one.stderr.replace("\n", " ")
 
 
@@ -181,13 +181,13 @@ def test_publishing_an_older_version_is_refused_without_override_and_reason_and_
     ok("snapshot", "run", "--epochs", "0:6", "--reason", "second", "--force", *by, env=env)
     ok("snapshot", "publish", "v2", *by, env=env)
 
-    refused = rewards("snapshot", "publish", "v1", *by, env=env)
+    refused = cli("snapshot", "publish", "v1", *by, env=env)
     assert refused.returncode == 1, refused.stdout
     assert "older than the published ignition-s2-v2" in refused.stderr
     assert "--override-rollback" in refused.stderr
     assert "ignition-s2-v2 -> ignition-s2-v1" in refused.stdout  # the diff it would cause
     assert "base units moved" in refused.stdout
-    no_reason = rewards("snapshot", "publish", "v1", "--override-rollback", *by, env=env)
+    no_reason = cli("snapshot", "publish", "v1", "--override-rollback", *by, env=env)
     assert no_reason.returncode == 2 and "needs --reason" in no_reason.stderr
     listing = ok("snapshot", "list", env=env).splitlines()[1:]
     assert [line.split("\t")[:2] for line in listing] == [
@@ -235,7 +235,7 @@ def test_verify_proof_without_root_checks_the_published_root_not_the_files_own(
     forged.write_text(
         json.dumps({"leaf": leaf, "proof": [], "root": leaf_hash(Payout(*leaf)).hex()})
     )
-    refused = rewards("snapshot", "verify-proof", str(forged), env=env)
+    refused = cli("snapshot", "verify-proof", str(forged), env=env)
     assert refused.returncode == 1, refused.stdout
     assert "invalid" in refused.stderr
     assert f"checked against root {root} of ignition-s2-v1 (published)" in refused.stderr
@@ -247,10 +247,10 @@ def test_verify_proof_without_root_checks_the_published_root_not_the_files_own(
 
     elsewhere = json.dumps({"leaf": [*leaf[:2], 9, leaf[3]], "proof": [], "root": "00" * 32})
     forged.write_text(elsewhere)  # a snapshot the engine never made: no root to trust
-    unknown = rewards("snapshot", "verify-proof", str(forged), env=env)
+    unknown = cli("snapshot", "verify-proof", str(forged), env=env)
     assert unknown.returncode == 2
     assert "no --root given" in unknown.stderr and "ignition-s2-v9" in unknown.stderr
-    given = rewards("snapshot", "verify-proof", str(genuine), "--root", root, env=env)
+    given = cli("snapshot", "verify-proof", str(genuine), "--root", root, env=env)
     assert given.returncode == 0 and "given with --root" in given.stdout
 
 
@@ -292,7 +292,7 @@ def test_a_run_killed_mid_way_leaves_no_snapshot_and_holds_its_lock_until_it_lap
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
     engine.dispose()
 
-    busy = rewards("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
+    busy = cli("snapshot", "run", "--epochs", "0:6", "--reason", "r", "--by", "a", env=env)
     assert busy.returncode == 3 and "already running" in busy.stderr  # the dead run's lease
     runs = [line.split("\t") for line in ok("runs", env=env).splitlines()[1:]]
     # still 'running' until the next holder, once the lease lapses, marks it abandoned

@@ -21,7 +21,7 @@ from rewards.services.exports import export
 from rewards.services.publication import publish
 from rewards.services.snapshot_runs import run_snapshot
 from rewards.services.snapshots import resolve
-from tests.processes import rewards
+from tests.processes import cli
 from tests.seeded import KEY, LOCK, POLICY
 from tests.seeded import NOW as LATER
 
@@ -125,13 +125,13 @@ def test_rewards_audit_verify_exits_1_on_a_broken_chain(db_url: str, tmp_path: P
     env["REWARDS_DATABASE_URL"] = db_url
     engine = make_engine(db_url)
     record(engine, 3)
-    done = rewards("audit", "verify", env=env)
+    done = cli("audit", "verify", env=env)
     assert done.returncode == 0 and "3 entries" in done.stdout
     lift_append_only(engine)
     with engine.begin() as connection:
         connection.execute(text("UPDATE audit_log SET details = '{\"i\": 9}' WHERE id > 0"))
     engine.dispose()
-    broken = rewards("audit", "verify", env=env)
+    broken = cli("audit", "verify", env=env)
     assert broken.returncode == 1
     assert "content does not match its hash" in broken.stderr
 
@@ -228,7 +228,7 @@ def test_a_truncated_or_rewound_log_is_caught_against_the_heads_snapshots_record
         )
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
     env["REWARDS_DATABASE_URL"] = str(ingested.url.render_as_string(hide_password=False))
-    done = rewards("audit", "verify", env=env)
+    done = cli("audit", "verify", env=env)
     assert done.returncode == 1, done.stdout
     assert "the log has only 0 entries: it was truncated or rewound" in done.stderr
 

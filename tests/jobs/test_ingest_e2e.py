@@ -19,7 +19,7 @@ from rewards.core import online_intervals
 from rewards.db.engine import make_engine, unit_of_work
 from rewards.db.heartbeats import load_heartbeats
 from rewards.seasons import load_policy
-from tests.processes import FLEET, REWARDS, Simulator, cli_env, rewards
+from tests.processes import FLEET, REWARDS, Simulator, cli, cli_env, rewards
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def dump(tmp_path_factory: pytest.TempPathFactory, season_dir: Path) -> pl.DataFrame:
     out = tmp_path_factory.mktemp("dump") / "truth.parquet"
     env = cli_env("sqlite:///unused.db", "http://127.0.0.1:1", season_dir)
-    done = rewards("sim", "dump", *FLEET, "--bad-rate", "0.0002", "--out", str(out), env=env)
+    done = cli("sim", "dump", *FLEET, "--bad-rate", "0.0002", "--out", str(out), env=env)
     assert done.returncode == 0, done.stderr
     return pl.read_parquet(out)
 
@@ -49,7 +49,7 @@ def check_against_dump(
     archived = HeartbeatArchive(env["REWARDS_ARCHIVE_URL"]).heartbeats()
     assert archived.equals(dump), "the archive's heartbeats differ from sim dump"
     exported = tmp_path / "intervals.parquet"
-    done = rewards("intervals", "export", "--out", str(exported), env=env)
+    done = cli("intervals", "export", "--out", str(exported), env=env)
     assert done.returncode == 0, done.stderr
     expected = online_intervals(dump, load_policy(season_dir / "e2e.toml"))
     assert pl.read_parquet(exported).equals(expected)  # with the edges bridges need
@@ -70,16 +70,14 @@ def test_faulty_fleet_is_ingested_exactly(
     assert "heartbeats:" in done.stdout and "caught up" in done.stdout
     check_against_dump(db_url, env, dump, season_dir, tmp_path)
     # a range rebuild from the archive changes nothing when nothing was lost
-    ranged = rewards("intervals", "rebuild", "--from", "2024-04-23", "--to", "2024-04-24", env=env)
+    ranged = cli("intervals", "rebuild", "--from", "2024-04-23", "--to", "2024-04-24", env=env)
     assert ranged.returncode == 0 and "of 2024-04-23 to 2024-04-24" in ranged.stdout, ranged.stderr
     check_against_dump(db_url, env, dump, season_dir, tmp_path)
-    alone = rewards("intervals", "rebuild", "--from", "2024-04-23", env=env)
+    alone = cli("intervals", "rebuild", "--from", "2024-04-23", env=env)
     assert alone.returncode == 2 and "go together" in alone.stderr
-    bad = rewards("intervals", "rebuild", "--from", "2024-04-31", "--to", "2024-05-01", env=env)
+    bad = cli("intervals", "rebuild", "--from", "2024-04-31", "--to", "2024-05-01", env=env)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
-    backwards = rewards(
-        "intervals", "rebuild", "--from", "2024-04-24", "--to", "2024-04-23", env=env
-    )
+    backwards = cli("intervals", "rebuild", "--from", "2024-04-24", "--to", "2024-04-23", env=env)
     assert backwards.returncode == 2 and "before it starts" in backwards.stderr
 
 
@@ -116,10 +114,10 @@ def test_a_kill_mid_ingest_then_a_rerun_loses_and_doubles_nothing(
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
 
-    busy = rewards("ingest", "--once", "--stream", "heartbeats", env=env)
+    busy = cli("ingest", "--once", "--stream", "heartbeats", env=env)
     assert busy.returncode == 3 and "already running" in busy.stderr  # the dead holder's lease
     time.sleep(10.5)  # ... lapses after REWARDS_JOB_LOCK_S
-    done = rewards("ingest", "--once", env=env)
+    done = cli("ingest", "--once", env=env)
     assert done.returncode == 0, done.stderr
     with unit_of_work(engine) as session:
         statuses = (
@@ -140,11 +138,11 @@ def test_a_bounded_run_stops_after_max_pages_and_the_next_goes_on(
     db_url: str, fleet_simulator: Simulator, season_dir: Path
 ) -> None:
     env = cli_env(db_url, fleet_simulator.url, season_dir, REWARDS_PAGE_SIZE="5000")
-    done = rewards("ingest", "--once", "--stream", "heartbeats", "--max-pages", "2", env=env)
+    done = cli("ingest", "--once", "--stream", "heartbeats", "--max-pages", "2", env=env)
     assert done.returncode == 0, done.stderr
     assert "heartbeats: 2 pages, 10,000 records" in done.stdout
     assert "stopped after --max-pages 2" in done.stdout
-    again = rewards("ingest", "--once", "--stream", "heartbeats", "--max-pages", "1", env=env)
+    again = cli("ingest", "--once", "--stream", "heartbeats", "--max-pages", "1", env=env)
     assert "heartbeats: 1 pages, 5,000 records" in again.stdout
     engine = make_engine(db_url)
     with unit_of_work(engine) as session:
@@ -156,5 +154,5 @@ def test_a_bounded_run_stops_after_max_pages_and_the_next_goes_on(
     engine.dispose()
     assert pages == 3
     assert HeartbeatArchive(env["REWARDS_ARCHIVE_URL"]).archived_page("heartbeats") == 3
-    refused = rewards("ingest", "--once", "--max-pages", "0", env=env)
+    refused = cli("ingest", "--once", "--max-pages", "0", env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

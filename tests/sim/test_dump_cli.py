@@ -9,7 +9,7 @@ import polars as pl
 
 from rewards.core import to_us
 from rewards.sim.fleet import FORCED_UPGRADE, FleetSpec, fleet_feed
-from tests.processes import rewards
+from tests.processes import cli
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
 
@@ -17,7 +17,7 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
 def test_sim_dump_of_a_range_writes_the_truth_observed_in_it(tmp_path: Path) -> None:
     out = tmp_path / "window.parquet"
     args = ["--devices", "600000", "--days", "30", "--seed", "4"]
-    done = rewards(
+    done = cli(
         "sim",
         "dump",
         *args,
@@ -42,7 +42,7 @@ def test_sim_dump_of_a_range_writes_the_truth_observed_in_it(tmp_path: Path) -> 
 
 
 def test_sim_dump_refuses_a_range_that_ends_before_it_begins(tmp_path: Path) -> None:
-    done = rewards(
+    done = cli(
         "sim",
         "dump",
         "--devices",
@@ -56,7 +56,7 @@ def test_sim_dump_refuses_a_range_that_ends_before_it_begins(tmp_path: Path) -> 
         env=ENV,
     )
     assert done.returncode != 0 and "--to must be after --from" in done.stderr
-    bad = rewards(
+    bad = cli(
         "sim",
         "dump",
         "--devices",
