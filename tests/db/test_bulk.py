@@ -1,6 +1,7 @@
 """Large reads (rewards/db/bulk.py): on PostgreSQL the COPY text is parsed as it arrives,
 cut only between rows, so quoted commas, quotes and newlines inside a value survive any
-cut; the frame equals the row-by-row read on both databases."""
+cut; in a read-only transaction the rows come as Arrow batches from a second connection
+on the same moment. The frame equals the row-by-row read on both databases."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from rewards.db import bulk
 from rewards.db.bulk import _last_row_end, fetch_frame, read_frame, read_frames
-from rewards.db.engine import make_engine
+from rewards.db.engine import consistent_read, make_engine
 from tests.conftest import Databases
 
 SCHEMA: dict[str, pl.DataType] = {"n": pl.Int64(), "word": pl.String(), "flag": pl.Boolean()}
@@ -53,6 +55,8 @@ def test_a_read_cut_anywhere_gives_every_row_whole(
             batches = list(
                 read_frames(connection, QUERY, {}, SCHEMA, read_bytes=size, sqlite_rows=size)
             )
+        with consistent_read(engine) as (connection, _):  # on PostgreSQL: through Arrow
+            assert read_frame(connection, QUERY, {}, SCHEMA).equals(expected)
         assert found.equals(expected)
         # a batch at a time: bounded, every row once, in order
         assert pl.concat([pl.DataFrame(schema=SCHEMA), *batches]).equals(expected)
@@ -121,3 +125,28 @@ def test_a_small_read_does_not_pay_for_a_large_buffer(probe: dict[str, Engine]) 
         )
     assert found.height == 30 and peak < 4 << 20
     assert many.height == 200_000 and many["n"].to_list() == list(range(1, 200_001))
+
+
+def test_a_read_only_read_sees_its_transaction_s_moment_not_a_later_commit(
+    probe: dict[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot's inputs are read in one read-only transaction; on PostgreSQL the large
+    reads go through a second (Arrow) connection, which must see that transaction's rows:
+    not a row committed after the transaction's first read."""
+    engine = probe["postgresql"]
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM bulk_probe"))
+        connection.execute(text("INSERT INTO bulk_probe VALUES (1, 'before', true)"))
+
+    def no_copy(*_: object) -> None:
+        raise AssertionError("a read-only transaction reads through Arrow, not COPY text")
+
+    monkeypatch.setattr(bulk, "_copy_chunks", no_copy)
+    with consistent_read(engine) as (connection, _):
+        seen = fetch_frame(connection, QUERY, {}, SCHEMA)  # the transaction's moment is now
+        with engine.begin() as other:
+            other.execute(text("INSERT INTO bulk_probe VALUES (2, 'after', false)"))
+        found = read_frame(connection, QUERY, {}, SCHEMA)
+    assert found.equals(seen) and found.get_column("word").to_list() == ["before"]
+    with engine.connect() as connection:
+        assert fetch_frame(connection, QUERY, {}, SCHEMA).height == 2
