@@ -108,10 +108,11 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     if not parts:
         return 0, 0
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
-    packed = [pack_documents(d) for d in owner_documents(rows, job.policy)]
-    documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
     epochs = len(started_epochs(job.policy, job.as_of_us))
-    devices = pack_device_documents(device_documents(rows, job.policy, epochs))
+    rendered = device_documents(rows, job.policy, epochs)
+    packed = [pack_documents(d) for d in owner_documents(rendered)]
+    documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
+    devices = pack_device_documents(rendered)
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)

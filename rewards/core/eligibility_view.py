@@ -85,30 +85,23 @@ def stored_rows(rows: pl.DataFrame, policy: SeasonPolicy) -> pl.DataFrame:
     ).select(STORED_ROWS)
 
 
-def owner_documents(
-    rows: pl.DataFrame, policy: SeasonPolicy, chunk_rows: int = 1_000_000
-) -> Iterator[pl.DataFrame]:
+def owner_documents(devices: pl.DataFrame, chunk_devices: int = 20_000) -> Iterator[pl.DataFrame]:
     """Per owner, in owner order: owner_id, rows (device-epochs) and document (the JSON
-    array of the owner's STORED_ROWS without owner_id, by device then epoch), made about
-    `chunk_rows` rows at a time so only that many rendered rows are in memory at once.
-    `rows` is VIEW_ROWS in view order (owner, device, epoch)."""
-    owners = rows.get_column("owner_id")
+    array of the owner's STORED_ROWS without owner_id, by device then epoch), from the
+    owner's `device_documents` joined: each row is rendered once, for both. About
+    `chunk_devices` devices at a time, ending at an owner's last device, so only that
+    many owners' documents are in memory at once."""
+    owners = devices.get_column("owner_id")
     start = 0
-    while start < rows.height:
-        stop = min(rows.height, start + chunk_rows)
-        if stop < rows.height:  # end the chunk at an owner boundary
+    while start < devices.height:
+        stop = min(devices.height, start + chunk_devices)
+        if stop < devices.height:  # end the chunk at an owner boundary
             stop = int(owners.search_sorted(owners[stop - 1], "right"))
-        chunk = stored_rows(rows.slice(start, stop - start), policy)
+        inner = pl.col("document").str.slice(1, pl.col("document").str.len_bytes() - 2)
         yield (
-            chunk.select(
-                "owner_id",
-                pl.struct(pl.all().exclude("owner_id")).struct.json_encode().alias("json"),
-            )
+            devices.slice(start, stop - start)
             .group_by("owner_id", maintain_order=True)
-            .agg(
-                pl.len().cast(pl.Int64).alias("rows"),
-                ("[" + pl.col("json").str.join(",") + "]").alias("document"),
-            )
+            .agg(pl.col("rows").sum(), ("[" + inner.str.join(",") + "]").alias("document"))
         )
         start = stop
 
@@ -161,11 +154,13 @@ def grid_letter_expr(policy: SeasonPolicy) -> pl.Expr:
 def device_documents(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> pl.DataFrame:
     """Per (owner_id, device_id) of VIEW_ROWS `rows`, in their order: `states` (a
     GRID_LETTERS letter per epoch 0..epochs-1, NOT_OWNED where the device was not the
-    owner's) and `document` (the JSON array of its STORED_ROWS without owner_id)."""
+    owner's), `rows` (its device-epochs) and `document` (the JSON array of its
+    STORED_ROWS without owner_id, by epoch)."""
     keys = ["owner_id", "device_id"]
     if rows.is_empty():
         return pl.DataFrame(schema={"owner_id": pl.String, "device_id": pl.String,
-                                    "states": pl.String, "document": pl.String})  # fmt: skip
+                                    "states": pl.String, "rows": pl.Int64,
+                                    "document": pl.String})  # fmt: skip
     letters = (
         rows.select(*keys, "epoch", grid_letter_expr(policy).alias("letter"))
         .pivot(on="epoch", index=keys, values="letter", sort_columns=True)
@@ -186,10 +181,13 @@ def device_documents(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> p
         stored_rows(rows, policy)
         .select(*keys, pl.struct(pl.all().exclude("owner_id")).struct.json_encode().alias("j"))
         .group_by(keys, maintain_order=True)
-        .agg(("[" + pl.col("j").str.join(",") + "]").alias("document"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("rows"),
+            ("[" + pl.col("j").str.join(",") + "]").alias("document"),
+        )
     )
     return documents.join(states, on=keys, how="left", maintain_order="left").select(
-        *keys, "states", "document"
+        *keys, "states", "rows", "document"
     )
 
 
