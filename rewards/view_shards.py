@@ -11,6 +11,7 @@ time, to store them. The documents are those of the whole season's rows (tests/c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +111,10 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
     epochs = len(started_epochs(job.policy, job.as_of_us))
     rendered = device_documents(rows, job.policy, epochs)
-    packed = [pack_documents(d) for d in owner_documents(rendered)]
+    threads = len(os.sched_getaffinity(0))  # the cores this task may use
+    packed = [pack_documents(d, threads) for d in owner_documents(rendered)]
     documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
-    devices = pack_device_documents(rendered)
+    devices = pack_device_documents(rendered, threads)
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)

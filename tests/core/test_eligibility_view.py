@@ -19,6 +19,7 @@ from rewards.core.eligibility_view import (
     grid_letter_expr,
     owner_documents,
     pack_device_documents,
+    pack_documents,
     started_epochs,
     stored_rows,
     view_rows,
@@ -325,3 +326,18 @@ def test_a_letter_is_the_grid_state_of_its_row(
     )
     letters = frame.select(grid_letter_expr(SEASON)).to_series().to_list()
     assert letters == [GRID_LETTERS[grid_state(r, SEASON)] for r in frame.to_dicts()]
+
+
+@settings(deadline=None)
+@given(texts=st.lists(st.text(max_size=40), max_size=30), threads=st.integers(1, 5))
+def test_packing_on_threads_gives_the_bytes_and_digests_of_packing_on_one(
+    texts: list[str], threads: int
+) -> None:
+    documents = pl.DataFrame(
+        {"owner_id": [f"o{i}" for i in range(len(texts))], "rows": [1] * len(texts),
+         "document": texts},
+        schema={"owner_id": pl.String, "rows": pl.Int64, "document": pl.String},
+    )  # fmt: skip
+    one = pack_documents(documents)
+    assert pack_documents(documents, threads).equals(one)
+    assert [zlib.decompress(d).decode() for d in one["document"]] == texts
