@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 import psycopg
 from sqlalchemy import Connection, text
@@ -109,6 +108,10 @@ def _arrow_frames(
     read-only transaction's snapshot, so it reads exactly what `connection` would. At
     150,000 GPUs (11M intervals) the intervals' read took 4.8 s instead of 8.2 s; the
     database's part is smaller too (binary rows are cheaper to make than CSV text)."""
+    # here, not at the top: pyarrow costs every process 86 MiB and 0.3 s to import, and
+    # most (the API, the pages, short commands) never read a season
+    import adbc_driver_postgresql.dbapi as adbc  # noqa: PLC0415
+
     snapshot = connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
     uri = connection.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with adbc.connect(uri, autocommit=True) as other, other.cursor() as cursor:
