@@ -111,7 +111,7 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
     epochs = len(started_epochs(job.policy, job.as_of_us))
     rendered = device_documents(rows, job.policy, epochs)
-    threads = len(os.sched_getaffinity(0))  # the cores this task may use
+    threads = _cores()
     packed = [pack_documents(d, threads) for d in owner_documents(rendered)]
     documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
     devices = pack_device_documents(rendered, threads)
@@ -120,6 +120,13 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path, compression="uncompressed")  # already compressed
     return rows.height, documents.height
+
+
+def _cores() -> int:
+    """The cores this process may use (its CPU affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _documents(season: ShardedSeason, bucket: int, kind: str) -> Path:
