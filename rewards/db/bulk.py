@@ -8,7 +8,8 @@ from typing import Any
 
 import polars as pl
 import psycopg
-from sqlalchemy import Connection, text
+from psycopg.conninfo import make_conninfo
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -113,8 +114,10 @@ def _arrow_frames(
     import adbc_driver_postgresql.dbapi as adbc  # noqa: PLC0415
 
     snapshot = connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-    uri = connection.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with adbc.connect(uri, autocommit=True) as other, other.cursor() as cursor:
+    with (
+        adbc.connect(libpq_conninfo(connection.engine), autocommit=True) as other,
+        other.cursor() as cursor,
+    ):
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # the server's own id
         cursor.execute(sql)
@@ -123,6 +126,16 @@ def _arrow_frames(
             assert isinstance(frame, pl.DataFrame)
             yield frame.select(pl.col(c).cast(t) for c, t in schema.items())
         cursor.execute("COMMIT")
+
+
+def libpq_conninfo(engine: Engine) -> str:
+    """The libpq connection string of the server and database `engine` connects to, as
+    the engine's own driver is given them (host, port, database, user, password, and the
+    URL's libpq options such as sslmode). Not the URL re-rendered: SQLAlchemy's text of a
+    URL leaves a space or a `+` in a password as it is, which libpq rejects or misreads."""
+    _, options = engine.dialect.create_connect_args(engine.url)
+    known = {d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults()}
+    return make_conninfo("", **{k: v for k, v in options.items() if k in known})
 
 
 def _copy_chunks(

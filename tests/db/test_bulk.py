@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy import Engine, create_engine, text
 
 from rewards.db import bulk
-from rewards.db.bulk import _last_row_end, fetch_frame, read_frame, read_frames
+from rewards.db.bulk import _last_row_end, fetch_frame, libpq_conninfo, read_frame, read_frames
 from rewards.db.engine import consistent_read, make_engine
 from tests.conftest import Databases
 
@@ -150,3 +151,24 @@ def test_a_read_only_read_sees_its_transaction_s_moment_not_a_later_commit(
     assert found.equals(seen) and found.get_column("word").to_list() == ["before"]
     with engine.connect() as connection:
         assert fetch_frame(connection, QUERY, {}, SCHEMA).height == 2
+
+
+def test_the_arrow_reader_connects_as_the_engine_does_whatever_the_password() -> None:
+    """The second connection's libpq string is made from what the engine's driver is
+    given: re-rendering the URL (the first version) left a space in a password, which
+    libpq refused ("unexpected spaces"), and a `+` in an option that it misread."""
+    engine = create_engine(
+        "postgresql+psycopg://us%40er:p%40ss%3Aw%2Frd%2Bx%20y%25@db.example:5433/rew"
+        "?sslmode=require&application_name=a%20b"
+    )
+    assert conninfo_to_dict(libpq_conninfo(engine)) == {
+        "host": "db.example",
+        "port": "5433",
+        "dbname": "rew",
+        "user": "us@er",
+        "password": "p@ss:w/rd+x y%",
+        "sslmode": "require",
+        "application_name": "a b",
+    }
+    socket = create_engine("postgresql+psycopg://postgres@/rewards?host=/var/run/postgresql")
+    assert conninfo_to_dict(libpq_conninfo(socket))["host"] == "/var/run/postgresql"
