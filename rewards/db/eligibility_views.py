@@ -10,9 +10,9 @@ from datetime import datetime
 
 import polars as pl
 from sqlalchemy import Connection, delete, select
-from sqlalchemy import insert as sql_insert
 from sqlmodel import Session, col
 
+from rewards.db.bulk import copy_rows
 from rewards.db.tables import EligibilityDeviceDocument, EligibilityDocument, EligibilityView
 
 
@@ -49,9 +49,8 @@ def insert(
     session.flush()
     for table, frames in ((EligibilityDocument, documents), (EligibilityDeviceDocument, devices)):
         for frame in frames:
-            for chunk in frame.iter_slices(2_000):
-                rows = chunk.with_columns(view_id=pl.lit(header.id)).to_dicts()
-                session.connection().execute(sql_insert(table), rows)
+            rows = frame.select(pl.lit(header.id, pl.Int32).alias("view_id"), pl.all())
+            copy_rows(session.connection(), table.__table__, rows)  # type: ignore[union-attr]
     return header
 
 
