@@ -12,10 +12,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    select,
+    text,
+)
 
 from rewards.db import bulk
-from rewards.db.bulk import _last_row_end, fetch_frame, libpq_conninfo, read_frame, read_frames
+from rewards.db.bulk import (
+    _last_row_end,
+    copy_rows,
+    fetch_frame,
+    libpq_conninfo,
+    read_frame,
+    read_frames,
+)
 from rewards.db.engine import consistent_read, make_engine
 from tests.conftest import Databases
 
@@ -172,3 +190,32 @@ def test_the_arrow_reader_connects_as_the_engine_does_whatever_the_password() ->
     }
     socket = create_engine("postgresql+psycopg://postgres@/rewards?host=/var/run/postgresql")
     assert conninfo_to_dict(libpq_conninfo(socket))["host"] == "/var/run/postgresql"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.text(st.sampled_from('ab,"\n\\é\x01'), max_size=8), st.binary(max_size=40)),
+        max_size=30,
+    )
+)
+def test_copied_rows_come_back_as_they_were_binary_values_included(
+    probe: dict[str, Engine], rows: list[tuple[str, bytes]]
+) -> None:
+    """copy_rows: binary COPY on PostgreSQL (bytes as they are), executemany on SQLite."""
+    frame = pl.DataFrame(
+        {"n": range(len(rows)), "word": [w for w, _ in rows], "blob": [b for _, b in rows]},
+        schema={"n": pl.Int64, "word": pl.String, "blob": pl.Binary},
+    )
+    table = Table(
+        "copy_probe", MetaData(), Column("n", BigInteger), Column("word", Text),
+        Column("blob", LargeBinary),
+    )  # fmt: skip
+    for engine in probe.values():
+        with engine.begin() as connection:
+            table.drop(connection, checkfirst=True)
+            table.create(connection)
+            copy_rows(connection, table, frame)
+        with engine.connect() as connection:
+            back = connection.execute(select(table).order_by(table.c.n)).all()
+        assert [(w, bytes(b)) for _, w, b in back] == rows
