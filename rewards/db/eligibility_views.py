@@ -12,7 +12,7 @@ import polars as pl
 from sqlalchemy import Connection, delete, select
 from sqlmodel import Session, col
 
-from rewards.db.bulk import copy_rows
+from rewards.db.bulk import load_frame
 from rewards.db.tables import EligibilityDeviceDocument, EligibilityDocument, EligibilityView
 
 
@@ -49,8 +49,9 @@ def insert(
     session.flush()
     for table, frames in ((EligibilityDocument, documents), (EligibilityDeviceDocument, devices)):
         for frame in frames:
+            # view_id as Int32: the column is an INTEGER (a binary COPY sends the exact type)
             rows = frame.select(pl.lit(header.id, pl.Int32).alias("view_id"), pl.all())
-            copy_rows(session.connection(), table.__table__, rows)  # type: ignore[union-attr]
+            load_frame(session.connection(), table.__tablename__, rows)
     return header
 
 

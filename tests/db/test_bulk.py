@@ -28,9 +28,9 @@ from sqlalchemy import (
 from rewards.db import bulk
 from rewards.db.bulk import (
     _last_row_end,
-    copy_rows,
     fetch_frame,
     libpq_conninfo,
+    load_frame,
     read_frame,
     read_frames,
 )
@@ -199,10 +199,11 @@ def test_the_arrow_reader_connects_as_the_engine_does_whatever_the_password() ->
         max_size=30,
     )
 )
-def test_copied_rows_come_back_as_they_were_binary_values_included(
+def test_loaded_rows_come_back_as_they_were_binary_values_included(
     probe: dict[str, Engine], rows: list[tuple[str, bytes]]
 ) -> None:
-    """copy_rows: binary COPY on PostgreSQL (bytes as they are), executemany on SQLite."""
+    """load_frame of bytes: binary COPY on PostgreSQL (bytes as they are), executemany on
+    SQLite."""
     frame = pl.DataFrame(
         {"n": range(len(rows)), "word": [w for w, _ in rows], "blob": [b for _, b in rows]},
         schema={"n": pl.Int64, "word": pl.String, "blob": pl.Binary},
@@ -215,7 +216,7 @@ def test_copied_rows_come_back_as_they_were_binary_values_included(
         with engine.begin() as connection:
             table.drop(connection, checkfirst=True)
             table.create(connection)
-            copy_rows(connection, table, frame)
+            load_frame(connection, table.name, frame)
         with engine.connect() as connection:
             back = connection.execute(select(table).order_by(table.c.n)).all()
         assert [(w, bytes(b)) for _, w, b in back] == rows
