@@ -1,6 +1,7 @@
 """Full-season snapshot rerun on PostgreSQL, end to end, for a large fleet.
 
     .venv/bin/python bench/snapshot.py [--devices 600000] [--url postgresql+psycopg://...]
+    .venv/bin/python bench/snapshot.py --reuse --view-only  # the view alone, on a kept database
 
 Set-up (not timed): a fresh database at the latest migration holding a 30-epoch season of
 online intervals (bench/fleet_intervals.py), a device registry with owners (one supplier
@@ -224,16 +225,36 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--reuse", action="store_true", help="the database a --keep run left (no set-up)"
     )
+    parser.add_argument(
+        "--view-only", action="store_true", help="only the view (with --reuse): no rerun"
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = arguments()
+    if args.view_only and not args.reuse:
+        raise SystemExit("--view-only needs --reuse: the view reads a kept database")
     OUT.mkdir(parents=True, exist_ok=True)
-
     url, sizes = set_up(args)
-
     engine = make_engine(url)
+    report: dict[str, object] = {**sizes}
+    if not args.view_only:
+        report |= rerun(args, engine)
+    if not args.no_view:
+        report |= view(args, engine)
+    engine.dispose()
+    if not args.view_only and not args.no_view:  # the whole run: the file the README quotes
+        (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    if not args.keep:  # nothing left behind without --keep
+        drop_database(args.url, NAME)
+        shutil.rmtree(OUT / "snapshot-export", ignore_errors=True)
+        shutil.rmtree(OUT / "snapshot-inputs", ignore_errors=True)
+
+
+def rerun(args: argparse.Namespace, engine: Engine) -> dict[str, object]:
+    """The timed snapshot rerun and export, with its audit bundle when asked."""
     peaks: dict[str, float] = {}  # the peak so far as each stage begins: where it was reached
 
     def begin(name: str) -> None:
@@ -268,27 +289,25 @@ def main() -> None:
         total = time.perf_counter() - began
     run_peak = peak_rss_mib()
     audit = audit_bundle(engine, outcome.snapshot, kept) if args.audit else {}
-    # the eligibility view of the whole season, from the same database (DESIGN 6)
-    reset_peak()
-    if args.no_view:
-        engine.dispose()
-        print(
-            json.dumps(
-                {
-                    "total_s": round(total, 1),
-                    "peak_rss_mib": run_peak,
-                    "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
-                    "peaks": peaks,
-                    **audit,
-                },
-                indent=2,
-            )
-        )
-        if not args.keep:  # nothing left behind without --keep, view or no view
-            drop_database(args.url, NAME)
-            shutil.rmtree(destination, ignore_errors=True)
-            shutil.rmtree(kept, ignore_errors=True)
-        return
+    return {
+        "device_epoch_rows": outcome.snapshot.device_epoch_rows,
+        "total_s": round(total, 1),
+        "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
+        "shares": {name: round(s / total, 3) for name, s in stages.seconds.items()},
+        "total_over_compute": round(total / stages.seconds["compute"], 2),
+        "peak_rss_mib": run_peak if peak_reset else None,
+        "peak_mib_as_each_stage_began": peaks,
+        "worker_peak_rss_mib": workers.peak,  # the largest worker's, snapshot run and export
+        "shard_devices": args.shard_devices,
+        "workers": args.workers,
+        "target_s": 90,
+        **audit,
+    }
+
+
+def view(args: argparse.Namespace, engine: Engine) -> dict[str, object]:
+    """The eligibility view of the whole season, from the same database (DESIGN 6)."""
+    peak_reset = reset_peak()
     view_stages = Stages(on_stage=lambda name: print(f"  view: {name} ...", flush=True))
     with ChildPeaks() as view_workers:
         view_began = time.perf_counter()
@@ -302,37 +321,13 @@ def main() -> None:
             plan=ComputePlan(args.shard_devices, args.workers),
             force=True,
         )
-    view_s = time.perf_counter() - view_began
-    engine.dispose()
-
-    snap = outcome.snapshot
-    shares = {name: round(seconds / total, 3) for name, seconds in stages.seconds.items()}
-    report = {
-        **sizes,
-        "device_epoch_rows": snap.device_epoch_rows,
-        "total_s": round(total, 1),
-        "stages_s": {k: round(v, 1) for k, v in stages.seconds.items()},
-        "shares": shares,
-        "total_over_compute": round(total / stages.seconds["compute"], 2),
-        "peak_rss_mib": run_peak if peak_reset else None,
-        "peak_mib_as_each_stage_began": peaks,
-        "worker_peak_rss_mib": workers.peak,  # the largest worker's, snapshot run and export
-        "shard_devices": args.shard_devices,
-        "workers": args.workers,
-        "target_s": 90,
-        "view_s": round(view_s, 1),
+    return {
+        "view_s": round(time.perf_counter() - view_began, 1),
         "view_stages_s": {k: round(v, 1) for k, v in view_stages.seconds.items()},
         "view_peak_rss_mib": peak_rss_mib() if peak_reset else None,
         "view_worker_peak_rss_mib": view_workers.peak,
         "view_target_s": 60,
-        **audit,
     }
-    (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    if not args.keep:
-        drop_database(args.url, NAME)
-        shutil.rmtree(destination, ignore_errors=True)
-        shutil.rmtree(kept, ignore_errors=True)
 
 
 if __name__ == "__main__":
