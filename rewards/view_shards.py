@@ -20,14 +20,10 @@ import polars as pl
 
 from rewards.compute import SPILL, ShardedSeason
 from rewards.core import (
-    PACKED_DOCUMENTS,
     SeasonPolicy,
     device_documents,
     device_shards,
-    empty,
-    owner_documents,
-    pack_device_documents,
-    pack_documents,
+    pack_view,
     started_epochs,
     view_rows,
 )
@@ -110,11 +106,7 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
         return 0, 0
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
     epochs = len(started_epochs(job.policy, job.as_of_us))
-    rendered = device_documents(rows, job.policy, epochs)
-    threads = _cores()
-    packed = [pack_documents(d, threads) for d in owner_documents(rendered)]
-    documents = pl.concat(packed) if packed else empty(PACKED_DOCUMENTS)
-    devices = pack_device_documents(rendered, threads)
+    documents, devices = pack_view(device_documents(rows, job.policy, epochs), _cores())
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,9 +18,7 @@ from rewards.core.eligibility_view import (
     VIEW_ROWS,
     device_documents,
     grid_letter_expr,
-    owner_documents,
-    pack_device_documents,
-    pack_documents,
+    pack_view,
     started_epochs,
     stored_rows,
     view_rows,
@@ -97,20 +96,20 @@ def test_view_rows_are_the_started_epochs_of_owned_devices_in_owner_order() -> N
 
 
 @settings(deadline=None)  # polars work; a busy machine is no failure
-@given(chunk=st.integers(1, 4))
-def test_each_owner_gets_one_document_of_its_rows_whatever_the_chunk_size(chunk: int) -> None:
+@given(threads=st.integers(1, 4))
+def test_each_owner_gets_one_document_of_its_rows_whatever_the_threads(threads: int) -> None:
     rows = _rows("2024-04-27T00:00Z")
     rows = pl.concat(
         [rows, rows.with_columns(owner_id=pl.col("owner_id") + "-" + pl.col("device_id"))]
     ).sort("owner_id", "device_id", "epoch")
-    devices = device_documents(rows, SEASON, SEASON.epoch_count)
-    documents = pl.concat(list(owner_documents(devices, chunk_devices=chunk)))
+    documents, _ = pack_view(device_documents(rows, SEASON, SEASON.epoch_count), threads)
     assert documents.get_column("owner_id").to_list() == sorted(set(rows["owner_id"]))
     expected = stored_rows(rows, SEASON)
-    for owner, count, text in documents.iter_rows():
+    for owner, count, digest, packed in documents.iter_rows():
         mine = expected.filter(owner_id=owner).drop("owner_id")
         assert count == mine.height
-        assert json.loads(text) == mine.to_dicts()
+        assert json.loads(zlib.decompress(packed)) == mine.to_dicts()
+        assert hashlib.sha256(packed).hexdigest() == digest
 
 
 def _row(**fields: object) -> dict[str, object]:
@@ -308,7 +307,8 @@ def test_device_documents_split_each_owners_document_and_letter_its_epochs() -> 
             for e in range(epochs)
         )
     assert devices.filter(owner_id="bob")["states"].item() == "I" + NOT_OWNED * 2  # 10 h, sold
-    packed = pack_device_documents(devices)
+    _, packed = pack_view(devices)
+    assert packed.drop("sha256", "document").equals(devices.select(packed.columns[:3]))
     assert [zlib.decompress(d).decode() for d in packed["document"]] == devices[
         "document"
     ].to_list()
@@ -328,16 +328,43 @@ def test_a_letter_is_the_grid_state_of_its_row(
     assert letters == [GRID_LETTERS[grid_state(r, SEASON)] for r in frame.to_dicts()]
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=6,
+)
+
+
 @settings(deadline=None)
-@given(texts=st.lists(st.text(max_size=40), max_size=30), threads=st.integers(1, 5))
+@given(
+    owners=st.lists(st.lists(st.lists(json_values, min_size=1, max_size=4), min_size=1,
+                             max_size=4), max_size=8),
+    threads=st.integers(1, 5),
+)  # fmt: skip
 def test_packing_on_threads_gives_the_bytes_and_digests_of_packing_on_one(
-    texts: list[str], threads: int
+    owners: list[list[list[object]]], threads: int
 ) -> None:
-    documents = pl.DataFrame(
-        {"owner_id": [f"o{i}" for i in range(len(texts))], "rows": [1] * len(texts),
-         "document": texts},
-        schema={"owner_id": pl.String, "rows": pl.Int64, "document": pl.String},
+    """Whatever the owners, devices and rows, and however many threads share the work:
+    a device's stored document reads back as its JSON array, an owner's as its devices'
+    rows joined in order, every digest is the SHA-256 of the stored bytes, and the bytes
+    are those of packing on one thread."""
+    devices = pl.DataFrame(
+        [(f"o{o}", f"d{d}", "E", len(rows), json.dumps(rows))
+         for o, mine in enumerate(owners) for d, rows in enumerate(mine)],
+        schema={"owner_id": pl.String, "device_id": pl.String, "states": pl.String,
+                "rows": pl.Int64, "document": pl.String},
+        orient="row",
     )  # fmt: skip
-    one = pack_documents(documents)
-    assert pack_documents(documents, threads).equals(one)
-    assert [zlib.decompress(d).decode() for d in one["document"]] == texts
+    by_owner, by_device = pack_view(devices)
+    assert [json.loads(zlib.decompress(d)) for d in by_device["document"]] == [
+        rows for mine in owners for rows in mine
+    ]
+    assert [json.loads(zlib.decompress(d)) for d in by_owner["document"]] == [
+        [row for rows in mine for row in rows] for mine in owners
+    ]
+    assert by_owner["rows"].to_list() == [sum(len(rows) for rows in mine) for mine in owners]
+    for packed in (by_owner, by_device):
+        digests = [hashlib.sha256(d).hexdigest() for d in packed["document"]]
+        assert packed["sha256"].to_list() == digests
+    threaded = pack_view(devices, threads)
+    assert threaded[0].equals(by_owner) and threaded[1].equals(by_device)
