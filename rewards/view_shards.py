@@ -20,14 +20,20 @@ import polars as pl
 
 from rewards.compute import SPILL, ShardedSeason
 from rewards.core import (
+    PACKED_DEVICE_DOCUMENTS,
+    PACKED_DOCUMENTS,
     SeasonPolicy,
     device_documents,
     device_shards,
+    empty,
+    owner_slices,
     pack_view,
     started_epochs,
     view_rows,
 )
 from rewards.executors import Executor, InProcess, in_groups
+
+ROWS_PER_RENDER = 250_000  # view rows rendered at once (whole owners: a slice may hold more)
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,13 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     if not parts:
         return 0, 0
     rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
-    epochs = len(started_epochs(job.policy, job.as_of_us))
-    documents, devices = pack_view(device_documents(rows, job.policy, epochs), _cores())
+    epochs, threads = len(started_epochs(job.policy, job.as_of_us)), _cores()
+    packed = [
+        pack_view(device_documents(some, job.policy, epochs), threads)
+        for some in owner_slices(rows, ROWS_PER_RENDER)
+    ]  # a slice's JSON at a time: the text is ~500 B a row, its compressed form ~80 B
+    documents = pl.concat([p[0] for p in packed]) if packed else empty(PACKED_DOCUMENTS)
+    devices = pl.concat([p[1] for p in packed]) if packed else empty(PACKED_DEVICE_DOCUMENTS)
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ document.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, pairwise
 from typing import TypeVar
@@ -64,6 +64,19 @@ def view_rows(snapshot_rows: pl.DataFrame, policy: SeasonPolicy, as_of_us: int) 
         .select(list(VIEW_ROWS))
         .sort("owner_id", "device_id", "epoch")
     )
+
+
+def owner_slices(rows: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    """`rows` (sorted by owner_id) in consecutive slices of about `size` rows, each ending
+    at an owner's last row: every owner's rows lie whole in one slice."""
+    owners = rows.get_column("owner_id")
+    start = 0
+    while start < rows.height:
+        stop = min(rows.height, start + max(1, size))
+        if stop < rows.height:  # the owner of the slice's last row ends it
+            stop = int(owners.search_sorted(owners[stop - 1], "right"))
+        yield rows.slice(start, stop - start)
+        start = stop
 
 
 # What a bucket stores: each row as the API shows it (EligibilityPage.device_epochs), with

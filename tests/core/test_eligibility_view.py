@@ -18,6 +18,7 @@ from rewards.core.eligibility_view import (
     VIEW_ROWS,
     device_documents,
     grid_letter_expr,
+    owner_slices,
     pack_view,
     started_epochs,
     stored_rows,
@@ -368,3 +369,41 @@ def test_packing_on_threads_gives_the_bytes_and_digests_of_packing_on_one(
         assert packed["sha256"].to_list() == digests
     threaded = pack_view(devices, threads)
     assert threaded[0].equals(by_owner) and threaded[1].equals(by_device)
+
+
+@settings(deadline=None)
+@given(owners=st.lists(st.integers(1, 9), min_size=0, max_size=12), size=st.integers(0, 30))
+def test_owner_slices_hold_every_owner_whole_and_every_row_once(
+    owners: list[int], size: int
+) -> None:
+    rows = pl.DataFrame(
+        {"owner_id": [f"o{o:02d}" for o, n in enumerate(owners) for _ in range(n)]},
+        schema={"owner_id": pl.String},
+    ).with_row_index()
+    slices = list(owner_slices(rows, size))
+    assert pl.concat([rows.clear(), *slices]).equals(rows)
+    seen = [set(s["owner_id"]) for s in slices]
+    assert all(s.height for s in slices)
+    assert sum(len(s) for s in seen) == len(set().union(*seen))  # no owner in two slices
+    for piece in slices[:-1]:  # a slice stops at the first owner end from `size` rows on
+        ends = piece.height - 1
+        assert (
+            piece.height >= max(1, size)
+            and piece["owner_id"][ends] != rows["owner_id"][piece["index"][ends] + 1]
+        )
+
+
+def test_a_view_packed_by_owner_slices_is_the_view_packed_whole() -> None:
+    rows = _rows("2024-04-27T00:00Z")
+    rows = pl.concat(
+        [rows, rows.with_columns(owner_id=pl.col("owner_id") + "-" + pl.col("device_id"))]
+    ).sort("owner_id", "device_id", "epoch")
+    whole = pack_view(device_documents(rows, SEASON, SEASON.epoch_count))
+    for size in (1, 3, 7, rows.height):
+        parts = [
+            pack_view(device_documents(some, SEASON, SEASON.epoch_count))
+            for some in owner_slices(rows, size)
+        ]
+        assert len(parts) > 1 or size == rows.height
+        assert pl.concat([p[0] for p in parts]).equals(whole[0])
+        assert pl.concat([p[1] for p in parts]).equals(whole[1])
