@@ -47,19 +47,27 @@ def _column_parts(series: pl.Series) -> list[tuple[np.ndarray, np.ndarray | None
     each row takes a fixed width of the array's items)."""
     nulls = series.is_null().to_numpy().astype(np.uint8)
     if series.dtype == pl.String:
-        filled = series.fill_null("")
-        lengths = filled.str.len_bytes().cast(pl.UInt64).to_numpy().astype("<u8")
-        # the UTF-8 bytes of all values, end to end (joined by polars: a Python list of
-        # 44M strings took 22 s at fleet size)
-        joined = np.frombuffer(filled.str.join("").cast(pl.Binary).item(), dtype=np.uint8)
-        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        return [(nulls, None), (lengths, None), (joined, offsets)]
+        offsets, joined = _utf8_buffers(series.fill_null(""))
+        return [(nulls, None), (np.diff(offsets).astype("<u8"), None), (joined, offsets)]
     if series.dtype == pl.List(pl.String):
         return _column_parts(series.list.sort().list.join("\x1f"))
     if series.dtype == pl.Boolean:
         return [(nulls, None), (series.fill_null(False).to_numpy().astype(np.uint8), None)]
     numbers = series.to_physical().cast(pl.Int64).fill_null(0)
     return [(nulls, None), (numbers.to_numpy().astype("<i8"), None)]
+
+
+def _utf8_buffers(strings: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The values' UTF-8 bytes end to end, and where each value starts (one more offset
+    than values, the first 0), read from the buffers of the values as an Arrow
+    large_string array, without copying them again (polars joining them into one string
+    took 5x as long: a third of the fingerprint at fleet size)."""
+    array = strings.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string
+    _, offsets, data = array.buffers()
+    if offsets is None or data is None:  # no values
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    bounds = np.frombuffer(offsets, dtype="<i8")[array.offset : array.offset + len(array) + 1]
+    return bounds - bounds[0], np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]]
 
 
 def fingerprint_parts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -82,9 +90,9 @@ def fingerprint_parts(frame: pl.DataFrame) -> pl.DataFrame:
         digest = hashlib.sha256()
         for values, offsets in parts:
             lo, hi = (bounds[i], bounds[i + 1]) if offsets is None else offsets[bounds[i : i + 2]]
-            piece = values[lo:hi].tobytes()
-            digest.update(len(piece).to_bytes(8, "little"))
-            digest.update(piece)
+            piece = values[lo:hi]  # contiguous: hashed where it lies
+            digest.update(piece.nbytes.to_bytes(8, "little"))
+            digest.update(piece.data)
         digests.append(digest.digest())
     return pl.DataFrame(
         {"bucket": names, "rows": rows, "digest": digests}, schema=FINGERPRINT_PARTS
