@@ -7,6 +7,7 @@ list is the core's public surface (a test keeps it complete, sorted and used).
 from rewards.core.allocation import allocate
 from rewards.core.canonical_export import (
     canonical_csv,
+    canonical_csv_pairs,
     canonical_csv_parts,
     content_hash,
     export_rows,
@@ -195,6 +196,7 @@ __all__ = [
     "boundary_buckets",
     "boundary_rows",
     "canonical_csv",
+    "canonical_csv_pairs",
     "canonical_csv_parts",
     "changed_parts",
     "check_frame",

@@ -8,13 +8,19 @@ CSV injection as DESIGN 10 asks), `content_hash` its SHA-256 recorded in the sna
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import polars as pl
 
 from rewards.core.csv_cells import csv_bytes
 from rewards.core.frames import check_frame
 from rewards.core.snapshot_rows import SNAPSHOT_ROWS
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
@@ -48,13 +54,40 @@ def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
 def canonical_csv_parts(rows: Iterable[pl.DataFrame], decimals: int) -> Iterator[bytes]:
     """`canonical_csv` of the rows' concatenation, a part per frame: the header once, each
     frame's lines after it. Joined, the parts are the bytes `canonical_csv` makes whole."""
+    return (data for _, data in canonical_csv_pairs(rows, decimals))
+
+
+def canonical_csv_pairs(
+    rows: Iterable[pl.DataFrame], decimals: int, ahead: int = 2
+) -> Iterator[tuple[pl.DataFrame | None, bytes]]:
+    """Each frame of `rows` with its part of `canonical_csv_parts` (the header alone,
+    without a frame, when there are no rows). The parts are made on `ahead` worker
+    threads while the caller uses those before them (polars lets go of the GIL): a
+    snapshot's 180 parts took 16 s one after another at fleet size. At most `ahead` + 1
+    frames are pulled from `rows` before the first pair is handed out."""
     header = True
-    for frame in rows:
-        data = canonical_csv(frame, decimals)
-        yield data if header else data.split(b"\n", 1)[1]
+    for frame, data in _in_order_ahead(rows, lambda f: canonical_csv(f, decimals), ahead):
+        yield frame, data if header else data.split(b"\n", 1)[1]
         header = False
     if header:  # no rows at all: the header alone
-        yield canonical_csv(pl.DataFrame(schema=dict(SNAPSHOT_ROWS)), decimals)
+        yield None, canonical_csv(pl.DataFrame(schema=dict(SNAPSHOT_ROWS)), decimals)
+
+
+def _in_order_ahead(
+    items: Iterable[_T], work: Callable[[_T], _R], threads: int
+) -> Iterator[tuple[_T, _R]]:
+    """(item, work(item)) in the items' order, `work` running on `threads` threads for
+    the items after the one handed out (items are pulled by the caller's thread)."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending: deque[tuple[_T, Future[_R]]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) > threads:
+                done, made = pending.popleft()
+                yield done, made.result()
+        while pending:
+            done, made = pending.popleft()
+            yield done, made.result()
 
 
 def content_hash(data: bytes) -> str:

@@ -27,7 +27,7 @@ from rewards.core import (
     CSV_INJECTION,
     SNAPSHOT_ROWS,
     Payout,
-    canonical_csv_parts,
+    canonical_csv_pairs,
     csv_bytes,
     empty,
     export_rows,
@@ -195,15 +195,8 @@ def _csv_and_frames(
 ) -> Iterator[tuple[bytes, pl.DataFrame | None]]:
     """Each stored part's canonical CSV bytes (the header once) with the part; the header
     alone, without a part, when there are no rows."""
-    current: list[pl.DataFrame] = []
-
-    def tapped() -> Iterator[pl.DataFrame]:
-        for frame in stored_row_parts(engine, snapshot):
-            current[:] = [frame]
-            yield frame
-
-    for data in canonical_csv_parts(tapped(), decimals):
-        yield data, (current.pop() if current else None)
+    for frame, data in canonical_csv_pairs(stored_row_parts(engine, snapshot), decimals):
+        yield data, frame
 
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:

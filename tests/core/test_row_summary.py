@@ -5,15 +5,19 @@ parts (`summarize_rows`) equal those made from the rows whole, wherever the part
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.core import (
     OWNERS,
+    SNAPSHOT_ROWS,
     canonical_csv,
+    canonical_csv_pairs,
     content_hash,
     device_epochs,
     epoch_totals,
@@ -96,3 +100,48 @@ def test_slices_cut_the_frames_concatenation_in_equal_parts(lengths: list[int], 
     assert all(0 < p.height <= size for p in parts)
     whole = pl.concat(parts).get_column("i").to_list() if parts else []
     assert whole == list(range(at))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.lists(run, max_size=6),
+    cuts=st.lists(st.integers(0, 30), max_size=6),
+    ahead=st.integers(1, 4),
+)
+def test_csv_pairs_made_ahead_on_threads_are_the_frames_in_order_and_the_whole_csv(  # type: ignore[no-untyped-def]
+    runs, cuts, ahead
+) -> None:
+    inputs = frames(runs, [], {})
+    rows = snapshot_rows(
+        device_epochs(inputs.pop("intervals"), P, **inputs),
+        owners_frame([]),
+        epochs=range(P.epoch_count),
+        epoch_length_us=P.epoch_length_us,
+    )
+    bounds = sorted({0, rows.height, *(min(c, rows.height) for c in cuts)})
+    parts = [rows.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+    pairs = list(canonical_csv_pairs(iter(parts), P.token_decimals, ahead))
+    assert [frame for frame, _ in pairs] == (parts or [None])  # the very frames, in order
+    assert b"".join(data for _, data in pairs) == canonical_csv(rows, P.token_decimals)
+
+
+def test_csv_pairs_stop_when_the_caller_stops_and_pass_on_the_rows_failure() -> None:
+    rows = pl.DataFrame(schema=dict(SNAPSHOT_ROWS))
+    pulled: list[int] = []
+
+    def endless() -> Iterator[pl.DataFrame]:
+        for i in itertools.count():
+            pulled.append(i)
+            yield rows
+
+    made = canonical_csv_pairs(endless(), 6, ahead=2)
+    next(made)
+    made.close()  # nothing keeps pulling once the caller is done
+    assert len(pulled) == 3
+
+    def failing() -> Iterator[pl.DataFrame]:
+        yield rows
+        raise OSError("the database went away")
+
+    with pytest.raises(OSError, match="went away"):
+        list(canonical_csv_pairs(failing(), 6))
