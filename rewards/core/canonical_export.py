@@ -37,7 +37,11 @@ def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
 def canonical_csv(rows: pl.DataFrame, decimals: int) -> bytes:
     """The canonical export of a snapshot: `export_rows` as CSV, times as RFC 3339 (Z),
     cells that could start a formula neutralised (`csv_bytes`)."""
-    table = export_rows(rows, decimals)
+    return export_csv(export_rows(rows, decimals))
+
+
+def export_csv(table: pl.DataFrame) -> bytes:
+    """`canonical_csv` of rows already made `export_rows`."""
     # an epoch has one start: format each once, not once per device
     starts = table.select("epoch", "epoch_start").unique("epoch")
     text = starts.select(
@@ -60,14 +64,19 @@ def canonical_csv_parts(rows: Iterable[pl.DataFrame], decimals: int) -> Iterator
 def canonical_csv_pairs(
     rows: Iterable[pl.DataFrame], decimals: int, ahead: int = 2
 ) -> Iterator[tuple[pl.DataFrame | None, bytes]]:
-    """Each frame of `rows` with its part of `canonical_csv_parts` (the header alone,
-    without a frame, when there are no rows). The parts are made on `ahead` worker
-    threads while the caller uses those before them (polars lets go of the GIL): a
-    snapshot's 180 parts took 16 s one after another at fleet size. At most `ahead` + 1
+    """Each frame of `rows` as `export_rows`, with its part of `canonical_csv_parts` (the
+    header alone, without a frame, when there are no rows). The parts are made on `ahead`
+    worker threads while the caller uses those before them (polars lets go of the GIL):
+    a snapshot's 180 parts took 16 s one after another at fleet size. At most `ahead` + 1
     frames are pulled from `rows` before the first pair is handed out."""
+
+    def made(frame: pl.DataFrame) -> tuple[pl.DataFrame, bytes]:
+        table = export_rows(frame, decimals)
+        return table, export_csv(table)
+
     header = True
-    for frame, data in _in_order_ahead(rows, lambda f: canonical_csv(f, decimals), ahead):
-        yield frame, data if header else data.split(b"\n", 1)[1]
+    for _, (table, data) in _in_order_ahead(rows, made, ahead):
+        yield table, data if header else data.split(b"\n", 1)[1]
         header = False
     if header:  # no rows at all: the header alone
         yield None, canonical_csv(pl.DataFrame(schema=dict(SNAPSHOT_ROWS)), decimals)

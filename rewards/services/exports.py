@@ -158,13 +158,13 @@ def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[
                 """The parts as export rows, the canonical CSV hashed and written on the way
                 (an error is kept for after the Parquet writer has stopped)."""
                 try:
-                    for data, frame in _csv_and_frames(engine, snapshot, decimals):
+                    for data, table in _csv_and_tables(engine, snapshot, decimals):
                         digest.update(data)
                         if csv_path.name in names:
                             csv.write(data)
-                        if frame is not None:
-                            counted[0] += frame.height
-                            yield export_rows(frame, decimals)
+                        if table is not None:
+                            counted[0] += table.height
+                            yield table
                 except Exception as exc:
                     failed.append(exc)
 
@@ -190,13 +190,13 @@ def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[
     return counted[0]
 
 
-def _csv_and_frames(
+def _csv_and_tables(
     engine: Engine, snapshot: SnapshotRecord, decimals: int
 ) -> Iterator[tuple[bytes, pl.DataFrame | None]]:
-    """Each stored part's canonical CSV bytes (the header once) with the part; the header
-    alone, without a part, when there are no rows."""
-    for frame, data in canonical_csv_pairs(stored_row_parts(engine, snapshot), decimals):
-        yield data, frame
+    """Each stored part's canonical CSV bytes (the header once) with the part as
+    `export_rows`; the header alone, without a part, when there are no rows."""
+    for table, data in canonical_csv_pairs(stored_row_parts(engine, snapshot), decimals):
+        yield data, table
 
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:

@@ -21,6 +21,7 @@ from rewards.core import (
     content_hash,
     device_epochs,
     epoch_totals,
+    export_rows,
     slices,
     snapshot_rows,
     summarize_rows,
@@ -108,7 +109,7 @@ def test_slices_cut_the_frames_concatenation_in_equal_parts(lengths: list[int], 
     cuts=st.lists(st.integers(0, 30), max_size=6),
     ahead=st.integers(1, 4),
 )
-def test_csv_pairs_made_ahead_on_threads_are_the_frames_in_order_and_the_whole_csv(  # type: ignore[no-untyped-def]
+def test_csv_pairs_made_ahead_on_threads_are_the_parts_in_order_and_the_whole_csv(  # type: ignore[no-untyped-def]
     runs, cuts, ahead
 ) -> None:
     inputs = frames(runs, [], {})
@@ -121,7 +122,13 @@ def test_csv_pairs_made_ahead_on_threads_are_the_frames_in_order_and_the_whole_c
     bounds = sorted({0, rows.height, *(min(c, rows.height) for c in cuts)})
     parts = [rows.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
     pairs = list(canonical_csv_pairs(iter(parts), P.token_decimals, ahead))
-    assert [frame for frame, _ in pairs] == (parts or [None])  # the very frames, in order
+    tables = [table for table, _ in pairs]
+    if parts:  # each part as export rows, in order
+        assert len(tables) == len(parts)
+        assert all(t is not None and t.equals(export_rows(p, P.token_decimals))
+                   for t, p in zip(tables, parts, strict=True))  # fmt: skip
+    else:
+        assert tables == [None]
     assert b"".join(data for _, data in pairs) == canonical_csv(rows, P.token_decimals)
 
 
