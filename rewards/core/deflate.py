@@ -1,13 +1,12 @@
 """Compressed JSON arrays joined from pieces compressed once (RFC 1950, RFC 1951).
 
 The eligibility view stores every device's document and every owner's (its devices'
-documents joined), each compressed. Compressing was most of the view's rendering, and an
-owner's document repeated all of its devices' text. So each device's rows are compressed
-once, as a raw deflate `Segment`: non-final blocks ending on a byte boundary (a sync
-flush) that refer to nothing before them, so they can stand anywhere in a stream. A
-document is then a zlib header, its segments end to end between the compressed "[", ","
-and "]", and the Adler-32 of the whole text, combined from the segments' own as zlib's
-`adler32_combine` does. Any zlib reader (`zlib.decompress`) reads the result.
+documents joined), each compressed: every row was compressed twice. So each device's rows
+are compressed once, as a raw deflate `Segment`: non-final blocks ending on a byte
+boundary (a sync flush) that refer to nothing before them, so they can stand anywhere in a
+stream. A document is then a zlib header, its segments end to end between the compressed
+"[", "," and "]", and the Adler-32 of the whole text, combined from the segments' own as
+zlib's `adler32_combine` does. Any zlib reader (`zlib.decompress`) reads the result.
 
 Compression is zlib-ng's (`zlib_ng`) at level 2: on the view's documents it packs 1.4
 times as fast as zlib's level 1 into 5% fewer bytes (311 against 222 MB/s, 6.3 against 6.0
