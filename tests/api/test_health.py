@@ -81,6 +81,10 @@ def test_healthz_answers_at_once_while_every_worker_thread_waits_on_a_locked_dat
     engine.dispose()
 
 
+TTL_S = 3.0  # the keys fetched at start-up are fresh for this long: longer than a busy
+# machine takes to answer its first readyz (0.3 s was not, under a full suite on 2 cores)
+
+
 def test_readyz_reports_database_migrations_and_identity_provider(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -90,7 +94,7 @@ def test_readyz_reports_database_migrations_and_identity_provider(
         settings = get_settings(
             auth_issuer=ISSUER,
             auth_jwks_url=jwks_url,
-            auth_jwks_ttl_s=0.3,
+            auth_jwks_ttl_s=TTL_S,
             auth_jwks_min_refresh_s=0,
             session_secret_file=tmp_path / "secret",
         )
@@ -106,7 +110,7 @@ def test_readyz_reports_database_migrations_and_identity_provider(
                 "identity_provider": "fresh",
             }
             provider.mode = "503"
-            time.sleep(0.4)
+            time.sleep(TTL_S + 0.1)
             stale = httpx.get(f"{url}/readyz", timeout=30)
             assert stale.status_code == 200  # the last good keys still verify
             assert stale.json()["identity_provider"] == "stale"
