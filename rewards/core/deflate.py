@@ -10,7 +10,7 @@ zlib's `adler32_combine` does. Any zlib reader (`zlib.decompress`) reads the res
 
 Compression is zlib-ng's (`zlib_ng`) at level 2: on the view's documents it packs 1.4
 times as fast as zlib's level 1 into 5% fewer bytes (311 against 222 MB/s, 6.3 against 6.0
-times smaller; zlib-ng's level 1 is faster still, 601 MB/s, but 25% larger).
+times smaller; zlib-ng's level 1 is faster still, 601 MB/s, but 31% larger).
 """
 
 from __future__ import annotations
