@@ -158,7 +158,8 @@ def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[
                 """The parts as export rows, the canonical CSV hashed and written on the way
                 (an error is kept for after the Parquet writer has stopped)."""
                 try:
-                    for data, table in _csv_and_tables(engine, snapshot, decimals):
+                    parts = stored_row_parts(engine, snapshot)
+                    for table, data in canonical_csv_pairs(parts, decimals):
                         digest.update(data)
                         if csv_path.name in names:
                             csv.write(data)
@@ -188,15 +189,6 @@ def _write_rows(engine: Engine, content: _Verified, directory: Path, names: set[
         for path in partial.values():
             path.unlink(missing_ok=True)
     return counted[0]
-
-
-def _csv_and_tables(
-    engine: Engine, snapshot: SnapshotRecord, decimals: int
-) -> Iterator[tuple[bytes, pl.DataFrame | None]]:
-    """Each stored part's canonical CSV bytes (the header once) with the part as
-    `export_rows`; the header alone, without a part, when there are no rows."""
-    for table, data in canonical_csv_pairs(stored_row_parts(engine, snapshot), decimals):
-        yield data, table
 
 
 def _write_file(content: _Verified, name: str, directory: Path) -> None:
