@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rewards.compute import SPILL, ShardedSeason
+from rewards.compute import SPILL, ShardedSeason, spill, unspill
 from rewards.core import (
     HEARTBEATS,
     INCIDENT_VERSIONS,
@@ -33,7 +33,7 @@ from rewards.core import (
 )
 from rewards.executors import Executor, InProcess, in_groups
 
-_SORTED = "sorted.parquet"
+_SORTED = f"sorted{SPILL}"
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,12 @@ def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     season = job.season
     folder = season.shard_dir("intervals", shard)
     if (folder / _SORTED).exists():  # an earlier attempt sorted them
-        intervals = pl.read_parquet(folder / _SORTED)
+        intervals = unspill(folder / _SORTED)
     else:
         intervals = season.read("intervals", shard, dict(INTERVALS)).sort("device_id", "start")
         if intervals.height:
             _write(intervals, folder / _SORTED)
-    for part in folder.glob("part-*.parquet"):
+    for part in folder.glob(f"part-*{SPILL}"):
         part.unlink()
     if job.policy is None:
         return fingerprint_parts(intervals), fingerprint_parts(
@@ -116,7 +116,7 @@ def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     near = season.read("near", shard, dict(HEARTBEATS))
     versions = incident_versions_near(job.incidents, intervals, near, job.policy)
     if versions.height:
-        _write(versions, season.shard_dir("versions", shard) / "part-00000.parquet")
+        _write(versions, season.shard_dir("versions", shard) / f"part-00000{SPILL}")
     return fingerprint_parts(intervals), fingerprint_parts(versions)
 
 
@@ -126,7 +126,7 @@ def frozen_files(season: ShardedSeason) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {"intervals": [], "incident_versions": []}
     for shard in range(season.shards):
         intervals = season.shard_dir("intervals", shard) / _SORTED
-        versions = season.shard_dir("versions", shard) / "part-00000.parquet"
+        versions = season.shard_dir("versions", shard) / f"part-00000{SPILL}"
         found["intervals"] += [intervals] if intervals.exists() else []
         found["incident_versions"] += [versions] if versions.exists() else []
     return found
@@ -136,5 +136,5 @@ def _write(frame: pl.DataFrame, path: Path) -> None:
     """`frame` to `path` whole or not at all (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     aside = path.with_suffix(".tmp")
-    frame.write_parquet(aside, compression=SPILL)
+    spill(frame, aside)
     aside.replace(path)

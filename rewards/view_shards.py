@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rewards.compute import SPILL, ShardedSeason
+from rewards.compute import SPILL, ShardedSeason, spill, unspill
 from rewards.core import (
     PACKED_DEVICE_DOCUMENTS,
     PACKED_DOCUMENTS,
@@ -65,7 +65,7 @@ class Documents:
         for bucket in range(self.season.shards):
             path = _documents(self.season, bucket, kind)
             if path.exists():
-                yield pl.read_parquet(path)
+                yield unspill(path)
 
 
 def view_documents(
@@ -94,12 +94,12 @@ def view_documents(
 def _by_owner(job: ViewJob, path: Path) -> int:
     """Task: a device range's rows that have an owner, one file per owner bucket."""
     season = job.season
-    owned = pl.read_parquet(path).filter(pl.col("owner_id").is_not_null())
+    owned = unspill(path).filter(pl.col("owner_id").is_not_null())
     owned = owned.with_columns(bucket=device_shards(owned.get_column("owner_id"), season.shards))
     for (bucket,), part in owned.partition_by("bucket", as_dict=True).items():
         folder = season.root / "view" / f"owner={bucket}"
         folder.mkdir(parents=True, exist_ok=True)
-        part.drop("bucket").write_parquet(folder / path.name, compression=SPILL)
+        spill(part.drop("bucket"), folder / path.name)
     return owned.height
 
 
@@ -107,10 +107,10 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     """Task: an owner bucket's documents rendered and packed into one file; returns its
     rows and owners."""
     season = job.season
-    parts = sorted((season.root / "view" / f"owner={bucket}").glob("*.parquet"))
+    parts = sorted((season.root / "view" / f"owner={bucket}").glob(f"*{SPILL}"))
     if not parts:
         return 0, 0
-    rows = view_rows(pl.concat([pl.read_parquet(p) for p in parts]), job.policy, job.as_of_us)
+    rows = view_rows(pl.concat([unspill(p) for p in parts]), job.policy, job.as_of_us)
     epochs, threads = len(started_epochs(job.policy, job.as_of_us)), _cores()
     packed = [
         pack_view(device_documents(some, job.policy, epochs), threads)
@@ -121,7 +121,7 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path, compression="uncompressed")  # already compressed
+        frame.write_ipc(path)  # uncompressed: the documents are compressed already
     return rows.height, documents.height
 
 
@@ -133,4 +133,4 @@ def _cores() -> int:
 
 
 def _documents(season: ShardedSeason, bucket: int, kind: str) -> Path:
-    return season.root / kind / f"owner={bucket}.parquet"
+    return season.root / kind / f"owner={bucket}{SPILL}"

@@ -23,6 +23,7 @@ from typing import Final
 
 import polars as pl
 
+from rewards.compute import unspill
 from rewards.core import INCIDENT_VERSIONS, INTERVALS
 from rewards.frozen import frozen_files
 from rewards.services.computing import ShardedInputs
@@ -68,7 +69,7 @@ def _write_kept(folder: Path, inputs: ShardedInputs) -> None:
             (partial / name).mkdir()
             for index, path in enumerate(paths):
                 part = partial / name / f"part-{index:05d}.parquet"
-                pl.read_parquet(path).write_parquet(part, compression=KEPT)
+                unspill(path).write_parquet(part, compression=KEPT)
         for name, frame in zip(
             WHOLE, (inputs.incidents, inputs.devices, inputs.owners), strict=True
         ):

@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.compute import (
+    SPILL,
     ShardedSeason,
     compute,
     snapshot_rows_by_shard,
+    spill,
     split_inputs,
 )
 from rewards.core import (
@@ -232,9 +234,9 @@ def test_a_freeze_task_retried_after_it_sorted_but_before_it_cleaned_up_counts_o
     )
     season = split_inputs(tmp_path / "b", 3, inputs["intervals"].iter_slices(50), rows_per_part=50)
     folder = season.shard_dir("intervals", 1)
-    assert len(list(folder.glob("part-*.parquet"))) > 1
+    assert len(list(folder.glob(f"part-*{SPILL}"))) > 1
     whole = season.read("intervals", 1, dict(INTERVALS)).sort("device_id", "start")
-    whole.write_parquet(folder / "sorted.parquet")  # the killed attempt got this far
+    spill(whole, folder / f"sorted{SPILL}")  # the killed attempt got this far
     assert freeze(season, P, **small, owners=owners) == expected
-    assert sorted(p.name for p in folder.iterdir()) == ["sorted.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"sorted{SPILL}"]
     assert season.read("intervals", 1, dict(INTERVALS)).equals(whole)
