@@ -244,6 +244,22 @@ def _split(
     flush()
 
 
+def runs(frame: pl.DataFrame, keys: pl.Series) -> Iterator[tuple[int, pl.DataFrame]]:
+    """`frame`'s rows by their `keys` (integers, one per row): (key, its rows in their
+    order) for each distinct key. Sorted keys cut the frame into slices, which copy
+    nothing; others are partitioned."""
+    if keys.is_sorted():
+        found = keys.rle()
+        offset = 0
+        for key, length in zip(found.struct.field("value"), found.struct.field("len"), strict=True):
+            yield int(key), frame.slice(offset, length)
+            offset += length
+        return
+    parts = frame.with_columns(keys.alias("__key")).partition_by("__key", as_dict=True)
+    for (key,), part in parts.items():
+        yield int(key), part.drop("__key")
+
+
 @dataclass(frozen=True)
 class Job:
     """What every task of one computation needs besides its shard number (small)."""
@@ -319,12 +335,10 @@ def _rows(job: Job, shard: int, epochs: range, edges: list[str]) -> int:
         epoch_length_us=job.policy.epoch_length_us,
     )
     where = pl.Series(edges, dtype=pl.String).search_sorted(rows.get_column("device_id"), "right")
-    for (index,), part in (
-        rows.with_columns(range=where).partition_by("range", as_dict=True).items()
-    ):
+    for index, part in runs(rows, where):  # the rows are in device order: so are the ranges
         folder = season.root / "rows" / f"range={index}"
         folder.mkdir(parents=True, exist_ok=True)
-        spill(part.drop("range"), folder / f"shard={shard}{SPILL}")
+        spill(part, folder / f"shard={shard}{SPILL}")
     return rows.height
 
 
@@ -367,7 +381,7 @@ def _assess(job: Job, shard: int) -> pl.DataFrame:
 
 def _by_epoch(season: ShardedSeason, kind: str, shard: int, frame: pl.DataFrame) -> None:
     """`frame` written one file per epoch (`kind`/epoch=E/shard=K), its order kept."""
-    for (epoch,), part in frame.partition_by("epoch", as_dict=True).items():
+    for epoch, part in runs(frame, frame.get_column("epoch")):
         folder = season.root / kind / f"epoch={epoch}"
         folder.mkdir(parents=True, exist_ok=True)
         spill(part, folder / f"shard={shard}{SPILL}")

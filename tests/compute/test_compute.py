@@ -17,6 +17,7 @@ from rewards.compute import (
     SPILL,
     ShardedSeason,
     compute,
+    runs,
     snapshot_rows_by_shard,
     spill,
     split_inputs,
@@ -240,3 +241,17 @@ def test_a_freeze_task_retried_after_it_sorted_but_before_it_cleaned_up_counts_o
     assert freeze(season, P, **small, owners=owners) == expected
     assert sorted(p.name for p in folder.iterdir()) == [f"sorted{SPILL}"]
     assert season.read("intervals", 1, dict(INTERVALS)).equals(whole)
+
+
+@settings(max_examples=50, deadline=None)
+@given(keys=st.lists(st.integers(0, 4), max_size=30), presorted=st.booleans())
+def test_runs_are_the_rows_of_each_key_in_their_order(keys: list[int], presorted: bool) -> None:
+    """Sliced (sorted keys) or partitioned (any order), each distinct key comes once,
+    with exactly its rows in their order."""
+    keys = sorted(keys) if presorted else keys
+    frame = pl.DataFrame({"row": list(range(len(keys))), "text": [f"r{k}" for k in keys]})
+    found = list(runs(frame, pl.Series(keys, dtype=pl.Int64)))
+    assert sorted(k for k, _ in found) == sorted(set(keys))
+    for key, part in found:
+        assert part.get_column("row").to_list() == [i for i, k in enumerate(keys) if k == key]
+        assert part.columns == frame.columns
