@@ -121,7 +121,7 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     for kind, frame in (("documents", documents), ("device-documents", devices)):
         path = _documents(season, bucket, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_ipc(path)  # uncompressed: the documents are compressed already
+        frame.write_parquet(path, compression="uncompressed")  # already compressed
     return rows.height, documents.height
 
 
