@@ -14,7 +14,7 @@ and the whole as a ratio to the compute stage measured in the same run; then the
 eligibility view is built from the same database, timed apart. Peak memory counts from
 the start of each timed part (the set-up's is left out). Results:
 bench/out/snapshot.json. The database and the export are dropped at the end (--keep keeps
-them).
+them, and so does --reuse).
 """
 
 from __future__ import annotations
@@ -223,7 +223,9 @@ def arguments() -> argparse.Namespace:
         help="also write the audit bundle and reproduce it (`rewards snapshot reproduce`)",
     )
     parser.add_argument(
-        "--reuse", action="store_true", help="the database a --keep run left (no set-up)"
+        "--reuse",
+        action="store_true",
+        help="the database a --keep run left (no set-up); it is kept again afterwards",
     )
     parser.add_argument(
         "--view-only", action="store_true", help="only the view (with --reuse): no rerun"
@@ -247,7 +249,9 @@ def main() -> None:
     if not args.view_only and not args.no_view:  # the whole run: the file the README quotes
         (OUT / "snapshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    if not args.keep:  # nothing left behind without --keep
+    # nothing left behind without --keep; a reused database stays for the next run (a run
+    # that dropped it made the next pair of runs wait 8 minutes for a new one)
+    if not (args.keep or args.reuse):
         drop_database(args.url, NAME)
         shutil.rmtree(OUT / "snapshot-export", ignore_errors=True)
         shutil.rmtree(OUT / "snapshot-inputs", ignore_errors=True)
