@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -66,9 +66,10 @@ DEVICES_A_RANGE = 20_000
 PLACEMENT = f"placement{SPILL}"
 
 
-def spill(frame: pl.DataFrame, path: Path) -> None:
-    """Write a work file (`SPILL`), read back by `unspill`."""
-    frame.write_parquet(path, compression="lz4")
+def spill(frame: pl.DataFrame, path: Path, compression: Literal["lz4", "zstd"] = "lz4") -> None:
+    """Write a work file (`SPILL`), read back by `unspill`; LZ4 unless the file is also
+    kept beyond the run (the frozen inputs: rewards/frozen.py)."""
+    frame.write_parquet(path, compression=compression)
 
 
 def unspill(path: Path) -> pl.DataFrame:

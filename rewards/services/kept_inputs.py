@@ -23,9 +23,8 @@ from typing import Final
 
 import polars as pl
 
-from rewards.compute import unspill
 from rewards.core import INCIDENT_VERSIONS, INTERVALS
-from rewards.frozen import frozen_files
+from rewards.frozen import FROZEN, frozen_files
 from rewards.services.computing import ShardedInputs
 from rewards.services.exports import fresh_directory
 from rewards.services.files import fsync_path
@@ -35,7 +34,7 @@ from rewards.services.snapshots import SnapshotError
 # the frames a fingerprint covers, and the files that hold them (a folder: its parts)
 SPLIT = {"intervals": INTERVALS, "incident_versions": INCIDENT_VERSIONS}
 WHOLE = ("incidents", "devices", "owners")
-KEPT: Final = "zstd"
+KEPT: Final = FROZEN
 
 
 def kept_folder(root: Path, season: str, fingerprint: str) -> Path:
@@ -69,7 +68,7 @@ def _write_kept(folder: Path, inputs: ShardedInputs) -> None:
             (partial / name).mkdir()
             for index, path in enumerate(paths):
                 part = partial / name / f"part-{index:05d}.parquet"
-                unspill(path).write_parquet(part, compression=KEPT)
+                shutil.copyfile(path, part)  # written in the kept format (frozen.FROZEN)
         for name, frame in zip(
             WHOLE, (inputs.incidents, inputs.devices, inputs.owners), strict=True
         ):

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine
 
@@ -61,6 +62,10 @@ def test_a_bundle_reproduces_its_snapshot_from_the_files_alone(
     assert [(c.name, c.found) for c in sharded] == [(n, c.found) for n, c in checks.items()]
     inputs = {p.relative_to(bundle).as_posix() for p in (bundle / "inputs").rglob("*.parquet")}
     assert {"inputs/incidents.parquet", "inputs/devices.parquet", "inputs/owners.parquet"} <= inputs
+    for name in inputs:  # kept as zstd Parquet, the frozen shard files copied as they are
+        meta = pq.ParquetFile(bundle / name).metadata
+        codecs = {meta.row_group(g).column(0).compression for g in range(meta.num_row_groups)}
+        assert codecs <= {"ZSTD"}, (name, codecs)
     versions = pl.concat(pl.read_parquet(p) for p in (bundle / "inputs").glob("incident_*/*"))
     assert versions.height > 0  # the incident is version-scoped: its versions are inputs too
 
