@@ -38,7 +38,7 @@ _SORTED = f"sorted{SPILL}"
 
 # The frozen files' compression: that of kept inputs (services/kept_inputs.py), which are
 # then these files copied as they are, not decoded and encoded again (44M intervals took
-# 13-15 s to re-encode; zstd costs a shard 0.2-0.3 s more to write than LZ4).
+# 13-19 s to re-encode; zstd costs a shard 0.2-0.3 s more to write than LZ4).
 FROZEN: Final = "zstd"
 
 
