@@ -230,10 +230,10 @@ def _split(
         if not pending:
             return
         batch = place(pl.concat(pending))
-        for (shard,), frame in batch.partition_by("shard", as_dict=True).items():
-            folder = season.shard_dir(kind, int(shard))
+        for shard, frame in runs(batch.drop("shard"), batch.get_column("shard")):
+            folder = season.shard_dir(kind, shard)
             folder.mkdir(parents=True, exist_ok=True)
-            spill(frame.drop("shard"), folder / f"part-{part:05d}{SPILL}")
+            spill(frame, folder / f"part-{part:05d}{SPILL}")
         pending.clear()
         count, part = 0, part + 1
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rewards.compute import SPILL, ShardedSeason, spill, unspill
+from rewards.compute import SPILL, ShardedSeason, runs, spill, unspill
 from rewards.core import (
     PACKED_DEVICE_DOCUMENTS,
     PACKED_DOCUMENTS,
@@ -95,11 +95,11 @@ def _by_owner(job: ViewJob, path: Path) -> int:
     """Task: a device range's rows that have an owner, one file per owner bucket."""
     season = job.season
     owned = unspill(path).filter(pl.col("owner_id").is_not_null())
-    owned = owned.with_columns(bucket=device_shards(owned.get_column("owner_id"), season.shards))
-    for (bucket,), part in owned.partition_by("bucket", as_dict=True).items():
+    buckets = device_shards(owned.get_column("owner_id"), season.shards)
+    for bucket, part in runs(owned, buckets):
         folder = season.root / "view" / f"owner={bucket}"
         folder.mkdir(parents=True, exist_ok=True)
-        spill(part.drop("bucket"), folder / path.name)
+        spill(part, folder / path.name)
     return owned.height
 
 
