@@ -90,6 +90,20 @@ def prepared(engine: Engine) -> str:
     return drops[0]
 
 
+def prepared_copy(databases, seeded, dialect: str, simulator) -> tuple[Engine, str]:  # type: ignore[no-untyped-def]
+    """An engine on a database of its own holding the ingested fleet after `prepared`, and
+    the proposed incident's id: prepared once per dialect (a snapshot, its publication and
+    the view took 4-8 s a module), then copied as `ingested_copy` copies."""
+    made = f"{dialect}+prepared"
+    if made not in seeded:
+        url = ingested_copy(databases, seeded, dialect, simulator)
+        engine = make_engine(url)
+        seeded[f"{made}:proposed"] = prepared(engine)
+        seeded[made] = url
+        engine.dispose()  # a database is copied with no connection open
+    return make_engine(databases.copy(seeded[made])), seeded[f"{made}:proposed"]
+
+
 def serve_site(engine: Engine, tmp: Path, proposed: str, **overrides: object) -> Iterator[Site]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -111,8 +125,7 @@ def serve_site(engine: Engine, tmp: Path, proposed: str, **overrides: object) ->
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def site(request, databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
-    engine = make_engine(ingested_copy(databases, seeded, request.param, small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, request.param, small_fleet)
     yield from serve_site(engine, tmp_path_factory.mktemp("site"), proposed)
     engine.dispose()
 

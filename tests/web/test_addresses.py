@@ -12,17 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from rewards.db.engine import make_engine
-from tests.seeded import ingested_copy
-from tests.web.conftest import Site, csrf_of, hidden_fields, prepared, serve_site, sign_in
+from tests.web.conftest import Site, csrf_of, hidden_fields, prepared_copy, serve_site, sign_in
 
 
 @pytest.fixture(scope="module")
 def sites(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[dict[str, Site]]:  # type: ignore[no-untyped-def]
     """The same database served twice on random ports: without public_url, and with it
     set to the 127.0.0.1 address (sign-in does not depend on the database: SQLite)."""
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     unset = serve_site(engine, tmp_path_factory.mktemp("unset"), proposed, public_url="")
     configured = serve_site(engine, tmp_path_factory.mktemp("set"), proposed)
     yield {"unset": next(unset), "set": next(configured)}

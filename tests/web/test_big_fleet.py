@@ -50,7 +50,7 @@ def browser() -> Iterator[Browser]:
 def big(databases, tmp_path_factory) -> Iterator[tuple[Site, dict[str, object]]]:  # type: ignore[no-untyped-def]
     url = databases.fresh("postgresql")
     page_fleet.load_page_fleet(url, DEVICES, OWNED)
-    facts = page_fleet.tell_story(url)
+    facts = page_fleet.tell_story(url, draft=False, settle=False)
     engine = make_engine(url)
     for site in serve_site(engine, tmp_path_factory.mktemp("big"), str(facts["incident"])):
         yield site, facts

@@ -20,11 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from rewards.db.engine import make_engine
 from rewards.services.incidents import list_incidents
 from rewards.settings import REPO_ROOT
-from tests.seeded import ingested_copy
-from tests.web.conftest import Site, prepared, serve_site
+from tests.web.conftest import Site, prepared_copy, serve_site
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -55,8 +53,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def site(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     yield from serve_site(engine, tmp_path_factory.mktemp("browser"), proposed)
     engine.dispose()
 
@@ -242,8 +239,7 @@ def test_finance_sees_published_totals_and_downloads_the_export(
 @pytest.fixture(scope="module")
 def open_site(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     """The pages with public_url unset, on a random port, as `rewards api` serves them."""
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     yield from serve_site(engine, tmp_path_factory.mktemp("open"), proposed, public_url="")
     engine.dispose()
 

@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine
 
-from rewards.db.engine import make_engine
 from rewards.services.eligibility_view import refresh_view, supplier_standing
 from rewards.services.incidents import decide
 from rewards.services.publication import publish
@@ -25,16 +24,15 @@ from rewards.services.snapshots import (
     stored_suppliers,
 )
 from rewards.web.templates import tokens
-from tests.seeded import KEY, LOCK, NOW, POLICY, ingested_copy
-from tests.web.conftest import Site, prepared, serve_site, sign_in
+from tests.seeded import KEY, LOCK, NOW, POLICY
+from tests.web.conftest import Site, prepared, prepared_copy, serve_site, sign_in
 
 
 @pytest.fixture(scope="module")
 def changed(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     """v1 published without the incident; then the incident confirmed and the view
     rebuilt: the season-so-far view credits what the published v1 does not pay."""
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     decide(engine, proposed, status="confirmed", by="admin.example.org", now=NOW)
     refresh_view(engine, POLICY, trigger="test", clock=lambda: NOW, lock_ttl=LOCK, force=True)
     yield from serve_site(engine, tmp_path_factory.mktemp("changed"), proposed)
@@ -124,8 +122,7 @@ def test_the_published_standing_is_the_stored_rows_of_that_device_and_owner(
 @pytest.fixture(scope="module")
 def replaced(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     """v1 published, then the incident confirmed and v2 run and published over it."""
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     decide(engine, proposed, status="confirmed", by="admin.example.org", now=NOW)
     v2 = run_snapshot(
         engine, POLICY, epochs=range(POLICY.epoch_count), trigger="manual", triggered_by="t",

@@ -22,16 +22,14 @@ from fastapi.responses import RedirectResponse
 from jwt.algorithms import RSAAlgorithm
 
 from rewards.api.verifier import make_verifier
-from rewards.db.engine import make_engine
 from rewards.sim.server import BackgroundServer
 from rewards.web.app import create_site
-from tests.seeded import ingested_copy
 from tests.web.conftest import (
     Site,
     csrf_of,
     free_port,
     hidden_fields,
-    prepared,
+    prepared_copy,
     serve_site,
     sign_in,
     site_settings,
@@ -41,8 +39,7 @@ from tests.web.conftest import (
 @pytest.fixture(scope="module")
 def one_site(databases, seeded, small_fleet, tmp_path_factory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     """Sign-in does not depend on the database: SQLite only."""
-    engine = make_engine(ingested_copy(databases, seeded, "sqlite", small_fleet))
-    proposed = prepared(engine)
+    engine, proposed = prepared_copy(databases, seeded, "sqlite", small_fleet)
     yield from serve_site(engine, tmp_path_factory.mktemp("signin"), proposed)
     engine.dispose()
 
