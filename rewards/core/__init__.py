@@ -102,6 +102,7 @@ from rewards.core.pipeline import REASONS, device_epochs, epoch_payouts, unpaid_
 from rewards.core.policy import PolicyError, SeasonPolicy, check_policy, parse_policy
 from rewards.core.row_summary import RowsSummary, summarize_rows
 from rewards.core.scope import IncidentScope, ScopeError
+from rewards.core.season_window import input_window, season_incidents, window_intervals
 from rewards.core.shard_allocation import (
     add_histograms,
     add_totals,
@@ -236,6 +237,7 @@ __all__ = [
     "identifier_problem",
     "incident_versions",
     "incident_versions_near",
+    "input_window",
     "leaf_hash",
     "lines_of",
     "merge_intervals",
@@ -257,6 +259,7 @@ __all__ = [
     "reward_decimal",
     "rfc3339_problem",
     "rows_in_bucket",
+    "season_incidents",
     "shard_rewards",
     "shard_totals",
     "shares",
@@ -276,5 +279,6 @@ __all__ = [
     "verify_proof",
     "version_key",
     "view_rows",
+    "window_intervals",
     "with_commitments",
 ]

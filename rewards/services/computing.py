@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from rewards.archive import HeartbeatArchive
 from rewards.compute import ShardedSeason, compute, snapshot_rows_by_shard, split_inputs
-from rewards.core import SeasonPolicy
+from rewards.core import SeasonPolicy, input_window, season_incidents
 from rewards.db.engine import consistent_read
 from rewards.db.heartbeats import interval_batches, interval_devices
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
@@ -105,6 +106,16 @@ class ShardedInputs:
     owners: pl.DataFrame
 
 
+def season_confirmed(
+    session: Session, policy: SeasonPolicy
+) -> tuple[pl.DataFrame, tuple[int, int]]:
+    """The confirmed incidents that can credit the season's time, and the window (lo, hi)
+    of the stored intervals its results depend on (core/season_window.py): a database
+    holds every season's intervals, and a season reads only its own."""
+    confirmed = season_incidents(incidents_frame(incidents(session, "confirmed")), policy)
+    return confirmed, input_window(policy, confirmed)
+
+
 def read_by_shard(
     engine: Engine,
     policy: SeasonPolicy,
@@ -116,13 +127,13 @@ def read_by_shard(
     streaming the stored intervals straight into shard files under `root`: the season's
     intervals are never held whole."""
     with consistent_read(engine) as (connection, session):
-        confirmed = incidents_frame(incidents(session, "confirmed"))
+        confirmed, window = season_confirmed(session, policy)
         near = heartbeats_near(connection, confirmed, policy, archive)
         devices, owners = devices_frame(session), owners_frame(session)
         season = split_inputs(
             root,
             plan.shards(max(interval_devices(connection), devices["device_id"].n_unique())),
-            interval_batches(connection),
+            interval_batches(connection, window),
             devices=devices.lazy(),
             owners=owners.lazy(),
             near=near.lazy(),

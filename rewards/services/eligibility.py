@@ -24,7 +24,7 @@ from rewards.core import (
 )
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_intervals
-from rewards.db.incidents import devices_frame, incidents, incidents_frame
+from rewards.db.incidents import devices_frame
 from rewards.inputs import (
     InputError,
     read_devices,
@@ -33,7 +33,7 @@ from rewards.inputs import (
     read_incidents,
     read_intervals,
 )
-from rewards.services.computing import ComputePlan
+from rewards.services.computing import ComputePlan, season_confirmed
 from rewards.services.files import write_atomically
 from rewards.services.versions import incident_versions_of
 
@@ -215,8 +215,8 @@ def compute_from_database(
     """Device-epoch results and payouts from stored intervals, confirmed incidents and the
     device metadata history: the same rules as from files."""
     with unit_of_work(engine) as session:
-        intervals = load_intervals(session.connection())
-        confirmed = incidents_frame(incidents(session, "confirmed"))
+        confirmed, window = season_confirmed(session, policy)
+        intervals = load_intervals(session.connection(), window)
         meta = devices_frame(session)
         versions = incident_versions_of(session.connection(), confirmed, intervals, policy, archive)
     results = device_epochs(

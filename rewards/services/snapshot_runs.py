@@ -43,8 +43,6 @@ from rewards.db.engine import consistent_read, unit_of_work
 from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import (
     devices_frame,
-    incidents,
-    incidents_frame,
     owners_frame,
 )
 from rewards.db.tables import Snapshot
@@ -53,6 +51,7 @@ from rewards.services.computing import (
     fingerprint_by_shard,
     read_by_shard,
     rows_by_shard,
+    season_confirmed,
 )
 from rewards.services.kept_inputs import keep_inputs, prune_kept, still_needed
 from rewards.services.records import SnapshotRecord
@@ -124,8 +123,8 @@ def freeze_inputs(
     the plain reading that runs by shard (`computing.read_by_shard`) are checked against,
     fine at demo size and too big for a fleet."""
     with consistent_read(engine) as (connection, session):
-        confirmed = incidents_frame(incidents(session, "confirmed"))
-        intervals = load_intervals(connection)
+        confirmed, window = season_confirmed(session, policy)
+        intervals = load_intervals(connection, window)
         return Inputs(
             intervals=intervals,
             incidents=confirmed,

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards.core import online_intervals, to_us
+from rewards.core import online_intervals, to_us, window_intervals
 from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import load_heartbeats, load_intervals
 from rewards.services import heartbeats as heartbeat_service
 from rewards.services.heartbeats import store_heartbeats
 from rewards.services.intervals import apply_retention
 from tests.builders import at, concat, heartbeats, policy
-from tests.core.test_intervals import frame_of, record
+from tests.core.test_intervals import BASE, frame_of, record
 
 P = policy()
 
@@ -91,6 +91,31 @@ def test_batches_in_any_order_store_what_the_core_computes_from_all(engine, reco
         stored_heartbeats(engine).height
         == frame_of(records).unique(["device_id", "observed_at"]).height
     )
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(record, min_size=1, max_size=40),
+    windows=st.lists(st.tuples(st.integers(-5, 45), st.integers(1, 30)), min_size=1, max_size=4),
+)
+def test_a_seasons_window_reads_what_the_core_keeps_of_every_interval(
+    engine, records, windows
+) -> None:  # type: ignore[no-untyped-def]
+    """The database's read of a window (through the key, a device at a time) is
+    core.window_intervals of every stored interval, open rows and closed ones alike."""
+    with unit_of_work(engine) as session:
+        for table in ("heartbeats", "online_intervals", "open_intervals"):
+            session.connection().exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+    store(engine, frame_of(records[: len(records) // 2]), frame_of(records[len(records) // 2 :]))
+    every = stored_intervals(engine)
+    for first, length in windows:
+        lo = to_us(BASE + timedelta(seconds=45 * first))
+        hi = lo + length * 45_000_000
+        with unit_of_work(engine) as session:
+            read = load_intervals(session.connection(), (lo, hi))
+        assert read.rows() == window_intervals(every, lo, hi).rows(), (lo, hi)
 
 
 def test_other_devices_intervals_are_left_alone(engine) -> None:  # type: ignore[no-untyped-def]
