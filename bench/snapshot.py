@@ -4,7 +4,8 @@
     .venv/bin/python bench/snapshot.py --reuse --view-only  # the view alone, on a kept database
 
 Set-up (not timed): a fresh database at the latest migration holding a 30-epoch season of
-online intervals (bench/fleet_intervals.py), a device registry with owners (one supplier
+online intervals (bench/fleet_intervals.py; with --seasons-before N, the same fleet's in
+N earlier seasons too, as a database holds them), a device registry with owners (one supplier
 per six devices), GPU models and 1% suspended, and a confirmed incident over the forced
 upgrade. Timed: `run_snapshot` (reading the intervals, incidents and metadata in one
 transaction, fingerprinting them, computing, hashing the canonical export, writing the
@@ -25,7 +26,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
@@ -79,7 +82,16 @@ def drop_database(admin_url: str, name: str) -> None:
     admin.dispose()
 
 
-def load_season(url: str, devices: int) -> dict[str, int]:
+def past_seasons(devices: int, seasons: int) -> Iterator[pl.DataFrame]:
+    """The same fleet's intervals in each of `seasons` 30-day seasons before this one (a
+    database holds every season's: a season's snapshot must not read them all)."""
+    for back in range(1, seasons + 1):
+        shift = timedelta(days=30 * back)
+        earlier = replace(POLICY, start=POLICY.start - shift, end=POLICY.end - shift)
+        yield fleet_intervals(earlier, devices, seed=1 + back)
+
+
+def load_season(url: str, devices: int, seasons_before: int = 0) -> dict[str, int]:
     intervals = fleet_intervals(POLICY, devices)
     ids = intervals.get_column("device_id").unique().sort()
     rng = np.random.default_rng(7)
@@ -122,8 +134,13 @@ def load_season(url: str, devices: int) -> dict[str, int]:
                 recorded_at=pl.lit(when.isoformat()),
             ),
         )
-        times = intervals.with_columns(pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us"))
-        load_frame(connection, "online_intervals", times)
+        history = 0
+        for season in [*past_seasons(devices, seasons_before), intervals]:
+            times = season.with_columns(
+                pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us")
+            )
+            load_frame(connection, "online_intervals", times)
+            history += season.height
         settle_open_intervals(connection)  # each device's latest is its open row
         forced = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
         connection.execute(
@@ -140,6 +157,8 @@ def load_season(url: str, devices: int) -> dict[str, int]:
         "devices": ids.len(),
         "suppliers": suppliers.height,
         "intervals": intervals.height,
+        "seasons_before": seasons_before,
+        "intervals_stored": history,
         "intervals_per_device_day": round(density(intervals, POLICY), 2),
         "season_start_us": to_us(season_start),
     }
@@ -157,7 +176,7 @@ def set_up(args: argparse.Namespace) -> tuple[str, dict[str, int]]:
         # in a process of its own: making 44M intervals leaves 5.6 GiB resident that the
         # run's peak would otherwise count
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as setup:
-            sizes = setup.submit(load_season, url, args.devices).result()
+            sizes = setup.submit(load_season, url, args.devices, args.seasons_before).result()
         kept.write_text(json.dumps(sizes))
         print(f"set-up done in {time.perf_counter() - started:.0f} s: {sizes}", flush=True)
 
@@ -215,6 +234,12 @@ def arguments() -> argparse.Namespace:
         type=int,
         default=0,
         help="worker processes for the shards (their memory is not in the reported peak)",
+    )
+    parser.add_argument(
+        "--seasons-before",
+        type=int,
+        default=0,
+        help="also store the fleet's intervals of this many earlier seasons (not timed)",
     )
     parser.add_argument("--no-view", action="store_true", help="skip the eligibility view")
     parser.add_argument(

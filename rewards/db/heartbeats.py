@@ -313,22 +313,19 @@ def interval_batches(
     connection: Connection, window: tuple[int, int] | None = None
 ) -> Iterator[pl.DataFrame]:
     """The stored online intervals as INTERVALS frames, a batch at a time, in no particular
-    order: a season's worth is never held whole here. With a `window` (lo, hi) in µs, only
-    those a season depends on (core.window_intervals): the ones overlapping it and each
-    device's one just before and one just after it."""
-    sql = f"SELECT * FROM {_every_interval()}"  # noqa: S608
-    if window is not None:
-        sql = _in_window(connection.dialect.name, *window)
+    order (a season's are never held whole here); with a `window` (lo, hi) in µs, only
+    those a season depends on (core.window_intervals)."""
+    every = f"SELECT * FROM {_every_interval()}"  # noqa: S608
+    sql = every if window is None else _in_window(connection.dialect.name, *window)
     for batch in read_frames(connection, sql, {}, _INTERVAL_INTS):
         yield _as_time(batch)
 
 
 def _in_window(dialect: str, lo: int, hi: int) -> str:
-    """core.window_intervals as one query. A device's neighbours of the window are found
-    through the primary key (device_id, start), a device at a time, never by scanning the
-    history. The open row is a device's latest: the one before the window when it ends by
-    `lo`, the one after when it starts at `hi` or later and no closed row does. `lo` and
-    `hi` are integers of ours, inlined so the rows still stream through ADBC."""
+    """core.window_intervals as one query: a device's neighbours of the window are found
+    through the primary key, never by scanning the history. The open row is a device's
+    latest: the one before when it ends by `lo`, the one after when it starts at `hi` or
+    later and no closed row does. `lo`, `hi`: our integers, inlined to stream via ADBC."""
     lo, hi = int(lo), int(hi)
     parts = [
         f'SELECT * FROM {_every_interval()} WHERE start < {hi} AND "end" > {lo}',  # noqa: S608
@@ -337,24 +334,19 @@ def _in_window(dialect: str, lo: int, hi: int) -> str:
         f"(SELECT 1 FROM online_intervals x WHERE x.device_id = d.device_id AND x.start >= {hi})",
     ]
     sides = (  # the closed row nearest the window on each side, and what else it must be
-        (f"start < {lo} ORDER BY {{0}}start DESC", lo, f'{{0}}"end" <= {lo}'),
-        (f"start >= {hi} ORDER BY {{0}}start", hi, f"{{0}}start >= {hi}"),
+        (f"start < {lo} ORDER BY x.start DESC", lo, f'"end" <= {lo}'),
+        (f"start >= {hi} ORDER BY x.start", hi, f"start >= {hi}"),
     )
     for nearest, edge, kept in sides:
-        if dialect == "postgresql":  # LATERAL: the row itself, by the index
-            parts.append(
-                f"SELECT p.* FROM open_intervals d CROSS JOIN LATERAL (SELECT "  # noqa: S608
-                f"{_closed_columns('x.')} FROM online_intervals x WHERE x.device_id = "
-                f"d.device_id AND x.{nearest.format('x.')} LIMIT 1) p "
-                f"WHERE d.start >= {edge} AND {kept.format('p.')}"
-            )
-        else:  # SQLite has no LATERAL: the start, then the row by its key
-            parts.append(
-                f"SELECT {_closed_columns('o.')} FROM open_intervals d JOIN online_intervals o "  # noqa: S608
-                f"ON o.device_id = d.device_id AND o.start = (SELECT x.start FROM "
-                f"online_intervals x WHERE x.device_id = d.device_id AND "
-                f"x.{nearest.format('x.')} LIMIT 1) WHERE d.start >= {edge} AND {kept.format('o.')}"
-            )
+        near = f"online_intervals x WHERE x.device_id = d.device_id AND x.{nearest} LIMIT 1"
+        parts.append(  # PostgreSQL: the row itself by LATERAL; SQLite: its start, then it
+            f"SELECT p.* FROM open_intervals d CROSS JOIN LATERAL (SELECT "  # noqa: S608
+            f"{_closed_columns('x.')} FROM {near}) p WHERE d.start >= {edge} AND p.{kept}"
+            if dialect == "postgresql"
+            else f"SELECT {_closed_columns('o.')} FROM open_intervals d JOIN online_intervals o "  # noqa: S608
+            f"ON o.device_id = d.device_id AND o.start = (SELECT x.start FROM {near}) "
+            f"WHERE d.start >= {edge} AND o.{kept}"
+        )
     return " UNION ALL ".join(parts)
 
 
