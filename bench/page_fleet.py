@@ -162,7 +162,7 @@ def tell_story(url: str, *, draft: bool = True, settle: bool = True) -> dict[str
     step("confirm + snapshot v2 + publish")
     decide(engine, incident, status="proposed", by=BY, now=datetime.now(UTC))
     v3 = snapshot("the incident proposed again") if draft else None
-    step("unconfirm + snapshot v3 (draft)")
+    step("unconfirm + snapshot v3 (draft)" if draft else "unconfirm")
     view = refresh_view(
         engine, POLICY, trigger=BY, clock=lambda: POLICY.end, lock_ttl=LOCK, force=True
     ).view
