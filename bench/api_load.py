@@ -48,7 +48,7 @@ from rewards.api.verifier import dev_issuer  # noqa: E402
 from rewards.core.outages import fleet_online_counts  # noqa: E402
 from rewards.db.eligibility_views import ViewHeader  # noqa: E402
 from rewards.db.engine import make_engine, unit_of_work  # noqa: E402
-from rewards.db.heartbeats import load_intervals  # noqa: E402
+from rewards.db.interval_reads import load_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.services.eligibility_view import refresh_view  # noqa: E402
 from rewards.services.pages import _fleet_series  # noqa: E402

@@ -22,7 +22,14 @@ import polars as pl
 from sqlalchemy import Connection, text
 
 from rewards.core import HEARTBEATS, INTERVALS, TIME
-from rewards.db.bulk import fetch_frame, load_frame, read_frame, read_frames
+from rewards.db.bulk import fetch_frame, load_frame, read_frame
+from rewards.db.interval_reads import (
+    COLUMN_LIST,
+    INTERVAL_INTS,
+    LAST_OF,
+    as_time,
+    closed_columns,
+)
 
 _INTERVAL_STAGE = (
     'device_id TEXT, start BIGINT, "end" BIGINT, first_boot_id TEXT, first_agent_version TEXT, '
@@ -33,34 +40,19 @@ _STAGE = {
     "hb_touch": "device_id TEXT, lo BIGINT, hi BIGINT",
     "iv_open": _INTERVAL_STAGE,
 }
-_INTERVAL_INTS = {**INTERVALS, "start": pl.Int64(), "end": pl.Int64()}
 
 # Intervals a batch can touch: within one liveness timeout of a new heartbeat.
 _NEAR = (
     "t.device_id = i.device_id AND i.start <= t.hi + :timeout "
     'AND i."end" >= t.lo - :timeout + :period'
 )
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in INTERVALS)
-# A closed row's last boot and version are NULL when equal to its first (a slimmer row,
-# migration 0012): written by _elide_last, read back through _closed_columns.
-_LAST_OF = {"last_boot_id": "first_boot_id", "last_agent_version": "first_agent_version"}
-
-
-def _closed_columns(alias: str = "") -> str:
-    """The INTERVALS columns of `online_intervals` (as `alias`), the last ones restored."""
-    return ", ".join(
-        f'coalesce({alias}"{c}", {alias}"{_LAST_OF[c]}") AS "{c}"'
-        if c in _LAST_OF
-        else f'{alias}"{c}"'
-        for c in INTERVALS
-    )
 
 
 def _elide_last(intervals: pl.DataFrame) -> pl.DataFrame:
     """Closed rows as stored: the last boot and version NULL where equal to the first."""
     return intervals.with_columns(
         pl.when(pl.col(last) != pl.col(first)).then(pl.col(last)).alias(last)
-        for last, first in _LAST_OF.items()
+        for last, first in LAST_OF.items()
     )
 
 
@@ -96,12 +88,12 @@ def _take_nearby_sql(dialect: str) -> str:
     if dialect == "postgresql":
         return (
             f"DELETE FROM online_intervals i USING hb_touch t WHERE {_NEAR} "  # noqa: S608
-            f"RETURNING {_closed_columns('i.')}"
+            f"RETURNING {closed_columns('i.')}"
         )
     return (
         "DELETE FROM online_intervals WHERE rowid IN "  # noqa: S608
         f"(SELECT i.rowid FROM hb_touch t JOIN online_intervals i ON {_NEAR}) "
-        f"RETURNING {_closed_columns()}"
+        f"RETURNING {closed_columns()}"
     )
 
 
@@ -122,10 +114,6 @@ def _nested_loops(connection: Connection) -> Iterator[None]:
         if pg:
             connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
             connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
-
-
-def _as_time(intervals: pl.DataFrame) -> pl.DataFrame:
-    return intervals.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
 
 def _as_int_times(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
@@ -187,7 +175,7 @@ def open_intervals_touched(connection: Connection, touch: pl.DataFrame) -> pl.Da
             f"SELECT {columns}, t.lo, t.hi FROM hb_touch t JOIN open_intervals o "  # noqa: S608
             "ON o.device_id = t.device_id",
             {},
-            {**_INTERVAL_INTS, "lo": pl.Int64(), "hi": pl.Int64()},
+            {**INTERVAL_INTS, "lo": pl.Int64(), "hi": pl.Int64()},
         )
     return found.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
@@ -205,13 +193,13 @@ def take_closed_intervals_near(
     heartbeat. Only devices reaching back before their open interval's start can have
     any; the caller passes those alone, and none at all for a page of on-time heartbeats."""
     if reach.is_empty():
-        return _as_time(pl.DataFrame(schema=_INTERVAL_INTS))
+        return as_time(pl.DataFrame(schema=INTERVAL_INTS))
     connection.exec_driver_sql("DELETE FROM hb_touch")
     load_frame(connection, "hb_touch", reach.select("device_id", "lo", "hi"))
     window = {"timeout": liveness_timeout_us, "period": heartbeat_period_us}
     with _nested_loops(connection):
         nearby = fetch_frame(
-            connection, _take_nearby_sql(connection.dialect.name), window, _INTERVAL_INTS
+            connection, _take_nearby_sql(connection.dialect.name), window, INTERVAL_INTS
         )
     return nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
 
@@ -227,7 +215,7 @@ def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
     load_frame(connection, "iv_open", latest.select(list(INTERVALS)))
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in INTERVALS if c != "device_id")
     connection.exec_driver_sql(
-        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM iv_open "  # noqa: S608
+        f"INSERT INTO open_intervals ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM iv_open "  # noqa: S608
         f"WHERE true ON CONFLICT (device_id) DO UPDATE SET {updates}"
     )
 
@@ -244,7 +232,7 @@ def settle_open_intervals(connection: Connection) -> None:
     """After a rebuild's inserts: each device without an open row gets its latest interval
     moved to `open_intervals` (a device that kept its open row kept its latest)."""
     connection.exec_driver_sql(
-        f"INSERT INTO open_intervals ({_COLUMN_LIST}) SELECT {_closed_columns('i.')} "  # noqa: S608
+        f"INSERT INTO open_intervals ({COLUMN_LIST}) SELECT {closed_columns('i.')} "  # noqa: S608
         "FROM online_intervals i WHERE start = "
         "(SELECT max(start) FROM online_intervals l WHERE l.device_id = i.device_id) "
         "AND NOT EXISTS (SELECT 1 FROM open_intervals o WHERE o.device_id = i.device_id)"
@@ -259,126 +247,24 @@ def take_intervals_overlapping(connection: Connection, *, lo_us: int, hi_us: int
     """Delete and return (INTERVALS) every stored interval overlapping [lo_us, hi_us)."""
     taken = []
     for table, columns in (
-        ("online_intervals", _closed_columns()),
-        ("open_intervals", _COLUMN_LIST),
+        ("online_intervals", closed_columns()),
+        ("open_intervals", COLUMN_LIST),
     ):
         taken.append(  # our own names, never input
             fetch_frame(
                 connection,
                 f'DELETE FROM {table} WHERE start < :hi AND "end" > :lo RETURNING {columns}',  # noqa: S608
                 {"lo": lo_us, "hi": hi_us},
-                _INTERVAL_INTS,
+                INTERVAL_INTS,
             )
         )
-    return _as_time(pl.concat(taken))
+    return as_time(pl.concat(taken))
 
 
 def delete_intervals(connection: Connection) -> int:
     """Delete every stored online interval (a rebuild replaces them); returns how many."""
     closed = connection.execute(text("DELETE FROM online_intervals")).rowcount
     return int(closed + connection.execute(text("DELETE FROM open_intervals")).rowcount)
-
-
-def _every_interval(where: str = "") -> str:
-    """Both interval tables as one (`where` is a fixed condition, never input)."""
-    return (
-        f"(SELECT {_closed_columns()} FROM online_intervals{where} "  # noqa: S608
-        f"UNION ALL SELECT {_COLUMN_LIST} FROM open_intervals{where}) AS every_interval"
-    )
-
-
-def load_intervals(connection: Connection, window: tuple[int, int] | None = None) -> pl.DataFrame:
-    """The stored online intervals (every one, or a season's `window` of them: see
-    `interval_batches`) as an INTERVALS frame, sorted by device_id, start (bytewise, as the
-    core sorts, whatever the database's collation)."""
-    frames = list(interval_batches(connection, window))
-    if not frames:
-        return _as_time(pl.DataFrame(schema=_INTERVAL_INTS))
-    return pl.concat(frames, rechunk=False).sort("device_id", "start")
-
-
-def intervals_overlapping(connection: Connection, *, lo_us: int, hi_us: int) -> pl.DataFrame:
-    """The stored intervals overlapping [lo_us, hi_us) as an INTERVALS frame, sorted by
-    device_id, start (bytewise): what a few epochs' eligibility needs, not the season's."""
-    found = read_frame(
-        connection,
-        f'SELECT * FROM {_every_interval()} WHERE start < :hi AND "end" > :lo',  # noqa: S608
-        {"lo": lo_us, "hi": hi_us},
-        _INTERVAL_INTS,
-    )
-    return _as_time(found.sort("device_id", "start"))
-
-
-def interval_batches(
-    connection: Connection, window: tuple[int, int] | None = None
-) -> Iterator[pl.DataFrame]:
-    """The stored online intervals as INTERVALS frames, a batch at a time, in no particular
-    order (a season's are never held whole here); with a `window` (lo, hi) in µs, only
-    those a season depends on (core.window_intervals)."""
-    every = f"SELECT * FROM {_every_interval()}"  # noqa: S608
-    sql = every if window is None else _in_window(connection.dialect.name, *window)
-    for batch in read_frames(connection, sql, {}, _INTERVAL_INTS):
-        yield _as_time(batch)
-
-
-def _in_window(dialect: str, lo: int, hi: int) -> str:
-    """core.window_intervals as one query: a device's neighbours of the window are found
-    through the primary key, never by scanning the history. The open row is a device's
-    latest: the one before when it ends by `lo`, the one after when it starts at `hi` or
-    later and no closed row does. `lo`, `hi`: our integers, inlined to stream via ADBC."""
-    lo, hi = int(lo), int(hi)
-    parts = [
-        f'SELECT * FROM {_every_interval()} WHERE start < {hi} AND "end" > {lo}',  # noqa: S608
-        f'SELECT {_COLUMN_LIST} FROM open_intervals WHERE "end" <= {lo}',  # noqa: S608
-        f"SELECT {_COLUMN_LIST} FROM open_intervals d WHERE start >= {hi} AND NOT EXISTS "  # noqa: S608
-        f"(SELECT 1 FROM online_intervals x WHERE x.device_id = d.device_id AND x.start >= {hi})",
-    ]
-    sides = (  # the closed row nearest the window on each side, and what else it must be
-        (f"start < {lo} ORDER BY x.start DESC", lo, f'"end" <= {lo}'),
-        (f"start >= {hi} ORDER BY x.start", hi, f"start >= {hi}"),
-    )
-    for nearest, edge, kept in sides:
-        near = f"online_intervals x WHERE x.device_id = d.device_id AND x.{nearest} LIMIT 1"
-        parts.append(  # PostgreSQL: the row itself by LATERAL; SQLite: its start, then it
-            f"SELECT p.* FROM open_intervals d CROSS JOIN LATERAL (SELECT "  # noqa: S608
-            f"{_closed_columns('x.')} FROM {near}) p WHERE d.start >= {edge} AND p.{kept}"
-            if dialect == "postgresql"
-            else f"SELECT {_closed_columns('o.')} FROM open_intervals d JOIN online_intervals o "  # noqa: S608
-            f"ON o.device_id = d.device_id AND o.start = (SELECT x.start FROM {near}) "
-            f"WHERE d.start >= {edge} AND o.{kept}"
-        )
-    return " UNION ALL ".join(parts)
-
-
-def interval_devices(connection: Connection) -> int:
-    """How many devices have stored intervals (each has one open interval: its latest)."""
-    return int(connection.execute(text("SELECT count(*) FROM open_intervals")).scalar_one())
-
-
-def interval_tallies(
-    connection: Connection, *, start_us: int, step_us: int, until_us: int
-) -> pl.DataFrame:
-    """core.outages.tallies computed by the database (bound, k, n): a few hundred rows
-    instead of every interval. Only bounds before `until_us` matter to the count."""
-    frames = []
-    for bound in ("start", "end"):  # our own column names, never input
-        index = f'CASE WHEN "{bound}" <= :t0 THEN 0 ELSE ("{bound}" - :t0 + :step - 1) / :step END'
-        found = fetch_frame(
-            connection,
-            f"SELECT {index} AS k, count(*) AS n FROM {_every_interval()} "  # noqa: S608
-            f'WHERE "{bound}" < :until GROUP BY 1',
-            {"t0": start_us, "step": step_us, "until": until_us},
-            {"k": pl.Int64(), "n": pl.Int64()},
-        )
-        frames.append(found.select(pl.lit(bound).alias("bound"), "k", "n"))
-    return pl.concat(frames)
-
-
-def last_interval_end(connection: Connection) -> int | None:
-    """The latest end of any stored interval (µs), None when there is none: an open one's,
-    as each device's open interval is its latest."""
-    found = connection.execute(text('SELECT max("end") FROM open_intervals')).scalar()
-    return None if found is None else int(found)
 
 
 def load_heartbeats(connection: Connection) -> pl.DataFrame:
@@ -413,17 +299,6 @@ def prune_heartbeats(connection: Connection, *, observed_before_us: int) -> int:
     )
 
 
-def load_device_intervals(connection: Connection, device_id: str) -> pl.DataFrame:
-    """One device's stored online intervals (INTERVALS), by start."""
-    frame = fetch_frame(
-        connection,
-        f"SELECT * FROM {_every_interval(' WHERE device_id = :device')} ORDER BY start",  # noqa: S608
-        {"device": device_id},
-        _INTERVAL_INTS,
-    )
-    return frame.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
-
-
 def heartbeats_between(
     connection: Connection, *, after_us: int, until_us: int, device_id: str | None = None
 ) -> pl.DataFrame:
@@ -439,11 +314,3 @@ def heartbeats_between(
         _HEARTBEAT_INTS,
     )
     return frame.with_columns(pl.col("observed_at").cast(TIME))
-
-
-def devices_seen_since(connection: Connection, since_us: int) -> int:
-    """How many devices were seen at or after `since_us` (their open interval ends then)."""
-    found = connection.execute(
-        text('SELECT count(*) FROM open_intervals WHERE "end" >= :since'), {"since": since_us}
-    )
-    return int(found.scalar_one())

@@ -22,8 +22,8 @@ from rewards.archive import HeartbeatArchive
 from rewards.compute import ShardedSeason, compute, snapshot_rows_by_shard, split_inputs
 from rewards.core import SeasonPolicy, input_window, season_incidents
 from rewards.db.engine import consistent_read
-from rewards.db.heartbeats import interval_batches, interval_devices
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
+from rewards.db.interval_reads import interval_batches, interval_devices
 from rewards.executors import ClusterError, DaskCluster, Executor, InProcess, ProcessPool
 from rewards.frozen import freeze
 from rewards.services.errors import ComputeUnavailable

@@ -19,7 +19,7 @@ from rewards.db.devices import (
     revert,
 )
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import last_interval_end
+from rewards.db.interval_reads import last_interval_end
 from rewards.db.tables import DeviceMetadata
 from rewards.services.errors import ServiceError
 

@@ -23,8 +23,8 @@ from rewards.core import (
     online_intervals,
 )
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame
+from rewards.db.interval_reads import load_intervals
 from rewards.inputs import (
     InputError,
     read_devices,

@@ -36,8 +36,8 @@ from rewards.core import (
 from rewards.db.audit import current_head
 from rewards.db.devices import metadata_history
 from rewards.db.engine import consistent_read
-from rewards.db.heartbeats import intervals_overlapping
 from rewards.db.incidents import devices_of, incidents, incidents_frame, owners_of
+from rewards.db.interval_reads import intervals_overlapping
 from rewards.db.state import committed_pages, job_runs
 from rewards.db.tables import Incident
 from rewards.services.incidents import (

@@ -28,8 +28,8 @@ from rewards.core import (
 from rewards.db import audit
 from rewards.db.devices import unknown_devices
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import last_interval_end
 from rewards.db.incidents import incidents, job_runs_frame
+from rewards.db.interval_reads import last_interval_end
 from rewards.db.tables import Incident
 from rewards.services.errors import ServiceError
 from rewards.services.intervals import online_counts

@@ -22,13 +22,11 @@ from rewards.db.engine import unit_of_work
 from rewards.db.heartbeats import (
     delete_intervals,
     insert_intervals,
-    interval_devices,
-    interval_tallies,
-    load_intervals,
     prune_heartbeats,
     settle_open_intervals,
     take_intervals_overlapping,
 )
+from rewards.db.interval_reads import interval_devices, interval_tallies, load_intervals
 from rewards.rebuild_shards import RebuildJob, rebuild_by_shard, rebuilt_intervals
 from rewards.services.computing import ComputePlan
 from rewards.services.errors import ServiceError

@@ -14,7 +14,7 @@ from rewards.core import SeasonPolicy, from_us
 from rewards.db import snapshots as snapshot_store
 from rewards.db import state
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import devices_seen_since, last_interval_end
+from rewards.db.interval_reads import devices_seen_since, last_interval_end
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from rewards.archive import HeartbeatArchive
 from rewards.core import Gap, SeasonPolicy, device_gaps, from_us, timeline_segments
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import last_interval_end, load_device_intervals
 from rewards.db.incidents import incidents, incidents_frame
+from rewards.db.interval_reads import last_interval_end, load_device_intervals
 from rewards.services.intervals import online_counts
 from rewards.services.versions import incident_versions_of
 

@@ -40,11 +40,11 @@ from rewards.core import (
 from rewards.db import audit
 from rewards.db import snapshots as store
 from rewards.db.engine import consistent_read, unit_of_work
-from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import (
     devices_frame,
     owners_frame,
 )
+from rewards.db.interval_reads import load_intervals
 from rewards.db.tables import Snapshot
 from rewards.services.computing import (
     ComputePlan,

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from rewards.archive import HeartbeatArchive
 from rewards.core import online_intervals
 from rewards.db.engine import make_engine, unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.db.heartbeats import load_heartbeats
+from rewards.db.interval_reads import load_intervals
 from rewards.services.ingest import pull_stream
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats
 from rewards.sim.server import BackgroundServer, UptimeSimulator, create_sim_app

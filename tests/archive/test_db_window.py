@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from rewards.archive import HeartbeatArchive
 from rewards.core import incident_versions, online_intervals
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.db.heartbeats import load_heartbeats
+from rewards.db.interval_reads import load_intervals
 from rewards.services.intervals import apply_retention
 from rewards.services.versions import incident_versions_of
 from rewards.sim.fleet import delivered_heartbeats

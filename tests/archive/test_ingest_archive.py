@@ -16,7 +16,8 @@ from rewards.archive import HeartbeatArchive
 from rewards.core import online_intervals, to_us
 from rewards.db import state
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals, take_intervals_overlapping
+from rewards.db.heartbeats import load_heartbeats, take_intervals_overlapping
+from rewards.db.interval_reads import load_intervals
 from rewards.services import ingest
 from rewards.services.eligibility import compute_from_files
 from rewards.services.ingest import IngestReport, pull_stream

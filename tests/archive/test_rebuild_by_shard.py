@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from rewards.archive import HeartbeatArchive
 from rewards.core import online_intervals
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_intervals
+from rewards.db.interval_reads import load_intervals
 from rewards.services.computing import ComputePlan
 from rewards.services.intervals import rebuild_intervals
 from rewards.sim.fleet import delivered_heartbeats

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from rewards.core import online_intervals, to_us, window_intervals
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.db.heartbeats import load_heartbeats
+from rewards.db.interval_reads import load_intervals
 from rewards.services import heartbeats as heartbeat_service
 from rewards.services.heartbeats import store_heartbeats
 from rewards.services.intervals import apply_retention

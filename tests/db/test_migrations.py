@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from rewards.core import to_us
 from rewards.db import audit
 from rewards.db.engine import make_engine, unit_of_work
-from rewards.db.heartbeats import load_intervals
+from rewards.db.interval_reads import load_intervals
 from rewards.db.migrate import current_revision, downgrade, head_revision, upgrade
 from rewards.db.tables import metadata
 from tests.conftest import Databases

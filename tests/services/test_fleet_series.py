@@ -11,12 +11,8 @@ from rewards.core import incident_versions
 from rewards.core.frames import to_us
 from rewards.core.outages import counts_from_tallies, fleet_online_counts, tallies
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import (
-    interval_tallies,
-    load_device_intervals,
-    load_heartbeats,
-    load_intervals,
-)
+from rewards.db.heartbeats import load_heartbeats
+from rewards.db.interval_reads import interval_tallies, load_device_intervals, load_intervals
 from rewards.services.intervals import stored_intervals
 from rewards.services.versions import incident_versions_of
 from tests.builders import incidents

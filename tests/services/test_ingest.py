@@ -12,7 +12,8 @@ from starlette.responses import Response
 from rewards.core import online_intervals
 from rewards.db import state
 from rewards.db.engine import unit_of_work
-from rewards.db.heartbeats import load_heartbeats, load_intervals
+from rewards.db.heartbeats import load_heartbeats
+from rewards.db.interval_reads import load_intervals
 from rewards.services.alerts import list_alerts
 from rewards.services.ingest import IngestReport, pull_stream
 from rewards.sim.fleet import FleetSpec, delivered_heartbeats

@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from rewards.core import to_us
 from rewards.db.engine import consistent_read
-from rewards.db.heartbeats import load_intervals
 from rewards.db.incidents import devices_frame, incidents, incidents_frame, owners_frame
+from rewards.db.interval_reads import load_intervals
 from rewards.services.computing import ComputePlan
 from rewards.services.incidents import declare
 from rewards.services.snapshot_runs import Inputs, freeze_inputs, run_snapshot
