@@ -28,7 +28,7 @@ from rewards.core.frames import to_us
 from rewards.core.outages import DetectorSettings
 from rewards.db.bulk import load_frame
 from rewards.db.engine import make_engine
-from rewards.db.heartbeats import settle_open_intervals
+from rewards.db.heartbeats import insert_intervals, settle_open_intervals
 from rewards.services.eligibility_view import refresh_view
 from rewards.services.incidents import decide, declare, detect
 from rewards.services.publication import publish
@@ -88,8 +88,7 @@ def load_page_fleet(url: str, devices: int, owned: int) -> dict[str, int]:
                 recorded_at=pl.lit(when),
             ),
         )
-        times = intervals.with_columns(pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us"))
-        load_frame(connection, "online_intervals", times)
+        insert_intervals(connection, intervals)  # stored as ingest stores them (elided)
         settle_open_intervals(connection)  # each device's latest is its open row
         connection.exec_driver_sql("ANALYZE")
     engine.dispose()

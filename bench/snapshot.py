@@ -47,7 +47,7 @@ from bench.memory import ChildPeaks, peak_rss_mib, reset_peak  # noqa: E402
 from rewards.core.frames import to_us  # noqa: E402
 from rewards.db.bulk import load_frame  # noqa: E402
 from rewards.db.engine import make_engine  # noqa: E402
-from rewards.db.heartbeats import settle_open_intervals  # noqa: E402
+from rewards.db.heartbeats import insert_intervals, settle_open_intervals  # noqa: E402
 from rewards.db.migrate import upgrade  # noqa: E402
 from rewards.seasons import load_policy  # noqa: E402
 from rewards.services.audit_bundle import write_audit_bundle  # noqa: E402
@@ -136,10 +136,7 @@ def load_season(url: str, devices: int, seasons_before: int = 0) -> dict[str, in
         )
         history = 0
         for season in [*past_seasons(devices, seasons_before), intervals]:
-            times = season.with_columns(
-                pl.col("start").dt.epoch("us"), pl.col("end").dt.epoch("us")
-            )
-            load_frame(connection, "online_intervals", times)
+            insert_intervals(connection, season)  # stored as ingest stores them (elided)
             history += season.height
         settle_open_intervals(connection)  # each device's latest is its open row
         forced = datetime(2024, 4, 25, 8, 5, tzinfo=UTC)
