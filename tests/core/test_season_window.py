@@ -114,3 +114,38 @@ def test_the_window_keeps_each_devices_neighbours_and_what_overlaps() -> None:
         ("c", 95),
         ("c", 120),
     ]
+
+
+def test_a_return_however_late_after_the_season_decides_its_incident_credit() -> None:
+    """DESIGN 4.3 and 4.5: time after a device's last interval is not a gap, so a device
+    silent from an incident to the season's end is credited only if it ever comes back,
+    and the season's window keeps that return however late (no horizon past the season's
+    end bounds what a season's results depend on)."""
+    minute = timedelta(minutes=1)
+    up = [("gpu-a", T0 + 100 * minute + k * minute, "b1", "1.10") for k in range(20)]
+    back = [("gpu-a", T0 + timedelta(days=40) + k * minute, "b2", "1.10") for k in range(3)]
+    incidents = _incidents(
+        [
+            {
+                "incident_id": "i1",
+                "start": T0 + 125 * minute,
+                "length_min": 10,
+                "recovery_deadline_us": 600 * 60 * US,
+                "scope_all": True,
+                "scope_device_ids": [],
+                "scope_version_below": None,
+            }
+        ]
+    )
+    relevant = season_incidents(incidents, P)
+    credited = []
+    for heartbeats in (up, up + back):
+        frame = pl.DataFrame(heartbeats, schema=dict(HEARTBEATS), orient="row")
+        intervals = online_intervals(frame, P)
+        kept = window_intervals(intervals, *input_window(P, relevant))
+        assert kept.height == intervals.height  # the return, 40 days on, is in the window
+        rows = device_epochs(
+            kept, P, incidents=relevant, incident_versions=incident_versions(frame, relevant)
+        )
+        credited.append(rows.filter(pl.col("epoch") == 2)["credited_s"].item())
+    assert credited == [0.0, 3_300.0]  # never back: nothing; back: 12:05 to the season's end
