@@ -23,11 +23,10 @@ from rewards.core import (
     PACKED_DEVICE_DOCUMENTS,
     PACKED_DOCUMENTS,
     SeasonPolicy,
-    device_documents,
     device_shards,
     empty,
     owner_slices,
-    pack_view,
+    pack_devices,
     started_epochs,
     view_rows,
 )
@@ -113,7 +112,7 @@ def _render(job: ViewJob, bucket: int) -> tuple[int, int]:
     rows = view_rows(pl.concat([unspill(p) for p in parts]), job.policy, job.as_of_us)
     epochs, threads = len(started_epochs(job.policy, job.as_of_us)), _cores()
     packed = [
-        pack_view(device_documents(some, job.policy, epochs), threads)
+        pack_devices(some, job.policy, epochs, threads)
         for some in owner_slices(rows, ROWS_PER_RENDER)
     ]  # a slice's JSON at a time: the text is ~500 B a row, its compressed form ~80 B
     documents = pl.concat([p[0] for p in packed]) if packed else empty(PACKED_DOCUMENTS)

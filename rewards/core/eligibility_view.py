@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, pairwise
 from typing import TypeVar
 
+import numpy as np
 import polars as pl
 
 from rewards.core.deflate import Segment, json_array, segment
@@ -144,22 +145,7 @@ def device_documents(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> p
         return pl.DataFrame(schema={"owner_id": pl.String, "device_id": pl.String,
                                     "states": pl.String, "rows": pl.Int64,
                                     "document": pl.String})  # fmt: skip
-    letters = (
-        rows.select(*keys, "epoch", grid_letter_expr(policy).alias("letter"))
-        .pivot(on="epoch", index=keys, values="letter", sort_columns=True)
-        .rename(lambda name: name if name in keys else f"e{name}")
-    )
-    states = letters.select(
-        *keys,
-        pl.concat_str(
-            [
-                pl.col(f"e{e}").fill_null(NOT_OWNED)
-                if f"e{e}" in letters.columns
-                else pl.lit(NOT_OWNED)
-                for e in range(epochs)
-            ]
-        ).alias("states"),
-    )
+    states = _device_states(rows, policy, epochs)
     documents = (
         stored_rows(rows, policy)
         .select(
@@ -177,6 +163,66 @@ def device_documents(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> p
     return documents.join(states, on=keys, how="left", maintain_order="left").select(
         *keys, "states", "rows", "document"
     )
+
+
+def _device_states(rows: pl.DataFrame, policy: SeasonPolicy, epochs: int) -> pl.DataFrame:
+    """Per (owner_id, device_id) of VIEW_ROWS `rows`: its `states` (see device_documents)."""
+    keys = ["owner_id", "device_id"]
+    letters = (
+        rows.select(*keys, "epoch", grid_letter_expr(policy).alias("letter"))
+        .pivot(on="epoch", index=keys, values="letter", sort_columns=True)
+        .rename(lambda name: name if name in keys else f"e{name}")
+    )
+    return letters.select(
+        *keys,
+        pl.concat_str(
+            [
+                pl.col(f"e{e}").fill_null(NOT_OWNED)
+                if f"e{e}" in letters.columns
+                else pl.lit(NOT_OWNED)
+                for e in range(epochs)
+            ]
+        ).alias("states"),
+    )
+
+
+def pack_devices(
+    rows: pl.DataFrame, policy: SeasonPolicy, epochs: int, threads: int = 1
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`pack_view(device_documents(rows, policy, epochs), threads)`, the same bytes, made
+    without writing each device's document as text: every row's JSON is written with a
+    "," after it, so the rows of a device (together, in `view_rows` order) lie end to end
+    in the Arrow buffer of that column, and a device's segment is compressed straight from
+    its stretch of the buffer (the "," after its last row left out). Joining each device's
+    rows into a string took a quarter of the rendering at fleet size."""
+    keys = ["owner_id", "device_id"]
+    if rows.is_empty():
+        return pack_view(device_documents(rows, policy, epochs), threads)
+    stored = stored_rows(rows, policy)
+    run_lengths = stored.select(pl.struct(keys).rle_id()).to_series().rle().struct.field("len")
+    bounds = np.concatenate([[0], np.cumsum(run_lengths.to_numpy(), dtype=np.int64)])
+    texts = stored.select(
+        pl.struct(pl.all().exclude("owner_id")).struct.json_encode() + ","
+    ).to_series()
+    array = texts.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string: one buffer
+    _, offsets_buffer, data = array.buffers()
+    assert offsets_buffer is not None and data is not None  # rows.height > 0: text
+    offsets = np.frombuffer(offsets_buffer, dtype="<i8")[array.offset :]
+    starts, ends = offsets[bounds[:-1]], offsets[bounds[1:]] - 1
+    buffer = memoryview(data)
+
+    def segments(share: tuple[int, int]) -> list[Segment]:
+        first, count = share
+        return [segment(buffer[starts[i] : ends[i]]) for i in range(first, first + count)]
+
+    devices = (
+        stored.select(keys)
+        .gather(bounds[:-1])
+        .with_columns(rows=run_lengths.cast(pl.Int64))
+        .join(_device_states(rows, policy, epochs), on=keys, how="left", maintain_order="left")
+        .select(*keys, "states", "rows")
+    )
+    return _pack(devices, _threaded(segments, _shares(devices.height, threads)), threads)
 
 
 PACKED_DOCUMENTS: dict[str, pl.DataType] = {
@@ -203,6 +249,14 @@ def pack_view(devices: pl.DataFrame, threads: int = 1) -> tuple[pl.DataFrame, pl
     (zlib-ng and hashlib let go of the GIL)."""
     texts = devices.get_column("document")
     segments = _threaded(_segments, [texts.slice(o, n) for o, n in _shares(texts.len(), threads)])
+    return _pack(devices, segments, threads)
+
+
+def _pack(
+    devices: pl.DataFrame, segments: list[Segment], threads: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`pack_view`'s frames from each device's (owner_id, device_id, states, rows) and
+    the segment of its rows."""
     by_device = [json_array([s]) for s in segments]
     owners = devices.group_by("owner_id", maintain_order=True).agg(pl.len(), pl.col("rows").sum())
     bounds = [0, *accumulate(owners.get_column("len").to_list())]

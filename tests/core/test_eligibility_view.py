@@ -19,6 +19,7 @@ from rewards.core.eligibility_view import (
     device_documents,
     grid_letter_expr,
     owner_slices,
+    pack_devices,
     pack_view,
     started_epochs,
     stored_rows,
@@ -111,6 +112,29 @@ def test_each_owner_gets_one_document_of_its_rows_whatever_the_threads(threads: 
         assert count == mine.height
         assert json.loads(zlib.decompress(packed)) == mine.to_dicts()
         assert hashlib.sha256(packed).hexdigest() == digest
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    as_of=st.sampled_from(["2024-04-20T06:00Z", "2024-04-22T06:00Z", "2024-04-27T00:00Z"]),
+    owners=st.lists(st.sampled_from(["alice", "bob", "carol", "a", "ab"]), min_size=1, unique=True),
+    threads=st.integers(1, 3),
+)
+def test_devices_packed_from_the_rows_json_buffer_are_the_same_bytes(
+    as_of: str, owners: list[str], threads: int
+) -> None:
+    """The view's fast packing (each device's segment compressed straight from the rows'
+    JSON buffer) gives exactly `pack_view(device_documents(...))`: owners of one device or
+    many, devices under several owners, the season's start and end, and no rows."""
+    base = _rows(as_of)
+    rows = pl.concat(
+        [base.with_columns(owner_id=pl.lit(o) + pl.col("owner_id")) for o in owners]
+    ).sort("owner_id", "device_id", "epoch")
+    epochs = len(started_epochs(SEASON, to_us(at(as_of))))
+    for some in (rows, rows.clear()):
+        fast = pack_devices(some, SEASON, epochs, threads)
+        reference = pack_view(device_documents(some, SEASON, epochs), threads)
+        assert fast[0].equals(reference[0]) and fast[1].equals(reference[1])
 
 
 def _row(**fields: object) -> dict[str, object]:
