@@ -31,6 +31,7 @@ from rewards.core import (
     combine_fingerprint,
     fingerprint_parts,
     incident_versions_near,
+    sorted_by,
 )
 from rewards.executors import Executor, InProcess, in_groups
 
@@ -110,7 +111,8 @@ def _freeze(job: FreezeJob, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     if (folder / _SORTED).exists():  # an earlier attempt sorted them
         intervals = unspill(folder / _SORTED)
     else:
-        intervals = season.read("intervals", shard, dict(INTERVALS)).sort("device_id", "start")
+        found = season.read("intervals", shard, dict(INTERVALS))
+        intervals = sorted_by(found, "device_id", "start")
         if intervals.height:
             _write(intervals, folder / _SORTED)
     for part in folder.glob(f"part-*{SPILL}"):

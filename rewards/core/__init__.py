@@ -64,6 +64,7 @@ from rewards.core.frames import (
     empty,
     from_us,
     slices,
+    sorted_by,
     to_us,
 )
 from rewards.core.identifiers import IDENTIFIER_PATTERN, identifier_problem, not_identifiers
@@ -267,6 +268,7 @@ __all__ = [
     "shares",
     "slices",
     "snapshot_rows",
+    "sorted_by",
     "started_epochs",
     "summarize",
     "summarize_rows",
