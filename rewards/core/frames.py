@@ -159,8 +159,8 @@ def sorted_by(frame: pl.DataFrame, first: str, second: str) -> pl.DataFrame:
     """`frame` sorted by (first, second): as it is when it is so already, so input that
     arrives sorted, as intervals do, is never sorted again. A text `first` (a device_id)
     is ranked once per distinct value (bytewise, as polars orders text) and the rows are
-    sorted by two integers: 2.5x as fast as sorting by the text at a shard's 3.7M
-    intervals."""
+    sorted by two integers: about twice as fast as sorting by the text at a shard's
+    3.7M intervals (1.1-1.6 s against 2.9 s)."""
     if increasing(frame, first, second):
         return frame
     if frame.schema[first] != pl.String:

@@ -177,7 +177,7 @@ def open_intervals_touched(connection: Connection, touch: pl.DataFrame) -> pl.Da
             {},
             {**INTERVAL_INTS, "lo": pl.Int64(), "hi": pl.Int64()},
         )
-    return found.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+    return as_time(found)
 
 
 def take_closed_intervals_near(
@@ -201,7 +201,7 @@ def take_closed_intervals_near(
         nearby = fetch_frame(
             connection, _take_nearby_sql(connection.dialect.name), window, INTERVAL_INTS
         )
-    return nearby.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+    return as_time(nearby)
 
 
 def put_intervals(connection: Connection, intervals: pl.DataFrame) -> None:
