@@ -74,65 +74,41 @@ def interval_batches(
     """The stored online intervals as INTERVALS frames, a batch at a time, in no particular
     order (a season's are never held whole here); with a `window` (lo, hi) in µs, only
     those a season depends on (core.window_intervals)."""
-    if window is None:
-        sql = f"SELECT * FROM {_every_interval()}"  # noqa: S608
-    elif connection.dialect.name == "postgresql":
-        sql = _in_window_pg(*window)
-    else:
-        sql = _in_window_sqlite(*window)
+    every = f"SELECT * FROM {_every_interval()}"  # noqa: S608
+    sql = every if window is None else _in_window(connection.dialect.name, *window)
     for batch in read_frames(connection, sql, {}, INTERVAL_INTS):
         yield as_time(batch)
 
 
-# core.window_intervals as one query: a device's neighbours of the window are found
-# through the primary key, never by scanning the history. The open row is a device's
-# latest: the one before when it ends by `lo`, the one after when it starts at `hi` or
-# later and no closed row does. `lo`, `hi`: our integers, inlined to stream via ADBC.
-
-
-def _window_parts(lo: int, hi: int) -> list[str]:
-    """The window's rows that are not a closed neighbour."""
+def _in_window(dialect: str, lo: int, hi: int) -> str:
+    """core.window_intervals as one query: a device's neighbours of the window are found
+    through the primary key, never by scanning the history. The open row is a device's
+    latest: the one before when it ends by `lo`, the one after when it starts at `hi` or
+    later and no closed row does. `lo`, `hi`: our integers, inlined to stream via ADBC."""
     lo, hi = int(lo), int(hi)
-    return [
+    parts = [
         f'SELECT * FROM {_every_interval()} WHERE start < {hi} AND "end" > {lo}',  # noqa: S608
         f'SELECT {COLUMN_LIST} FROM open_intervals WHERE "end" <= {lo}',  # noqa: S608
         f"SELECT {COLUMN_LIST} FROM open_intervals d WHERE start >= {hi} AND NOT EXISTS "  # noqa: S608
         f"(SELECT 1 FROM online_intervals x WHERE x.device_id = d.device_id AND x.start >= {hi})",
     ]
-
-
-def _sides(lo: int, hi: int) -> tuple[tuple[str, int, str], ...]:
-    """The closed row nearest the window on each side (its search), the open row's start
-    from which it is looked for, and what else it must be."""
-    lo, hi = int(lo), int(hi)
-    return (
+    sides = (  # the closed row nearest the window on each side, and what else it must be
         (f"start < {lo} ORDER BY x.start DESC", lo, f'"end" <= {lo}'),
         (f"start >= {hi} ORDER BY x.start", hi, f"start >= {hi}"),
     )
-
-
-def _in_window_pg(lo: int, hi: int) -> str:
-    """The window on PostgreSQL: each neighbour is the row itself, found by LATERAL."""
-    parts = _window_parts(lo, hi)
-    for nearest, edge, kept in _sides(lo, hi):
+    for nearest, edge, kept in sides:
         near = f"online_intervals x WHERE x.device_id = d.device_id AND x.{nearest} LIMIT 1"
-        parts.append(
-            f"SELECT p.* FROM open_intervals d CROSS JOIN LATERAL (SELECT "  # noqa: S608
-            f"{closed_columns('x.')} FROM {near}) p WHERE d.start >= {edge} AND p.{kept}"
-        )
-    return " UNION ALL ".join(parts)
-
-
-def _in_window_sqlite(lo: int, hi: int) -> str:
-    """The window on SQLite: each neighbour's start by a correlated lookup, then the row."""
-    parts = _window_parts(lo, hi)
-    for nearest, edge, kept in _sides(lo, hi):
-        near = f"online_intervals x WHERE x.device_id = d.device_id AND x.{nearest} LIMIT 1"
-        parts.append(
-            f"SELECT {closed_columns('o.')} FROM open_intervals d JOIN online_intervals o "  # noqa: S608
-            f"ON o.device_id = d.device_id AND o.start = (SELECT x.start FROM {near}) "
-            f"WHERE d.start >= {edge} AND o.{kept}"
-        )
+        if dialect == "postgresql":  # the row itself, by LATERAL
+            parts.append(
+                f"SELECT p.* FROM open_intervals d CROSS JOIN LATERAL (SELECT "  # noqa: S608
+                f"{closed_columns('x.')} FROM {near}) p WHERE d.start >= {edge} AND p.{kept}"
+            )
+        else:  # SQLite: the row's start by a correlated lookup, then the row
+            parts.append(
+                f"SELECT {closed_columns('o.')} FROM open_intervals d JOIN online_intervals o "  # noqa: S608
+                f"ON o.device_id = d.device_id AND o.start = (SELECT x.start FROM {near}) "
+                f"WHERE d.start >= {edge} AND o.{kept}"
+            )
     return " UNION ALL ".join(parts)
 
 
